@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+// Runs the whole test suite. Network tests (mDNS on loopback, network namespaces) must never
+// reach a real interface, so as root the runner re-executes itself inside a fresh network
+// namespace (`unshare -n`): only a private loopback exists there and nothing can leak.
+// Without root it tries a user namespace (`unshare -rn`); if neither works, network tests skip
+// themselves with a message and the unit tests still run.
+import { spawnSync, execFileSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const args = process.argv.slice(2);
+const unitOnly = args.includes('--unit-only');
+const filters = args.filter((a) => !a.startsWith('--'));
+
+function findTests(dir) {
+  const out = [];
+  let entries = [];
+  try { entries = readdirSync(dir); } catch { return out; }
+  for (const e of entries) {
+    const p = join(dir, e);
+    if (statSync(p).isDirectory()) out.push(...findTests(p));
+    else if (e.endsWith('.test.js')) out.push(p);
+  }
+  return out.sort();
+}
+
+function run(files, env) {
+  const r = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=180000', ...files], {
+    stdio: 'inherit', env,
+  });
+  return r.status ?? 1;
+}
+
+const unit = findTests('.build/src');
+const network = unitOnly ? [] : findTests('.build/test');
+const pick = (fs) => (filters.length ? fs.filter((f) => filters.some((x) => f.includes(x))) : fs);
+
+if (process.env.AMBASSADOR_TEST_ISOLATED === '1') {
+  // Inside our own fresh network namespace: bring up loopback, route multicast to it.
+  execFileSync('ip', ['link', 'set', 'lo', 'up']);
+  spawnSync('ip', ['route', 'add', '224.0.0.0/4', 'dev', 'lo'], { stdio: 'ignore' });
+  process.exit(run(pick([...unit, ...network]), process.env));
+}
+
+if (network.length > 0) {
+  const isRoot = process.getuid?.() === 0;
+  const unshareArgs = isRoot ? ['-n'] : ['-r', '-n'];
+  const probe = spawnSync('unshare', [...unshareArgs, 'true'], { stdio: 'ignore' });
+  if (probe.status === 0) {
+    const r = spawnSync('unshare', [...unshareArgs, '--', process.execPath, 'scripts/test.mjs', ...args], {
+      stdio: 'inherit',
+      env: { ...process.env, AMBASSADOR_TEST_ISOLATED: '1', AMBASSADOR_TEST_ROOT: isRoot ? '1' : '0' },
+    });
+    process.exit(r.status ?? 1);
+  }
+  console.log('# network tests will skip: cannot create a private network namespace (needs root or user namespaces)');
+}
+process.exit(run(pick([...unit, ...network]), process.env));

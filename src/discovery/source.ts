@@ -1,0 +1,33 @@
+import type { EventEmitter } from 'node:events';
+
+/** Where an endpoint was learned from. */
+export type SourceKind = 'mdns' | 'static' | 'srv';
+
+/**
+ * One reachable instance of a service as a discovery source reports it. Sources always emit
+ * the complete current set for their cluster; the cluster diffs sets and keeps health state.
+ */
+export interface EndpointSpec {
+  /** Stable identity within the cluster, e.g. the mDNS instance name or "static:host:port". */
+  id: string;
+  source: SourceKind;
+  /** Address to connect to (an IP literal when the source resolved one). */
+  host: string;
+  port: number;
+  /** RFC 2782 priority (lower is preferred) and weight. */
+  priority: number;
+  weight: number;
+  /** DNS-SD TXT key/values (empty for static endpoints). */
+  txt: Record<string, string>;
+  /** Human label: mDNS instance name, SRV target, or host:port. */
+  label: string;
+  /** Epoch ms when the source's record expires, if it has a TTL. */
+  expiresAt?: number;
+}
+
+/** A discovery source feeds one cluster. It emits 'endpoints' (EndpointSpec[]) on every change. */
+export interface DiscoverySource extends EventEmitter {
+  readonly kind: SourceKind;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
