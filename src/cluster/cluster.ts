@@ -1,0 +1,241 @@
+import { EventEmitter } from 'node:events';
+import type { EndpointSpec, SourceKind } from '../discovery/source.js';
+import { Endpoint, endpointKey, type DownReason } from './endpoint.js';
+
+export type EndpointDownReason = 'removed' | DownReason;
+
+export type ClusterEvents = {
+  /** A new endpoint entered the cluster (it starts 'up'; an 'endpoint-up' follows). */
+  'endpoint-added': [endpoint: Endpoint];
+  /** An endpoint left its source's set (an 'endpoint-down' with 'removed' precedes it if it was up). */
+  'endpoint-removed': [endpoint: Endpoint];
+  /** An endpoint became usable. */
+  'endpoint-up': [endpoint: Endpoint];
+  /** An endpoint stopped being usable. */
+  'endpoint-down': [endpoint: Endpoint, reason: EndpointDownReason];
+  /** host/port/priority/weight/txt/label changed; `addressChanged` when host or port did. */
+  'endpoint-updated': [endpoint: Endpoint, addressChanged: boolean];
+  /** Something above happened (coalesced once per setEndpoints call). */
+  changed: [];
+};
+
+export interface OutlierOptions {
+  /**
+   * Consecutive failed connects before ejection. Default 2: one refused or timed-out connect can
+   * be a transient blip (backlog full, restart race) and costs the client only a retry on the next
+   * endpoint; two in a row is a strong signal, and ejecting then keeps later clients from paying
+   * that retry latency on a dead peer long before an mDNS TTL (75 s–120 min) would drop it.
+   */
+  consecutiveFailures?: number;
+  /** First ejection lasts this long; each further ejection doubles it. Default 1000 ms. */
+  baseEjectionMs?: number;
+  /** Cap on the ejection time. Default 30000 ms. */
+  maxEjectionMs?: number;
+}
+
+export interface ClusterOptions {
+  /** Keep only endpoints whose TXT record has every KEY=VALUE given (exact, case-sensitive). */
+  where?: Record<string, string>;
+  /** Passive outlier detection; `false` disables ejection (failures are still counted). */
+  outlier?: OutlierOptions | false;
+}
+
+/**
+ * A named set of endpoints fed by one or more discovery sources. Each source owns its subset:
+ * `setEndpoints(source, specs)` replaces that subset (diffed, so counters and health survive).
+ */
+export class Cluster extends EventEmitter<ClusterEvents> {
+  readonly name: string;
+  readonly where: Readonly<Record<string, string>>;
+  readonly outlier: Required<OutlierOptions> | undefined;
+  private readonly byKey = new Map<string, Endpoint>();
+  private readonly ejectionTimers = new Map<Endpoint, NodeJS.Timeout>();
+  private closed = false;
+
+  constructor(name: string, options: ClusterOptions = {}) {
+    super();
+    this.name = name;
+    this.where = { ...(options.where ?? {}) };
+    if (options.outlier === false) {
+      this.outlier = undefined;
+    } else {
+      const o = options.outlier ?? {};
+      this.outlier = {
+        consecutiveFailures: Math.max(1, o.consecutiveFailures ?? 2),
+        baseEjectionMs: Math.max(1, o.baseEjectionMs ?? 1000),
+        maxEjectionMs: Math.max(1, o.maxEjectionMs ?? 30_000),
+      };
+    }
+    // Many listeners may wait for endpoints at once (one per pending client).
+    this.setMaxListeners(0);
+  }
+
+  /** Whether a spec passes the `where` TXT filter. */
+  matches(spec: Pick<EndpointSpec, 'txt'>): boolean {
+    for (const k in this.where) if (spec.txt[k] !== this.where[k]) return false;
+    return true;
+  }
+
+  /** Replace the set of endpoints learned from `source`. */
+  setEndpoints(source: SourceKind, specs: readonly EndpointSpec[]): void {
+    if (this.closed) return;
+    const now = Date.now();
+    const seen = new Set<string>();
+    let changed = false;
+    for (const s of specs) {
+      const spec: EndpointSpec = s.source === source ? s : { ...s, source };
+      if (!this.matches(spec)) continue;
+      const key = endpointKey(source, spec.id);
+      if (seen.has(key)) continue; // a duplicate id in one set: first wins
+      seen.add(key);
+      const existing = this.byKey.get(key);
+      if (!existing) {
+        const ep = new Endpoint(spec, now);
+        this.byKey.set(key, ep);
+        changed = true;
+        this.emit('endpoint-added', ep);
+        this.emit('endpoint-up', ep);
+        continue;
+      }
+      const wasUsable = existing.isUsable(now);
+      const change = existing.update(spec, now);
+      if (change === undefined) continue;
+      changed = true;
+      if (change === 'address') this.clearEjectionTimer(existing);
+      this.emit('endpoint-updated', existing, change === 'address');
+      if (!wasUsable && existing.isUsable(now)) this.emit('endpoint-up', existing);
+    }
+    for (const [key, ep] of this.byKey) {
+      if (ep.source !== source || seen.has(key)) continue;
+      this.remove(ep, now);
+      changed = true;
+    }
+    if (changed) this.emit('changed');
+  }
+
+  /** Every endpoint, usable or not, in insertion order. */
+  endpoints(): Endpoint[] {
+    return [...this.byKey.values()];
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  get(key: string): Endpoint | undefined {
+    return this.byKey.get(key);
+  }
+
+  /** Endpoints usable for new connections: up (health checks pass) and not ejected. */
+  healthy(now: number = Date.now()): Endpoint[] {
+    const out: Endpoint[] = [];
+    for (const ep of this.byKey.values()) if (ep.isUsable(now)) out.push(ep);
+    return out;
+  }
+
+  /**
+   * Resolve true as soon as a usable endpoint exists (at once if one does), false when
+   * `timeoutMs` passes, the signal aborts, or the cluster closes.
+   */
+  waitForEndpoint(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    if (this.healthy().length > 0) return Promise.resolve(true);
+    if (this.closed || signal?.aborted || timeoutMs <= 0) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const done = (result: boolean): void => {
+        clearTimeout(timer);
+        this.off('changed', onChange);
+        signal?.removeEventListener('abort', onAbort);
+        resolve(result);
+      };
+      const onChange = (): void => {
+        if (this.closed) done(false);
+        else if (this.healthy().length > 0) done(true);
+      };
+      const onAbort = (): void => done(false);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.on('changed', onChange);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Active health checks report here. Emits endpoint-up/down (reason 'health-check') on transitions. */
+  setHealth(ep: Endpoint, healthy: boolean): void {
+    if (ep.removed || this.byKey.get(ep.key) !== ep || ep.checkHealthy === healthy) return;
+    const now = Date.now();
+    const before = ep.downReasonAt(now);
+    ep.checkHealthy = healthy;
+    this.emitTransition(ep, before, now);
+  }
+
+  /** A connect to `ep` failed (refused, timed out, unreachable). May eject it as an outlier. */
+  reportConnectFailure(ep: Endpoint): void {
+    ep.failures++;
+    ep.consecutiveFailures++;
+    const o = this.outlier;
+    if (!o || ep.removed || this.closed) return;
+    const now = Date.now();
+    if (ep.ejectedUntil > now) return; // already out; in-flight attempts failing add nothing
+    if (ep.consecutiveFailures < o.consecutiveFailures) return;
+    const before = ep.downReasonAt(now);
+    const ms = Math.min(o.maxEjectionMs, o.baseEjectionMs * 2 ** Math.min(ep.ejections, 30));
+    ep.ejections++;
+    ep.ejectedUntil = now + ms;
+    this.clearEjectionTimer(ep);
+    const timer = setTimeout(() => this.endEjection(ep), ms);
+    timer.unref();
+    this.ejectionTimers.set(ep, timer);
+    this.emitTransition(ep, before, now);
+  }
+
+  /** A connect to `ep` succeeded: clears the failure streak and the ejection back-off. */
+  reportConnectSuccess(ep: Endpoint): void {
+    ep.consecutiveFailures = 0;
+    ep.ejections = 0;
+  }
+
+  /** Stop timers and drop all endpoints (emitting their removal). The cluster is inert afterwards. */
+  close(): void {
+    if (this.closed) return;
+    const now = Date.now();
+    for (const ep of [...this.byKey.values()]) this.remove(ep, now);
+    this.closed = true;
+    this.emit('changed'); // also wakes every waitForEndpoint() with false
+  }
+
+  private endEjection(ep: Endpoint): void {
+    this.ejectionTimers.delete(ep);
+    if (ep.removed) return;
+    const now = Date.now();
+    const before: DownReason | undefined = ep.checkHealthy ? 'outlier' : 'health-check';
+    ep.ejectedUntil = 0;
+    // Probation: the next failed connect ejects again at once, with the doubled back-off.
+    if (this.outlier) ep.consecutiveFailures = this.outlier.consecutiveFailures - 1;
+    this.emitTransition(ep, before, now);
+  }
+
+  private remove(ep: Endpoint, now: number): void {
+    const wasUsable = ep.isUsable(now);
+    this.byKey.delete(ep.key);
+    this.clearEjectionTimer(ep);
+    ep.removed = true;
+    if (wasUsable) this.emit('endpoint-down', ep, 'removed');
+    this.emit('endpoint-removed', ep);
+  }
+
+  private clearEjectionTimer(ep: Endpoint): void {
+    const t = this.ejectionTimers.get(ep);
+    if (t) {
+      clearTimeout(t);
+      this.ejectionTimers.delete(ep);
+    }
+  }
+
+  private emitTransition(ep: Endpoint, before: DownReason | undefined, now: number): void {
+    const after = ep.downReasonAt(now);
+    if (before === after) return;
+    // Only up<->down transitions are events; a down endpoint changing reason is just 'changed'.
+    if (after === undefined) this.emit('endpoint-up', ep);
+    else if (before === undefined) this.emit('endpoint-down', ep, after);
+    this.emit('changed');
+  }
+}

@@ -1,0 +1,159 @@
+import type { EndpointSpec, SourceKind } from '../discovery/source.js';
+
+/** Why an endpoint is not usable. 'health-check': active checks failed; 'outlier': connects failed. */
+export type DownReason = 'health-check' | 'outlier';
+export type HealthState = 'up' | 'down';
+
+/** Unique key of an endpoint inside a cluster: the same id from two sources are two endpoints. */
+export function endpointKey(source: SourceKind, id: string): string {
+  return `${source}/${id}`;
+}
+
+/**
+ * One instance of a service, as the cluster tracks it. The spec fields come from discovery and
+ * may change (migration); counters and health state survive such updates. State is changed
+ * only through the owning Cluster, which emits events for every transition.
+ */
+export class Endpoint {
+  readonly key: string;
+  readonly id: string;
+  readonly source: SourceKind;
+  host: string;
+  port: number;
+  priority: number;
+  weight: number;
+  txt: Record<string, string>;
+  label: string;
+  expiresAt: number | undefined;
+
+  /** Result of active health checks (true until a checker says otherwise). */
+  checkHealthy = true;
+  /** Epoch ms until which passive outlier detection keeps this endpoint out; 0 = not ejected. */
+  ejectedUntil = 0;
+  /** How many times in a row the endpoint was ejected without a successful connect in between. */
+  ejections = 0;
+  /** Connect failures in a row (reset by a successful connect). */
+  consecutiveFailures = 0;
+
+  /** Proxied connections currently open to this endpoint. */
+  active = 0;
+  /** Proxied connections ever established / connect attempts that failed. */
+  connections = 0;
+  failures = 0;
+  /** Bytes received from / sent to the endpoint over closed proxied connections. */
+  bytesIn = 0;
+  bytesOut = 0;
+  /** Epoch ms when the endpoint was last part of its source's set. */
+  lastSeen: number;
+  /** Bumped whenever host/port change, so in-flight checks on the old address can be discarded. */
+  generation = 0;
+  /** True once the cluster dropped it; holders of a reference can notice. */
+  removed = false;
+
+  constructor(spec: EndpointSpec, now: number = Date.now()) {
+    this.key = endpointKey(spec.source, spec.id);
+    this.id = spec.id;
+    this.source = spec.source;
+    this.host = spec.host;
+    this.port = spec.port;
+    this.priority = spec.priority;
+    this.weight = spec.weight;
+    this.txt = { ...spec.txt };
+    this.label = spec.label;
+    this.expiresAt = spec.expiresAt;
+    this.lastSeen = now;
+  }
+
+  get address(): string {
+    return this.host.includes(':') ? `[${this.host}]:${this.port}` : `${this.host}:${this.port}`;
+  }
+
+  /** 'down' when active checks failed (reported first) or while ejected as an outlier. */
+  stateAt(now: number): HealthState {
+    return this.downReasonAt(now) === undefined ? 'up' : 'down';
+  }
+
+  downReasonAt(now: number): DownReason | undefined {
+    if (!this.checkHealthy) return 'health-check';
+    if (this.ejectedUntil > now) return 'outlier';
+    return undefined;
+  }
+
+  get state(): HealthState {
+    return this.stateAt(Date.now());
+  }
+
+  get downReason(): DownReason | undefined {
+    return this.downReasonAt(Date.now());
+  }
+
+  /** Usable for new connections: not removed, passing health checks, not ejected. */
+  isUsable(now: number = Date.now()): boolean {
+    return !this.removed && this.downReasonAt(now) === undefined;
+  }
+
+  /**
+   * Apply a new spec. Returns 'address' if host or port changed (health state is then reset, as
+   * it described another address), 'meta' for other changes, undefined if nothing changed.
+   */
+  update(spec: EndpointSpec, now: number = Date.now()): 'address' | 'meta' | undefined {
+    this.lastSeen = now;
+    this.expiresAt = spec.expiresAt;
+    let change: 'address' | 'meta' | undefined;
+    if (spec.host !== this.host || spec.port !== this.port) {
+      this.host = spec.host;
+      this.port = spec.port;
+      this.generation++;
+      this.checkHealthy = true;
+      this.ejectedUntil = 0;
+      this.ejections = 0;
+      this.consecutiveFailures = 0;
+      change = 'address';
+    }
+    if (
+      spec.priority !== this.priority ||
+      spec.weight !== this.weight ||
+      spec.label !== this.label ||
+      !sameTxt(spec.txt, this.txt)
+    ) {
+      this.priority = spec.priority;
+      this.weight = spec.weight;
+      this.label = spec.label;
+      this.txt = { ...spec.txt };
+      change ??= 'meta';
+    }
+    return change;
+  }
+
+  /** Plain snapshot for /peers and logs. */
+  toJSON(): Record<string, unknown> {
+    const now = Date.now();
+    return {
+      key: this.key,
+      id: this.id,
+      source: this.source,
+      label: this.label,
+      host: this.host,
+      port: this.port,
+      priority: this.priority,
+      weight: this.weight,
+      txt: this.txt,
+      state: this.stateAt(now),
+      downReason: this.downReasonAt(now),
+      ejectedUntil: this.ejectedUntil > now ? this.ejectedUntil : undefined,
+      active: this.active,
+      connections: this.connections,
+      failures: this.failures,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      lastSeen: this.lastSeen,
+    };
+  }
+}
+
+function sameTxt(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (b[k] !== a[k]) return false;
+  return true;
+}
