@@ -1,0 +1,311 @@
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { createBalancer, type Balancer } from '../cluster/balancer.js';
+import type { Cluster, EndpointDownReason } from '../cluster/cluster.js';
+import type { Endpoint } from '../cluster/endpoint.js';
+import { ConnectError, connectSocket } from './connect.js';
+import { ProxyConnection } from './connection.js';
+import { codeOf, SocketPipe, type PipeResult } from './pipe.js';
+import { ProxyServer, type CloseOptions } from './server.js';
+
+/**
+ * Runs on a freshly connected upstream before piping starts (e.g. Redis AUTH / SELECT). Client
+ * bytes stay held meanwhile and are sent, in order, afterwards. The hook may read from and write
+ * to `upstream`; when it resolves it must have removed its own listeners and pushed back
+ * (`upstream.unshift`) any bytes it read but did not consume. Reject to fail this endpoint (the
+ * next one is tried). `signal` aborts on timeout, upstream close or client close.
+ */
+export type Handshake = (upstream: net.Socket, endpoint: Endpoint, signal: AbortSignal) => Promise<void>;
+
+/** Opens the upstream socket (default: net.connect). A tls.TLSSocket is awaited until 'secureConnect'. */
+export type CreateConnection = (endpoint: Endpoint) => net.Socket;
+
+export interface ConnectListenerOptions {
+  cluster: Cluster;
+  /** Port to listen on (0 = ephemeral). */
+  port: number;
+  /** Address to bind. Default 127.0.0.1. */
+  host?: string;
+  /** Balancer instance or strategy name. Default 'round-robin'. */
+  balancer?: Balancer | string;
+  /** Per-attempt connect timeout. Default 2000 ms. */
+  connectTimeoutMs?: number;
+  /** Endpoints tried per client before giving up (never more than are usable). Default 5. */
+  maxConnectAttempts?: number;
+  /** How long a client waits for an endpoint when none is usable. Default 5000 ms. */
+  noEndpointWaitMs?: number;
+  /** Close a connection after this long without traffic. Default 0 = never. */
+  idleTimeoutMs?: number;
+  /** TCP keep-alive initial delay, both sides. Default 30000 ms. */
+  keepAliveInitialDelayMs?: number;
+  /**
+   * Keep proxied connections open when their endpoint is removed from discovery or fails its
+   * health checks. Default false: they are closed so clients reconnect to a live endpoint.
+   * (An outlier ejection never closes existing connections: connects failing does not mean the
+   * established ones are broken, and killing them would add load to a struggling peer.)
+   */
+  keepConnectionsOnRemoval?: boolean;
+  handshake?: Handshake;
+  /** Bound on the handshake. Default 5000 ms. */
+  handshakeTimeoutMs?: number;
+  createConnection?: CreateConnection;
+}
+
+export type NoEndpointReason = 'no-endpoint' | 'all-failed';
+
+export type ConnectListenerEvents = {
+  /** A client was accepted. */
+  connection: [conn: ProxyConnection];
+  /** The client is now piped to `endpoint` (after `attempt` tries, handshake done). */
+  'upstream-connected': [conn: ProxyConnection, endpoint: Endpoint, attempt: number];
+  /** A connect (or handshake) to `endpoint` failed; `code` e.g. ECONNREFUSED, ETIMEDOUT, EHANDSHAKE. */
+  'connect-failed': [conn: ProxyConnection, endpoint: Endpoint, code: string];
+  /** After a failure on `from`, the client is being retried on `to`. */
+  failover: [conn: ProxyConnection, from: Endpoint, to: Endpoint];
+  /**
+   * The client was closed without an upstream: 'no-endpoint' = none became usable within
+   * noEndpointWaitMs; 'all-failed' = every attempt failed.
+   */
+  'client-closed-no-endpoint': [conn: ProxyConnection, reason: NoEndpointReason, attempts: number];
+  /** A connection ended (result undefined if it never got an upstream). */
+  'connection-closed': [conn: ProxyConnection, result: PipeResult | undefined];
+  /** The server failed after it was listening (rare). */
+  'listener-error': [error: Error];
+};
+
+/**
+ * `--connect NAME=[BIND:]PORT`: accepts clients and forwards each to an endpoint of a cluster,
+ * retrying on the next endpoint when a connect fails, before the client notices anything.
+ */
+export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
+  readonly cluster: Cluster;
+  readonly balancer: Balancer;
+  readonly connectTimeoutMs: number;
+  readonly maxConnectAttempts: number;
+  readonly noEndpointWaitMs: number;
+  readonly handshakeTimeoutMs: number;
+  private readonly options: ConnectListenerOptions;
+  private readonly proxy: ProxyServer;
+  private readonly create: CreateConnection;
+  private attached = false;
+
+  constructor(options: ConnectListenerOptions) {
+    super();
+    this.options = options;
+    this.cluster = options.cluster;
+    this.balancer =
+      typeof options.balancer === 'object' ? options.balancer : createBalancer(options.balancer ?? 'round-robin');
+    this.connectTimeoutMs = Math.max(1, options.connectTimeoutMs ?? 2000);
+    this.maxConnectAttempts = Math.max(1, options.maxConnectAttempts ?? 5);
+    this.noEndpointWaitMs = Math.max(0, options.noEndpointWaitMs ?? 5000);
+    this.handshakeTimeoutMs = Math.max(1, options.handshakeTimeoutMs ?? 5000);
+    this.create =
+      options.createConnection ?? ((ep) => net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true }));
+    this.proxy = new ProxyServer(
+      options.host ?? '127.0.0.1',
+      options.port,
+      (client) => void this.handle(client),
+      (err) => this.emit('listener-error', err),
+    );
+  }
+
+  /** Live connections (pending and open). */
+  get connections(): ReadonlySet<ProxyConnection> {
+    return this.proxy.connections;
+  }
+
+  get server(): net.Server {
+    return this.proxy.server;
+  }
+
+  /** Start listening; rejects with a one-line error (EADDRINUSE, …) naming the address. */
+  async listen(): Promise<net.AddressInfo> {
+    const addr = await this.proxy.listen();
+    if (!this.attached) {
+      this.attached = true;
+      this.cluster.on('endpoint-down', this.onEndpointDown);
+    }
+    return addr;
+  }
+
+  address(): net.AddressInfo | undefined {
+    return this.proxy.address();
+  }
+
+  /** Stop accepting; let open connections finish for up to drainMs, then destroy what is left. */
+  async close(options: CloseOptions = {}): Promise<void> {
+    if (this.attached) {
+      this.attached = false;
+      this.cluster.off('endpoint-down', this.onEndpointDown);
+    }
+    await this.proxy.close(options);
+  }
+
+  /** Close every connection open to `ep` (used on removal / failed health checks). */
+  closeConnectionsTo(ep: Endpoint, code = 'EREMOVED'): number {
+    let n = 0;
+    for (const c of this.proxy.connections) {
+      if (c.state === 'open' && c.endpoint === ep) {
+        c.close(code);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  private readonly onEndpointDown = (ep: Endpoint, reason: EndpointDownReason): void => {
+    if (this.options.keepConnectionsOnRemoval || reason === 'outlier') return;
+    this.closeConnectionsTo(ep, reason === 'removed' ? 'EREMOVED' : 'EUNHEALTHY');
+  };
+
+  private async handle(client: net.Socket): Promise<void> {
+    const conn = new ProxyConnection(client);
+    this.proxy.track(conn);
+    // While pending: a client that resets or errors aborts the attempt. (A client FIN does not:
+    // it may have sent a request and half-closed; that still gets forwarded.)
+    const onEarlyError = (): void => conn.close('ECONNRESET');
+    client.on('error', onEarlyError);
+    client.once('close', onEarlyError);
+    this.emit('connection', conn);
+
+    let upstream: net.Socket | undefined;
+    let reason: NoEndpointReason = 'no-endpoint';
+    try {
+      const r = await this.connectWithRetry(conn);
+      if (typeof r === 'string') reason = r;
+      else upstream = r;
+    } catch {
+      upstream = undefined;
+    }
+    client.off('error', onEarlyError);
+    client.off('close', onEarlyError);
+
+    if (!upstream || conn.signal.aborted || client.destroyed) {
+      upstream?.destroy();
+      const aborted = conn.signal.aborted || client.destroyed;
+      client.on('error', noop);
+      client.destroy();
+      if (!aborted) this.emit('client-closed-no-endpoint', conn, reason, conn.attempts);
+      conn.endpoint = undefined;
+      conn.markClosed();
+      this.emit('connection-closed', conn, undefined);
+      return;
+    }
+
+    const ep = conn.endpoint!;
+    conn.upstream = upstream;
+    const pipe = new SocketPipe(client, upstream, {
+      idleTimeoutMs: this.options.idleTimeoutMs,
+      keepAliveInitialDelayMs: this.options.keepAliveInitialDelayMs,
+    });
+    conn.pipe = pipe;
+    conn.state = 'open';
+    ep.active++;
+    ep.connections++;
+    this.emit('upstream-connected', conn, ep, conn.attempts);
+    const result = await pipe.closed;
+    ep.active--;
+    ep.bytesIn += result.upstreamBytesRead;
+    ep.bytesOut += result.upstreamBytesWritten;
+    conn.markClosed(result);
+    this.emit('connection-closed', conn, result);
+  }
+
+  /** Resolves with a ready (handshaken) upstream, or the reason there is none. */
+  private async connectWithRetry(conn: ProxyConnection): Promise<net.Socket | NoEndpointReason> {
+    const signal = conn.signal;
+    const tried = new Set<Endpoint>();
+    const waitUntil = Date.now() + this.noEndpointWaitMs;
+    let lastFailed: Endpoint | undefined;
+    // Bounded: at most maxConnectAttempts connects, and waits only until waitUntil.
+    for (let round = 0; conn.attempts < this.maxConnectAttempts && round < 1000; round++) {
+      if (signal.aborted) return 'no-endpoint';
+      const ep = this.balancer.pick(this.cluster.healthy(), tried);
+      if (!ep) {
+        if (tried.size > 0) return 'all-failed';
+        const remaining = waitUntil - Date.now();
+        if (remaining <= 0 || !(await this.cluster.waitForEndpoint(remaining, signal))) return 'no-endpoint';
+        continue;
+      }
+      if (lastFailed) this.emit('failover', conn, lastFailed, ep);
+      tried.add(ep);
+      conn.attempts++;
+      conn.endpoint = ep;
+      let upstream: net.Socket;
+      try {
+        upstream = await connectSocket(() => this.create(ep), this.connectTimeoutMs, signal);
+      } catch (err) {
+        if (signal.aborted) return 'no-endpoint';
+        this.cluster.reportConnectFailure(ep);
+        this.emit('connect-failed', conn, ep, err instanceof ConnectError ? err.code : codeOf(err));
+        lastFailed = ep;
+        continue;
+      }
+      if (signal.aborted) {
+        upstream.destroy();
+        return 'no-endpoint';
+      }
+      this.cluster.reportConnectSuccess(ep);
+      if (ep.removed && !this.options.keepConnectionsOnRemoval) {
+        // Vanished from discovery while we were connecting: try another without blaming it.
+        upstream.destroy();
+        continue;
+      }
+      if (this.options.handshake) {
+        conn.upstream = upstream;
+        const code = await this.runHandshake(upstream, ep, signal);
+        if (code !== undefined) {
+          upstream.destroy();
+          if (signal.aborted) return 'no-endpoint';
+          ep.failures++;
+          this.emit('connect-failed', conn, ep, code);
+          lastFailed = ep;
+          continue;
+        }
+      }
+      return upstream;
+    }
+    return tried.size > 0 ? 'all-failed' : 'no-endpoint';
+  }
+
+  /** Runs the handshake hook, bounded; resolves undefined on success or an error code. */
+  private runHandshake(upstream: net.Socket, ep: Endpoint, clientSignal: AbortSignal): Promise<string | undefined> {
+    const hook = this.options.handshake!;
+    const ac = new AbortController();
+    return new Promise<string | undefined>((resolve) => {
+      let settled = false;
+      const settle = (code: string | undefined): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        upstream.off('close', onClose);
+        clientSignal.removeEventListener('abort', onClientAbort);
+        if (code !== undefined) ac.abort();
+        resolve(code);
+      };
+      const onClose = (): void => settle('ECONNRESET');
+      const onClientAbort = (): void => settle('ECANCELED');
+      const timer = setTimeout(() => settle('ETIMEDOUT'), this.handshakeTimeoutMs);
+      upstream.once('close', onClose);
+      clientSignal.addEventListener('abort', onClientAbort, { once: true });
+      let p: Promise<void>;
+      try {
+        p = hook(upstream, ep, ac.signal);
+      } catch (err) {
+        settle(handshakeCode(err));
+        return;
+      }
+      p.then(
+        () => settle(upstream.destroyed ? 'ECONNRESET' : undefined),
+        (err: unknown) => settle(handshakeCode(err)),
+      );
+    });
+  }
+}
+
+function handshakeCode(err: unknown): string {
+  const c = codeOf(err);
+  return c === 'Error' || c === 'EUNKNOWN' ? 'EHANDSHAKE' : c;
+}
+
+function noop(): void {}

@@ -1,0 +1,125 @@
+import type net from 'node:net';
+
+export interface PipeOptions {
+  /** Destroy both sides after this long without traffic in either direction. 0/undefined = never. */
+  idleTimeoutMs?: number;
+  /** TCP keep-alive initial delay on both sockets. Default 30000 ms. */
+  keepAliveInitialDelayMs?: number;
+}
+
+export interface PipeResult {
+  /** Bytes read from / written to the downstream (client) socket. */
+  clientBytesRead: number;
+  clientBytesWritten: number;
+  /** Bytes read from / written to the upstream socket (including any handshake bytes). */
+  upstreamBytesRead: number;
+  upstreamBytesWritten: number;
+  /** Errno-style code of the first error that tore the pipe down ('ECONNRESET', 'EIDLE', …). */
+  error: string | undefined;
+  /** Which side failed first, if any. */
+  errorSide: 'client' | 'upstream' | undefined;
+}
+
+/**
+ * A bidirectional byte pipe between two connected sockets.
+ *
+ * Hot path: Readable.pipe() in both directions — one 'data' listener calling write(), pausing the
+ * source when write() returns false and resuming on 'drain' — so back-pressure is honoured, no
+ * JavaScript object is allocated per chunk, nothing is logged per chunk, and byte counts come
+ * from the sockets' own counters when the pipe closes (a hand-written pump measured no faster).
+ *
+ * Half-close: both sockets get allowHalfOpen, and pipe() ends the destination when the source
+ * ends, so a FIN travels through while the other direction keeps flowing. Any error, an abnormal
+ * close of one side, or the idle timeout destroys both sockets.
+ */
+export class SocketPipe {
+  readonly closed: Promise<PipeResult>;
+  private resolveClosed!: (r: PipeResult) => void;
+  private error: string | undefined;
+  private errorSide: 'client' | 'upstream' | undefined;
+  private open = 2;
+  private finished = false;
+
+  constructor(
+    readonly client: net.Socket,
+    readonly upstream: net.Socket,
+    options: PipeOptions = {},
+  ) {
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    const keepAliveDelay = options.keepAliveInitialDelayMs ?? 30_000;
+    for (const s of [client, upstream]) {
+      s.allowHalfOpen = true;
+      s.setNoDelay(true);
+      s.setKeepAlive(true, keepAliveDelay);
+    }
+    client.on('error', this.onClientError);
+    upstream.on('error', this.onUpstreamError);
+    client.once('close', this.onClose);
+    upstream.once('close', this.onClose);
+    if (options.idleTimeoutMs && options.idleTimeoutMs > 0) {
+      // Every byte in either direction passes through the client socket, so its inactivity
+      // timer covers both directions.
+      client.setTimeout(options.idleTimeoutMs, this.onIdle);
+    }
+    if (client.destroyed || upstream.destroyed) {
+      this.fail(client.destroyed ? 'client' : 'upstream', 'ECONNRESET');
+      // 'close' may already have fired: count what is closed.
+      this.open = (client.closed ? 0 : 1) + (upstream.closed ? 0 : 1);
+      if (this.open === 0) queueMicrotask(() => this.finish());
+      return;
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  }
+
+  /** Tear both sides down now (removal of the endpoint, end of a drain). */
+  destroy(code = 'ECANCELED'): void {
+    this.fail(undefined, code);
+  }
+
+  private readonly onClientError = (err: Error): void => this.fail('client', codeOf(err));
+  private readonly onUpstreamError = (err: Error): void => this.fail('upstream', codeOf(err));
+  private readonly onIdle = (): void => this.fail(undefined, 'EIDLE');
+
+  private readonly onClose = (): void => {
+    // A side that closed without both finishing reading and writing went away abnormally
+    // (e.g. destroyed): the other side has nothing left to talk to.
+    if (this.error === undefined) {
+      for (const s of [this.client, this.upstream]) {
+        if (s.closed && !(s.readableEnded && s.writableFinished)) {
+          this.fail(s === this.client ? 'client' : 'upstream', 'ECONNRESET');
+          break;
+        }
+      }
+    }
+    if (--this.open <= 0) this.finish();
+  };
+
+  private fail(side: 'client' | 'upstream' | undefined, code: string): void {
+    if (this.error === undefined) {
+      this.error = code;
+      this.errorSide = side;
+    }
+    if (!this.client.destroyed) this.client.destroy();
+    if (!this.upstream.destroyed) this.upstream.destroy();
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.client.setTimeout(0);
+    this.resolveClosed({
+      clientBytesRead: this.client.bytesRead,
+      clientBytesWritten: this.client.bytesWritten,
+      upstreamBytesRead: this.upstream.bytesRead,
+      upstreamBytesWritten: this.upstream.bytesWritten,
+      error: this.error,
+      errorSide: this.errorSide,
+    });
+  }
+}
+
+export function codeOf(err: unknown): string {
+  if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code;
+  return err instanceof Error ? err.name : 'EUNKNOWN';
+}

@@ -1,0 +1,111 @@
+import net from 'node:net';
+import type { ProxyConnection } from './connection.js';
+
+export interface CloseOptions {
+  /**
+   * Let open connections finish for up to this long before destroying them. Connections still
+   * waiting for an upstream are dropped at once. Default 0.
+   */
+  drainMs?: number;
+}
+
+/**
+ * The TCP side shared by ConnectListener and RelayListener: a net.Server with half-open sockets,
+ * a registry of live connections, and stop-accepting-then-drain shutdown.
+ */
+export class ProxyServer {
+  readonly server: net.Server;
+  readonly connections = new Set<ProxyConnection>();
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    onClient: (client: net.Socket) => void,
+    onError: (err: Error) => void,
+  ) {
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (client) => {
+      if (this.closing) {
+        client.destroy();
+        return;
+      }
+      // Hold the client's first bytes (buffered up to the socket's high-water mark) until an
+      // upstream is ready; pipe() resumes it and flushes them in order.
+      client.pause();
+      onClient(client);
+    });
+    this.server.on('error', (err) => {
+      if (this.server.listening) onError(err);
+    });
+  }
+
+  get isClosing(): boolean {
+    return this.closing !== undefined;
+  }
+
+  listen(): Promise<net.AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        this.server.off('listening', onListening);
+        const where = formatHostPort(this.host, this.port);
+        const why =
+          err.code === 'EADDRINUSE'
+            ? 'address already in use'
+            : err.code === 'EADDRNOTAVAIL'
+              ? 'address not available on this host'
+              : err.code === 'EACCES'
+                ? 'permission denied'
+                : err.message;
+        const e = new Error(`cannot listen on ${where}: ${why}`) as NodeJS.ErrnoException;
+        if (err.code !== undefined) e.code = err.code;
+        reject(e);
+      };
+      const onListening = (): void => {
+        this.server.off('error', onError);
+        resolve(this.server.address() as net.AddressInfo);
+      };
+      this.server.once('error', onError);
+      this.server.once('listening', onListening);
+      this.server.listen({ host: this.host, port: this.port });
+    });
+  }
+
+  address(): net.AddressInfo | undefined {
+    const a = this.server.address();
+    return a && typeof a === 'object' ? a : undefined;
+  }
+
+  track(conn: ProxyConnection): void {
+    this.connections.add(conn);
+    void conn.done.then(() => this.connections.delete(conn));
+  }
+
+  close(options: CloseOptions = {}): Promise<void> {
+    this.closing ??= this.doClose(Math.max(0, options.drainMs ?? 0));
+    return this.closing;
+  }
+
+  private async doClose(drainMs: number): Promise<void> {
+    const serverClosed = new Promise<void>((resolve) => {
+      if (!this.server.listening) resolve();
+      else this.server.close(() => resolve());
+    });
+    for (const c of this.connections) if (c.state === 'pending') c.close('ECANCELED');
+    if (drainMs > 0 && this.connections.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all([...this.connections].map((c) => c.done)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, drainMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    const left = [...this.connections];
+    for (const c of left) c.close('EDRAIN');
+    await Promise.all(left.map((c) => c.done));
+    await serverClosed;
+  }
+}
+
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
