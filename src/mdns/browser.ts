@@ -1,0 +1,281 @@
+import { EventEmitter } from 'node:events';
+import type { Clock, TimerHandle } from './clock.js';
+import type { CacheEntry, RecordCache } from './cache.js';
+import {
+  type MdnsQuestion, type SrvData, decodeTxt, instanceLabel, normalizeName, sameName, SERVICES_ENUMERATION,
+} from './records.js';
+
+/** A resolved service instance, as browsers report it. */
+export interface ServiceInstance {
+  /** `My Redis._redis._tcp.local` */
+  fullName: string;
+  /** `My Redis` */
+  instance: string;
+  /** `_redis._tcp.local` */
+  type: string;
+  /** SRV target, e.g. `db1.local` */
+  host: string;
+  addresses: string[];
+  port: number;
+  priority: number;
+  weight: number;
+  txt: Record<string, string>;
+  /** Epoch ms at which the SRV record expires unless refreshed. */
+  expiresAt: number;
+}
+
+/** Sends queries for the browser; the engine implements it (with known answers). */
+export interface QuerySender {
+  query(questions: MdnsQuestion[], knownAnswersFor?: Array<{ name: string; type: string }>): void;
+}
+
+const MAX_INTERVAL = 60 * 60 * 1000; // RFC 6762 §5.2: back-off caps at 60 minutes
+
+/**
+ * Continuous querying for one service type and resolution of its instances
+ * (PTR → SRV/TXT → A). Events: 'up', 'update', 'down' (instance, reason on down).
+ */
+export class ServiceBrowser extends EventEmitter {
+  readonly type: string;
+  private interval = 1000;
+  private timer?: TimerHandle;
+  private readonly resolveTimers = new Map<string, TimerHandle>();
+  private readonly known = new Map<string, { snapshot: string; instance: ServiceInstance }>();
+  private stopped = false;
+  private readonly onCacheChange = (e: CacheEntry) => this.onRecord(e);
+  private readonly dirty = new Set<string>();
+  private flushQueued = false;
+  private readonly onRefresh = (e: CacheEntry) => this.onRefreshDue(e);
+
+  constructor(
+    type: string,
+    private readonly cache: RecordCache,
+    private readonly clock: Clock,
+    private readonly sender: QuerySender,
+    /** false: only keep the PTR query going (type enumeration), resolve nothing. */
+    private readonly resolveInstances = true,
+  ) {
+    super();
+    this.type = normalizeName(type);
+  }
+
+  start(): void {
+    this.cache.on('added', this.onCacheChange);
+    this.cache.on('doomed', this.onCacheChange);
+    this.cache.on('expired', this.onCacheChange);
+    this.cache.on('refresh', this.onRefresh);
+    // Whatever is cached already counts.
+    for (const e of this.cache.lookup(this.type, 'PTR')) this.reevaluate(String(e.record.data));
+    // RFC 6762 §5.2: first query after 20–120 ms, then 1 s, 2 s, 4 s … up to 60 min.
+    this.timer = this.clock.setTimeout(() => this.tick(), 20 + this.clock.random() * 100);
+  }
+
+  /** Instances currently up. */
+  instances(): ServiceInstance[] {
+    return [...this.known.values()].map((k) => k.instance);
+  }
+
+  /** Sends a fresh query now and restarts the back-off (e.g. after a network change). */
+  reset(): void {
+    this.interval = 1000;
+    this.timer?.cancel();
+    this.tick();
+  }
+
+  private tick(): void {
+    if (this.stopped) return;
+    this.sender.query([{ name: this.type, type: 'PTR' }], [{ name: this.type, type: 'PTR' }]);
+    this.timer = this.clock.setTimeout(() => this.tick(), this.interval);
+    this.interval = Math.min(this.interval * 2, MAX_INTERVAL);
+  }
+
+  private isOurs(fullName: string): boolean {
+    const n = normalizeName(fullName);
+    return n.endsWith('.' + this.type);
+  }
+
+  private onRecord(e: CacheEntry): void {
+    const r = e.record;
+    if (r.type === 'PTR' && sameName(r.name, this.type)) {
+      this.reevaluate(String(r.data));
+      return;
+    }
+    if ((r.type === 'SRV' || r.type === 'TXT') && this.isOurs(r.name)) {
+      this.reevaluate(r.name);
+      return;
+    }
+    if (r.type === 'A' || r.type === 'AAAA') {
+      for (const [name, k] of this.known) if (sameName(k.instance.host, r.name)) this.reevaluate(name);
+      // Instances waiting for an address:
+      for (const name of this.resolveTimers.keys()) this.reevaluate(name);
+    }
+  }
+
+  private onRefreshDue(e: CacheEntry): void {
+    const r = e.record;
+    // RFC 6762 §5.2: refresh only what someone is still interested in.
+    const interested =
+      (r.type === 'PTR' && sameName(r.name, this.type)) ||
+      ((r.type === 'SRV' || r.type === 'TXT') && this.isOurs(r.name)) ||
+      ((r.type === 'A' || r.type === 'AAAA') && [...this.known.values()].some((k) => sameName(k.instance.host, r.name)));
+    if (interested) this.sender.query([{ name: r.name, type: r.type }], [{ name: r.name, type: r.type }]);
+  }
+
+  private live(name: string, type: string): CacheEntry[] {
+    return this.cache.lookup(name, type).filter((e) => !e.doomed);
+  }
+
+  /**
+   * Marks an instance for re-resolution. Evaluation waits for the current packet to be fully
+   * cached (a microtask), so PTR, SRV, TXT and A of one announcement yield one 'up', not an
+   * 'up' followed by 'update's.
+   */
+  private reevaluate(fullName: string): void {
+    if (this.stopped || !this.resolveInstances) return;
+    this.dirty.add(fullName);
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => {
+      this.flushQueued = false;
+      const names = [...this.dirty];
+      this.dirty.clear();
+      for (const n of names) this.evaluate(n);
+    });
+  }
+
+  /** Recomputes one instance from the cache and emits up/update/down as needed. */
+  private evaluate(fullName: string): void {
+    if (this.stopped) return;
+    const key = normalizeName(fullName);
+    const ptrLive = this.live(this.type, 'PTR').some((e) => sameName(String(e.record.data), fullName));
+    const srvEntry = this.live(fullName, 'SRV')[0];
+    const prev = this.known.get(key);
+
+    if (!ptrLive) {
+      this.cancelResolve(key);
+      if (prev) this.drop(key, prev.instance, 'goodbye or expiry of PTR');
+      return;
+    }
+    if (!srvEntry) {
+      if (prev) this.drop(key, prev.instance, 'SRV gone');
+      this.scheduleResolve(key, fullName, [{ name: fullName, type: 'SRV' }, { name: fullName, type: 'TXT' }]);
+      return;
+    }
+    const srv = srvEntry.record.data as SrvData;
+    const addresses = [
+      ...this.live(srv.target, 'A').map((e) => String(e.record.data)),
+      ...this.live(srv.target, 'AAAA').map((e) => String(e.record.data)),
+    ].sort();
+    if (addresses.length === 0) {
+      if (prev) this.drop(key, prev.instance, 'address records gone');
+      this.scheduleResolve(key, fullName, [{ name: srv.target, type: 'A' }]);
+      return;
+    }
+    this.cancelResolve(key);
+    const txtEntry = this.live(fullName, 'TXT')[0];
+    const instance: ServiceInstance = {
+      fullName: srvEntry.record.name,
+      instance: instanceLabel(srvEntry.record.name, this.type),
+      type: this.type,
+      host: srv.target,
+      addresses,
+      port: srv.port,
+      priority: srv.priority,
+      weight: srv.weight,
+      txt: txtEntry ? decodeTxt(txtEntry.record.data) : {},
+      expiresAt: srvEntry.expiresAt,
+    };
+    const snapshot = JSON.stringify([instance.host, addresses, instance.port, instance.priority, instance.weight, instance.txt]);
+    if (!prev) {
+      this.known.set(key, { snapshot, instance });
+      this.emit('up', instance);
+    } else {
+      prev.instance = instance; // keeps expiresAt fresh
+      if (prev.snapshot !== snapshot) {
+        prev.snapshot = snapshot;
+        this.emit('update', instance);
+      }
+    }
+  }
+
+  private drop(key: string, instance: ServiceInstance, reason: string): void {
+    this.known.delete(key);
+    this.emit('down', instance, reason);
+  }
+
+  /** Asks for missing SRV/TXT/A once, and again after a second if still missing (bounded). */
+  private scheduleResolve(key: string, fullName: string, questions: MdnsQuestion[]): void {
+    if (this.resolveTimers.has(key)) return;
+    let attempts = 0;
+    const ask = () => {
+      if (this.stopped) return;
+      if (attempts++ >= 4) {
+        this.resolveTimers.delete(key);
+        return;
+      }
+      this.sender.query(questions);
+      this.resolveTimers.set(key, this.clock.setTimeout(() => {
+        this.resolveTimers.delete(key);
+        this.reevaluateIfPending(key, fullName, attempts, ask);
+      }, 1000 * attempts));
+    };
+    // Many announcements carry everything in one packet: give additionals a moment to land.
+    this.resolveTimers.set(key, this.clock.setTimeout(ask, 50));
+  }
+
+  private reevaluateIfPending(key: string, fullName: string, _attempts: number, ask: () => void): void {
+    if (this.known.has(key)) return;
+    const ptrLive = this.live(this.type, 'PTR').some((e) => sameName(String(e.record.data), fullName));
+    if (!ptrLive) return;
+    ask();
+  }
+
+  private cancelResolve(key: string): void {
+    this.resolveTimers.get(key)?.cancel();
+    this.resolveTimers.delete(key);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+    for (const t of this.resolveTimers.values()) t.cancel();
+    this.resolveTimers.clear();
+    this.cache.off('added', this.onCacheChange);
+    this.cache.off('doomed', this.onCacheChange);
+    this.cache.off('expired', this.onCacheChange);
+    this.cache.off('refresh', this.onRefresh);
+  }
+}
+
+/**
+ * Enumerates service types (RFC 6763 §9). Events: 'type' (type), 'type-gone' (type).
+ */
+export class TypeBrowser extends EventEmitter {
+  private readonly inner: ServiceBrowser;
+  private readonly types = new Set<string>();
+  private readonly onAdded = (e: CacheEntry) => {
+    if (e.record.type === 'PTR' && sameName(e.record.name, SERVICES_ENUMERATION)) {
+      const t = normalizeName(String(e.record.data));
+      if (!this.types.has(t)) {
+        this.types.add(t);
+        this.emit('type', t);
+      }
+    }
+  };
+
+  constructor(private readonly cache: RecordCache, clock: Clock, sender: QuerySender) {
+    super();
+    this.inner = new ServiceBrowser(SERVICES_ENUMERATION, cache, clock, sender, false);
+  }
+
+  start(): void {
+    this.cache.on('added', this.onAdded);
+    for (const e of this.cache.lookup(SERVICES_ENUMERATION, 'PTR')) this.onAdded(e);
+    this.inner.start();
+  }
+
+  stop(): void {
+    this.cache.off('added', this.onAdded);
+    this.inner.stop();
+  }
+}

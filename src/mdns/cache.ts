@@ -1,0 +1,196 @@
+import { EventEmitter } from 'node:events';
+import type { Clock, TimerHandle } from './clock.js';
+import { type MdnsRecord, recordKey, rrsetKey, normalizeName } from './records.js';
+
+export interface CacheEntry {
+  record: MdnsRecord;
+  key: string;
+  rrset: string;
+  /** When the record was last received (ms). */
+  receivedAt: number;
+  /** TTL (s) as last received; the schedule is computed from it. */
+  ttl: number;
+  expiresAt: number;
+  /** Next refresh point index into REFRESH_POINTS; 4 = none left. */
+  refreshStep: number;
+  /** Set when a goodbye (TTL 0) or a cache-flush shortened its life to one second. */
+  doomed: boolean;
+  timer?: TimerHandle;
+}
+
+/** RFC 6762 §5.2: refresh queries at 80, 85, 90 and 95 % of TTL, plus 0–2 % random variance. */
+export const REFRESH_POINTS = [0.8, 0.85, 0.9, 0.95];
+
+export interface RecordCacheOptions {
+  /** Bound on cached records; beyond it the oldest-received entry is evicted and counted. */
+  maxEntries?: number;
+}
+
+/**
+ * The browser's record cache (RFC 6762 §5.2, §10.1, §10.2).
+ * Events: 'added' (entry), 'doomed' (entry: a goodbye or cache-flush gave it one second to
+ * live), 'expired' (entry), 'refresh' (entry) — the owner decides whether anyone is still
+ * interested and sends the refresh query.
+ */
+export class RecordCache extends EventEmitter {
+  private readonly entries = new Map<string, CacheEntry>();
+  private readonly byRrset = new Map<string, Set<CacheEntry>>();
+  private readonly maxEntries: number;
+  evicted = 0;
+
+  constructor(private readonly clock: Clock, opts: RecordCacheOptions = {}) {
+    super();
+    this.maxEntries = opts.maxEntries ?? 4096;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Adds or refreshes a record received in a response. */
+  add(record: MdnsRecord): void {
+    const now = this.clock.now();
+    const key = recordKey(record);
+    const rrset = rrsetKey(record.name, record.type);
+    const ttl = Math.max(0, Math.min(record.ttl, 0x7fffffff));
+    const existing = this.entries.get(key);
+
+    if (record.flush) this.flushOthers(rrset, key, now);
+
+    if (ttl === 0) {
+      // RFC 6762 §10.1: a goodbye means "delete in one second", not "delete now".
+      if (existing) {
+        existing.ttl = 1;
+        existing.expiresAt = now + 1000;
+        existing.doomed = true;
+        existing.refreshStep = REFRESH_POINTS.length;
+        this.schedule(existing);
+        this.emit('doomed', existing);
+      }
+      return;
+    }
+
+    if (existing) {
+      existing.record = { ...record, name: existing.record.name };
+      existing.receivedAt = now;
+      existing.ttl = ttl;
+      existing.expiresAt = now + ttl * 1000;
+      existing.refreshStep = 0;
+      const revived = existing.doomed;
+      existing.doomed = false;
+      // Keep insertion order = last-received order so eviction drops the stalest.
+      this.entries.delete(key);
+      this.entries.set(key, existing);
+      this.schedule(existing);
+      if (revived) this.emit('added', existing);
+      return;
+    }
+
+    if (this.entries.size >= this.maxEntries) {
+      const oldest = this.entries.values().next().value as CacheEntry | undefined;
+      if (oldest) {
+        this.evicted++;
+        this.remove(oldest, true);
+      }
+    }
+    const entry: CacheEntry = {
+      record,
+      key,
+      rrset,
+      receivedAt: now,
+      ttl,
+      expiresAt: now + ttl * 1000,
+      refreshStep: 0,
+      doomed: false,
+    };
+    this.entries.set(key, entry);
+    let set = this.byRrset.get(rrset);
+    if (!set) this.byRrset.set(rrset, (set = new Set()));
+    set.add(entry);
+    this.schedule(entry);
+    this.emit('added', entry);
+  }
+
+  /** Live records for name/type ('ANY' matches every type). */
+  lookup(name: string, type: string): CacheEntry[] {
+    if (type === 'ANY') {
+      const n = normalizeName(name) + '|';
+      const out: CacheEntry[] = [];
+      for (const [k, set] of this.byRrset) if (k.startsWith(n)) out.push(...set);
+      return out;
+    }
+    return [...(this.byRrset.get(rrsetKey(name, type)) ?? [])];
+  }
+
+  /** Remaining TTL in whole seconds. */
+  remainingTtl(entry: CacheEntry): number {
+    return Math.max(0, Math.floor((entry.expiresAt - this.clock.now()) / 1000));
+  }
+
+  /**
+   * Known answers for a query (RFC 6762 §7.1): only records with more than half their
+   * TTL left, with the TTL reduced to what remains.
+   */
+  knownAnswers(name: string, type: string): MdnsRecord[] {
+    const out: MdnsRecord[] = [];
+    for (const e of this.lookup(name, type)) {
+      if (e.doomed) continue;
+      const left = this.remainingTtl(e);
+      if (left * 2 > e.ttl) out.push({ ...e.record, ttl: left, flush: false });
+    }
+    return out;
+  }
+
+  clear(): void {
+    for (const e of [...this.entries.values()]) this.remove(e, false);
+  }
+
+  private flushOthers(rrset: string, keepKey: string, now: number): void {
+    // RFC 6762 §10.2: other records of the rrset received more than one second ago are
+    // outdated; keep them one more second so several packets of one announcement can land.
+    const set = this.byRrset.get(rrset);
+    if (!set) return;
+    for (const e of set) {
+      if (e.key === keepKey || e.receivedAt > now - 1000 || e.doomed) continue;
+      e.doomed = true;
+      e.ttl = 1;
+      e.expiresAt = Math.min(e.expiresAt, now + 1000);
+      e.refreshStep = REFRESH_POINTS.length;
+      this.schedule(e);
+      this.emit('doomed', e);
+    }
+  }
+
+  private schedule(e: CacheEntry): void {
+    e.timer?.cancel();
+    let at = e.expiresAt;
+    let isRefresh = false;
+    if (e.refreshStep < REFRESH_POINTS.length) {
+      const pct = REFRESH_POINTS[e.refreshStep]! + this.clock.random() * 0.02;
+      const refreshAt = e.receivedAt + e.ttl * 1000 * pct;
+      if (refreshAt < at) {
+        at = refreshAt;
+        isRefresh = true;
+      }
+    }
+    e.timer = this.clock.setTimeout(() => {
+      if (isRefresh) {
+        e.refreshStep++;
+        this.schedule(e);
+        this.emit('refresh', e);
+      } else {
+        this.remove(e, true);
+      }
+    }, at - this.clock.now());
+  }
+
+  private remove(e: CacheEntry, emit: boolean): void {
+    e.timer?.cancel();
+    if (this.entries.get(e.key) !== e) return;
+    this.entries.delete(e.key);
+    const set = this.byRrset.get(e.rrset);
+    set?.delete(e);
+    if (set && set.size === 0) this.byRrset.delete(e.rrset);
+    if (emit) this.emit('expired', e);
+  }
+}

@@ -1,0 +1,185 @@
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import type { RemoteInfo } from 'node:dgram';
+import { type Clock, systemClock } from './clock.js';
+import { RecordCache } from './cache.js';
+import { ServiceBrowser, TypeBrowser, type QuerySender } from './browser.js';
+import { type NetInterface } from './interfaces.js';
+import { type MdnsQuestion, type MdnsRecord, serviceType } from './records.js';
+import { DEFAULT_TTL, Registration, Responder, type ServiceSpec, type TtlConfig } from './responder.js';
+import { MdnsTransport, MDNS_PORT } from './transport.js';
+import type { MdnsPacket } from './wire.js';
+import { recordLength } from './wire.js';
+
+export interface MdnsEngineOptions {
+  interfaces: readonly NetInterface[];
+  /** Host label (without `.local`); default: this machine's host name, first label. */
+  hostname?: string;
+  ttl?: Partial<TtlConfig>;
+  port?: number;
+  clock?: Clock;
+  maxCacheEntries?: number;
+}
+
+export interface PublishOptions {
+  /** Service name (`redis`) or type (`_redis._tcp`). */
+  name: string;
+  port: number;
+  instance?: string;
+  txt?: Record<string, string>;
+  priority?: number;
+  weight?: number;
+  subtypes?: string[];
+}
+
+/** A DNS label made of a host name: first label, only letters, digits and hyphens. */
+export function hostLabelOf(name: string): string {
+  const first = name.split('.')[0] ?? 'host';
+  const clean = first.replace(/[^A-Za-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  return clean || 'host';
+}
+
+/**
+ * The mDNS engine: one transport, one record cache, one responder, any number of browsers.
+ * It never touches sockets that carry user traffic; it only publishes and discovers.
+ * Events: 'host-renamed' (old, new), 'malformed' (error, rinfo).
+ */
+export class MdnsEngine extends EventEmitter implements QuerySender {
+  readonly transport: MdnsTransport;
+  readonly cache: RecordCache;
+  readonly responder: Responder;
+  private readonly clock: Clock;
+  private readonly browsers = new Set<{ stop(): void }>();
+  private started = false;
+
+  constructor(opts: MdnsEngineOptions) {
+    super();
+    this.clock = opts.clock ?? systemClock;
+    this.transport = new MdnsTransport(opts.interfaces, opts.port ?? MDNS_PORT);
+    this.cache = new RecordCache(this.clock, { maxEntries: opts.maxCacheEntries });
+    this.responder = new Responder(this.transport, this.clock, hostLabelOf(opts.hostname ?? hostname()), {
+      ...DEFAULT_TTL,
+      ...opts.ttl,
+    });
+    this.responder.on('host-renamed', (o, n, why) => this.emit('host-renamed', o, n, why));
+    this.transport.on('packet', (p: MdnsPacket, from: RemoteInfo, iface: NetInterface) => this.onPacket(p, from, iface));
+    this.transport.on('malformed', (err, rinfo) => this.emit('malformed', err, rinfo));
+  }
+
+  get hostName(): string {
+    return this.responder.hostName;
+  }
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    await this.transport.start();
+    this.started = true;
+    this.responder.startHost();
+  }
+
+  private onPacket(p: MdnsPacket, from: RemoteInfo, iface: NetInterface): void {
+    if (p.type === 'query') {
+      this.responder.handleQuery(p, from, iface);
+      return;
+    }
+    this.responder.handleResponse(p, from, iface);
+    for (const r of p.answers) this.cacheRecord(r);
+    for (const r of p.additionals) this.cacheRecord(r);
+  }
+
+  private cacheRecord(r: MdnsRecord): void {
+    // Only the types DNS-SD resolution uses; everything else would be cache pollution.
+    if (r.type === 'PTR' || r.type === 'SRV' || r.type === 'TXT' || r.type === 'A' || r.type === 'AAAA') {
+      if (r.type === 'SRV' && !isSrv(r.data)) return;
+      if ((r.type === 'PTR') && typeof r.data !== 'string') return;
+      this.cache.add(r);
+    }
+  }
+
+  /** Multicasts a query with known answers from the cache (RFC 6762 §7.1). */
+  query(questions: MdnsQuestion[], knownAnswersFor: Array<{ name: string; type: string }> = []): void {
+    const known: MdnsRecord[] = [];
+    for (const k of knownAnswersFor) known.push(...this.cache.knownAnswers(k.name, k.type));
+    for (const iface of this.transport.interfaces) {
+      // Keep one packet under the MTU; further known answers go in follow-up packets with TC set
+      // on the earlier ones (RFC 6762 §7.2).
+      let batch: MdnsRecord[] = [];
+      let size = 12 + questions.reduce((n, q) => n + q.name.length + 6, 0);
+      const chunks: MdnsRecord[][] = [];
+      for (const r of known) {
+        const len = recordLength(r);
+        if (size + len > 1400 && batch.length) {
+          chunks.push(batch);
+          batch = [];
+          size = 12;
+        }
+        batch.push(r);
+        size += len;
+      }
+      chunks.push(batch);
+      chunks.forEach((answers, i) => {
+        const more = i < chunks.length - 1;
+        this.transport.send(
+          { type: 'query', flags: more ? 1 << 9 : 0, questions: i === 0 ? questions : [], answers },
+          iface,
+        );
+      });
+    }
+  }
+
+  publish(opts: PublishOptions): Registration {
+    const spec: ServiceSpec = {
+      instance: (opts.instance ?? `${opts.name}@${this.responder.hostLabel}`).replace(/\./g, '-'),
+      type: serviceType(opts.name),
+      port: opts.port,
+      txt: opts.txt,
+      priority: opts.priority,
+      weight: opts.weight,
+      subtypes: opts.subtypes,
+    };
+    return this.responder.register(spec);
+  }
+
+  unpublish(reg: Registration, reason?: string): void {
+    this.responder.unregister(reg, reason);
+  }
+
+  republish(reg: Registration): void {
+    this.responder.reregister(reg);
+  }
+
+  browse(name: string): ServiceBrowser {
+    const b = new ServiceBrowser(serviceType(name), this.cache, this.clock, this);
+    this.browsers.add(b);
+    b.start();
+    return b;
+  }
+
+  browseTypes(): TypeBrowser {
+    const b = new TypeBrowser(this.cache, this.clock, this);
+    this.browsers.add(b);
+    b.start();
+    return b;
+  }
+
+  stats() {
+    return { ...this.transport.stats, ...this.responder.stats, cacheSize: this.cache.size, cacheEvicted: this.cache.evicted };
+  }
+
+  /** Goodbyes for everything we published, then close the sockets. */
+  async stop(): Promise<void> {
+    for (const b of this.browsers) b.stop();
+    this.browsers.clear();
+    this.responder.stop();
+    this.cache.clear();
+    // Let the goodbye datagrams leave before the sockets close.
+    await new Promise((r) => setTimeout(r, 20));
+    await this.transport.stop();
+  }
+}
+
+function isSrv(d: unknown): boolean {
+  if (!d || typeof d !== 'object') return false;
+  const s = d as Record<string, unknown>;
+  return typeof s.port === 'number' && typeof s.target === 'string';
+}

@@ -1,0 +1,76 @@
+import { networkInterfaces } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { isIPv4 } from 'node:net';
+
+/** One IPv4 address on one network interface that mDNS runs on. */
+export interface NetInterface {
+  name: string;
+  address: string;
+  netmask: string;
+}
+
+export class InterfaceError extends Error {}
+
+const IFF_UP = 0x1;
+const IFF_MULTICAST = 0x1000;
+
+function linkFlags(name: string): number | undefined {
+  try {
+    return parseInt(readFileSync(`/sys/class/net/${name}/flags`, 'utf8').trim(), 16);
+  } catch {
+    return undefined;
+  }
+}
+
+function ipv4Interfaces(): NetInterface[] {
+  const out: NetInterface[] = [];
+  for (const [name, addrs] of Object.entries(networkInterfaces())) {
+    for (const a of addrs ?? []) {
+      if (a.family === 'IPv4') out.push({ name, address: a.address, netmask: a.netmask });
+    }
+  }
+  return out;
+}
+
+/**
+ * Turns `--interface` values (names like `eth0`, or addresses like `127.0.0.1`) into
+ * interfaces. With none given: every up, multicast-capable, non-loopback IPv4 interface —
+ * loopback only when named explicitly, so a test or a dev box opts in to it.
+ */
+export function resolveInterfaces(specs: readonly string[] = []): NetInterface[] {
+  const all = ipv4Interfaces();
+  if (specs.length === 0) {
+    const chosen = all.filter((i) => {
+      const flags = linkFlags(i.name);
+      const up = flags === undefined ? true : (flags & IFF_UP) !== 0 && (flags & IFF_MULTICAST) !== 0;
+      return up && !i.address.startsWith('127.');
+    });
+    if (chosen.length === 0) {
+      throw new InterfaceError('no up, multicast-capable IPv4 interface found; name one with --interface');
+    }
+    return chosen;
+  }
+  const out: NetInterface[] = [];
+  for (const spec of specs) {
+    const matches = isIPv4(spec) ? all.filter((i) => i.address === spec) : all.filter((i) => i.name === spec);
+    if (matches.length === 0) {
+      const known = [...new Set(all.map((i) => `${i.name} (${i.address})`))].join(', ') || 'none';
+      throw new InterfaceError(`interface '${spec}' has no IPv4 address here; known: ${known}`);
+    }
+    const m = matches[0]!;
+    if (!out.some((o) => o.address === m.address)) out.push(m);
+  }
+  return out;
+}
+
+function toInt(ip: string): number {
+  const p = ip.split('.').map(Number);
+  return (((p[0]! << 24) >>> 0) + (p[1]! << 16) + (p[2]! << 8) + p[3]!) >>> 0;
+}
+
+/** Whether `address` is on the same subnet as the interface (RFC 6762 §11 source check). */
+export function onLink(iface: NetInterface, address: string): boolean {
+  if (!isIPv4(address)) return false;
+  const mask = toInt(iface.netmask);
+  return ((toInt(address) & mask) >>> 0) === ((toInt(iface.address) & mask) >>> 0);
+}
