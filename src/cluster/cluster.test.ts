@@ -1,0 +1,211 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Cluster } from './cluster.js';
+import type { Endpoint } from './endpoint.js';
+import { sleep, spec, waitFor } from './test-helpers.test.js';
+
+function record(c: Cluster): string[] {
+  const log: string[] = [];
+  c.on('endpoint-added', (e) => log.push(`added ${e.id}`));
+  c.on('endpoint-removed', (e) => log.push(`removed ${e.id}`));
+  c.on('endpoint-up', (e) => log.push(`up ${e.id}`));
+  c.on('endpoint-down', (e, r) => log.push(`down ${e.id} ${r}`));
+  c.on('endpoint-updated', (e, addr) => log.push(`updated ${e.id}${addr ? ' address' : ''}`));
+  c.on('changed', () => log.push('changed'));
+  return log;
+}
+
+test('setEndpoints: add, update keeping counters, remove; events', () => {
+  const c = new Cluster('redis');
+  const log = record(c);
+  c.setEndpoints('static', [spec('a', 1), spec('b', 2)]);
+  assert.deepEqual(log.splice(0), ['added a', 'up a', 'added b', 'up b', 'changed']);
+  assert.equal(c.size, 2);
+  const a = c.endpoints().find((e) => e.id === 'a')!;
+  a.connections = 7;
+  a.bytesIn = 100;
+
+  // Same set again: nothing happens.
+  c.setEndpoints('static', [spec('a', 1), spec('b', 2)]);
+  assert.deepEqual(log.splice(0), []);
+
+  // Weight/txt change on a, port change on b.
+  c.setEndpoints('static', [spec('a', 1, { weight: 5, txt: { v: '2' } }), spec('b', 3)]);
+  assert.deepEqual(log.splice(0), ['updated a', 'updated b address', 'changed']);
+  const a2 = c.endpoints().find((e) => e.id === 'a')!;
+  assert.equal(a2, a, 'same Endpoint object');
+  assert.equal(a2.weight, 5);
+  assert.deepEqual(a2.txt, { v: '2' });
+  assert.equal(a2.connections, 7);
+  assert.equal(a2.bytesIn, 100);
+  assert.equal(c.endpoints().find((e) => e.id === 'b')!.port, 3);
+
+  // b disappears.
+  c.setEndpoints('static', [spec('a', 1, { weight: 5, txt: { v: '2' } })]);
+  assert.deepEqual(log.splice(0), ['down b removed', 'removed b', 'changed']);
+  assert.deepEqual(c.endpoints().map((e) => e.id), ['a']);
+  c.close();
+});
+
+test('setEndpoints merges per source: one source does not remove another', () => {
+  const c = new Cluster('svc');
+  c.setEndpoints('mdns', [spec('m1', 1, { source: 'mdns' })]);
+  c.setEndpoints('static', [spec('s1', 2)]);
+  c.setEndpoints('srv', [spec('x', 3, { source: 'srv' })]);
+  assert.deepEqual(c.endpoints().map((e) => e.key).sort(), ['mdns/m1', 'srv/x', 'static/s1']);
+  c.setEndpoints('mdns', []);
+  assert.deepEqual(c.endpoints().map((e) => e.key).sort(), ['srv/x', 'static/s1']);
+  // The same id from two sources is two endpoints.
+  c.setEndpoints('mdns', [spec('s1', 2, { source: 'mdns' })]);
+  assert.equal(c.size, 3);
+  c.close();
+});
+
+test('where filter keeps only specs whose TXT has every K=V; a TXT change can drop one', () => {
+  const c = new Cluster('db', { where: { env: 'prod', role: 'primary' } });
+  const log = record(c);
+  c.setEndpoints('mdns', [
+    spec('p', 1, { source: 'mdns', txt: { env: 'prod', role: 'primary', extra: 'x' } }),
+    spec('s', 2, { source: 'mdns', txt: { env: 'staging', role: 'primary' } }),
+    spec('n', 3, { source: 'mdns' }),
+  ]);
+  assert.deepEqual(c.endpoints().map((e) => e.id), ['p']);
+  log.length = 0;
+  c.setEndpoints('mdns', [spec('p', 1, { source: 'mdns', txt: { env: 'prod', role: 'replica' } })]);
+  assert.deepEqual(log, ['down p removed', 'removed p', 'changed']);
+  assert.equal(c.size, 0);
+  c.close();
+});
+
+test('healthy() and setHealth: down/up events with reason health-check', () => {
+  const c = new Cluster('svc');
+  c.setEndpoints('static', [spec('a', 1), spec('b', 2)]);
+  const [a] = c.endpoints() as [Endpoint, Endpoint];
+  const log = record(c);
+  c.setHealth(a, false);
+  c.setHealth(a, false); // no duplicate event
+  assert.deepEqual(log.splice(0), ['down a health-check', 'changed']);
+  assert.equal(a.state, 'down');
+  assert.equal(a.downReason, 'health-check');
+  assert.deepEqual(c.healthy().map((e) => e.id), ['b']);
+  c.setHealth(a, true);
+  assert.deepEqual(log.splice(0), ['up a', 'changed']);
+  assert.equal(c.healthy().length, 2);
+  // A removed-while-down endpoint emits no second down.
+  c.setHealth(a, false);
+  log.length = 0;
+  c.setEndpoints('static', [spec('b', 2)]);
+  assert.deepEqual(log, ['removed a', 'changed']);
+  c.close();
+});
+
+test('outlier: ejected after consecutive failures, back on probation after back-off, back-off doubles', async () => {
+  const c = new Cluster('svc', { outlier: { consecutiveFailures: 2, baseEjectionMs: 40, maxEjectionMs: 1000 } });
+  c.setEndpoints('static', [spec('a', 1), spec('b', 2)]);
+  const a = c.endpoints()[0]!;
+  const log = record(c);
+
+  c.reportConnectFailure(a);
+  assert.equal(a.state, 'up', 'one failure is not enough');
+  c.reportConnectSuccess(a);
+  c.reportConnectFailure(a);
+  assert.equal(a.state, 'up', 'success reset the streak');
+  c.reportConnectFailure(a);
+  assert.equal(a.state, 'down');
+  assert.equal(a.downReason, 'outlier');
+  assert.deepEqual(c.healthy().map((e) => e.id), ['b']);
+  assert.deepEqual(log.splice(0), ['down a outlier', 'changed']);
+  const firstEjection = a.ejectedUntil - Date.now();
+  assert.ok(firstEjection <= 40);
+
+  await waitFor(() => a.state === 'up', 2000, 'return from ejection');
+  assert.deepEqual(log.splice(0), ['up a', 'changed']);
+  assert.equal(c.healthy().length, 2);
+
+  // Probation: a single failure ejects again, for twice as long.
+  const t0 = Date.now();
+  c.reportConnectFailure(a);
+  assert.equal(a.downReason, 'outlier');
+  assert.ok(a.ejectedUntil - t0 > 40 && a.ejectedUntil - t0 <= 80, `second ejection ${a.ejectedUntil - t0}`);
+  await waitFor(() => a.state === 'up', 2000, 'second return');
+
+  // A success clears the back-off: next ejection is back to base and needs 2 failures.
+  c.reportConnectSuccess(a);
+  c.reportConnectFailure(a);
+  assert.equal(a.state, 'up');
+  const t1 = Date.now();
+  c.reportConnectFailure(a);
+  assert.ok(a.ejectedUntil - t1 <= 40);
+  assert.equal(a.failures, 6);
+  c.close();
+});
+
+test('outlier: back-off is capped; disabled outlier detection never ejects', () => {
+  const c = new Cluster('svc', { outlier: { consecutiveFailures: 1, baseEjectionMs: 10, maxEjectionMs: 25 } });
+  c.setEndpoints('static', [spec('a', 1)]);
+  const a = c.endpoints()[0]!;
+  a.ejections = 10;
+  const t = Date.now();
+  c.reportConnectFailure(a);
+  assert.ok(a.ejectedUntil - t <= 25);
+  c.close();
+
+  const d = new Cluster('svc', { outlier: false });
+  d.setEndpoints('static', [spec('a', 1)]);
+  const e = d.endpoints()[0]!;
+  for (let i = 0; i < 10; i++) d.reportConnectFailure(e);
+  assert.equal(e.state, 'up');
+  assert.equal(e.failures, 10);
+  d.close();
+});
+
+test('an address change resets health and ejection', () => {
+  const c = new Cluster('svc', { outlier: { consecutiveFailures: 1, baseEjectionMs: 60_000 } });
+  c.setEndpoints('static', [spec('a', 1)]);
+  const a = c.endpoints()[0]!;
+  c.reportConnectFailure(a);
+  assert.equal(a.downReason, 'outlier');
+  const log = record(c);
+  c.setEndpoints('static', [spec('a', 2)]);
+  assert.deepEqual(log, ['updated a address', 'up a', 'changed']);
+  assert.equal(a.state, 'up');
+  c.close();
+});
+
+test('waitForEndpoint: immediate, resolves on arrival, times out, aborts', async () => {
+  const c = new Cluster('svc');
+  assert.equal(await c.waitForEndpoint(10), false);
+  const p = c.waitForEndpoint(2000);
+  setTimeout(() => c.setEndpoints('static', [spec('a', 1)]), 20);
+  assert.equal(await p, true);
+  assert.equal(await c.waitForEndpoint(0), true);
+
+  c.setHealth(c.endpoints()[0]!, false);
+  const ac = new AbortController();
+  const p2 = c.waitForEndpoint(5000, ac.signal);
+  ac.abort();
+  assert.equal(await p2, false);
+
+  const p3 = c.waitForEndpoint(5000);
+  await sleep(5);
+  c.setHealth(c.endpoints()[0]!, true);
+  assert.equal(await p3, true);
+
+  c.setEndpoints('static', []);
+  const p4 = c.waitForEndpoint(5000);
+  c.close();
+  assert.equal(await p4, false, 'close wakes waiters');
+  assert.equal(c.listenerCount('changed'), 0);
+});
+
+test('close removes endpoints and clears ejection timers', () => {
+  const c = new Cluster('svc', { outlier: { consecutiveFailures: 1, baseEjectionMs: 60_000 } });
+  c.setEndpoints('static', [spec('a', 1)]);
+  const a = c.endpoints()[0]!;
+  c.reportConnectFailure(a);
+  c.close();
+  assert.equal(c.size, 0);
+  assert.equal(a.removed, true);
+  c.setEndpoints('static', [spec('a', 1)]);
+  assert.equal(c.size, 0, 'inert after close');
+});
