@@ -1,4 +1,5 @@
 import * as dns from 'dns-packet';
+import { isIPv4, isIPv6 } from 'node:net';
 import { answerLength, nameLength } from './dns-packet-internals.js';
 import type { MdnsQuestion, MdnsRecord } from './records.js';
 
@@ -35,10 +36,31 @@ function convertRecords(list: unknown, section: string): MdnsRecord[] {
     const r = raw as dns.Answer & { ttl?: number; flush?: boolean; class?: string; data?: unknown };
     // mDNS records are class IN; other classes are ignored, not fatal.
     if (r.class !== undefined && r.class !== 'IN') continue;
+    if (!validRdata(r.type, r.data)) throw new MalformedPacketError(`bad ${r.type} rdata in ${section}`);
     const ttl = typeof r.ttl === 'number' && Number.isFinite(r.ttl) ? r.ttl : 0;
     out.push({ name: r.name, type: r.type, class: 'IN', ttl, flush: !!r.flush, data: r.data });
   }
   return out;
+}
+
+/** dns-packet reads past the end of short rdata (yielding 'undefined' fields): check shapes. */
+function validRdata(type: string, data: unknown): boolean {
+  switch (type) {
+    case 'A':
+      return typeof data === 'string' && isIPv4(data);
+    case 'AAAA':
+      return typeof data === 'string' && isIPv6(data);
+    case 'PTR':
+      return typeof data === 'string' && data.length > 0;
+    case 'SRV': {
+      const s = data as { port?: unknown; target?: unknown; priority?: unknown; weight?: unknown } | null;
+      return !!s && Number.isInteger(s.port) && Number.isInteger(s.priority) && Number.isInteger(s.weight) && typeof s.target === 'string';
+    }
+    case 'TXT':
+      return Array.isArray(data) && data.every((d) => Buffer.isBuffer(d));
+    default:
+      return true;
+  }
 }
 
 export function decodePacket(buf: Buffer): MdnsPacket {
@@ -49,6 +71,8 @@ export function decodePacket(buf: Buffer): MdnsPacket {
   } catch (err) {
     throw new MalformedPacketError((err as Error).message);
   }
+  const consumed = (dns.decode as unknown as { bytes: number }).bytes;
+  if (consumed > buf.length) throw new MalformedPacketError('records run past the end of the packet');
   // RFC 6762 §18.3: opcode must be 0 (QUERY); RFC 6762 §18.11: rcode must be 0.
   if ((p as { opcode?: string }).opcode && (p as { opcode?: string }).opcode !== 'QUERY') {
     throw new MalformedPacketError('non-zero opcode');

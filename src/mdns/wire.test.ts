@@ -1,0 +1,65 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decodePacket, encodePacket, MalformedPacketError } from './wire.js';
+import { decodeTxt, encodeTxt, serviceType } from './records.js';
+import { compareRecordSets, nextHostName, nextInstanceName } from './responder.js';
+
+test('QU bit survives an encode/decode round trip (dns-packet alone loses it)', () => {
+  const buf = encodePacket({ type: 'query', questions: [{ name: 'a.local', type: 'ANY', qu: true }, { name: 'b.local', type: 'A' }] });
+  const p = decodePacket(buf);
+  assert.deepEqual(p.questions, [{ name: 'a.local', type: 'ANY', qu: true }, { name: 'b.local', type: 'A' }]);
+});
+
+test('responses carry the authoritative bit, flush bits and TTL 0', () => {
+  const buf = encodePacket({
+    type: 'response',
+    answers: [{ name: 'h.local', type: 'A', ttl: 0, flush: true, data: '10.0.0.1' }],
+  });
+  assert.ok(buf.readUInt16BE(2) & (1 << 10));
+  const p = decodePacket(buf);
+  assert.equal(p.type, 'response');
+  assert.deepEqual(p.answers[0], { name: 'h.local', type: 'A', class: 'IN', ttl: 0, flush: true, data: '10.0.0.1' });
+});
+
+test('malformed packets raise MalformedPacketError', () => {
+  const good = encodePacket({ type: 'response', answers: [{ name: 'h.local', type: 'A', ttl: 5, data: '10.0.0.1' }] });
+  const cases: Buffer[] = [
+    Buffer.alloc(5),
+    good.subarray(0, good.length - 2), // truncated rdata
+    (() => { const b = Buffer.from(good); b.writeUInt16BE(200, 6); return b; })(), // count larger than packet
+    (() => { const b = Buffer.from(good); b[12] = 0xc0; b[13] = 12; return b; })(), // pointer loop to itself
+    (() => { const b = Buffer.from(good); b[12] = 0x50; return b; })(), // label type 01
+    (() => { const b = Buffer.from(good); b[2] = 0x78; return b; })(), // opcode 15
+  ];
+  for (const c of cases) assert.throws(() => decodePacket(c), MalformedPacketError);
+});
+
+test('DNS-SD TXT: empty TXT is one empty string; keys are case-insensitive, first wins', () => {
+  assert.deepEqual(encodeTxt({}), [Buffer.alloc(0)]);
+  assert.deepEqual(decodeTxt([Buffer.from('Env=prod'), Buffer.from('env=staging'), Buffer.from('flag'), Buffer.alloc(0)]), {
+    env: 'prod', flag: '',
+  });
+});
+
+test('service type spelling', () => {
+  assert.equal(serviceType('redis'), '_redis._tcp.local');
+  assert.equal(serviceType('_redis._tcp'), '_redis._tcp.local');
+  assert.equal(serviceType('_redis._tcp.local'), '_redis._tcp.local');
+});
+
+test('conflict renames follow the Avahi/Apple conventions', () => {
+  assert.equal(nextInstanceName('redis@db'), 'redis@db (2)');
+  assert.equal(nextInstanceName('redis@db (2)'), 'redis@db (3)');
+  assert.equal(nextHostName('db'), 'db-2');
+  assert.equal(nextHostName('db-9'), 'db-10');
+});
+
+test('probe tiebreak compares type then rdata bytes (RFC 6762 §8.2)', () => {
+  const a = [{ name: 'x', type: 'A', ttl: 1, data: '169.254.99.200' }];
+  const b = [{ name: 'x', type: 'A', ttl: 1, data: '169.254.200.50' }];
+  assert.ok(compareRecordSets(b, a) > 0);
+  assert.ok(compareRecordSets(a, b) < 0);
+  assert.equal(compareRecordSets(a, a), 0);
+  const srv = [{ name: 'x', type: 'SRV', ttl: 1, data: { priority: 0, weight: 0, port: 1, target: 'h.local' } }];
+  assert.ok(compareRecordSets(srv, a) > 0);
+});
