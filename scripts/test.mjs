@@ -38,7 +38,7 @@ const pick = (fs) => (filters.length ? fs.filter((f) => filters.some((x) => f.in
 if (process.env.AMBASSADOR_TEST_ISOLATED === '1') {
   // Inside our own fresh network namespace: bring up loopback, route multicast to it.
   execFileSync('ip', ['link', 'set', 'lo', 'up']);
-  spawnSync('ip', ['route', 'add', '224.0.0.0/4', 'dev', 'lo'], { stdio: 'ignore' });
+  spawnSync('ip', ['route', 'add', '224.0.0.0/4', 'dev', 'lo', 'src', '127.0.0.1'], { stdio: 'ignore' });
   process.exit(run(pick([...unit, ...network]), process.env));
 }
 

@@ -171,6 +171,7 @@ test('a flood of malformed packets is counted and leaves the engine alive and co
     await waitEvent(br, 'up', () => true, 3000);
     sock.bind(5353, '0.0.0.0');
     await once(sock, 'listening');
+    sock.setMulticastInterface('127.0.0.1');
     const good = encodePacket({
       type: 'response',
       answers: [
@@ -191,12 +192,12 @@ test('a flood of malformed packets is counted and leaves the engine alive and co
         pkt[Math.floor(rnd() * pkt.length)] = 0xc0; // a compression pointer somewhere
       }
       sock.send(pkt, 5353, '224.0.0.251');
-      if (i % 200 === 0) await new Promise((r) => setImmediate(r));
+      if (i % 25 === 0) await new Promise((r) => setTimeout(r, 2)); // paced: same process, same socket buffers
     }
     await new Promise((r) => setTimeout(r, 300));
     const stats = b.stats();
     console.log(`# ${N} hostile packets sent; engine counted malformed=${stats.malformed}`);
-    assert.ok(stats.malformed > N / 2);
+    assert.ok(stats.malformed >= N * 0.9, `counted ${stats.malformed} of ${N}`);
     // Still working: the genuine instance is there, a new one is still discovered.
     assert.deepEqual(br.instances().map((i) => i.port), [6380]);
     a.publish({ name: 'redis', port: 6390, instance: 'second' });
