@@ -13,6 +13,11 @@ export type ClusterEvents = {
   'endpoint-up': [endpoint: Endpoint];
   /** An endpoint stopped being usable. */
   'endpoint-down': [endpoint: Endpoint, reason: EndpointDownReason];
+  /**
+   * Active health checks changed their verdict on an endpoint (emitted even when the endpoint was
+   * already down for another reason, unlike endpoint-down).
+   */
+  'endpoint-health': [endpoint: Endpoint, healthy: boolean];
   /** host/port/priority/weight/txt/label changed; `addressChanged` when host or port did. */
   'endpoint-updated': [endpoint: Endpoint, addressChanged: boolean];
   /** Something above happened (coalesced once per setEndpoints call). */
@@ -164,6 +169,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const now = Date.now();
     const before = ep.downReasonAt(now);
     ep.checkHealthy = healthy;
+    this.emit('endpoint-health', ep, healthy);
     this.emitTransition(ep, before, now);
   }
 

@@ -139,12 +139,17 @@ export function readBytes(s: net.Socket, n: number, timeoutMs = 3000): Promise<B
   });
 }
 
-/** Resolves when the socket is closed (any reason); rejects after timeoutMs. */
+/**
+ * Resolves when the peer closed the connection and the socket is closed (a half-open socket
+ * answers the peer's FIN with its own end()); rejects after timeoutMs.
+ */
 export function closed(s: net.Socket, timeoutMs = 3000): Promise<void> {
   if (s.closed) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('socket did not close')), timeoutMs);
     s.on('error', () => {});
+    if (s.readableEnded) s.end();
+    else s.once('end', () => s.end());
     s.once('close', () => {
       clearTimeout(timer);
       resolve();

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { createBalancer, type Balancer } from '../cluster/balancer.js';
-import type { Cluster, EndpointDownReason } from '../cluster/cluster.js';
+import type { Cluster } from '../cluster/cluster.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import { ConnectError, connectSocket } from './connect.js';
 import { ProxyConnection } from './connection.js';
@@ -123,7 +123,8 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     const addr = await this.proxy.listen();
     if (!this.attached) {
       this.attached = true;
-      this.cluster.on('endpoint-down', this.onEndpointDown);
+      this.cluster.on('endpoint-removed', this.onEndpointRemoved);
+      this.cluster.on('endpoint-health', this.onEndpointHealth);
     }
     return addr;
   }
@@ -136,7 +137,8 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
   async close(options: CloseOptions = {}): Promise<void> {
     if (this.attached) {
       this.attached = false;
-      this.cluster.off('endpoint-down', this.onEndpointDown);
+      this.cluster.off('endpoint-removed', this.onEndpointRemoved);
+      this.cluster.off('endpoint-health', this.onEndpointHealth);
     }
     await this.proxy.close(options);
   }
@@ -153,9 +155,12 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     return n;
   }
 
-  private readonly onEndpointDown = (ep: Endpoint, reason: EndpointDownReason): void => {
-    if (this.options.keepConnectionsOnRemoval || reason === 'outlier') return;
-    this.closeConnectionsTo(ep, reason === 'removed' ? 'EREMOVED' : 'EUNHEALTHY');
+  private readonly onEndpointRemoved = (ep: Endpoint): void => {
+    if (!this.options.keepConnectionsOnRemoval) this.closeConnectionsTo(ep, 'EREMOVED');
+  };
+
+  private readonly onEndpointHealth = (ep: Endpoint, healthy: boolean): void => {
+    if (!healthy && !this.options.keepConnectionsOnRemoval) this.closeConnectionsTo(ep, 'EUNHEALTHY');
   };
 
   private async handle(client: net.Socket): Promise<void> {
