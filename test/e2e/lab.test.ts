@@ -154,6 +154,35 @@ describe('netns lab', { skip: skipLab }, () => {
   });
 });
 
+test('extra networks give hosts a second interface on a separate segment', { skip: skipLab }, async () => {
+  const lab = await Lab.create({ hosts: ['a', 'b', 'c'], networks: { back: ['a', 'b'] } });
+  try {
+    const [a, b, c] = [lab.host('a'), lab.host('b'), lab.host('c')];
+    assert.notEqual(lab.subnets.back, lab.subnets.lan);
+    assert.equal(a.link('back').ifname, 'lab1');
+    assert.equal(a.primary.ifname, 'lab0');
+    assert.throws(() => c.link('back'), /not on network/);
+    const addrs = await a.run('ip', ['-4', '-o', 'addr', 'show', 'dev', 'lab1']);
+    assert.ok(addrs.includes(a.link('back').cidr));
+    // TCP over the back segment: a listens, b connects to a's back address; c has no route there
+    const srv = a.spawn(process.execPath, ['-e',
+      `require('node:net').createServer((s) => s.end('hi from back\\n')).listen(7100, () => console.log('listening'))`]);
+    await srv.waitForLine(/listening/);
+    const client = `const s = require('node:net').connect(7100, process.argv[1]); s.setTimeout(1500, () => process.exit(3));
+      s.on('data', (d) => { process.stdout.write(d); process.exit(0); }); s.on('error', (e) => { console.error(e.code); process.exit(2); });`;
+    const viaB = await b.exec(process.execPath, ['-e', client, a.link('back').ip]);
+    assert.equal(viaB.stdout.trim(), 'hi from back');
+    const viaC = await c.exec(process.execPath, ['-e', client, a.link('back').ip]);
+    assert.notEqual(viaC.code, 0);
+    // cutting the back cable leaves the primary one working
+    await a.linkDown('switch', 'back');
+    assert.notEqual((await b.exec(process.execPath, ['-e', client, a.link('back').ip])).code, 0);
+    assert.equal((await b.exec(process.execPath, ['-e', client, a.ip])).stdout.trim(), 'hi from back');
+  } finally {
+    await lab.destroy();
+  }
+});
+
 test('destroy kills every child by PID and removes all namespaces', { skip: skipLab }, async () => {
   const lab = await Lab.create({ hosts: ['p', 'q'], prefix: 'ambd' });
   const names = lab.netnsNames;

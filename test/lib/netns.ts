@@ -7,6 +7,10 @@
 //   const r = await lab.host('c').exec('redis-cli', ['-h', a.ip, 'ping']);
 //   await lab.destroy();                           // kills every child by PID, deletes namespaces
 //
+// Addresses: each segment is a /24 of 198.18.0.0/15 (RFC 2544 benchmark range), a fresh one per
+// lab; host number i (1-based, in `hosts` order) is .i on every segment it is on. Extra segments
+// (`networks: { back: ['a', 'b'] }`) give hosts more interfaces: host.link('back').ip/.ifname.
+//
 // Safety (see shared/DESIGN.md): the lab never touches a real interface. The bridge lives in a
 // dedicated "switch" namespace created here; each host namespace has exactly one veth plugged
 // into that bridge plus its own loopback. Nothing is routed anywhere else. Use only under the
@@ -383,14 +387,35 @@ export interface LabOptions {
    * the test can connect to hosts directly. Default false.
    */
   attach?: boolean;
+  /**
+   * Extra L2 segments, each on its own bridge and /24, e.g. `{ backend: ['a', 'b'] }`: listed
+   * hosts get a second interface (lab1, lab2, … in order) there. The multicast route stays on
+   * the primary interface (lab0); join groups per interface explicitly.
+   */
+  networks?: Record<string, string[]>;
 }
 
 export type LinkSide = 'switch' | 'host';
 
-/** One lab host: a network namespace with one interface on the lab bridge. */
+/** Name of the primary segment every host is on. */
+export const PRIMARY_NETWORK = 'lan';
+
+/** One interface of a host, plugged into one segment's bridge. */
+export interface HostLink {
+  network: string;
+  /** Interface name inside the host namespace ('lab0' on the primary segment). */
+  ifname: string;
+  ip: string;
+  cidr: string;
+  /** Bridge port in the switch namespace. */
+  port: string;
+  bridge: string;
+}
+
+/** One lab host: a network namespace with one interface on the lab bridge (more with networks). */
 export class Host {
-  /** Bridge port of this host in the switch namespace. */
-  readonly port: string;
+  /** Interfaces by network name; PRIMARY_NETWORK ('lan') always present. */
+  readonly links = new Map<string, HostLink>();
   private dirPath: string | undefined;
 
   constructor(
@@ -398,14 +423,24 @@ export class Host {
     readonly name: string,
     readonly index: number,
     readonly netns: string,
-    readonly ip: string,
-    readonly ifname: string,
-  ) {
-    this.port = `p${index}`;
-  }
+  ) {}
 
+  /** The primary interface. */
+  get primary(): HostLink { return this.link(PRIMARY_NETWORK); }
+  /** Address on the primary segment, e.g. '198.18.1.1'. */
+  get ip(): string { return this.primary.ip; }
+  /** Primary interface name inside the namespace ('lab0'). */
+  get ifname(): string { return this.primary.ifname; }
   /** `ip/prefixlen`, e.g. '198.18.1.1/24'. */
-  get cidr(): string { return `${this.ip}/24`; }
+  get cidr(): string { return this.primary.cidr; }
+  /** Bridge port of the primary interface in the switch namespace. */
+  get port(): string { return this.primary.port; }
+
+  link(network: string): HostLink {
+    const l = this.links.get(network);
+    if (!l) throw new Error(`host ${this.name} is not on network ${JSON.stringify(network)}`);
+    return l;
+  }
 
   /** A private directory for this host under the lab's temp dir (created on first use). */
   get dir(): string {
@@ -447,24 +482,32 @@ export class Host {
    * interface stays administratively up but loses carrier, like an unplugged cable. 'host'
    * sets the host's interface down (the host sees its interface disappear from use).
    */
-  async linkDown(side: LinkSide = 'switch'): Promise<void> {
-    if (side === 'switch') await ip(['-n', this.lab.switchNetns, 'link', 'set', this.port, 'down']);
-    else await ip(['-n', this.netns, 'link', 'set', this.ifname, 'down']);
+  async linkDown(side: LinkSide = 'switch', network = PRIMARY_NETWORK): Promise<void> {
+    const l = this.link(network);
+    if (side === 'switch') await ip(['-n', this.lab.switchNetns, 'link', 'set', l.port, 'down']);
+    else await ip(['-n', this.netns, 'link', 'set', l.ifname, 'down']);
   }
 
-  async linkUp(side: LinkSide = 'switch'): Promise<void> {
-    if (side === 'switch') await ip(['-n', this.lab.switchNetns, 'link', 'set', this.port, 'up']);
+  async linkUp(side: LinkSide = 'switch', network = PRIMARY_NETWORK): Promise<void> {
+    const l = this.link(network);
+    if (side === 'switch') await ip(['-n', this.lab.switchNetns, 'link', 'set', l.port, 'up']);
     else {
-      await ip(['-n', this.netns, 'link', 'set', this.ifname, 'up']);
-      // the multicast route goes away with the link; restore it
-      await this.exec('ip', ['route', 'replace', '224.0.0.0/4', 'dev', this.ifname]);
+      await ip(['-n', this.netns, 'link', 'set', l.ifname, 'up']);
+      // the multicast route goes away with the primary link; restore it
+      if (network === PRIMARY_NETWORK) await ip(['-n', this.netns, 'route', 'replace', '224.0.0.0/4', 'dev', l.ifname]);
     }
   }
 }
 
 const liveLabs = new Set<Lab>();
 let labSeq = 0;
-let swept = false;
+let subnetSeq = 0;
+/** Successive /24s of 198.18.0.0/15 (198.18.1 … 198.19.254), so consecutive labs differ. */
+function nextSubnet(): string {
+  const n = subnetSeq++ % 508;
+  return n < 254 ? `198.18.${n + 1}` : `198.19.${n - 253}`;
+}
+const swept = new Set<string>();
 let exitHooked = false;
 
 function hookExit(): void {
@@ -502,7 +545,10 @@ function sweepStale(prefix: string): void {
 export class Lab {
   readonly id: string;
   readonly switchNetns: string;
+  /** Primary segment, e.g. '198.18.1.0/24'. */
   readonly subnet: string;
+  /** Every segment by name ('lan' and opts.networks), e.g. { lan: '198.18.1.0/24' }. */
+  readonly subnets: Record<string, string> = {};
   readonly tmpdir: string;
   /** Address of the test process on the bridge when created with `attach: true`. */
   readonly gateway: string | undefined;
@@ -515,11 +561,12 @@ export class Lab {
   private destroying: Promise<void> | undefined;
   private readonly cleanups: Array<() => void | Promise<void>> = [];
 
-  private constructor(prefix: string, seq: number, octet: number, attach: boolean) {
+  private constructor(prefix: string, seq: number, base: string, attach: boolean) {
     this.id = `${prefix}-${process.pid}-${seq}`;
     this.switchNetns = `${this.id}.sw`;
-    this.subnet = `198.18.${octet}.0/24`;
-    this.gateway = attach ? `198.18.${octet}.254` : undefined;
+    this.subnet = `${base}.0/24`;
+    this.subnets[PRIMARY_NETWORK] = this.subnet;
+    this.gateway = attach ? `${base}.254` : undefined;
     this.tmpdir = mkdtempSync(join(tmpdir(), `${this.id}-`));
   }
 
@@ -533,15 +580,21 @@ export class Lab {
       if (!/^[a-z0-9][a-z0-9-]{0,30}$/i.test(h)) throw new Error(`bad host name ${JSON.stringify(h)}`);
     }
     if (new Set(opts.hosts).size !== opts.hosts.length) throw new Error('duplicate host names');
-    if (!swept) {
-      swept = true;
+    if (!swept.has(prefix)) {
+      swept.add(prefix);
       sweepStale(prefix);
     }
     hookExit();
     const seq = ++labSeq;
-    const octet = opts.subnet ?? ((seq - 1) % 254) + 1;
-    if (!Number.isInteger(octet) || octet < 0 || octet > 255) throw new Error(`bad subnet octet ${octet}`);
-    const lab = new Lab(prefix, seq, octet, opts.attach ?? false);
+    if (opts.subnet !== undefined && (!Number.isInteger(opts.subnet) || opts.subnet < 0 || opts.subnet > 255)) {
+      throw new Error(`bad subnet octet ${opts.subnet}`);
+    }
+    for (const [net, members] of Object.entries(opts.networks ?? {})) {
+      if (net === PRIMARY_NETWORK || !/^[a-z0-9-]+$/i.test(net)) throw new Error(`bad network name ${JSON.stringify(net)}`);
+      for (const m of members) if (!opts.hosts.includes(m)) throw new Error(`network ${net}: unknown host ${m}`);
+    }
+    const base = opts.subnet !== undefined ? `198.18.${opts.subnet}` : nextSubnet();
+    const lab = new Lab(prefix, seq, base, opts.attach ?? false);
     liveLabs.add(lab);
     try {
       await lab.build(opts);
@@ -561,25 +614,41 @@ export class Lab {
   private async build(opts: LabOptions): Promise<void> {
     const sw = this.switchNetns;
     await this.addNetns(sw);
-    await ip(['-n', sw, 'link', 'add', 'br0', 'type', 'bridge', 'mcast_snooping', '0', 'forward_delay', '0', 'stp_state', '0']);
-    await ip(['-n', sw, 'link', 'set', 'br0', 'up']);
-    const base = this.subnet.split('.').slice(0, 3).join('.');
+    const segments: Array<[string, string[]]> = [[PRIMARY_NETWORK, opts.hosts], ...Object.entries(opts.networks ?? {})];
+    const bridges = new Map<string, { bridge: string; base: string; index: number }>();
+    for (const [k, [net]] of segments.entries()) {
+      const bridge = `br${k}`;
+      const base = k === 0 ? this.subnet.replace(/\.0\/24$/, '') : nextSubnet();
+      if (k > 0) this.subnets[net] = `${base}.0/24`;
+      bridges.set(net, { bridge, base, index: k });
+      await ip(['-n', sw, 'link', 'add', bridge, 'type', 'bridge', 'mcast_snooping', '0', 'forward_delay', '0', 'stp_state', '0']);
+      await ip(['-n', sw, 'link', 'set', bridge, 'up']);
+    }
     let i = 0;
     for (const name of opts.hosts) {
       i++;
       const ns = `${this.id}-${name}`;
       await this.addNetns(ns);
-      const host = new Host(this, name, i, ns, `${base}.${i}`, 'lab0');
-      if (!opts.ipv6) await sysctl(ns, 'net.ipv6.conf.all.disable_ipv6', '1');
-      // veth pair created straight in the two namespaces: never in the caller's namespace
-      await ip(['-n', sw, 'link', 'add', host.port, 'type', 'veth', 'peer', 'name', host.ifname, 'netns', ns]);
-      await ip(['-n', sw, 'link', 'set', host.port, 'master', 'br0']);
-      await ip(['-n', sw, 'link', 'set', host.port, 'up']);
-      if (!opts.ipv6) await sysctl(ns, `net.ipv6.conf.${host.ifname}.disable_ipv6`, '1');
-      await ip(['-n', ns, 'addr', 'add', host.cidr, 'dev', host.ifname]);
-      await ip(['-n', ns, 'link', 'set', host.ifname, 'multicast', 'on', 'up']);
-      await ip(['-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', host.ifname]);
+      const host = new Host(this, name, i, ns);
       this.hostMap.set(name, host);
+      if (!opts.ipv6) await sysctl(ns, 'net.ipv6.conf.all.disable_ipv6', '1');
+      for (const [net, members] of segments) {
+        if (!members.includes(name)) continue;
+        const b = bridges.get(net)!;
+        const link: HostLink = {
+          network: net, ifname: `lab${host.links.size}`, ip: `${b.base}.${i}`, cidr: `${b.base}.${i}/24`,
+          port: b.index === 0 ? `p${i}` : `p${i}n${b.index}`, bridge: b.bridge,
+        };
+        // veth pair created straight in the two namespaces: never in the caller's namespace
+        await ip(['-n', sw, 'link', 'add', link.port, 'type', 'veth', 'peer', 'name', link.ifname, 'netns', ns]);
+        await ip(['-n', sw, 'link', 'set', link.port, 'master', b.bridge]);
+        await ip(['-n', sw, 'link', 'set', link.port, 'up']);
+        if (!opts.ipv6) await sysctl(ns, `net.ipv6.conf.${link.ifname}.disable_ipv6`, '1');
+        await ip(['-n', ns, 'addr', 'add', link.cidr, 'dev', link.ifname]);
+        await ip(['-n', ns, 'link', 'set', link.ifname, 'multicast', 'on', 'up']);
+        if (net === PRIMARY_NETWORK) await ip(['-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', link.ifname]);
+        host.links.set(net, link);
+      }
     }
     if (this.gateway) {
       const ifname = `lab${this.id.split('-').pop()}`.slice(0, 15);
