@@ -51,6 +51,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   private readonly clock: Clock;
   private readonly browsers = new Set<{ stop(): void }>();
   private started = false;
+  private hostStarted = false;
 
   constructor(opts: MdnsEngineOptions) {
     super();
@@ -74,7 +75,6 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     if (this.started) return;
     await this.transport.start();
     this.started = true;
-    this.responder.startHost();
   }
 
   private onPacket(p: MdnsPacket, from: RemoteInfo, iface: NetInterface): void {
@@ -137,6 +137,12 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
       weight: opts.weight,
       subtypes: opts.subtypes,
     };
+    // The host name is claimed only once there is something to publish: a browse-only or
+    // connect-only ambassador stays silent on the network except for its queries.
+    if (!this.hostStarted) {
+      this.hostStarted = true;
+      this.responder.startHost();
+    }
     return this.responder.register(spec);
   }
 

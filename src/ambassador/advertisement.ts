@@ -1,0 +1,170 @@
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { Cluster } from '../cluster/cluster.js';
+import { HealthChecker } from '../cluster/health-checker.js';
+import type { AdvertiseSpec } from '../config/specs.js';
+import type { MdnsEngine } from '../mdns/engine.js';
+import type { Registration } from '../mdns/responder.js';
+import { RelayListener } from '../proxy/relay.js';
+import type { Logger } from '../logging/logger.js';
+
+export interface AdvertisementOptions {
+  healthIntervalMs: number;
+  healthTimeoutMs: number;
+  connectTimeoutMs: number;
+}
+
+export type AdvertisementState = 'waiting-for-target' | 'probing' | 'announced' | 'withdrawn' | 'stopped';
+
+/** Whether something accepts TCP connections at host:port right now. */
+function accepts(host: string, port: number, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(timeoutMs, () => done(false));
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+/**
+ * `--advertise NAME=[HOST:]PORT`: announces the service only while its target accepts TCP
+ * connections (health-gated), withdraws with goodbyes when it stops, and announces again when
+ * it is back. When peers could not reach the target directly (it listens only on loopback, or
+ * lives on another host/container), a relay listener on this host is announced instead.
+ * Events: 'state' (state, reason).
+ */
+export class Advertisement extends EventEmitter {
+  state: AdvertisementState = 'waiting-for-target';
+  reason = 'first health check pending';
+  /** The port peers are told about (the target's, or the relay's). */
+  announcedPort?: number;
+  relay?: RelayListener;
+  registration?: Registration;
+  private readonly target: { host: string; port: number };
+  private readonly targetCluster: Cluster;
+  private readonly checker: HealthChecker;
+  private stopped = false;
+  private deciding?: Promise<void>;
+
+  constructor(
+    readonly spec: AdvertiseSpec,
+    private readonly engine: MdnsEngine,
+    private readonly log: Logger,
+    private readonly opts: AdvertisementOptions,
+  ) {
+    super();
+    this.target = { host: spec.targetHost ?? '127.0.0.1', port: spec.port };
+    // The target as a one-endpoint cluster: the same health checker the connect side uses.
+    this.targetCluster = new Cluster(`advertise:${spec.name}`, { outlier: false });
+    this.targetCluster.setEndpoints('static', [{
+      id: 'target', source: 'static', host: this.target.host, port: this.target.port,
+      priority: 0, weight: 0, txt: {}, label: `${this.target.host}:${this.target.port}`,
+    }]);
+    this.checker = new HealthChecker(this.targetCluster, {
+      intervalMs: opts.healthIntervalMs,
+      timeoutMs: opts.healthTimeoutMs,
+    });
+  }
+
+  get instance(): string | undefined {
+    return this.registration?.instance;
+  }
+
+  private setState(state: AdvertisementState, reason: string): void {
+    if (this.state === state && this.reason === reason) return;
+    this.state = state;
+    this.reason = reason;
+    this.emit('state', state, reason);
+  }
+
+  async start(): Promise<void> {
+    let firstOk = false;
+    this.checker.on('check', (_ep, ok, error) => {
+      if (ok && !firstOk) {
+        firstOk = true;
+        this.deciding = this.publish().catch((err) => this.log.error({ err: String(err), service: this.spec.name }, 'cannot advertise'));
+      } else if (!ok && !firstOk) {
+        this.setState('waiting-for-target', `target ${this.target.host}:${this.target.port} not accepting (${error})`);
+      }
+    });
+    this.targetCluster.on('endpoint-health', (_ep, healthy) => {
+      if (!firstOk || this.stopped) return;
+      if (healthy) this.republish();
+      else this.withdraw(`target ${this.target.host}:${this.target.port} stopped accepting connections`);
+    });
+    this.checker.start();
+  }
+
+  /** Peers reach the target directly only if it is this host and listens on our mDNS addresses. */
+  private async needsRelay(): Promise<boolean> {
+    if (this.spec.targetHost !== undefined) {
+      const ours = this.engine.transport.interfaces.map((i) => i.address);
+      return !ours.includes(this.spec.targetHost);
+    }
+    const iface = this.engine.transport.interfaces.find((i) => !i.address.startsWith('127.'));
+    if (!iface) return false; // loopback-only mesh: 127.0.0.1 is what peers use anyway
+    return !(await accepts(iface.address, this.target.port, this.opts.healthTimeoutMs));
+  }
+
+  private async publish(): Promise<void> {
+    if (await this.needsRelay()) {
+      this.relay = new RelayListener({ target: this.target, port: this.spec.relayPort, connectTimeoutMs: this.opts.connectTimeoutMs });
+      const addr = await this.relay.listen();
+      this.announcedPort = addr.port;
+      this.log.info({ service: this.spec.name, relay: addr.port, target: `${this.target.host}:${this.target.port}` },
+        'target not reachable from peers directly: relaying');
+    } else {
+      this.announcedPort = this.target.port;
+    }
+    if (this.stopped) return;
+    const reg = this.engine.publish({
+      name: this.spec.name,
+      port: this.announcedPort,
+      instance: this.spec.instance,
+      txt: this.spec.txt,
+      priority: this.spec.priority,
+      weight: this.spec.weight,
+      subtypes: this.spec.subtypes,
+    });
+    this.registration = reg;
+    this.setState('probing', 'target accepts connections');
+    reg.on('state', (s: string, why: string) => {
+      if (s === 'announced') this.setState('announced', why);
+      else if (s === 'probing') this.setState('probing', why);
+    });
+    reg.on('renamed', (from: string, to: string, why: string) => {
+      this.log.warn({ service: this.spec.name, from, to, why }, 'name conflict: renamed instance');
+    });
+  }
+
+  private withdraw(reason: string): void {
+    if (!this.registration || this.state === 'withdrawn') return;
+    this.engine.unpublish(this.registration, reason);
+    this.setState('withdrawn', reason);
+  }
+
+  private republish(): void {
+    if (!this.registration || this.state !== 'withdrawn') return;
+    this.engine.republish(this.registration);
+    this.setState('probing', 'target accepts connections again');
+  }
+
+  /** Goodbyes (the caller stops the engine after all of them went out). */
+  sayGoodbye(): void {
+    this.stopped = true;
+    this.checker.stop();
+    if (this.registration && this.state !== 'withdrawn') this.engine.unpublish(this.registration, 'shutdown');
+  }
+
+  async stop(drainMs: number): Promise<void> {
+    this.sayGoodbye();
+    await this.deciding;
+    await this.relay?.close({ drainMs });
+    this.targetCluster.close();
+    this.setState('stopped', 'shutdown');
+  }
+}

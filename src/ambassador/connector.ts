@@ -1,0 +1,84 @@
+import { EventEmitter } from 'node:events';
+import { Cluster } from '../cluster/cluster.js';
+import { HealthChecker } from '../cluster/health-checker.js';
+import type { ConnectSpec } from '../config/specs.js';
+import type { DiscoverySource, EndpointSpec } from '../discovery/source.js';
+import { ConnectListener, type CreateConnection, type Handshake } from '../proxy/listener.js';
+import type { Logger } from '../logging/logger.js';
+
+export interface ConnectorOptions {
+  healthIntervalMs: number;
+  healthTimeoutMs: number;
+  connectTimeoutMs: number;
+  noEndpointWaitMs: number;
+  keepConnections: boolean;
+  handshake?: Handshake;
+  createConnection?: CreateConnection;
+}
+
+/**
+ * `--connect NAME=[BIND:]PORT`: discovery sources → cluster (+ active health checks) → listener.
+ * Data flows one way; the listener never sees where endpoints come from.
+ */
+export class Connector extends EventEmitter {
+  readonly cluster: Cluster;
+  readonly listener: ConnectListener;
+  private readonly checker: HealthChecker;
+
+  constructor(
+    readonly spec: ConnectSpec,
+    readonly sources: DiscoverySource[],
+    private readonly log: Logger,
+    opts: ConnectorOptions,
+  ) {
+    super();
+    this.cluster = new Cluster(spec.name, { where: spec.where });
+    this.checker = new HealthChecker(this.cluster, { intervalMs: opts.healthIntervalMs, timeoutMs: opts.healthTimeoutMs });
+    this.listener = new ConnectListener({
+      cluster: this.cluster,
+      host: spec.bind,
+      port: spec.port,
+      balancer: spec.balance,
+      connectTimeoutMs: opts.connectTimeoutMs,
+      noEndpointWaitMs: opts.noEndpointWaitMs,
+      keepConnectionsOnRemoval: opts.keepConnections,
+      handshake: opts.handshake,
+      createConnection: opts.createConnection,
+    });
+    this.wireLogs();
+  }
+
+  private wireLogs(): void {
+    const svc = this.spec.name;
+    const where = (ep: { label: string; host: string; port: number; source: string }) =>
+      ({ service: svc, endpoint: ep.label, address: `${ep.host}:${ep.port}`, source: ep.source });
+    this.cluster.on('endpoint-up', (ep) => this.log.info(where(ep), 'endpoint up'));
+    this.cluster.on('endpoint-down', (ep, reason) => this.log.warn({ ...where(ep), reason }, 'endpoint down'));
+    this.cluster.on('endpoint-updated', (ep, moved) => {
+      if (moved) this.log.info(where(ep), 'endpoint moved');
+    });
+    this.listener.on('failover', (_c, from, to) => this.log.warn({ service: svc, from: from.label, to: to.label }, 'connect failed, retrying on next endpoint'));
+    this.listener.on('client-closed-no-endpoint', (_c, reason, attempts) =>
+      this.log.warn({ service: svc, reason, attempts }, 'client closed: no endpoint could take it'));
+    this.listener.on('listener-error', (err) => this.log.error({ service: svc, err: err.message }, 'listener error'));
+  }
+
+  async start(): Promise<void> {
+    for (const s of this.sources) {
+      s.on('endpoints', (specs: EndpointSpec[]) => this.cluster.setEndpoints(s.kind, specs));
+      s.on('resolve-error', (err: Error) => this.log.warn({ service: this.spec.name, source: s.kind, err: err.message }, 'discovery lookup failed; keeping last endpoints'));
+    }
+    const addr = await this.listener.listen();
+    this.log.info({ service: this.spec.name, listen: `${addr.address}:${addr.port}`, balance: this.spec.balance,
+      sources: this.sources.map((s) => s.kind), where: this.spec.where }, 'listening');
+    for (const s of this.sources) await s.start();
+    this.checker.start();
+  }
+
+  async stop(drainMs: number): Promise<void> {
+    await this.listener.close({ drainMs });
+    this.checker.stop();
+    for (const s of this.sources) await s.stop();
+    this.cluster.close();
+  }
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { browseCommand, browseOptions } from './cli/browse.js';
+import { fail } from './cli/fail.js';
+import { runCommand, runOptions } from './cli/run.js';
+
+// A bug must still end as one clear line, never a stack trace on the user's terminal
+// (set AMBASSADOR_DEBUG=1 to see the trace).
+const crash = (err: unknown) => {
+  if (process.env.AMBASSADOR_DEBUG) console.error(err);
+  fail(`internal error: ${err instanceof Error ? err.message : String(err)}`, 70);
+};
+process.on('uncaughtException', crash);
+process.on('unhandledRejection', crash);
+
+await yargs(hideBin(process.argv))
+  .scriptName('ambassador')
+  .usage('$0 [run] [options]\n\nA zero-configuration ambassador: advertise the services next to you over mDNS,\nand reach the ones you need through a local port.')
+  .command(['run', '$0'], 'run an ambassador (the default command)', (y) => runOptions(y), (argv) => runCommand(argv))
+  .command('browse [name]', 'list services on the network, live (like avahi-browse -r)', (y) => browseOptions(y), (argv) => browseCommand(argv as never))
+  .example('$0 --advertise redis=6379', 'announce the Redis on this host as _redis._tcp.local')
+  .example('$0 --connect redis=6379', 'forward 127.0.0.1:6379 to whichever peer announces redis')
+  .example('$0 --connect redis=6379 --static redis=10.0.0.5:6380+10.0.0.6:6380', 'fixed endpoints, no multicast')
+  .example('$0 browse redis', 'watch redis instances come and go')
+  .env('AMBASSADOR')
+  .strict()
+  .help()
+  .alias('h', 'help')
+  .version()
+  .wrap(Math.min(110, process.stdout.columns ?? 100))
+  .fail((msg, err) => {
+    if (err) crash(err);
+    fail(`${msg} (see ambassador --help)`);
+  })
+  .parseAsync();

@@ -1,0 +1,70 @@
+import type { ArgumentsCamelCase, Argv } from 'yargs';
+import { MdnsEngine } from '../mdns/engine.js';
+import { InterfaceError, resolveInterfaces } from '../mdns/interfaces.js';
+import type { ServiceBrowser, ServiceInstance } from '../mdns/browser.js';
+import { fail } from './fail.js';
+
+export function browseOptions<T>(y: Argv<T>) {
+  return y
+    .positional('name', { type: 'string', describe: 'service name (e.g. redis) or type (_redis._tcp); default: every service' })
+    .option('interface', { alias: 'i', type: 'string', array: true, describe: 'mDNS interface by name or IPv4 address (repeatable)' })
+    .option('json', { type: 'boolean', default: false, describe: 'one JSON object per event, for scripts' })
+    .option('once', { type: 'boolean', default: false, describe: 'print what is found within --wait ms, then exit' })
+    .option('wait', { type: 'number', default: 3000, describe: 'ms to wait with --once' });
+}
+
+function line(mark: string, i: ServiceInstance): string {
+  const txt = Object.entries(i.txt).map(([k, v]) => `${k}=${v}`).join(' ');
+  const type = i.type.replace(/\.local$/, '');
+  return `${mark} ${i.instance.padEnd(24)} ${type.padEnd(16)} ${i.host.padEnd(20)} ${i.addresses.join(',')}:${i.port}` +
+    `${i.priority || i.weight ? ` prio=${i.priority} weight=${i.weight}` : ''}${txt ? `  ${txt}` : ''}`;
+}
+
+export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; interface?: string[]; json: boolean; once: boolean; wait: number }>): Promise<void> {
+  let interfaces;
+  try {
+    interfaces = resolveInterfaces(argv.interface ?? []);
+  } catch (err) {
+    if (err instanceof InterfaceError) fail(err.message);
+    throw err;
+  }
+  if (!Number.isFinite(argv.wait) || argv.wait <= 0) fail(`--wait: '${argv.wait}' must be a positive number of ms`);
+  const engine = new MdnsEngine({ interfaces });
+  try {
+    await engine.start();
+  } catch (err) {
+    fail((err as Error).message);
+  }
+  const print = (event: 'up' | 'update' | 'down', i: ServiceInstance) => {
+    if (argv.json) process.stdout.write(JSON.stringify({ event, ...i }) + '\n');
+    else process.stdout.write(line(event === 'up' ? '+' : event === 'down' ? '-' : '=', i) + '\n');
+  };
+  const browsers = new Map<string, ServiceBrowser>();
+  const follow = (type: string) => {
+    if (browsers.has(type)) return;
+    const b = engine.browse(type);
+    browsers.set(type, b);
+    if (!argv.once) {
+      b.on('up', (i) => print('up', i));
+      b.on('update', (i) => print('update', i));
+      b.on('down', (i) => print('down', i));
+    }
+  };
+  if (argv.name) follow(argv.name);
+  else engine.browseTypes().on('type', (t: string) => follow(t));
+
+  const stop = async () => {
+    await engine.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  if (argv.once) {
+    setTimeout(() => {
+      const all = [...browsers.values()].flatMap((b) => b.instances());
+      all.sort((a, b) => a.fullName.localeCompare(b.fullName));
+      for (const i of all) print('up', i);
+      void stop();
+    }, argv.wait);
+  }
+}

@@ -1,0 +1,86 @@
+import type { Argv, ArgumentsCamelCase } from 'yargs';
+import { Ambassador } from '../ambassador.js';
+import { buildConfig, type RawOptions } from '../config/config.js';
+import { ConfigError } from '../config/specs.js';
+import { createLogger } from '../logging/logger.js';
+import { fail } from './fail.js';
+
+export function runOptions<T>(y: Argv<T>) {
+  return y
+    .option('advertise', {
+      alias: 'a', type: 'string', array: true, group: 'Services:',
+      describe: 'announce NAME=[HOST:]PORT[,priority=N,weight=N,instance=LABEL,subtype=S,relay-port=N,txt.KEY=VALUE] as _NAME._tcp.local while it accepts connections',
+    })
+    .option('connect', {
+      alias: 'c', type: 'string', array: true, group: 'Services:',
+      describe: 'listen on NAME=[BIND:]PORT[,balance=round-robin|least-conn|random|srv,where.KEY=VALUE] (default bind 127.0.0.1) and forward to a peer announcing NAME',
+    })
+    .option('static', { type: 'string', array: true, group: 'Services:', describe: 'fixed endpoints NAME=HOST:PORT[+HOST:PORT…] for a --connect NAME (no multicast)' })
+    .option('srv', { type: 'string', array: true, group: 'Services:', describe: 'endpoints from unicast DNS SRV NAME=_svc._tcp.domain, re-resolved on its TTL' })
+    .option('interface', { alias: 'i', type: 'string', array: true, group: 'mDNS:', describe: 'mDNS interface by name or IPv4 address (repeatable); default: every up multicast interface' })
+    .option('hostname', { type: 'string', group: 'mDNS:', describe: 'host label to announce as HOSTNAME.local (default: this host\'s name)' })
+    .option('ttl', { type: 'number', group: 'mDNS:', describe: 'TTL in seconds for every published record (default: 120 host/SRV/TXT, 4500 PTR, as Avahi)' })
+    .option('dns-server', { type: 'string', array: true, group: 'mDNS:', describe: 'DNS server HOST[:PORT] for --srv (default: the system resolver)' })
+    .option('tls-cert', { type: 'string', group: 'TLS:', describe: 'certificate (PEM) for mutual TLS between ambassadors' })
+    .option('tls-key', { type: 'string', group: 'TLS:', describe: 'private key (PEM) for --tls-cert' })
+    .option('tls-ca', { type: 'string', group: 'TLS:', describe: 'CA (PEM) that signs every ambassador\'s certificate' })
+    .option('health-interval', { type: 'number', group: 'Health:', default: 1000, describe: 'ms between active TCP health checks (targets and endpoints)' })
+    .option('health-timeout', { type: 'number', group: 'Health:', default: 500, describe: 'ms before a health check connect counts as failed' })
+    .option('connect-timeout', { type: 'number', group: 'Health:', default: 2000, describe: 'ms before a connect to an endpoint fails over to the next one' })
+    .option('wait-for-endpoint', { type: 'number', group: 'Health:', default: 5000, describe: 'ms a client waits for an endpoint to appear before it is closed' })
+    .option('drain-timeout', { type: 'number', group: 'Health:', default: 10000, describe: 'ms open connections may take to finish on shutdown' })
+    .option('keep-connections', { type: 'boolean', group: 'Health:', default: false, describe: 'keep open connections when their endpoint disappears (default: close them)' })
+    .option('admin', { type: 'string', group: 'Operations:', describe: '[HOST:]PORT for HTTP /healthz, /peers and /metrics (default host 127.0.0.1)' })
+    .option('log-level', { type: 'string', group: 'Operations:', default: 'info', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] })
+    .option('log-format', { type: 'string', group: 'Operations:', choices: ['json', 'pretty'], describe: 'default: pretty on a terminal, json otherwise' })
+    .option('check', { type: 'boolean', group: 'Operations:', default: false, describe: 'validate the configuration and exit' });
+}
+
+export async function runCommand(argv: ArgumentsCamelCase<Record<string, unknown>>): Promise<void> {
+  let config;
+  try {
+    config = buildConfig(argv as unknown as RawOptions);
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+  if (argv.check) {
+    const what = [
+      ...config.advertise.map((a) => `advertise ${a.name}=${a.targetHost ? a.targetHost + ':' : ''}${a.port}`),
+      ...config.connect.map((c) => `connect ${c.name} on ${c.bind}:${c.port} (${c.balance})`),
+    ];
+    process.stdout.write(`configuration OK: ${what.join('; ')}\n`);
+    return;
+  }
+  const log = createLogger(config.logLevel, config.logFormat);
+  const amb = new Ambassador(config, log);
+
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (++signals > 1) {
+      log.warn({ signal: sig }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    log.info({ signal: sig, drainMs: config.drainTimeout }, 'shutting down: goodbyes, stop accepting, drain');
+    amb.stop().then(
+      () => {
+        log.info('stopped');
+        process.exit(0);
+      },
+      (err) => {
+        log.error({ err: String(err) }, 'error during shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    await amb.start();
+  } catch (err) {
+    await amb.stop().catch(() => {});
+    if (err instanceof ConfigError) fail(err.message);
+    fail((err as Error).message, 1);
+  }
+}

@@ -1,0 +1,180 @@
+import { accessSync, constants } from 'node:fs';
+import {
+  type AdvertiseSpec, type ConnectSpec, type SrvSpec, type StaticSpec, ConfigError,
+  parseAdvertise, parseConnect, parseHostPort, parseSrv, parseStatic,
+} from './specs.js';
+
+export type LogFormat = 'json' | 'pretty';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface TlsFiles {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+/** Everything `ambassador run` needs, validated. */
+export interface Config {
+  advertise: AdvertiseSpec[];
+  connect: ConnectSpec[];
+  static: StaticSpec[];
+  srv: SrvSpec[];
+  /** mDNS interfaces by name or address; empty = all up multicast interfaces. */
+  interfaces: string[];
+  hostname?: string;
+  /** Record TTL override (s) for all published records; undefined = Avahi defaults. */
+  ttl?: number;
+  tls?: TlsFiles;
+  admin?: { host: string; port: number };
+  logLevel: LogLevel;
+  logFormat?: LogFormat;
+  /** Active health checks (ms). */
+  healthInterval: number;
+  healthTimeout: number;
+  connectTimeout: number;
+  /** How long a client waits for an endpoint to appear when there is none (ms). */
+  noEndpointWait: number;
+  /** Bounded drain of open connections on shutdown (ms). */
+  drainTimeout: number;
+  /** Keep connections to an endpoint that went away (default: close them). */
+  keepConnections: boolean;
+  /** DNS servers for --srv (host[:port]); default: the system's. */
+  dnsServers: string[];
+}
+
+/** Raw option values as yargs hands them over (strings from flags or environment). */
+export interface RawOptions {
+  advertise?: string[];
+  connect?: string[];
+  static?: string[];
+  srv?: string[];
+  interface?: string[];
+  hostname?: string;
+  ttl?: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  admin?: string;
+  logLevel?: string;
+  logFormat?: string;
+  healthInterval?: number;
+  healthTimeout?: number;
+  connectTimeout?: number;
+  waitForEndpoint?: number;
+  drainTimeout?: number;
+  keepConnections?: boolean;
+  dnsServer?: string[];
+}
+
+const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/**
+ * Repeatable options may arrive as one environment variable (AMBASSADOR_ADVERTISE="a=1 b=2"):
+ * entries are separated by whitespace or ';', which no spec contains.
+ */
+export function splitList(values: readonly unknown[] | unknown): string[] {
+  const arr = Array.isArray(values) ? values : values === undefined ? [] : [values];
+  return arr.flatMap((v) => String(v).split(/[\s;]+/)).filter((s) => s.length > 0);
+}
+
+function readable(path: string, what: string): string {
+  try {
+    accessSync(path, constants.R_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(`${what}: cannot read '${path}' (${code === 'ENOENT' ? 'no such file' : code})`);
+  }
+  return path;
+}
+
+function positive(v: number | undefined, def: number, what: string): number {
+  if (v === undefined) return def;
+  if (!Number.isFinite(v) || v <= 0) throw new ConfigError(`${what}: '${v}' must be a positive number`);
+  return v;
+}
+
+export function buildConfig(raw: RawOptions): Config {
+  const advertise = splitList(raw.advertise).map(parseAdvertise);
+  const connect = splitList(raw.connect).map(parseConnect);
+  const statics = splitList(raw.static).map(parseStatic);
+  const srv = splitList(raw.srv).map(parseSrv);
+
+  if (advertise.length === 0 && connect.length === 0) {
+    throw new ConfigError('nothing to do: give at least one --advertise NAME=[HOST:]PORT or --connect NAME=[BIND:]PORT');
+  }
+
+  const listeners = new Map<string, string>();
+  for (const c of connect) {
+    const key = `${c.bind}:${c.port}`;
+    const prev = listeners.get(key);
+    if (prev) throw new ConfigError(`--connect ${c.raw}: ${key} is already used by --connect ${prev}`);
+    listeners.set(key, c.raw);
+    if (c.authFile) readable(c.authFile, `--connect ${c.raw}: auth-file`);
+  }
+  const names = new Set(connect.map((c) => c.name));
+  for (const s of [...statics, ...srv]) {
+    if (!names.has(s.name)) throw new ConfigError(`${'endpoints' in s ? '--static' : '--srv'} ${s.raw}: no --connect ${s.name}=… uses it`);
+  }
+  const advertised = new Set<string>();
+  for (const a of advertise) {
+    const key = `${a.name}|${a.instance ?? ''}|${a.targetHost ?? ''}:${a.port}`;
+    if (advertised.has(key)) throw new ConfigError(`--advertise ${a.raw}: given twice`);
+    advertised.add(key);
+  }
+
+  let tls: TlsFiles | undefined;
+  if (raw.tlsCert || raw.tlsKey || raw.tlsCa) {
+    if (!raw.tlsCert || !raw.tlsKey || !raw.tlsCa) {
+      throw new ConfigError('mutual TLS needs all three of --tls-cert, --tls-key and --tls-ca');
+    }
+    tls = {
+      cert: readable(raw.tlsCert, '--tls-cert'),
+      key: readable(raw.tlsKey, '--tls-key'),
+      ca: readable(raw.tlsCa, '--tls-ca'),
+    };
+  }
+
+  let admin: Config['admin'];
+  if (raw.admin !== undefined && raw.admin !== '') {
+    const hp = parseHostPort(String(raw.admin), '--admin');
+    admin = { host: hp.host ?? '127.0.0.1', port: hp.port };
+    const key = `${admin.host}:${admin.port}`;
+    if (listeners.has(key)) throw new ConfigError(`--admin ${raw.admin}: ${key} is already used by --connect ${listeners.get(key)}`);
+  }
+
+  const logLevel = (raw.logLevel ?? 'info') as LogLevel;
+  if (!LEVELS.includes(logLevel)) throw new ConfigError(`--log-level: '${raw.logLevel}' is not one of ${LEVELS.join(', ')}`);
+  const logFormat = raw.logFormat as LogFormat | undefined;
+  if (logFormat !== undefined && logFormat !== 'json' && logFormat !== 'pretty') {
+    throw new ConfigError(`--log-format: '${raw.logFormat}' is not json or pretty`);
+  }
+  if (raw.ttl !== undefined && (!Number.isInteger(raw.ttl) || raw.ttl < 1 || raw.ttl > 86400)) {
+    throw new ConfigError(`--ttl: '${raw.ttl}' must be whole seconds between 1 and 86400`);
+  }
+  if (raw.hostname !== undefined && !/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(raw.hostname)) {
+    throw new ConfigError(`--hostname: '${raw.hostname}' is not a single DNS label`);
+  }
+
+  return {
+    advertise,
+    connect,
+    static: statics,
+    srv,
+    interfaces: splitList(raw.interface),
+    hostname: raw.hostname,
+    ttl: raw.ttl,
+    tls,
+    admin,
+    logLevel,
+    logFormat,
+    healthInterval: positive(raw.healthInterval, 1000, '--health-interval'),
+    healthTimeout: positive(raw.healthTimeout, 500, '--health-timeout'),
+    connectTimeout: positive(raw.connectTimeout, 2000, '--connect-timeout'),
+    noEndpointWait: positive(raw.waitForEndpoint, 5000, '--wait-for-endpoint'),
+    drainTimeout: positive(raw.drainTimeout, 10000, '--drain-timeout'),
+    keepConnections: !!raw.keepConnections,
+    dnsServers: splitList(raw.dnsServer),
+  };
+}
+
+export { ConfigError };

@@ -1,0 +1,189 @@
+import { isIP } from 'node:net';
+import { BALANCER_NAMES as BALANCERS, type BalancerName } from '../cluster/balancer.js';
+
+/** A user-facing configuration problem: printed as one line, exit status 2. */
+export class ConfigError extends Error {}
+
+export interface AdvertiseSpec {
+  /** Service name, e.g. `redis` → `_redis._tcp.local`. */
+  name: string;
+  /** Where the real service is; undefined = this host. */
+  targetHost?: string;
+  port: number;
+  instance?: string;
+  priority: number;
+  weight: number;
+  txt: Record<string, string>;
+  subtypes: string[];
+  /** Port of the relay listener when one is needed (0 = any free port). */
+  relayPort: number;
+  /** The flag as the user wrote it, for messages. */
+  raw: string;
+}
+
+export interface ConnectSpec {
+  name: string;
+  bind: string;
+  port: number;
+  balance: BalancerName;
+  where: Record<string, string>;
+  authFile?: string;
+  db?: number;
+  raw: string;
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface StaticSpec {
+  name: string;
+  endpoints: HostPort[];
+  raw: string;
+}
+
+export interface SrvSpec {
+  name: string;
+  query: string;
+  raw: string;
+}
+
+const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export function parseServiceName(name: string, flag: string): string {
+  const n = name.trim().toLowerCase().replace(/^_/, '').replace(/\._tcp(\.local)?$/, '');
+  if (!SERVICE_NAME.test(n)) {
+    throw new ConfigError(`${flag}: '${name}' is not a service name (letters, digits and '-', like 'redis')`);
+  }
+  return n;
+}
+
+export function parsePort(value: string, what: string, allowZero = false): number {
+  if (!/^\d+$/.test(value.trim())) throw new ConfigError(`${what}: '${value}' is not a port number`);
+  const p = Number(value);
+  if (p > 65535 || (p === 0 && !allowZero)) throw new ConfigError(`${what}: port ${value} is out of range (1-65535)`);
+  return p;
+}
+
+/** `host:port`, `[v6]:port` or `port` (host undefined). */
+export function parseHostPort(value: string, what: string): { host?: string; port: number } {
+  const v = value.trim();
+  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(v);
+  if (v6) {
+    if (isIP(v6[1]!) !== 6) throw new ConfigError(`${what}: '${v6[1]}' is not an IPv6 address`);
+    return { host: v6[1]!, port: parsePort(v6[2]!, what) };
+  }
+  const i = v.lastIndexOf(':');
+  if (i < 0) return { port: parsePort(v, what) };
+  const host = v.slice(0, i);
+  if (!host || !/^[A-Za-z0-9.-]+$/.test(host)) throw new ConfigError(`${what}: '${host}' is not a host name or address`);
+  return { host, port: parsePort(v.slice(i + 1), what) };
+}
+
+/** `NAME=VALUE[,k=v…]` → name, value and options. */
+function splitSpec(raw: string, flag: string, shape: string): { name: string; value: string; opts: Array<[string, string]> } {
+  const eq = raw.indexOf('=');
+  if (eq <= 0) throw new ConfigError(`${flag} '${raw}': expected ${shape}`);
+  const name = raw.slice(0, eq);
+  const [value = '', ...rest] = raw.slice(eq + 1).split(',');
+  if (!value) throw new ConfigError(`${flag} '${raw}': expected ${shape}`);
+  const opts: Array<[string, string]> = rest.map((kv) => {
+    const j = kv.indexOf('=');
+    if (j <= 0) throw new ConfigError(`${flag} '${raw}': option '${kv}' should be key=value`);
+    return [kv.slice(0, j).trim(), kv.slice(j + 1)];
+  });
+  return { name, value, opts };
+}
+
+function parseUInt16(v: string, what: string): number {
+  if (!/^\d+$/.test(v) || Number(v) > 65535) throw new ConfigError(`${what}: '${v}' should be 0-65535`);
+  return Number(v);
+}
+
+export function parseAdvertise(raw: string): AdvertiseSpec {
+  const flag = '--advertise';
+  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[HOST:]PORT[,priority=,weight=,instance=,txt.KEY=VALUE]');
+  const hp = parseHostPort(value, `${flag} ${raw}`);
+  const spec: AdvertiseSpec = {
+    name: parseServiceName(name, flag),
+    targetHost: hp.host,
+    port: hp.port,
+    priority: 0,
+    weight: 0,
+    txt: {},
+    subtypes: [],
+    relayPort: 0,
+    raw,
+  };
+  for (const [k, v] of opts) {
+    if (k === 'priority') spec.priority = parseUInt16(v, `${flag} ${raw}: priority`);
+    else if (k === 'weight') spec.weight = parseUInt16(v, `${flag} ${raw}: weight`);
+    else if (k === 'instance') {
+      if (!v || v.includes('.') || Buffer.byteLength(v) > 63) {
+        throw new ConfigError(`${flag} ${raw}: instance must be 1-63 bytes without '.'`);
+      }
+      spec.instance = v;
+    } else if (k === 'subtype') spec.subtypes.push(parseServiceName(v, `${flag} ${raw}: subtype`));
+    else if (k === 'relay-port') spec.relayPort = parsePort(v, `${flag} ${raw}: relay-port`, true);
+    else if (k.startsWith('txt.') && k.length > 4) {
+      const key = k.slice(4);
+      if (key.includes('=') || Buffer.byteLength(`${key}=${v}`) > 255) throw new ConfigError(`${flag} ${raw}: TXT entry '${key}' too long or has '='`);
+      spec.txt[key.toLowerCase()] = v;
+    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: priority, weight, instance, subtype, relay-port, txt.KEY)`);
+  }
+  return spec;
+}
+
+export function parseConnect(raw: string): ConnectSpec {
+  const flag = '--connect';
+  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[BIND:]PORT[,balance=,where.KEY=VALUE,auth-file=,db=]');
+  const hp = parseHostPort(value, `${flag} ${raw}`);
+  if (hp.host !== undefined && hp.host !== 'localhost' && isIP(hp.host) === 0) {
+    throw new ConfigError(`${flag} ${raw}: bind address '${hp.host}' must be an IP address`);
+  }
+  const spec: ConnectSpec = {
+    name: parseServiceName(name, flag),
+    bind: hp.host === 'localhost' ? '127.0.0.1' : (hp.host ?? '127.0.0.1'),
+    port: hp.port,
+    balance: 'round-robin',
+    where: {},
+    raw,
+  };
+  for (const [k, v] of opts) {
+    if (k === 'balance') {
+      if (!(BALANCERS as readonly string[]).includes(v)) {
+        throw new ConfigError(`${flag} ${raw}: unknown balance '${v}' (known: ${BALANCERS.join(', ')})`);
+      }
+      spec.balance = v as BalancerName;
+    } else if (k.startsWith('where.') && k.length > 6) spec.where[k.slice(6).toLowerCase()] = v;
+    else if (k === 'auth-file') spec.authFile = v;
+    else if (k === 'db') {
+      if (!/^\d+$/.test(v)) throw new ConfigError(`${flag} ${raw}: db must be a number`);
+      spec.db = Number(v);
+    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: balance, where.KEY, auth-file, db)`);
+  }
+  return spec;
+}
+
+export function parseStatic(raw: string): StaticSpec {
+  const flag = '--static';
+  const eq = raw.indexOf('=');
+  if (eq <= 0 || eq === raw.length - 1) throw new ConfigError(`${flag} '${raw}': expected NAME=HOST:PORT[+HOST:PORT…]`);
+  const endpoints = raw.slice(eq + 1).split('+').map((hp) => {
+    const parsed = parseHostPort(hp, `${flag} ${raw}`);
+    if (!parsed.host) throw new ConfigError(`${flag} ${raw}: '${hp}' needs a host (HOST:PORT)`);
+    return { host: parsed.host, port: parsed.port };
+  });
+  return { name: parseServiceName(raw.slice(0, eq), flag), endpoints, raw };
+}
+
+export function parseSrv(raw: string): SrvSpec {
+  const flag = '--srv';
+  const eq = raw.indexOf('=');
+  const query = raw.slice(eq + 1).trim();
+  if (eq <= 0 || !/^_[A-Za-z0-9-]+\._(tcp|udp)\.[A-Za-z0-9.-]+$/.test(query)) {
+    throw new ConfigError(`${flag} '${raw}': expected NAME=_service._tcp.domain`);
+  }
+  return { name: parseServiceName(raw.slice(0, eq), flag), query: query.replace(/\.$/, ''), raw };
+}

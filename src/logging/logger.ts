@@ -1,0 +1,26 @@
+import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
+import type { LogFormat, LogLevel } from '../config/config.js';
+
+export type { Logger };
+
+/** Paths pino blanks out wherever they appear: credentials never reach a log line. */
+export const REDACT_PATHS = ['password', 'pass', 'secret', 'auth', '*.password', '*.pass', '*.secret', '*.auth', 'authFile.*'];
+
+/**
+ * JSON lines by default (for collectors); human-readable when asked or when stdout is a
+ * terminal. Pretty printing runs in-process (no worker thread) so lines survive a crash exit.
+ */
+export function createLogger(level: LogLevel = 'info', format?: LogFormat, destination: NodeJS.WritableStream = process.stdout): Logger {
+  const usePretty = format === 'pretty' || (format === undefined && (destination as { isTTY?: boolean }).isTTY === true);
+  const opts = {
+    level,
+    base: { pid: process.pid },
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+  };
+  if (usePretty) {
+    const stream = pretty({ destination, sync: true, colorize: (destination as { isTTY?: boolean }).isTTY === true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' });
+    return pino(opts, stream);
+  }
+  return pino(opts, destination as pino.DestinationStream);
+}
