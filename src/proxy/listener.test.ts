@@ -58,6 +58,9 @@ test('forwards bytes both ways and counts them per endpoint', async (t) => {
   const ep = cluster.endpoints()[0]!;
   assert.equal(ep.active, 1);
   assert.equal(ep.connections, 1);
+  await waitFor(() => listener.bytesFor(ep).bytesIn === 7, 3000, 'live byte count');
+  assert.deepEqual(listener.bytesFor(ep), { bytesIn: 7, bytesOut: 4 });
+  assert.equal(ep.bytesIn, 0, 'closed-connection counter not yet updated');
   assert.deepEqual(events, ['connected a #1']);
   c.end();
   await closed(c);
@@ -156,6 +159,15 @@ test('empty cluster: closes the client after noEndpointWaitMs', async (t) => {
   await closed(c);
   assert.deepEqual(events, ['no-endpoint no-endpoint 0']);
   await waitFor(() => listener.connections.size === 0);
+});
+
+test('a client that resets while waiting is dropped quietly', async (t) => {
+  const { listener, port, events } = await setup(t, { noEndpointWaitMs: 60_000 });
+  const c = await client(t, port);
+  await waitFor(() => listener.connections.size === 1);
+  c.resetAndDestroy();
+  await waitFor(() => listener.connections.size === 0, 3000, 'pending connection dropped');
+  assert.deepEqual(events, []);
 });
 
 test('waits when every endpoint is down and proceeds when one comes back', async (t) => {

@@ -143,6 +143,22 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     await this.proxy.close(options);
   }
 
+  /**
+   * Bytes received from / sent to `ep`, including connections still open (Endpoint.bytesIn/Out
+   * are only updated when a connection closes). O(open connections): meant for scrapes, not hot paths.
+   */
+  bytesFor(ep: Endpoint): { bytesIn: number; bytesOut: number } {
+    let bytesIn = ep.bytesIn;
+    let bytesOut = ep.bytesOut;
+    for (const c of this.proxy.connections) {
+      if (c.state === 'open' && c.endpoint === ep && c.upstream) {
+        bytesIn += c.upstream.bytesRead;
+        bytesOut += c.upstream.bytesWritten;
+      }
+    }
+    return { bytesIn, bytesOut };
+  }
+
   /** Close every connection open to `ep` (used on removal / failed health checks). */
   closeConnectionsTo(ep: Endpoint, code = 'EREMOVED'): number {
     let n = 0;
