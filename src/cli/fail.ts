@@ -1,5 +1,6 @@
 /** One line on stderr and a non-zero exit: what every user-facing error looks like. */
 export function fail(message: string, code = 2): never {
-  process.stderr.write(`ambassador: error: ${message.split('\n')[0]}\n`);
+  const oneLine = message.split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
+  process.stderr.write(`ambassador: error: ${oneLine}\n`);
   process.exit(code);
 }

@@ -133,6 +133,7 @@ export class Responder extends EventEmitter {
   hostLabel: string;
   private hostState: 'probing' | 'announced' = 'probing';
   private hostTimers: TimerHandle[] = [];
+  private hostWaiters: Array<() => void> = [];
   /** recordKey@iface → last multicast time, for the §6 one-second rule. */
   private readonly lastMulticast = new Map<string, number>();
   private readonly pending = new Map<NetInterface, { answers: Map<string, MdnsRecord>; timer: TimerHandle }>();
@@ -206,8 +207,17 @@ export class Responder extends EventEmitter {
       () => {
         this.hostState = 'announced';
         this.announce((iface) => this.hostRecords(iface), this.hostTimers);
+        const waiters = this.hostWaiters;
+        this.hostWaiters = [];
+        for (const w of waiters) w();
       },
     );
+  }
+
+  /** Services probe in parallel with the host name but announce only once it is ours. */
+  private afterHostAnnounced(fn: () => void): void {
+    if (this.hostState === 'announced') fn();
+    else this.hostWaiters.push(fn);
   }
 
   private renameHost(reason: string): void {
@@ -243,15 +253,16 @@ export class Responder extends EventEmitter {
       () => reg.fullName,
       () => this.serviceRecords(reg).filter((o) => o.unique).map((o) => o.record),
       reg.timers,
-      () => {
+      () => this.afterHostAnnounced(() => {
+        if (reg.state !== 'probing') return;
         reg.setState('announcing', 'probed');
         // The host's address rides along so a browser resolves the instance from one packet.
         this.announce(
-          (iface) => [...this.serviceRecords(reg), ...(this.hostState === 'announced' ? this.hostRecords(iface) : [])],
+          (iface) => [...this.serviceRecords(reg), ...this.hostRecords(iface)],
           reg.timers,
           () => reg.setState('announced', 'announced'),
         );
-      },
+      }),
     );
   }
 

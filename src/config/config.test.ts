@@ -1,0 +1,74 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildConfig, splitList } from './config.js';
+import { ConfigError, parseAdvertise, parseConnect, parseSrv, parseStatic } from './specs.js';
+
+test('--advertise: port only, host:port, options and TXT', () => {
+  assert.deepEqual(parseAdvertise('redis=6379'), {
+    name: 'redis', targetHost: undefined, port: 6379, priority: 0, weight: 0, txt: {}, subtypes: [], relayPort: 0, raw: 'redis=6379',
+  });
+  const a = parseAdvertise('redis=db:6380,priority=10,weight=5,instance=main db,txt.env=prod,txt.Role=primary,subtype=primary');
+  assert.equal(a.targetHost, 'db');
+  assert.equal(a.port, 6380);
+  assert.equal(a.priority, 10);
+  assert.equal(a.weight, 5);
+  assert.equal(a.instance, 'main db');
+  assert.deepEqual(a.txt, { env: 'prod', role: 'primary' });
+  assert.deepEqual(a.subtypes, ['primary']);
+  assert.equal(parseAdvertise('_redis._tcp=6379').name, 'redis');
+  assert.equal(parseAdvertise('redis=[::1]:6379').targetHost, '::1');
+});
+
+test('--connect: bind defaults to 127.0.0.1; balance and where filters', () => {
+  const c = parseConnect('redis=6379,balance=srv,where.env=production');
+  assert.equal(c.bind, '127.0.0.1');
+  assert.equal(c.port, 6379);
+  assert.equal(c.balance, 'srv');
+  assert.deepEqual(c.where, { env: 'production' });
+  assert.equal(parseConnect('redis=0.0.0.0:7000').bind, '0.0.0.0');
+  assert.equal(parseConnect('redis=localhost:7000').bind, '127.0.0.1');
+});
+
+test('--static and --srv', () => {
+  assert.deepEqual(parseStatic('redis=10.0.0.5:6380+db2:6381').endpoints, [{ host: '10.0.0.5', port: 6380 }, { host: 'db2', port: 6381 }]);
+  assert.equal(parseSrv('redis=_redis._tcp.example.internal.').query, '_redis._tcp.example.internal');
+});
+
+test('bad specs: one clear message each', () => {
+  const bad: Array<[() => unknown, RegExp]> = [
+    [() => parseAdvertise('redis'), /expected NAME=\[HOST:\]PORT/],
+    [() => parseAdvertise('redis=0'), /out of range/],
+    [() => parseAdvertise('redis=99999'), /out of range/],
+    [() => parseAdvertise('redis=6379,bogus=1'), /unknown option 'bogus'/],
+    [() => parseAdvertise('redis=6379,instance=a.b'), /without '\.'/],
+    [() => parseAdvertise('red is=6379'), /not a service name/],
+    [() => parseAdvertise('redis=6379,priority=-1'), /priority/],
+    [() => parseConnect('redis=6379,balance=fastest'), /unknown balance 'fastest'/],
+    [() => parseConnect('redis=db:6379'), /must be an IP address/],
+    [() => parseConnect('redis=6379,db=x'), /db must be a number/],
+    [() => parseStatic('redis=6380'), /needs a host/],
+    [() => parseSrv('redis=redis.example.com'), /_service\._tcp\.domain/],
+  ];
+  for (const [fn, re] of bad) {
+    assert.throws(fn, (err: Error) => err instanceof ConfigError && re.test(err.message) && !err.message.includes('\n'));
+  }
+});
+
+test('whole-config checks: duplicates, orphans, nothing to do, TLS triple', () => {
+  assert.throws(() => buildConfig({}), /nothing to do/);
+  assert.throws(() => buildConfig({ connect: ['a=7000', 'b=127.0.0.1:7000'] }), /already used/);
+  assert.throws(() => buildConfig({ connect: ['a=7000'], static: ['b=h:1'] }), /no --connect b/);
+  assert.throws(() => buildConfig({ advertise: ['a=7000', 'a=7000'] }), /given twice/);
+  assert.throws(() => buildConfig({ advertise: ['a=7000'], tlsCert: '/etc/hostname' }), /all three/);
+  assert.throws(() => buildConfig({ advertise: ['a=7000'], tlsCert: '/nope', tlsKey: '/nope', tlsCa: '/nope' }), /cannot read '\/nope'/);
+  assert.throws(() => buildConfig({ advertise: ['a=7000'], ttl: 0 }), /--ttl/);
+  assert.throws(() => buildConfig({ advertise: ['a=7000'], hostname: 'a.b' }), /--hostname/);
+  assert.throws(() => buildConfig({ connect: ['a=7000'], admin: '127.0.0.1:7000' }), /already used/);
+});
+
+test('repeatable options from one environment variable split on whitespace or ;', () => {
+  assert.deepEqual(splitList(['redis=6379 api=8080;web=80']), ['redis=6379', 'api=8080', 'web=80']);
+  const c = buildConfig({ advertise: ['redis=6379 api=8080'] });
+  assert.deepEqual(c.advertise.map((a) => a.name), ['redis', 'api']);
+  assert.equal(c.healthInterval, 1000);
+});

@@ -1,0 +1,68 @@
+// Bad input → one line on stderr naming the problem, a non-zero exit, never a stack trace.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+
+const cli = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
+
+function run(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, ...env } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const cases: Array<[string, string[], RegExp]> = [
+  ['unknown flag', ['--bogus'], /Unknown argument: bogus/],
+  ['bad port', ['--connect', 'redis=65536'], /out of range/],
+  ['not a port', ['--advertise', 'redis=abc'], /not a port number/],
+  ['duplicate listener', ['--connect', 'a=7000', '--connect', 'b=7000'], /already used/],
+  ['missing auth file', ['--connect', 'redis=7000,auth-file=/no/such/file'], /cannot read '\/no\/such\/file'/],
+  ['unreadable cert', ['--advertise', 'a=1', '--tls-cert', '/no/cert', '--tls-key', '/no/key', '--tls-ca', '/no/ca'], /--tls-cert: cannot read/],
+  ['unknown balancer', ['--connect', 'redis=7000,balance=best'], /unknown balance 'best'/],
+  ['unknown interface', ['--advertise', 'redis=6379', '--interface', 'nosuch0'], /interface 'nosuch0'/],
+  ['nothing to do', [], /nothing to do/],
+  ['bad log level', ['--connect', 'a=7000', '--log-level', 'loud'], /log-level/],
+];
+
+for (const [name, args, re] of cases) {
+  test(`bad input: ${name}`, () => {
+    const r = run(args);
+    assert.equal(r.code, 2, `exit code for ${args.join(' ')}: ${r.stderr}`);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, `one line: ${r.stderr}`);
+    assert.match(lines[0]!, /^ambassador: error: /);
+    assert.match(lines[0]!, re);
+    assert.doesNotMatch(r.stderr, /\bat .+:\d+:\d+/, 'no stack trace');
+  });
+}
+
+test('bad input: port already in use names the address', async () => {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const port = (srv.address() as { port: number }).port;
+  try {
+    const r = run(['--connect', `redis=${port}`, '--static', `redis=127.0.0.1:1`, '--log-level', 'silent']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr.trim(), new RegExp(`^ambassador: error: .*127\\.0\\.0\\.1:${port}.*(EADDRINUSE|in use)`));
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+  } finally {
+    srv.close();
+  }
+});
+
+test('environment variables configure like flags', () => {
+  const r = run(['--check'], { AMBASSADOR_ADVERTISE: 'redis=6379 api=8080', AMBASSADOR_CONNECT: 'db=7000' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /advertise redis=6379; advertise api=8080; connect db on 127\.0\.0\.1:7000/);
+});
+
+test('--help documents every flag', () => {
+  const r = run(['--help']);
+  assert.equal(r.code, 0);
+  for (const flag of ['--advertise', '--connect', '--static', '--srv', '--interface', '--tls-cert', '--tls-key', '--tls-ca', '--admin', '--log-level', '--log-format', '--hostname', '--ttl']) {
+    assert.ok(r.stdout.includes(flag), `--help mentions ${flag}`);
+  }
+});
