@@ -17,6 +17,26 @@ import { ProxyServer, type CloseOptions } from './server.js';
  */
 export type Handshake = (upstream: net.Socket, endpoint: Endpoint, signal: AbortSignal) => Promise<void>;
 
+/**
+ * A handshake failure with a verdict. `retry: false` (e.g. the upstream rejected our
+ * credentials): the client is not tried on other endpoints, it gets `message` (through
+ * `errorReply`) and is closed. `blameEndpoint: false`: the failure says nothing about the
+ * endpoint's health, so it does not count towards outlier ejection. The message is shown to the
+ * client and logged: it must never contain a secret.
+ */
+export class HandshakeError extends Error {
+  readonly code: string;
+  readonly retry: boolean;
+  readonly blameEndpoint: boolean;
+  constructor(message: string, code = 'EHANDSHAKE', opts: { retry?: boolean; blameEndpoint?: boolean } = {}) {
+    super(message);
+    this.name = 'HandshakeError';
+    this.code = code;
+    this.retry = opts.retry ?? true;
+    this.blameEndpoint = opts.blameEndpoint ?? true;
+  }
+}
+
 /** Opens the upstream socket (default: net.connect). A tls.TLSSocket is awaited until 'secureConnect'. */
 export type CreateConnection = (endpoint: Endpoint) => net.Socket;
 
@@ -49,9 +69,15 @@ export interface ConnectListenerOptions {
   /** Bound on the handshake. Default 5000 ms. */
   handshakeTimeoutMs?: number;
   createConnection?: CreateConnection;
+  /**
+   * Encodes a one-line message in the client's protocol (e.g. a RESP error), sent to a client
+   * that is closed without an upstream before the close. Default: the client is just closed.
+   */
+  errorReply?: (message: string) => Buffer | string;
 }
 
-export type NoEndpointReason = 'no-endpoint' | 'all-failed';
+/** 'rejected' = a handshake failed with `retry: false` (e.g. the credentials were refused). */
+export type NoEndpointReason = 'no-endpoint' | 'all-failed' | 'rejected';
 
 export type ConnectListenerEvents = {
   /** A client was accepted. */
@@ -191,8 +217,9 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
 
     let upstream: net.Socket | undefined;
     let reason: NoEndpointReason = 'no-endpoint';
+    const last: LastFailure = {};
     try {
-      const r = await this.connectWithRetry(conn);
+      const r = await this.connectWithRetry(conn, last);
       if (typeof r === 'string') reason = r;
       else upstream = r;
     } catch {
@@ -205,7 +232,9 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       upstream?.destroy();
       const aborted = conn.signal.aborted || client.destroyed;
       client.on('error', noop);
-      client.destroy();
+      const reply = aborted || !this.options.errorReply ? undefined : this.options.errorReply(this.refusal(reason, conn, last));
+      if (reply !== undefined) refuse(client, reply);
+      else client.destroy();
       if (!aborted) this.emit('client-closed-no-endpoint', conn, reason, conn.attempts);
       conn.endpoint = undefined;
       conn.markClosed();
@@ -233,7 +262,15 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
   }
 
   /** Resolves with a ready (handshaken) upstream, or the reason there is none. */
-  private async connectWithRetry(conn: ProxyConnection): Promise<net.Socket | NoEndpointReason> {
+  private refusal(reason: NoEndpointReason, conn: ProxyConnection, last: LastFailure): string {
+    const name = this.cluster.name;
+    if (reason === 'rejected' && last.message) return `ambassador: ${last.message}`;
+    if (reason === 'no-endpoint') return `ambassador: no endpoint for '${name}' (waited ${this.noEndpointWaitMs} ms)`;
+    const why = last.message ?? last.code;
+    return `ambassador: no endpoint for '${name}' took the connection (${conn.attempts} attempt(s)${why ? `, last: ${why}` : ''})`;
+  }
+
+  private async connectWithRetry(conn: ProxyConnection, last: LastFailure): Promise<net.Socket | NoEndpointReason> {
     const signal = conn.signal;
     const tried = new Set<Endpoint>();
     const waitUntil = Date.now() + this.noEndpointWaitMs;
@@ -258,7 +295,9 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       } catch (err) {
         if (signal.aborted) return 'no-endpoint';
         this.cluster.reportConnectFailure(ep);
-        this.emit('connect-failed', conn, ep, err instanceof ConnectError ? err.code : codeOf(err));
+        last.code = err instanceof ConnectError ? err.code : codeOf(err);
+        last.message = undefined;
+        this.emit('connect-failed', conn, ep, last.code);
         lastFailed = ep;
         continue;
       }
@@ -266,7 +305,9 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
         upstream.destroy();
         return 'no-endpoint';
       }
-      this.cluster.reportConnectSuccess(ep);
+      // With a handshake, success is reported once it is done (else an endpoint failing every
+      // handshake would have its failure streak reset by each TCP connect and never be ejected).
+      if (!this.options.handshake) this.cluster.reportConnectSuccess(ep);
       if (ep.removed && !this.options.keepConnectionsOnRemoval) {
         // Vanished from discovery while we were connecting: try another without blaming it.
         upstream.destroy();
@@ -274,35 +315,45 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       }
       if (this.options.handshake) {
         conn.upstream = upstream;
-        const code = await this.runHandshake(upstream, ep, signal);
-        if (code !== undefined) {
+        const failure = await this.runHandshake(upstream, ep, signal);
+        if (failure !== undefined) {
           upstream.destroy();
           if (signal.aborted) return 'no-endpoint';
-          ep.failures++;
-          this.emit('connect-failed', conn, ep, code);
+          const verdict = failure.error instanceof HandshakeError ? failure.error : undefined;
+          if (verdict?.blameEndpoint === false) ep.failures++;
+          else this.cluster.reportConnectFailure(ep);
+          last.code = failure.code;
+          last.message = verdict?.message;
+          this.emit('connect-failed', conn, ep, failure.code);
+          if (verdict?.retry === false) return 'rejected';
           lastFailed = ep;
           continue;
         }
+        this.cluster.reportConnectSuccess(ep);
       }
       return upstream;
     }
     return tried.size > 0 ? 'all-failed' : 'no-endpoint';
   }
 
-  /** Runs the handshake hook, bounded; resolves undefined on success or an error code. */
-  private runHandshake(upstream: net.Socket, ep: Endpoint, clientSignal: AbortSignal): Promise<string | undefined> {
+  /** Runs the handshake hook, bounded; resolves undefined on success or the failure. */
+  private runHandshake(
+    upstream: net.Socket,
+    ep: Endpoint,
+    clientSignal: AbortSignal,
+  ): Promise<{ code: string; error?: unknown } | undefined> {
     const hook = this.options.handshake!;
     const ac = new AbortController();
-    return new Promise<string | undefined>((resolve) => {
+    return new Promise((resolve) => {
       let settled = false;
-      const settle = (code: string | undefined): void => {
+      const settle = (code: string | undefined, error?: unknown): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         upstream.off('close', onClose);
         clientSignal.removeEventListener('abort', onClientAbort);
         if (code !== undefined) ac.abort();
-        resolve(code);
+        resolve(code === undefined ? undefined : { code, error });
       };
       const onClose = (): void => settle('ECONNRESET');
       const onClientAbort = (): void => settle('ECANCELED');
@@ -313,15 +364,35 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       try {
         p = hook(upstream, ep, ac.signal);
       } catch (err) {
-        settle(handshakeCode(err));
+        settle(handshakeCode(err), err);
         return;
       }
       p.then(
         () => settle(upstream.destroyed ? 'ECONNRESET' : undefined),
-        (err: unknown) => settle(handshakeCode(err)),
+        (err: unknown) => settle(handshakeCode(err), err),
       );
     });
   }
+}
+
+interface LastFailure {
+  code?: string;
+  /** Message of the last HandshakeError (safe to show). */
+  message?: string;
+}
+
+/**
+ * Send `reply` and close gracefully: the client's unread input is discarded (so the close does
+ * not turn into a reset that could destroy the reply in flight), and the socket is destroyed
+ * once the client closes its side, or after a bound.
+ */
+function refuse(client: net.Socket, reply: Buffer | string): void {
+  const timer = setTimeout(() => client.destroy(), 2000);
+  timer.unref();
+  client.once('close', () => clearTimeout(timer));
+  client.on('data', noop);
+  client.resume();
+  client.end(reply);
 }
 
 function handshakeCode(err: unknown): string {

@@ -3,7 +3,7 @@ import net from 'node:net';
 import { ConnectError, connectSocket } from './connect.js';
 import { ProxyConnection } from './connection.js';
 import { codeOf, SocketPipe, type PipeResult } from './pipe.js';
-import { ProxyServer, type CloseOptions } from './server.js';
+import { ProxyServer, type CloseOptions, type CreateServer } from './server.js';
 
 export interface RelayTarget {
   host: string;
@@ -24,6 +24,8 @@ export interface RelayListenerOptions {
   keepAliveInitialDelayMs?: number;
   /** Opens the target socket (default net.connect); a TLSSocket is awaited until 'secureConnect'. */
   createConnection?: (target: RelayTarget) => net.Socket;
+  /** Makes the accepting server (e.g. a tls.Server for mutual TLS); default a plain net.Server. */
+  createServer?: CreateServer;
 }
 
 export type RelayListenerEvents = {
@@ -61,6 +63,7 @@ export class RelayListener extends EventEmitter<RelayListenerEvents> {
       options.port ?? 0,
       (client) => void this.handle(client),
       (err) => this.emit('listener-error', err),
+      options.createServer,
     );
   }
 

@@ -1,6 +1,9 @@
 import net from 'node:net';
 import type { ProxyConnection } from './connection.js';
 
+/** Creates a server calling `onClient` with every accepted (ready to use) client socket. */
+export type CreateServer = (onClient: (client: net.Socket) => void) => net.Server;
+
 export interface CloseOptions {
   /**
    * Let open connections finish for up to this long before destroying them. Connections still
@@ -23,8 +26,13 @@ export class ProxyServer {
     readonly port: number,
     onClient: (client: net.Socket) => void,
     onError: (err: Error) => void,
+    /**
+     * Makes the server that accepts clients (e.g. a tls.Server, which hands over sockets once
+     * their handshake is done). Default: a net.Server with half-open sockets.
+     */
+    createServer: CreateServer = (onConn) => net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, onConn),
   ) {
-    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (client) => {
+    this.server = createServer((client) => {
       if (this.closing) {
         client.destroy();
         return;
