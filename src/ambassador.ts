@@ -1,3 +1,4 @@
+import { AdminServer } from './admin/server.js';
 import { Advertisement } from './ambassador/advertisement.js';
 import { Connector } from './ambassador/connector.js';
 import type { Config } from './config/config.js';
@@ -20,6 +21,9 @@ export class Ambassador {
   readonly advertisements: Advertisement[] = [];
   readonly connectors: Connector[] = [];
   draining = false;
+  /** True once start() finished: every listener bound (the admin /healthz reports 200 from then on). */
+  started = false;
+  admin?: AdminServer;
   private stopping?: Promise<void>;
 
   constructor(readonly config: Config, private readonly log: Logger) {}
@@ -35,7 +39,17 @@ export class Ambassador {
     // Flags of the public contract whose implementation lands in a later release: refuse them
     // clearly instead of silently running without encryption or without the admin endpoint.
     if (c.tls) throw new ConfigError('--tls-cert/--tls-key/--tls-ca: mutual TLS is not implemented in this version yet');
-    if (c.admin) throw new ConfigError('--admin: the admin endpoint is not implemented in this version yet');
+    if (c.admin) {
+      // First, before any multicast: a bad admin port fails fast, and /healthz answers 503 while starting.
+      const admin = new AdminServer(this, c.admin);
+      try {
+        await admin.listen();
+      } catch (err) {
+        throw new ConfigError(`--admin: ${(err as Error).message}`);
+      }
+      this.admin = admin;
+      this.log.info({ admin: `http://${c.admin.host}:${admin.address()?.port}`, resources: ['/healthz', '/peers', '/metrics'] }, 'admin endpoint listening');
+    }
     if (this.needsMdns()) {
       let interfaces;
       try {
@@ -73,6 +87,7 @@ export class Ambassador {
         keepConnections: c.keepConnections,
       });
       this.connectors.push(conn);
+      this.admin?.metrics.watchConnector(conn);
       try {
         await conn.start();
       } catch (err) {
@@ -92,8 +107,10 @@ export class Ambassador {
         else this.log.info(fields, 'advertisement');
       });
       this.advertisements.push(adv);
+      this.admin?.metrics.watchAdvertisement(adv);
       await adv.start();
     }
+    this.started = true;
   }
 
   /** Idempotent graceful stop. */
@@ -112,5 +129,6 @@ export class Ambassador {
       ...this.advertisements.map((a) => a.stop(drainMs)),
     ]);
     await this.engine?.stop();
+    await this.admin?.close();
   }
 }

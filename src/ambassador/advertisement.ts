@@ -46,7 +46,7 @@ export class Advertisement extends EventEmitter {
   registration?: Registration;
   private readonly target: { host: string; port: number };
   private readonly targetCluster: Cluster;
-  private readonly checker: HealthChecker;
+  readonly checker: HealthChecker;
   private stopped = false;
   private deciding?: Promise<void>;
 

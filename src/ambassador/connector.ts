@@ -23,7 +23,7 @@ export interface ConnectorOptions {
 export class Connector extends EventEmitter {
   readonly cluster: Cluster;
   readonly listener: ConnectListener;
-  private readonly checker: HealthChecker;
+  readonly checker: HealthChecker;
 
   constructor(
     readonly spec: ConnectSpec,

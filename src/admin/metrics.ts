@@ -1,0 +1,265 @@
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { Advertisement, AdvertisementState } from '../ambassador/advertisement.js';
+import type { Connector } from '../ambassador/connector.js';
+import type { Endpoint } from '../cluster/endpoint.js';
+import type { HealthChecker } from '../cluster/health-checker.js';
+import type { MdnsEngine } from '../mdns/engine.js';
+import type { ProxyConnection } from '../proxy/connection.js';
+
+/** Codes that mean the TCP connect worked but the protocol or TLS handshake after it did not. */
+export function isHandshakeCode(code: string): boolean {
+  return code === 'EHANDSHAKE' || code === 'EPROTO' || code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || code.includes('CERT');
+}
+
+const ADVERTISEMENT_STATES: AdvertisementState[] = ['waiting-for-target', 'probing', 'announced', 'withdrawn', 'stopped'];
+
+/** What the metrics read: an Ambassador, or anything shaped like one (tests, the demo). */
+export interface MetricsSubject {
+  readonly connectors: readonly Connector[];
+  readonly advertisements: readonly Advertisement[];
+  readonly engine?: MdnsEngine;
+}
+
+interface ByteTotals {
+  received: number;
+  sent: number;
+}
+
+/**
+ * Prometheus metrics of one Ambassador, in a registry of its own (never the global one, so
+ * several ambassadors can live in one process). Event counters are bumped once per connection
+ * or per state change; everything else (bytes, active connections, endpoint states, mDNS
+ * counters) is read from the live objects only when Prometheus scrapes. Nothing runs per byte.
+ */
+export class AmbassadorMetrics {
+  readonly registry = new Registry();
+  private readonly accepted: Counter<'cluster'>;
+  private readonly established: Counter<'cluster' | 'endpoint'>;
+  private readonly connectFailures: Counter<'cluster' | 'endpoint' | 'code'>;
+  private readonly handshakeFailures: Counter<'cluster' | 'endpoint' | 'code'>;
+  private readonly clientFailures: Counter<'cluster' | 'reason'>;
+  private readonly retries: Counter<'cluster'>;
+  private readonly transitions: Counter<'cluster' | 'endpoint' | 'to' | 'reason'>;
+  private readonly healthChecks: Counter<'cluster' | 'endpoint' | 'result'>;
+  private readonly advTransitions: Counter<'service' | 'state'>;
+  private readonly relayAccepted: Counter<'service'>;
+  private readonly relayFailures: Counter<'service' | 'code'>;
+  /** Upstream bytes of connections already closed, per cluster → endpoint label. */
+  private readonly closedBytes = new Map<string, Map<string, ByteTotals>>();
+
+  constructor(private readonly subject: MetricsSubject, opts: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    const self = this;
+
+    this.accepted = new Counter({ name: 'ambassador_connections_accepted_total', help: 'Client connections accepted by a --connect listener', labelNames: ['cluster'], registers });
+    this.established = new Counter({ name: 'ambassador_connections_established_total', help: 'Client connections piped to an endpoint (after retries and handshake)', labelNames: ['cluster', 'endpoint'], registers });
+    this.clientFailures = new Counter({ name: 'ambassador_connections_failed_total', help: 'Client connections closed without any upstream (reason: no-endpoint, all-failed)', labelNames: ['cluster', 'reason'], registers });
+    this.connectFailures = new Counter({ name: 'ambassador_connect_failures_total', help: 'Failed connects (or handshakes) to an endpoint, by error code', labelNames: ['cluster', 'endpoint', 'code'], registers });
+    this.handshakeFailures = new Counter({ name: 'ambassador_handshake_failures_total', help: 'Connects whose protocol (e.g. Redis AUTH) or TLS handshake failed', labelNames: ['cluster', 'endpoint', 'code'], registers });
+    this.retries = new Counter({ name: 'ambassador_connect_retries_total', help: 'Failovers: a client retried on the next endpoint after a failed connect', labelNames: ['cluster'], registers });
+    this.transitions = new Counter({ name: 'ambassador_endpoint_transitions_total', help: 'Endpoint up/down transitions (reason: discovered, recovered, removed, health-check, outlier)', labelNames: ['cluster', 'endpoint', 'to', 'reason'], registers });
+    this.healthChecks = new Counter({ name: 'ambassador_health_checks_total', help: 'Active TCP health checks (cluster advertise:NAME = an advertised target)', labelNames: ['cluster', 'endpoint', 'result'], registers });
+    this.advTransitions = new Counter({ name: 'ambassador_advertisement_transitions_total', help: 'Advertisement state changes', labelNames: ['service', 'state'], registers });
+    this.relayAccepted = new Counter({ name: 'ambassador_relay_connections_accepted_total', help: 'Connections accepted by an advertisement relay', labelNames: ['service'], registers });
+    this.relayFailures = new Counter({ name: 'ambassador_relay_connect_failures_total', help: 'Relay connects to the advertised target that failed', labelNames: ['service', 'code'], registers });
+
+    new Gauge({
+      name: 'ambassador_connections_active', help: 'Proxied connections open now, per endpoint', labelNames: ['cluster', 'endpoint'], registers,
+      collect() {
+        this.reset();
+        for (const c of self.subject.connectors) {
+          const counts = new Map<string, number>();
+          for (const ep of c.cluster.endpoints()) counts.set(ep.label, 0);
+          for (const conn of c.listener.connections) {
+            if (conn.state === 'open' && conn.endpoint) counts.set(conn.endpoint.label, (counts.get(conn.endpoint.label) ?? 0) + 1);
+          }
+          for (const [endpoint, n] of counts) this.set({ cluster: c.spec.name, endpoint }, n);
+        }
+      },
+    });
+    new Gauge({
+      name: 'ambassador_connections_pending', help: 'Client connections waiting for an endpoint or a connect', labelNames: ['cluster'], registers,
+      collect() {
+        this.reset();
+        for (const c of self.subject.connectors) {
+          let n = 0;
+          for (const conn of c.listener.connections) if (conn.state === 'pending') n++;
+          this.set({ cluster: c.spec.name }, n);
+        }
+      },
+    });
+    const bytes = (direction: keyof ByteTotals) => function (this: Counter<'cluster' | 'endpoint'>) {
+      this.reset();
+      for (const c of self.subject.connectors) {
+        const totals = new Map<string, number>();
+        for (const [endpoint, t] of self.closedBytes.get(c.spec.name) ?? []) totals.set(endpoint, t[direction]);
+        for (const ep of c.cluster.endpoints()) if (!totals.has(ep.label)) totals.set(ep.label, 0);
+        for (const conn of c.listener.connections) {
+          if (conn.state !== 'open' || !conn.endpoint || !conn.upstream) continue;
+          const live = direction === 'received' ? conn.upstream.bytesRead : conn.upstream.bytesWritten;
+          totals.set(conn.endpoint.label, (totals.get(conn.endpoint.label) ?? 0) + live);
+        }
+        for (const [endpoint, n] of totals) this.inc({ cluster: c.spec.name, endpoint }, n);
+      }
+    };
+    new Counter({ name: 'ambassador_upstream_bytes_received_total', help: 'Bytes received from endpoints (towards clients)', labelNames: ['cluster', 'endpoint'], registers, collect: bytes('received') });
+    new Counter({ name: 'ambassador_upstream_bytes_sent_total', help: 'Bytes sent to endpoints (from clients)', labelNames: ['cluster', 'endpoint'], registers, collect: bytes('sent') });
+
+    new Gauge({
+      name: 'ambassador_endpoint_up', help: '1 while an endpoint is usable (discovered, healthy, not ejected), else 0', labelNames: ['cluster', 'endpoint', 'source'], registers,
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const c of self.subject.connectors) {
+          for (const ep of c.cluster.endpoints()) this.set({ cluster: c.spec.name, endpoint: ep.label, source: ep.source }, ep.isUsable(now) ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'ambassador_endpoints', help: 'Endpoints known per cluster, by state', labelNames: ['cluster', 'state'], registers,
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const c of self.subject.connectors) {
+          const all = c.cluster.endpoints();
+          const up = all.filter((ep) => ep.isUsable(now)).length;
+          this.set({ cluster: c.spec.name, state: 'up' }, up);
+          this.set({ cluster: c.spec.name, state: 'down' }, all.length - up);
+        }
+      },
+    });
+    new Gauge({
+      name: 'ambassador_advertisement_state', help: '1 for the current state of each advertisement, 0 for the others', labelNames: ['service', 'state'], registers,
+      collect() {
+        this.reset();
+        for (const a of self.subject.advertisements) {
+          for (const s of ADVERTISEMENT_STATES) this.inc({ service: a.spec.name, state: s }, a.state === s ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'ambassador_relay_connections_active', help: 'Connections open through an advertisement relay', labelNames: ['service'], registers,
+      collect() {
+        this.reset();
+        for (const a of self.subject.advertisements) {
+          if (!a.relay) continue;
+          let n = 0;
+          for (const conn of a.relay.connections) if (conn.state === 'open') n++;
+          this.set({ service: a.spec.name }, n);
+        }
+      },
+    });
+
+    // mDNS engine counters, read at scrape time.
+    const mdns = (name: string, help: string, read: (s: ReturnType<MdnsEngine['stats']>) => number) =>
+      new Counter({
+        name, help, registers,
+        collect() {
+          this.reset();
+          const e = self.subject.engine;
+          if (e) this.inc(read(e.stats()));
+        },
+      });
+    mdns('ambassador_mdns_packets_received_total', 'mDNS packets received on our interfaces', (s) => s.packetsIn);
+    mdns('ambassador_mdns_packets_sent_total', 'mDNS packets sent', (s) => s.packetsOut);
+    mdns('ambassador_mdns_bytes_received_total', 'mDNS bytes received', (s) => s.bytesIn);
+    mdns('ambassador_mdns_bytes_sent_total', 'mDNS bytes sent', (s) => s.bytesOut);
+    mdns('ambassador_mdns_packets_malformed_total', 'mDNS packets dropped as malformed', (s) => s.malformed);
+    mdns('ambassador_mdns_packets_ignored_total', 'Well-formed mDNS packets ignored (off-link source, response not from port 5353)', (s) => s.ignored);
+    mdns('ambassador_mdns_send_errors_total', 'mDNS sends that failed', (s) => s.sendErrors);
+    mdns('ambassador_mdns_probes_sent_total', 'mDNS probe queries sent', (s) => s.probesSent);
+    mdns('ambassador_mdns_announcements_sent_total', 'mDNS announcements sent', (s) => s.announcementsSent);
+    mdns('ambassador_mdns_goodbyes_sent_total', 'mDNS goodbye records sent', (s) => s.goodbyesSent);
+    mdns('ambassador_mdns_conflicts_total', 'Name conflicts during probing or announced (led to renames)', (s) => s.conflicts);
+    mdns('ambassador_mdns_queries_answered_total', 'mDNS queries answered', (s) => s.queriesAnswered);
+    mdns('ambassador_mdns_rate_limited_total', 'mDNS answers held back by the RFC 6762 §6 rate limit', (s) => s.rateLimited);
+    new Gauge({
+      name: 'ambassador_mdns_cache_records', help: 'Records in the mDNS cache', registers,
+      collect() {
+        this.reset();
+        const e = self.subject.engine;
+        if (e) this.set(e.stats().cacheSize);
+      },
+    });
+
+    for (const c of subject.connectors) this.watchConnector(c);
+    for (const a of subject.advertisements) this.watchAdvertisement(a);
+  }
+
+  /** Counts a connector's events. Call once per connector, before it starts. */
+  watchConnector(c: Connector): void {
+    const cluster = c.spec.name;
+    const l = c.listener;
+    this.accepted.inc({ cluster }, 0);
+    this.retries.inc({ cluster }, 0);
+    // A handshake failure is a connect-failed after the TCP connect succeeded: the listener then
+    // has set conn.upstream to the new socket. Remember which upstream each failure saw.
+    const seenUpstream = new WeakMap<ProxyConnection, unknown>();
+    l.on('connection', (conn) => {
+      this.accepted.inc({ cluster });
+      seenUpstream.set(conn, conn.upstream);
+    });
+    l.on('upstream-connected', (_conn, ep) => this.established.inc({ cluster, endpoint: ep.label }));
+    l.on('connect-failed', (conn, ep, code) => {
+      this.connectFailures.inc({ cluster, endpoint: ep.label, code });
+      const fresh = conn.upstream !== undefined && conn.upstream !== seenUpstream.get(conn);
+      seenUpstream.set(conn, conn.upstream);
+      if (fresh || isHandshakeCode(code)) this.handshakeFailures.inc({ cluster, endpoint: ep.label, code });
+    });
+    l.on('failover', () => this.retries.inc({ cluster }));
+    l.on('client-closed-no-endpoint', (_conn, reason) => this.clientFailures.inc({ cluster, reason }));
+    l.on('connection-closed', (conn, result) => {
+      if (!result || !conn.endpoint) return;
+      let byEp = this.closedBytes.get(cluster);
+      if (!byEp) this.closedBytes.set(cluster, (byEp = new Map()));
+      const t = byEp.get(conn.endpoint.label);
+      if (t) {
+        t.received += result.upstreamBytesRead;
+        t.sent += result.upstreamBytesWritten;
+      } else {
+        byEp.set(conn.endpoint.label, { received: result.upstreamBytesRead, sent: result.upstreamBytesWritten });
+      }
+    });
+    const added = new WeakSet<Endpoint>();
+    c.cluster.on('endpoint-added', (ep) => added.add(ep));
+    c.cluster.on('endpoint-up', (ep) => {
+      const reason = added.has(ep) ? 'discovered' : 'recovered';
+      added.delete(ep);
+      this.transitions.inc({ cluster, endpoint: ep.label, to: 'up', reason });
+    });
+    c.cluster.on('endpoint-down', (ep, reason) => this.transitions.inc({ cluster, endpoint: ep.label, to: 'down', reason }));
+    this.watchChecker(cluster, c.checker);
+  }
+
+  /** Counts an advertisement's state changes, target checks and relay connections. */
+  watchAdvertisement(a: Advertisement): void {
+    const service = a.spec.name;
+    a.on('state', (state: AdvertisementState) => {
+      this.advTransitions.inc({ service, state });
+      const relay = a.relay;
+      if (relay && !this.watchedRelays.has(relay)) {
+        this.watchedRelays.add(relay);
+        this.relayAccepted.inc({ service }, 0);
+        relay.on('connection', () => this.relayAccepted.inc({ service }));
+        relay.on('connect-failed', (_c, code) => this.relayFailures.inc({ service, code }));
+      }
+    });
+    this.watchChecker(`advertise:${service}`, a.checker);
+  }
+
+  private readonly watchedRelays = new WeakSet<object>();
+
+  private watchChecker(cluster: string, checker: HealthChecker): void {
+    checker.on('check', (ep, ok) => this.healthChecks.inc({ cluster, endpoint: ep.label, result: ok ? 'ok' : 'fail' }));
+  }
+
+  /** Prometheus text exposition. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

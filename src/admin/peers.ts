@@ -1,0 +1,82 @@
+import type { Endpoint } from '../cluster/endpoint.js';
+import type { MetricsSubject } from './metrics.js';
+
+/** TXT keys whose values are never shown (a TXT record is public, but people put things in it). */
+const SECRET_KEY = /pass|secret|token|key|auth|cred|private/i;
+
+export function redactTxt(txt: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(txt)) out[k] = SECRET_KEY.test(k) ? '[redacted]' : v;
+  return out;
+}
+
+export interface PeersSubject extends MetricsSubject {
+  readonly draining: boolean;
+}
+
+function endpointJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now: number) {
+  const { bytesIn, bytesOut } = c.listener.bytesFor(ep);
+  let active = 0;
+  for (const conn of c.listener.connections) if (conn.state === 'open' && conn.endpoint === ep) active++;
+  const down = ep.downReasonAt(now);
+  return {
+    label: ep.label,
+    source: ep.source,
+    address: ep.host,
+    port: ep.port,
+    priority: ep.priority,
+    weight: ep.weight,
+    txt: redactTxt(ep.txt),
+    state: down === undefined ? 'up' : 'down',
+    downReason: down ?? null,
+    ejectedForMs: ep.ejectedUntil > now ? ep.ejectedUntil - now : 0,
+    activeConnections: active,
+    connections: ep.connections,
+    connectFailures: ep.failures,
+    bytesFromEndpoint: bytesIn,
+    bytesToEndpoint: bytesOut,
+    lastSeen: new Date(ep.lastSeen).toISOString(),
+    /** Seconds until the discovery record expires (mDNS TTL, DNS SRV TTL); null = no TTL (static). */
+    ttlLeft: ep.expiresAt === undefined ? null : Math.max(0, Math.round((ep.expiresAt - now) / 1000)),
+  };
+}
+
+/** The JSON of GET /peers: every cluster with its endpoints, every advertisement. */
+export function peersSnapshot(subject: PeersSubject) {
+  const now = Date.now();
+  return {
+    host: subject.engine ? `${subject.engine.hostName}.local` : null,
+    draining: subject.draining,
+    clusters: subject.connectors.map((c) => {
+      const addr = c.listener.address();
+      let pending = 0;
+      for (const conn of c.listener.connections) if (conn.state === 'pending') pending++;
+      return {
+        name: c.spec.name,
+        listen: addr ? `${addr.address}:${addr.port}` : null,
+        balance: c.spec.balance,
+        where: c.spec.where,
+        sources: c.sources.map((s) => s.kind),
+        pendingConnections: pending,
+        endpoints: c.cluster.endpoints().map((ep) => endpointJson(c, ep, now)),
+      };
+    }),
+    advertisements: subject.advertisements.map((a) => {
+      const relayAddr = a.relay?.address();
+      let relayActive = 0;
+      for (const conn of a.relay?.connections ?? []) if (conn.state === 'open') relayActive++;
+      return {
+        service: a.spec.name,
+        instance: a.instance ?? a.spec.instance ?? null,
+        target: `${a.spec.targetHost ?? '127.0.0.1'}:${a.spec.port}`,
+        announcedPort: a.announcedPort ?? null,
+        relay: relayAddr ? { port: relayAddr.port, activeConnections: relayActive } : null,
+        priority: a.spec.priority,
+        weight: a.spec.weight,
+        txt: redactTxt(a.spec.txt),
+        state: a.state,
+        reason: a.reason,
+      };
+    }),
+  };
+}
