@@ -35,7 +35,7 @@ const unit = findTests('.build/src');
 const network = unitOnly ? [] : findTests('.build/test');
 const pick = (fs) => (filters.length ? fs.filter((f) => filters.some((x) => f.includes(x))) : fs);
 
-if (process.env.AMBASSADOR_TEST_ISOLATED === '1') {
+if (process.env.MDNS_AMBASSADOR_TEST_ISOLATED === '1') {
   // Inside our own fresh network namespace: bring up loopback, route multicast to it.
   execFileSync('ip', ['link', 'set', 'lo', 'up']);
   spawnSync('ip', ['route', 'add', '224.0.0.0/4', 'dev', 'lo', 'src', '127.0.0.1'], { stdio: 'ignore' });
@@ -49,7 +49,7 @@ if (network.length > 0) {
   if (probe.status === 0) {
     const r = spawnSync('unshare', [...unshareArgs, '--', process.execPath, 'scripts/test.mjs', ...args], {
       stdio: 'inherit',
-      env: { ...process.env, AMBASSADOR_TEST_ISOLATED: '1', AMBASSADOR_TEST_ROOT: isRoot ? '1' : '0' },
+      env: { ...process.env, MDNS_AMBASSADOR_TEST_ISOLATED: '1', MDNS_AMBASSADOR_TEST_ROOT: isRoot ? '1' : '0' },
     });
     process.exit(r.status ?? 1);
   }

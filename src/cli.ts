@@ -1,18 +1,29 @@
 #!/usr/bin/env node
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { browseCommand, browseOptions } from './cli/browse.js';
+import { BROWSE_OPTION_NAMES, browseCommand, browseOptions } from './cli/browse.js';
 import { fail } from './cli/fail.js';
-import { runCommand, runOptions } from './cli/run.js';
+import { RUN_OPTION_NAMES, runCommand, runOptions } from './cli/run.js';
 
 // A bug must still end as one clear line, never a stack trace on the user's terminal
 // (set AMBASSADOR_DEBUG=1 to see the trace).
+const debug = !!process.env.AMBASSADOR_DEBUG;
 const crash = (err: unknown) => {
-  if (process.env.AMBASSADOR_DEBUG) console.error(err);
+  if (debug) console.error(err);
   fail(`internal error: ${err instanceof Error ? err.message : String(err)}`, 70);
 };
 process.on('uncaughtException', crash);
 process.on('unhandledRejection', crash);
+
+// Every option reads AMBASSADOR_<OPTION> from the environment. yargs' strict mode would turn any
+// other AMBASSADOR_* variable (a deployment's own, AMBASSADOR_DEBUG) into an "unknown argument"
+// error, so only variables naming a real option are passed on.
+const ENV_OPTIONS = new Set([...RUN_OPTION_NAMES, ...BROWSE_OPTION_NAMES]);
+for (const key of Object.keys(process.env)) {
+  if (!key.startsWith('AMBASSADOR_')) continue;
+  const option = key.slice('AMBASSADOR_'.length).toLowerCase().replace(/_/g, '-');
+  if (!ENV_OPTIONS.has(option)) delete process.env[key];
+}
 
 await yargs(hideBin(process.argv))
   .scriptName('ambassador')

@@ -4,6 +4,8 @@ import { InterfaceError, resolveInterfaces } from '../mdns/interfaces.js';
 import type { ServiceBrowser, ServiceInstance } from '../mdns/browser.js';
 import { fail } from './fail.js';
 
+export const BROWSE_OPTION_NAMES = ['interface', 'json', 'once', 'wait'];
+
 export function browseOptions<T>(y: Argv<T>) {
   return y
     .positional('name', { type: 'string', describe: 'service name (e.g. redis) or type (_redis._tcp); default: every service' })

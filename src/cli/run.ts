@@ -5,6 +5,13 @@ import { ConfigError } from '../config/specs.js';
 import { createLogger } from '../logging/logger.js';
 import { fail } from './fail.js';
 
+/** Options that may also come from AMBASSADOR_<NAME> environment variables. */
+export const RUN_OPTION_NAMES = [
+  'advertise', 'connect', 'static', 'srv', 'interface', 'hostname', 'ttl', 'dns-server', 'tls-cert', 'tls-key', 'tls-ca',
+  'health-interval', 'health-timeout', 'connect-timeout', 'wait-for-endpoint', 'drain-timeout', 'keep-connections',
+  'admin', 'log-level', 'log-format', 'check',
+];
+
 export function runOptions<T>(y: Argv<T>) {
   return y
     .option('advertise', {

@@ -68,6 +68,7 @@ test('whole-config checks: duplicates, orphans, nothing to do, TLS triple', () =
 
 test('repeatable options from one environment variable split on whitespace or ;', () => {
   assert.deepEqual(splitList(['redis=6379 api=8080;web=80']), ['redis=6379', 'api=8080', 'web=80']);
+  assert.deepEqual(splitList(['redis=6379,instance=My Redis']), ['redis=6379,instance=My Redis']);
   const c = buildConfig({ advertise: ['redis=6379 api=8080'] });
   assert.deepEqual(c.advertise.map((a) => a.name), ['redis', 'api']);
   assert.equal(c.healthInterval, 1000);

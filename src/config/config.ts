@@ -70,11 +70,18 @@ const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 
 
 /**
  * Repeatable options may arrive as one environment variable (AMBASSADOR_ADVERTISE="a=1 b=2"):
- * entries are separated by whitespace or ';', which no spec contains.
+ * entries are separated by ';', newlines, or whitespace when every piece starts like a spec
+ * (`NAME=`), so `instance=My Redis` keeps its space.
  */
 export function splitList(values: readonly unknown[] | unknown): string[] {
   const arr = Array.isArray(values) ? values : values === undefined ? [] : [values];
-  return arr.flatMap((v) => String(v).split(/[\s;]+/)).filter((s) => s.length > 0);
+  return arr
+    .flatMap((v) => String(v).split(/[;\n]+/))
+    .flatMap((v) => {
+      const parts = v.trim().split(/\s+/);
+      return parts.every((p) => /^[A-Za-z0-9_.-]+=/.test(p)) ? parts : [v.trim()];
+    })
+    .filter((s) => s.length > 0);
 }
 
 function readable(path: string, what: string): string {

@@ -10,7 +10,7 @@ import { resolveInterfaces } from '../../src/mdns/interfaces.js';
 import type { ServiceBrowser, ServiceInstance } from '../../src/mdns/browser.js';
 import { decodePacket, encodePacket } from '../../src/mdns/wire.js';
 
-const skip = process.env.AMBASSADOR_TEST_ISOLATED === '1' ? false : 'needs the private network namespace of `npm test` (multicast on loopback only)';
+const skip = process.env.MDNS_AMBASSADOR_TEST_ISOLATED === '1' ? false : 'needs the private network namespace of `npm test` (multicast on loopback only)';
 const lo = () => resolveInterfaces(['127.0.0.1']);
 
 async function engine(hostname: string, ttl?: number): Promise<MdnsEngine> {

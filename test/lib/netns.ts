@@ -44,10 +44,10 @@ export function haveCommand(cmd: string): boolean {
  */
 export function canUseNetns(): string | undefined {
   if (process.platform !== 'linux') return 'network namespaces need Linux';
-  if (process.env.AMBASSADOR_TEST_ISOLATED !== '1') {
+  if (process.env.MDNS_AMBASSADOR_TEST_ISOLATED !== '1') {
     return 'not inside the isolated test runner (run `npm test` or `node scripts/test.mjs`)';
   }
-  if (process.getuid?.() !== 0 || process.env.AMBASSADOR_TEST_ROOT === '0') {
+  if (process.getuid?.() !== 0 || process.env.MDNS_AMBASSADOR_TEST_ROOT === '0') {
     return 'network namespace lab needs root (ip netns)';
   }
   if (!haveCommand('ip')) return '`ip` (iproute2) is not installed';
