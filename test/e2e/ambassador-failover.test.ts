@@ -1,0 +1,168 @@
+// Ambassador end to end: fail over under load. a and b run redis-server (tagged a / b) behind
+// `ambassador --advertise redis=PORT`; c runs `ambassador --connect redis=6379` and a bounded loop
+// of new client connections (each SET + GET whoami). The tests take a away in every way the design
+// names — target stops accepting (health gating), SIGTERM (goodbyes), kill -9 of ambassador and
+// redis, a cut cable — and count failed connections, printing how fast c noticed.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Lab, type RedisServer, canUseNetns, haveCommand, startRedis } from '../lib/netns.js';
+import {
+  type Amb, type ClientLoop, type ConnResult, fmt, runLoop, startAdvertiser, startConnector, tagRedis, waitServedBy,
+} from './ambassador-kit.js';
+
+const skip = canUseNetns() ?? (haveCommand('redis-server') && haveCommand('redis-cli') ? undefined : 'redis-server/redis-cli not installed');
+
+const FAST = ['--health-interval', '500'];
+
+function report(name: string, loop: ClientLoop, t0: number): { failed: ConnResult[]; slow: ConnResult[] } {
+  const rs = loop.conns();
+  const failed = rs.filter((r) => !r.ok);
+  const slow = rs.filter((r) => r.ok && r.ms > 500);
+  const maxMs = Math.max(0, ...rs.map((r) => r.ms));
+  const s = loop.summary();
+  console.log(`# ${name}: ${s.total} connections, ${s.failed} failed, by backend ${JSON.stringify(s.byWho)}, ` +
+    `${slow.length} slower than 500 ms (max ${fmt(maxMs)}${slow.length ? `, last slow one started ${fmt(slow.at(-1)!.at - t0)} after the event` : ''})`);
+  for (const f of failed.slice(0, 5)) console.log(`#   failed: started ${fmt(f.at - t0)} after the event, ${f.err}`);
+  return { failed, slow };
+}
+
+describe('ambassador: failover under a client loop', { skip }, () => {
+  let lab: Lab;
+  let ra: RedisServer;
+  let rb: RedisServer;
+  let advA: Amb;
+  let conn: Amb;
+  const aAddr = () => `${lab.host('a').ip}:7001`;
+
+  /** Brings a's redis and advertiser back (as needed) and waits until c uses a again. */
+  async function restoreA(): Promise<number> {
+    const a = lab.host('a');
+    const t0 = Date.now();
+    if (!ra.process.running) {
+      ra = await startRedis(a, { port: 7001 });
+      await tagRedis(ra, 'a');
+    }
+    if (!advA.proc.running) advA = (await startAdvertiser(a, ['--advertise', 'redis=7001', ...FAST])).amb;
+    await waitServedBy(lab.host('c'), 'a', { timeoutMs: 15_000 });
+    return Date.now() - t0;
+  }
+
+  before(async () => {
+    lab = await Lab.create({ hosts: ['a', 'b', 'c'] });
+    const [a, b, c] = [lab.host('a'), lab.host('b'), lab.host('c')];
+    [ra, rb] = await Promise.all([startRedis(a, { port: 7001 }), startRedis(b, { port: 7002 })]);
+    await tagRedis(ra, 'a');
+    await tagRedis(rb, 'b');
+    conn = await startConnector(c, ['--connect', 'redis=6379', ...FAST]);
+    [advA] = (await Promise.all([
+      startAdvertiser(a, ['--advertise', 'redis=7001', ...FAST]),
+      startAdvertiser(b, ['--advertise', 'redis=7002', ...FAST]),
+    ])).map((x) => x.amb) as [Amb, Amb];
+    await waitServedBy(c, 'a');
+    await waitServedBy(c, 'b');
+  });
+  after(async () => {
+    await lab?.destroy();
+  });
+
+  test('health gating: a\'s redis stops → a withdraws, c stops using it; redis back → a re-announces, c uses it', async () => {
+    const c = lab.host('c');
+    const loop = runLoop(c, { count: 1500, intervalMs: 10, deadlineMs: 25_000, timeoutMs: 10_000 });
+    await loop.waitCount(20);
+    const t0 = Date.now();
+    await ra.stop();
+    const withdrawn = await advA.waitLog({ msg: 'advertisement', state: 'withdrawn' }, { since: t0, timeoutMs: 8000 });
+    const down = await conn.waitLog({ msg: 'endpoint down', address: aAddr() }, { since: t0, timeoutMs: 8000 });
+    const downAt = down.time;
+    // after the endpoint is gone, c does not even try a
+    await loop.waitCount(loop.conns().length + 30);
+    const retriesAfter = conn.findAll({ msg: 'connect failed, retrying on next endpoint' }, downAt + 50).length;
+    const retriesBefore = conn.findAll({ msg: 'connect failed, retrying on next endpoint' }, t0).length - retriesAfter;
+    console.log(`# health gating: redis on a stopped → a withdrew after ${fmt(withdrawn.time - t0)} (${withdrawn.reason}); ` +
+      `endpoint down at c after ${fmt(downAt - t0)} (reason ${down.reason}); connects retried on b: ${retriesBefore} before, ${retriesAfter} after`);
+    assert.ok(withdrawn.time - t0 < 5000);
+    assert.ok(downAt - t0 < 5000);
+    assert.equal(retriesAfter, 0);
+
+    const t1 = Date.now();
+    ra = await startRedis(lab.host('a'), { port: 7001 });
+    await tagRedis(ra, 'a');
+    const back = await advA.waitLog({ msg: 'advertisement', state: 'announced' }, { since: t1, timeoutMs: 8000 });
+    const up = await conn.waitLog({ msg: 'endpoint up', address: aAddr() }, { since: t1, timeoutMs: 8000 });
+    const t2 = Date.now();
+    await loop.waitCount(loop.conns().filter((r) => r.at <= t2).length + 20);
+    await loop.stop();
+    const servedA = loop.conns().find((r) => r.at > up.time && r.who === 'a');
+    console.log(`# health gating: redis on a restarted → a announced again after ${fmt(back.time - t1)}, endpoint up at c after ${fmt(up.time - t1)}, ` +
+      `first connection served by a ${fmt(servedA && servedA.end - t1)}`);
+    const { failed } = report('health gating loop', loop, t0);
+    assert.ok(servedA, 'c uses a again');
+    assert.equal(failed.length, 0);
+    const mid = loop.conns().filter((r) => r.at > downAt + 50 && r.end < up.time);
+    assert.ok(mid.length > 0 && mid.every((r) => r.who === 'b'), 'only b while a was withdrawn');
+  });
+
+  test('graceful failover: SIGTERM of a\'s ambassador under 300 new connections loses none', async () => {
+    const c = lab.host('c');
+    const loop = runLoop(c, { count: 300, intervalMs: 10, deadlineMs: 30_000, timeoutMs: 10_000 });
+    await loop.waitCount(30);
+    const t0 = Date.now();
+    const st = await advA.stop();
+    const exitMs = Date.now() - t0;
+    const down = await conn.waitLog({ msg: 'endpoint down', address: aAddr() }, { since: t0, timeoutMs: 5000 });
+    await loop.finished;
+    const { failed } = report('graceful failover loop', loop, t0);
+    const afterDown = loop.conns().filter((r) => r.at > down.time + 20);
+    console.log(`# graceful failover: a's ambassador exit ${st.code} after ${fmt(exitMs)}; endpoint down at c ${fmt(down.time - t0)} after SIGTERM (reason ${down.reason}); ` +
+      `${afterDown.length} connections after that, all to b: ${afterDown.every((r) => r.who === 'b')}`);
+    assert.equal(st.code, 0);
+    assert.equal(failed.length, 0);
+    assert.ok(down.time - t0 < 2000);
+    assert.ok(afterDown.length > 50 && afterDown.every((r) => r.who === 'b'));
+    console.log(`# a back in ${fmt(await restoreA())}`);
+  });
+
+  test('hard failover: kill -9 of a\'s ambassador and redis → no new connection fails', async () => {
+    const c = lab.host('c');
+    const loop = runLoop(c, { count: 400, parallel: 4, intervalMs: 10, deadlineMs: 30_000, timeoutMs: 10_000 });
+    await loop.waitCount(40);
+    const t0 = Date.now();
+    advA.proc.kill('SIGKILL');
+    ra.process.kill('SIGKILL');
+    const down = await conn.waitLog({ msg: 'endpoint down', address: aAddr() }, { since: t0, timeoutMs: 8000 });
+    await loop.finished;
+    const { failed } = report('kill -9 loop', loop, t0);
+    const retried = conn.findAll({ msg: 'connect failed, retrying on next endpoint', from: 'redis@a' }, t0);
+    console.log(`# kill -9: endpoint down at c after ${fmt(down.time - t0)} (reason ${down.reason}); ${retried.length} connects refused by a and retried on b, ` +
+      `the last ${fmt(retried.length ? retried.at(-1)!.time - t0 : undefined)} after the kill`);
+    assert.ok(down.time - t0 < 5000, 'detection bounded');
+    assert.equal(failed.filter((r) => r.at > down.time).length, 0, 'no failure after detection');
+    assert.equal(failed.length, 0, 'refused connects are retried on b before the client notices');
+    console.log(`# a back in ${fmt(await restoreA())}`);
+  });
+
+  test('hard failover: a\'s cable cut → no new connection fails; slow ones only until detection', async () => {
+    const c = lab.host('c');
+    const a = lab.host('a');
+    // 8 clients at a time, so that some start while c has not noticed yet
+    const loop = runLoop(c, { count: 600, parallel: 8, intervalMs: 20, deadlineMs: 30_000, timeoutMs: 10_000 });
+    await loop.waitCount(40);
+    const t0 = Date.now();
+    await a.linkDown();
+    try {
+      const down = await conn.waitLog({ msg: 'endpoint down', address: aAddr() }, { since: t0, timeoutMs: 8000 });
+      await loop.finished;
+      const { failed, slow } = report('cable cut loop', loop, t0);
+      const lastSlow = slow.at(-1);
+      console.log(`# cable cut: endpoint down at c after ${fmt(down.time - t0)} (reason ${down.reason}); ` +
+        `connections slowed by a connect timeout + retry: ${slow.length}, the last started ${fmt(lastSlow && lastSlow.at - t0)} after the cut`);
+      assert.ok(down.time - t0 < 5000, 'detection bounded');
+      assert.equal(failed.length, 0);
+      // nothing started after detection waits for a dead peer
+      assert.equal(slow.filter((r) => r.at > down.time + 100).length, 0);
+    } finally {
+      await a.linkUp();
+    }
+    console.log(`# a back (cable plugged in) in ${fmt(await restoreA())}`);
+  });
+});
