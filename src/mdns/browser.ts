@@ -40,6 +40,7 @@ export class ServiceBrowser extends EventEmitter {
   private interval = 1000;
   private timer?: TimerHandle;
   private readonly resolveTimers = new Map<string, TimerHandle>();
+  private readonly resolveWant = new Map<string, string>();
   private readonly known = new Map<string, { snapshot: string; instance: ServiceInstance }>();
   private stopped = false;
   private readonly onCacheChange = (e: CacheEntry) => this.onRecord(e);
@@ -203,36 +204,33 @@ export class ServiceBrowser extends EventEmitter {
     this.emit('down', instance, reason);
   }
 
-  /** Asks for missing SRV/TXT/A once, and again after a second if still missing (bounded). */
+  /**
+   * Asks for what an instance is missing (SRV/TXT, or the target's address), at once-ish and
+   * then with growing gaps, at most 4 times. A new need (SRV arrived, now the A is missing)
+   * replaces the old schedule.
+   */
   private scheduleResolve(key: string, fullName: string, questions: MdnsQuestion[]): void {
-    if (this.resolveTimers.has(key)) return;
+    const want = JSON.stringify(questions);
+    const pending = this.resolveTimers.get(key);
+    if (pending && this.resolveWant.get(key) === want) return;
+    pending?.cancel();
+    this.resolveWant.set(key, want);
     let attempts = 0;
     const ask = () => {
-      if (this.stopped) return;
-      if (attempts++ >= 4) {
-        this.resolveTimers.delete(key);
-        return;
-      }
+      if (this.stopped || this.known.has(key)) return this.cancelResolve(key);
+      const ptrLive = this.live(this.type, 'PTR').some((e) => sameName(String(e.record.data), fullName));
+      if (!ptrLive || attempts++ >= 4) return this.cancelResolve(key);
       this.sender.query(questions);
-      this.resolveTimers.set(key, this.clock.setTimeout(() => {
-        this.resolveTimers.delete(key);
-        this.reevaluateIfPending(key, fullName, attempts, ask);
-      }, 1000 * attempts));
+      this.resolveTimers.set(key, this.clock.setTimeout(ask, 1000 * attempts));
     };
     // Many announcements carry everything in one packet: give additionals a moment to land.
     this.resolveTimers.set(key, this.clock.setTimeout(ask, 50));
   }
 
-  private reevaluateIfPending(key: string, fullName: string, _attempts: number, ask: () => void): void {
-    if (this.known.has(key)) return;
-    const ptrLive = this.live(this.type, 'PTR').some((e) => sameName(String(e.record.data), fullName));
-    if (!ptrLive) return;
-    ask();
-  }
-
   private cancelResolve(key: string): void {
     this.resolveTimers.get(key)?.cancel();
     this.resolveTimers.delete(key);
+    this.resolveWant.delete(key);
   }
 
   stop(): void {
