@@ -2,6 +2,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { BROWSE_OPTION_NAMES, browseCommand, browseOptions } from './cli/browse.js';
+import { demoCommand, demoOptions } from './cli/demo.js';
 import { fail } from './cli/fail.js';
 import { RUN_OPTION_NAMES, runCommand, runOptions } from './cli/run.js';
 
@@ -30,6 +31,7 @@ await yargs(hideBin(process.argv))
   .usage('$0 [run] [options]\n\nA zero-configuration ambassador: advertise the services next to you over mDNS,\nand reach the ones you need through a local port.')
   .command(['run', '$0'], 'run an ambassador (the default command)', (y) => runOptions(y), (argv) => runCommand(argv))
   .command('browse [name]', 'list services on the network, live (like avahi-browse -r)', (y) => browseOptions(y), (argv) => browseCommand(argv as never))
+  .command('demo', 'a whole mesh on this machine over loopback, narrated (no root needed)', (y) => demoOptions(y), (argv) => demoCommand(argv as never))
   .example('$0 --advertise redis=6379', 'announce the Redis on this host as _redis._tcp.local')
   .example('$0 --connect redis=6379', 'forward 127.0.0.1:6379 to whichever peer announces redis')
   .example('$0 --connect redis=6379 --static redis=10.0.0.5:6380+10.0.0.6:6380', 'fixed endpoints, no multicast')
