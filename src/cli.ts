@@ -18,8 +18,10 @@ process.on('unhandledRejection', crash);
 
 // Every option reads AMBASSADOR_<OPTION> from the environment. yargs' strict mode would turn any
 // other AMBASSADOR_* variable (a deployment's own, AMBASSADOR_DEBUG) into an "unknown argument"
-// error, so only variables naming a real option are passed on.
-const ENV_OPTIONS = new Set([...RUN_OPTION_NAMES, ...BROWSE_OPTION_NAMES]);
+// error, so only variables naming a real option of the command being run are passed on (an
+// image that sets AMBASSADOR_ADMIN for `run` must still be able to run `browse` or `demo`).
+const subcommand = hideBin(process.argv)[0];
+const ENV_OPTIONS = new Set<string>(subcommand === 'browse' ? BROWSE_OPTION_NAMES : subcommand === 'demo' ? [] : RUN_OPTION_NAMES);
 for (const key of Object.keys(process.env)) {
   if (!key.startsWith('AMBASSADOR_')) continue;
   const option = key.slice('AMBASSADOR_'.length).toLowerCase().replace(/_/g, '-');
