@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { BALANCER_NAMES as BALANCERS, type BalancerName } from '../cluster/balancer.js';
+import { PROTOCOL_NAMES } from '../proxy/handshakes/index.js';
 
 /** A user-facing configuration problem: printed as one line, exit status 2. */
 export class ConfigError extends Error {}
@@ -29,6 +30,10 @@ export interface ConnectSpec {
   where: Record<string, string>;
   authFile?: string;
   db?: number;
+  /** Protocol handshake (credentials injection, errors in the client's protocol); auth-file/db imply 'redis'. */
+  protocol?: string;
+  /** With mutual TLS: the name the endpoint's certificate must carry (SAN DNS or CN). */
+  tlsName?: string;
   raw: string;
 }
 
@@ -137,7 +142,7 @@ export function parseAdvertise(raw: string): AdvertiseSpec {
 
 export function parseConnect(raw: string): ConnectSpec {
   const flag = '--connect';
-  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[BIND:]PORT[,balance=,where.KEY=VALUE,auth-file=,db=]');
+  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[BIND:]PORT[,balance=,where.KEY=VALUE,auth-file=,db=,protocol=,tls-name=]');
   const hp = parseHostPort(value, `${flag} ${raw}`);
   if (hp.host !== undefined && hp.host !== 'localhost' && isIP(hp.host) === 0) {
     throw new ConfigError(`${flag} ${raw}: bind address '${hp.host}' must be an IP address`);
@@ -161,8 +166,15 @@ export function parseConnect(raw: string): ConnectSpec {
     else if (k === 'db') {
       if (!/^\d+$/.test(v)) throw new ConfigError(`${flag} ${raw}: db must be a number`);
       spec.db = Number(v);
-    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: balance, where.KEY, auth-file, db)`);
+    } else if (k === 'protocol') {
+      if (!PROTOCOL_NAMES.includes(v)) throw new ConfigError(`${flag} ${raw}: unknown protocol '${v}' (known: ${PROTOCOL_NAMES.join(', ')})`);
+      spec.protocol = v;
+    } else if (k === 'tls-name') {
+      if (!/^[A-Za-z0-9*]([A-Za-z0-9.*-]{0,252})$/.test(v)) throw new ConfigError(`${flag} ${raw}: tls-name '${v}' is not a DNS name`);
+      spec.tlsName = v;
+    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: balance, where.KEY, auth-file, db, protocol, tls-name)`);
   }
+  if ((spec.authFile !== undefined || spec.db !== undefined) && spec.protocol === undefined) spec.protocol = 'redis';
   return spec;
 }
 
