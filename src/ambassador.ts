@@ -10,6 +10,8 @@ import { StaticSource } from './discovery/static.js';
 import type { Logger } from './logging/logger.js';
 import { MdnsEngine } from './mdns/engine.js';
 import { InterfaceError, resolveInterfaces } from './mdns/interfaces.js';
+import { createProtocol } from './proxy/handshakes/index.js';
+import { plaintextConnection, TlsMaterial } from './proxy/tls.js';
 
 /**
  * Wires advertisements and connections together. Start: mDNS engine (only if something needs
@@ -24,6 +26,8 @@ export class Ambassador {
   /** True once start() finished: every listener bound (the admin /healthz reports 200 from then on). */
   started = false;
   admin?: AdminServer;
+  /** Mutual TLS material when --tls-* is given (stats for metrics). */
+  tls?: TlsMaterial;
   private stopping?: Promise<void>;
 
   constructor(readonly config: Config, private readonly log: Logger) {}
@@ -38,7 +42,7 @@ export class Ambassador {
     const c = this.config;
     // Flags of the public contract whose implementation lands in a later release: refuse them
     // clearly instead of silently running without encryption or without the admin endpoint.
-    if (c.tls) throw new ConfigError('--tls-cert/--tls-key/--tls-ca: mutual TLS is not implemented in this version yet');
+    if (c.tls) await this.startTls(c.tls);
     if (c.admin) {
       // First, before any multicast: a bad admin port fails fast, and /healthz answers 503 while starting.
       const admin = new AdminServer(this, c.admin);
@@ -61,8 +65,10 @@ export class Ambassador {
       this.engine = new MdnsEngine({
         interfaces,
         hostname: c.hostname,
+        ipv6: c.ipv6,
         ttl: c.ttl ? { host: c.ttl, txt: c.ttl, ptr: c.ttl } : undefined,
       });
+      this.engine.on('warning', (err: Error) => this.log.warn({ err: err.message }, 'mDNS'));
       this.engine.on('host-renamed', (from, to, why) => this.log.warn({ from, to, why }, 'host name conflict: renamed'));
       try {
         await this.engine.start();
@@ -85,6 +91,12 @@ export class Ambassador {
         connectTimeoutMs: c.connectTimeout,
         noEndpointWaitMs: c.noEndpointWait,
         keepConnections: c.keepConnections,
+        protocol: spec.protocol ? createProtocol(spec.protocol, { authFile: spec.authFile, db: spec.db }) : undefined,
+        createConnection: this.tls
+          ? this.tls.createConnection({ expectName: spec.tlsName })
+          : plaintextConnection((ep) => this.once(`plaintext:${ep.key}`, () => this.log.warn(
+            { service: spec.name, endpoint: ep.label, address: ep.address },
+            'endpoint requires mutual TLS (TXT tls=1) but this ambassador has no --tls-cert/--tls-key/--tls-ca: refusing to send it plaintext'))),
       });
       this.connectors.push(conn);
       this.admin?.metrics.watchConnector(conn);
@@ -100,6 +112,7 @@ export class Ambassador {
         healthIntervalMs: c.healthInterval,
         healthTimeoutMs: c.healthTimeout,
         connectTimeoutMs: c.connectTimeout,
+        tls: this.tls,
       });
       adv.on('state', (state, reason) => {
         const fields = { service: spec.name, instance: adv.instance, port: adv.announcedPort, state, reason };
@@ -111,6 +124,36 @@ export class Ambassador {
       await adv.start();
     }
     this.started = true;
+  }
+
+  private async startTls(files: NonNullable<Config['tls']>): Promise<void> {
+    let tls: TlsMaterial;
+    try {
+      tls = await TlsMaterial.load(files, { handshakeTimeoutMs: this.config.connectTimeout });
+    } catch (err) {
+      throw new ConfigError((err as Error).message);
+    }
+    tls.on('reloaded', () => this.log.info({ cert: files.cert }, 'TLS certificate files changed: new connections use them'));
+    tls.on('reload-error', (message: string) => this.log.warn({ cert: files.cert }, message));
+    tls.on('connect-failed', (ep, code: string) => this.once(`tls:${ep.key}:${code}`, () => this.log.warn(
+      { endpoint: ep.label, address: ep.address, code },
+      'TLS handshake with endpoint failed: not a trusted ambassador (no application byte was sent to it)')));
+    tls.on('accept-failed', (remote: string, code: string) => this.once(`tls-accept:${remote.replace(/:\d+$/, '')}:${code}`, () =>
+      this.log.warn({ remote, code }, 'TLS client refused (no certificate signed by the CA); nothing relayed')));
+    await tls.start();
+    this.tls = tls;
+    this.log.info({ cert: files.cert, ca: files.ca, minVersion: tls.minVersion }, 'mutual TLS on ambassador-to-ambassador connections');
+  }
+
+  private readonly onceKeys = new Map<string, number>();
+
+  /** Runs `fn` for `key` at most once a minute (repeated refusals would flood the log). */
+  private once(key: string, fn: () => void): void {
+    const now = Date.now();
+    if ((this.onceKeys.get(key) ?? 0) > now) return;
+    if (this.onceKeys.size > 10_000) this.onceKeys.clear();
+    this.onceKeys.set(key, now + 60_000);
+    fn();
   }
 
   /** Idempotent graceful stop. */
@@ -128,6 +171,7 @@ export class Ambassador {
       ...this.connectors.map((x) => x.stop(drainMs)),
       ...this.advertisements.map((a) => a.stop(drainMs)),
     ]);
+    this.tls?.stop();
     await this.engine?.stop();
     await this.admin?.close();
   }

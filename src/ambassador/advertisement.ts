@@ -6,12 +6,15 @@ import type { AdvertiseSpec } from '../config/specs.js';
 import type { MdnsEngine } from '../mdns/engine.js';
 import type { Registration } from '../mdns/responder.js';
 import { RelayListener } from '../proxy/relay.js';
+import { TLS_TXT_KEY, type TlsMaterial } from '../proxy/tls.js';
 import type { Logger } from '../logging/logger.js';
 
 export interface AdvertisementOptions {
   healthIntervalMs: number;
   healthTimeoutMs: number;
   connectTimeoutMs: number;
+  /** Mutual TLS: always relay, accept only clients with a CA-signed certificate, announce TXT tls=1. */
+  tls?: TlsMaterial;
 }
 
 export type AdvertisementState = 'waiting-for-target' | 'probing' | 'announced' | 'withdrawn' | 'stopped';
@@ -101,6 +104,7 @@ export class Advertisement extends EventEmitter {
 
   /** Peers reach the target directly only if it is this host and listens on our mDNS addresses. */
   private async needsRelay(): Promise<boolean> {
+    if (this.opts.tls) return true; // peers must get TLS, which only the relay speaks
     if (this.spec.targetHost !== undefined) {
       const ours = this.engine.transport.interfaces.map((i) => i.address);
       return !ours.includes(this.spec.targetHost);
@@ -112,11 +116,12 @@ export class Advertisement extends EventEmitter {
 
   private async publish(): Promise<void> {
     if (await this.needsRelay()) {
-      this.relay = new RelayListener({ target: this.target, port: this.spec.relayPort, connectTimeoutMs: this.opts.connectTimeoutMs });
+      this.relay = new RelayListener({ target: this.target, port: this.spec.relayPort, connectTimeoutMs: this.opts.connectTimeoutMs,
+        createServer: this.opts.tls?.createServer });
       const addr = await this.relay.listen();
       this.announcedPort = addr.port;
-      this.log.info({ service: this.spec.name, relay: addr.port, target: `${this.target.host}:${this.target.port}` },
-        'target not reachable from peers directly: relaying');
+      this.log.info({ service: this.spec.name, relay: addr.port, target: `${this.target.host}:${this.target.port}`, tls: !!this.opts.tls },
+        this.opts.tls ? 'mutual TLS: relaying (peers need a certificate signed by the CA)' : 'target not reachable from peers directly: relaying');
     } else {
       this.announcedPort = this.target.port;
     }
@@ -125,7 +130,7 @@ export class Advertisement extends EventEmitter {
       name: this.spec.name,
       port: this.announcedPort,
       instance: this.spec.instance,
-      txt: this.spec.txt,
+      txt: this.opts.tls ? { ...this.spec.txt, [TLS_TXT_KEY]: '1' } : this.spec.txt,
       priority: this.spec.priority,
       weight: this.spec.weight,
       subtypes: this.spec.subtypes,

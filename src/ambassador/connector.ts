@@ -4,6 +4,7 @@ import { HealthChecker } from '../cluster/health-checker.js';
 import type { ConnectSpec } from '../config/specs.js';
 import type { DiscoverySource, EndpointSpec } from '../discovery/source.js';
 import { ConnectListener, type CreateConnection, type Handshake } from '../proxy/listener.js';
+import type { ProtocolHandshake } from '../proxy/handshakes/index.js';
 import type { Logger } from '../logging/logger.js';
 
 export interface ConnectorOptions {
@@ -14,6 +15,8 @@ export interface ConnectorOptions {
   keepConnections: boolean;
   handshake?: Handshake;
   createConnection?: CreateConnection;
+  /** Protocol module (credentials injection, errors in the client's protocol); started and stopped here. */
+  protocol?: ProtocolHandshake;
 }
 
 /**
@@ -24,6 +27,8 @@ export class Connector extends EventEmitter {
   readonly cluster: Cluster;
   readonly listener: ConnectListener;
   readonly checker: HealthChecker;
+  readonly protocol: ProtocolHandshake | undefined;
+  private readonly logged = new Map<string, { at: number; repeated: number }>();
 
   constructor(
     readonly spec: ConnectSpec,
@@ -42,9 +47,11 @@ export class Connector extends EventEmitter {
       connectTimeoutMs: opts.connectTimeoutMs,
       noEndpointWaitMs: opts.noEndpointWaitMs,
       keepConnectionsOnRemoval: opts.keepConnections,
-      handshake: opts.handshake,
+      handshake: opts.handshake ?? opts.protocol?.handshake,
+      errorReply: opts.protocol ? (m) => opts.protocol!.errorReply(m) : undefined,
       createConnection: opts.createConnection,
     });
+    this.protocol = opts.protocol;
     this.wireLogs();
   }
 
@@ -61,6 +68,28 @@ export class Connector extends EventEmitter {
     this.listener.on('client-closed-no-endpoint', (_c, reason, attempts) =>
       this.log.warn({ service: svc, reason, attempts }, 'client closed: no endpoint could take it'));
     this.listener.on('listener-error', (err) => this.log.error({ service: svc, err: err.message }, 'listener error'));
+    const p = this.protocol;
+    if (p) {
+      // Messages are secret-free by contract; repeats per endpoint and code are folded (10 s).
+      p.on('handshake-failed', (ep, code: string, message: string) => this.throttled(`${ep.key}|${code}`, (repeated) =>
+        this.log.warn({ service: svc, protocol: p.name, endpoint: ep.label, address: `${ep.host}:${ep.port}`, code, repeated }, message)));
+      p.on('credentials-loaded', (changed: boolean) => {
+        if (changed) this.log.info({ service: svc, protocol: p.name }, 'credentials file changed: new connections use the new credentials');
+      });
+      p.on('credentials-error', (message: string) => this.log.warn({ service: svc, protocol: p.name }, message));
+    }
+  }
+
+  /** Log now, or count a repeat if the same key was logged less than 10 s ago. */
+  private throttled(key: string, log: (repeated: number) => void): void {
+    const now = Date.now();
+    const prev = this.logged.get(key);
+    if (prev && now - prev.at < 10_000) {
+      prev.repeated++;
+      return;
+    }
+    log(prev?.repeated ?? 0);
+    this.logged.set(key, { at: now, repeated: 0 });
   }
 
   async start(): Promise<void> {
@@ -68,6 +97,7 @@ export class Connector extends EventEmitter {
       s.on('endpoints', (specs: EndpointSpec[]) => this.cluster.setEndpoints(s.kind, specs));
       s.on('resolve-error', (err: Error) => this.log.warn({ service: this.spec.name, source: s.kind, err: err.message }, 'discovery lookup failed; keeping last endpoints'));
     }
+    await this.protocol?.start();
     const addr = await this.listener.listen();
     this.log.info({ service: this.spec.name, listen: `${addr.address}:${addr.port}`, balance: this.spec.balance,
       sources: this.sources.map((s) => s.kind), where: this.spec.where }, 'listening');
@@ -78,6 +108,7 @@ export class Connector extends EventEmitter {
   async stop(drainMs: number): Promise<void> {
     await this.listener.close({ drainMs });
     this.checker.stop();
+    this.protocol?.stop();
     for (const s of this.sources) await s.stop();
     this.cluster.close();
   }
