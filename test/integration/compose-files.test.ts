@@ -1,0 +1,179 @@
+// The compose examples and the Dockerfile, checked without Docker (there is no engine here):
+// every compose/*/compose.yaml parses, is structurally sound (images or builds, networks,
+// sidecars in an existing service's network namespace, declared secrets and volumes), and
+// every ambassador command in it is accepted by the ambassador's own validation
+// (`ambassador run --check`, with the image's environment). File paths that exist only inside
+// the container (secrets, mounted volumes) are mapped back to the files the compose file mounts;
+// named volumes (filled at run time, e.g. by the `certs` service) get a placeholder file.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { composeDir, examples, IMAGE, keysOf, loadCompose, netsOf, root, type Compose, type Service } from '../lib/compose.js';
+
+const cli = join(root, 'dist/cli.js');
+
+/** Container path → host path, from the service's secrets and volumes (placeholders for named volumes). */
+function pathMapper(dir: string, c: Compose, s: Service, scratch: string): (p: string) => string {
+  const mounts: Array<[string, string]> = [];
+  for (const sec of s.secrets ?? []) {
+    const source = typeof sec === 'string' ? sec : sec.source;
+    const target = typeof sec === 'string' ? sec : (sec.target ?? sec.source);
+    const file = c.secrets?.[source]?.file;
+    assert.ok(file, `secret ${source} is declared with a file`);
+    mounts.push([target.startsWith('/') ? target : `/run/secrets/${target}`, resolve(dir, file)]);
+  }
+  for (const v of s.volumes ?? []) {
+    const [src, dst] = v.split(':');
+    assert.ok(src && dst, `volume '${v}' is SRC:DST`);
+    if (src.startsWith('.') || src.startsWith('/')) mounts.push([dst, resolve(dir, src)]);
+    else {
+      assert.ok(c.volumes && src in c.volumes, `named volume ${src} is declared`);
+      mounts.push([dst, join(scratch, src)]);
+    }
+  }
+  return (p) => {
+    for (const [dst, host] of mounts) {
+      if (p === dst || p.startsWith(dst + '/')) {
+        const mapped = host + p.slice(dst.length);
+        if (mapped.startsWith(scratch) && !existsSync(mapped)) {
+          mkdirSync(dirname(mapped), { recursive: true });
+          writeFileSync(mapped, 'placeholder for a file made at run time\n');
+        }
+        return mapped;
+      }
+    }
+    return p;
+  };
+}
+
+/** The ambassador's arguments with container-only file paths mapped to host files. */
+function hostArgs(args: string[], map: (p: string) => string): string[] {
+  return args.map((a, i) => {
+    if (['--tls-cert', '--tls-key', '--tls-ca'].includes(args[i - 1] ?? '')) return map(a);
+    return a.replace(/(auth-file=)([^,]+)/, (_m, k: string, p: string) => k + map(p));
+  });
+}
+
+test('there is one compose example per use case, each with compose.yaml and README.md', () => {
+  assert.deepEqual(examples, ['credentials', 'discovery', 'dns-srv', 'failover-and-load-balancing', 'static', 'tls']);
+  for (const d of examples) {
+    assert.ok(existsSync(join(composeDir, d, 'compose.yaml')), `${d}/compose.yaml`);
+    assert.ok(existsSync(join(composeDir, d, 'README.md')), `${d}/README.md`);
+  }
+});
+
+for (const ex of examples) {
+  test(`compose/${ex}: structure, and every ambassador command passes run --check`, () => {
+    const dir = join(composeDir, ex);
+    const c = loadCompose(dir);
+    const readme = readFileSync(join(dir, 'README.md'), 'utf8');
+    assert.ok(c.name, 'project name');
+    const names = Object.keys(c.services ?? {});
+    assert.ok(names.length >= 2, 'services');
+    const networks = Object.keys(c.networks ?? {});
+    assert.ok(networks.length >= 1, 'a user-defined network');
+    for (const n of networks) assert.equal(c.networks![n]?.driver ?? 'bridge', 'bridge', `network ${n} is a bridge`);
+
+    let ambassadors = 0;
+    const scratch = mkdtempSync(join(tmpdir(), `compose-${ex}-`));
+    try {
+      for (const [name, s] of Object.entries(c.services)) {
+        assert.ok(s.image || s.build, `${name}: image or build`);
+        if (s.network_mode === 'none') {
+          // a one-shot job without network (e.g. making certificates)
+        } else if (s.network_mode) {
+          const m = /^service:(.+)$/.exec(s.network_mode);
+          assert.ok(m, `${name}: network_mode is service:NAME`);
+          assert.ok(c.services[m[1]!], `${name}: network_mode service ${m[1]} exists`);
+          assert.ok(!s.networks, `${name}: network_mode and networks exclude each other`);
+          assert.ok(netsOf(c.services[m[1]!]!).length > 0, `${name}: ${m[1]} is on a network`);
+        } else {
+          for (const n of netsOf(s)) assert.ok(networks.includes(n), `${name}: network ${n} declared`);
+          assert.ok(netsOf(s).length > 0, `${name}: on a user-defined network`);
+        }
+        for (const d of keysOf(s.depends_on)) assert.ok(c.services[d], `${name}: depends_on ${d} exists`);
+        for (const v of s.volumes ?? []) {
+          const src = v.split(':')[0]!;
+          if (src.startsWith('.')) assert.ok(existsSync(resolve(dir, src)), `${name}: bind mount ${src} exists`);
+        }
+        if (s.image !== IMAGE) continue;
+        ambassadors++;
+        const ctx = typeof s.build === 'string' ? s.build : s.build?.context;
+        assert.ok(ctx && existsSync(join(resolve(dir, ctx), 'Dockerfile')), `${name}: builds the image from the repository`);
+        assert.ok(Array.isArray(s.command) && s.command.every((x) => typeof x === 'string'), `${name}: command is a list of strings`);
+        assert.ok(s.network_mode?.startsWith('service:'), `${name}: a sidecar (network_mode: service:…)`);
+        const args = s.command as string[];
+        // The README shows each ambassador's first service flag.
+        assert.ok(readme.includes(args[1]!.split(',')[0]!), `${ex}/README.md mentions ${args[1]}`);
+        const mapped = hostArgs(args, pathMapper(dir, c, s, scratch));
+        const r = spawnSync(process.execPath, [cli, 'run', '--check', ...mapped], {
+          encoding: 'utf8', timeout: 20_000,
+          // the image's environment (see Dockerfile)
+          env: { ...process.env, NODE_ENV: 'production', AMBASSADOR_ADMIN: '0.0.0.0:9901', AMBASSADOR_LOG_FORMAT: 'json' },
+        });
+        assert.equal(r.status, 0, `${name}: ambassador run --check ${mapped.join(' ')}\n${r.stderr}`);
+        assert.match(r.stdout, /^configuration OK/);
+      }
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+    assert.ok(ambassadors >= 1, `${ex}: at least one ambassador (${IMAGE})`);
+  });
+}
+
+test('an ambassador command that --check rejects is caught (the check is not vacuous)', () => {
+  const r = spawnSync(process.execPath, [cli, 'run', '--check', '--connect', 'redis=6379,where.env', '--advertise', 'x=1'], { encoding: 'utf8' });
+  assert.equal(r.status, 2);
+});
+
+test('Dockerfile: multi-stage, production dependencies only, non-root, HEALTHCHECK on /healthz, ENTRYPOINT ambassador', () => {
+  const df = readFileSync(join(root, 'Dockerfile'), 'utf8');
+  const froms = df.match(/^FROM /gm) ?? [];
+  assert.ok(froms.length >= 2, 'multi-stage');
+  assert.match(df, /^ARG NODE_IMAGE=node:20-(slim|alpine)/m);
+  assert.match(df, /npm ci --omit=dev/);
+  assert.match(df, /^USER node$/m);
+  assert.match(df, /^HEALTHCHECK .*\n?.*\/healthz/m);
+  assert.match(df, /^ENTRYPOINT \["ambassador"\]$/m);
+  // Every COPY source from the build context exists and is let through by .dockerignore.
+  const ignore = readFileSync(join(root, '.dockerignore'), 'utf8');
+  assert.match(ignore, /^\*\*$/m, '.dockerignore excludes everything by default');
+  for (const m of df.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
+    for (const src of m[1]!.split(/\s+/)) {
+      assert.ok(existsSync(join(root, src)), `COPY ${src} exists`);
+      assert.ok(ignore.includes(`!${src}`), `.dockerignore lets ${src} through`);
+    }
+  }
+  assert.ok(!/^!node_modules/m.test(ignore) && !/^!dist/m.test(ignore), 'node_modules and dist stay out of the context');
+});
+
+test('Dockerfile HEALTHCHECK command: 0 while the admin endpoint says healthy, 1 when nothing answers', async () => {
+  const df = readFileSync(join(root, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
+  const cmd = JSON.parse(/^HEALTHCHECK .*?CMD (\[.*\])$/m.exec(df)![1]!) as string[];
+  assert.equal(cmd[0], 'node');
+  const free = () => new Promise<number>((res) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => res(p));
+    });
+  });
+  const [adminPort, listenPort] = [await free(), await free()];
+  const env = { ...process.env, AMBASSADOR_ADMIN: `0.0.0.0:${adminPort}` };
+  const check = () => spawnSync(cmd[0]!, cmd.slice(1), { env, timeout: 10_000 }).status;
+  assert.equal(check(), 1, 'nothing listening → unhealthy');
+  const amb = spawn(process.execPath, [cli, '--connect', `x=${listenPort}`, '--static', 'x=127.0.0.1:9', '--log-level', 'silent'], { env, stdio: 'ignore' });
+  try {
+    let status: number | null = 1;
+    for (let i = 0; i < 100 && status !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      status = check();
+    }
+    assert.equal(status, 0, 'running ambassador → healthy');
+  } finally {
+    amb.kill('SIGTERM');
+  }
+});
