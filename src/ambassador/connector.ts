@@ -64,6 +64,7 @@ export class Connector extends EventEmitter {
     this.cluster.on('endpoint-updated', (ep, moved) => {
       if (moved) this.log.info(where(ep), 'endpoint moved');
     });
+    this.listener.on('connect-failed', (_c, ep, code) => this.log.warn({ ...where(ep), code }, 'connect failed'));
     this.listener.on('failover', (_c, from, to) => this.log.warn({ service: svc, from: from.label, to: to.label }, 'connect failed, retrying on next endpoint'));
     this.listener.on('client-closed-no-endpoint', (_c, reason, attempts) =>
       this.log.warn({ service: svc, reason, attempts }, 'client closed: no endpoint could take it'));

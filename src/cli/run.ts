@@ -7,7 +7,7 @@ import { fail } from './fail.js';
 
 /** Options that may also come from AMBASSADOR_<NAME> environment variables. */
 export const RUN_OPTION_NAMES = [
-  'advertise', 'connect', 'static', 'srv', 'interface', 'hostname', 'ttl', 'dns-server', 'tls-cert', 'tls-key', 'tls-ca',
+  'advertise', 'connect', 'static', 'srv', 'interface', 'hostname', 'ipv6', 'ttl', 'dns-server', 'tls-cert', 'tls-key', 'tls-ca',
   'health-interval', 'health-timeout', 'connect-timeout', 'wait-for-endpoint', 'drain-timeout', 'keep-connections',
   'admin', 'log-level', 'log-format', 'check',
 ];
@@ -26,6 +26,7 @@ export function runOptions<T>(y: Argv<T>) {
     .option('srv', { type: 'string', array: true, group: 'Services:', describe: 'endpoints from unicast DNS SRV NAME=_svc._tcp.domain, re-resolved on its TTL' })
     .option('interface', { alias: 'i', type: 'string', array: true, group: 'mDNS:', describe: 'mDNS interface by name or IPv4 address (repeatable); default: every up multicast interface' })
     .option('hostname', { type: 'string', group: 'mDNS:', describe: 'host label to announce as HOSTNAME.local (default: this host\'s name)' })
+    .option('ipv6', { type: 'boolean', group: 'mDNS:', default: true, describe: 'also speak mDNS over IPv6 (ff02::fb) where an interface has IPv6; --no-ipv6 to disable' })
     .option('ttl', { type: 'number', group: 'mDNS:', describe: 'TTL in seconds for every published record (default: 120 host/SRV/TXT, 4500 PTR, as Avahi)' })
     .option('dns-server', { type: 'string', array: true, group: 'mDNS:', describe: 'DNS server HOST[:PORT] for --srv (default: the system resolver)' })
     .option('tls-cert', { type: 'string', group: 'TLS:', describe: 'certificate (PEM) for mutual TLS between ambassadors' })

@@ -22,6 +22,8 @@ export interface Config {
   /** mDNS interfaces by name or address; empty = all up multicast interfaces. */
   interfaces: string[];
   hostname?: string;
+  /** Also run mDNS over IPv6 where interfaces have it. */
+  ipv6: boolean;
   /** Record TTL override (s) for all published records; undefined = Avahi defaults. */
   ttl?: number;
   tls?: TlsFiles;
@@ -50,6 +52,7 @@ export interface RawOptions {
   srv?: string[];
   interface?: string[];
   hostname?: string;
+  ipv6?: boolean;
   ttl?: number;
   tlsCert?: string;
   tlsKey?: string;
@@ -169,6 +172,7 @@ export function buildConfig(raw: RawOptions): Config {
     srv,
     interfaces: splitList(raw.interface),
     hostname: raw.hostname,
+    ipv6: raw.ipv6 !== false,
     ttl: raw.ttl,
     tls,
     admin,

@@ -17,6 +17,8 @@ export interface MdnsEngineOptions {
   hostname?: string;
   ttl?: Partial<TtlConfig>;
   port?: number;
+  /** Also speak mDNS over IPv6 (ff02::fb) where an interface has IPv6 addresses. Default true. */
+  ipv6?: boolean;
   clock?: Clock;
   maxCacheEntries?: number;
 }
@@ -56,7 +58,8 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   constructor(opts: MdnsEngineOptions) {
     super();
     this.clock = opts.clock ?? systemClock;
-    this.transport = new MdnsTransport(opts.interfaces, opts.port ?? MDNS_PORT);
+    this.transport = new MdnsTransport(opts.interfaces, opts.port ?? MDNS_PORT, undefined, opts.ipv6 ?? true);
+    this.transport.on('warning', (err) => this.emit('warning', err));
     this.cache = new RecordCache(this.clock, { maxEntries: opts.maxCacheEntries });
     this.responder = new Responder(this.transport, this.clock, hostLabelOf(opts.hostname ?? hostname()), {
       ...DEFAULT_TTL,

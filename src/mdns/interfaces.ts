@@ -1,12 +1,22 @@
 import { networkInterfaces } from 'node:os';
 import { readFileSync } from 'node:fs';
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 
-/** One IPv4 address on one network interface that mDNS runs on. */
+/** An IPv6 address of an interface (link-local ones are what mDNS over IPv6 mostly uses). */
+export interface Ipv6Address {
+  address: string;
+  netmask: string;
+}
+
+/**
+ * One network interface that mDNS runs on: its IPv4 address (required) and, where the
+ * interface has them, its IPv6 addresses (mDNS then also runs on ff02::fb).
+ */
 export interface NetInterface {
   name: string;
   address: string;
   netmask: string;
+  ipv6?: Ipv6Address[];
 }
 
 export class InterfaceError extends Error {}
@@ -25,8 +35,13 @@ function linkFlags(name: string): number | undefined {
 function ipv4Interfaces(): NetInterface[] {
   const out: NetInterface[] = [];
   for (const [name, addrs] of Object.entries(networkInterfaces())) {
+    // Link-local first: it is always there and is what peers on the link reach.
+    const v6 = (addrs ?? [])
+      .filter((a) => a.family === 'IPv6' && !a.internal)
+      .map((a) => ({ address: a.address, netmask: a.netmask }))
+      .sort((x, y) => Number(!x.address.startsWith('fe80')) - Number(!y.address.startsWith('fe80')));
     for (const a of addrs ?? []) {
-      if (a.family === 'IPv4') out.push({ name, address: a.address, netmask: a.netmask });
+      if (a.family === 'IPv4') out.push({ name, address: a.address, netmask: a.netmask, ...(v6.length ? { ipv6: v6 } : {}) });
     }
   }
   return out;
@@ -68,8 +83,28 @@ function toInt(ip: string): number {
   return (((p[0]! << 24) >>> 0) + (p[1]! << 16) + (p[2]! << 8) + p[3]!) >>> 0;
 }
 
+function v6ToBigInt(ip: string): bigint {
+  const [head = '', tail = ''] = ip.split('%')[0]!.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = ip.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
+  return groups.reduce((acc, g) => (acc << 16n) + BigInt(parseInt(g || '0', 16)), 0n);
+}
+
+/** Whether an IPv6 source is on this interface's link: link-local with our scope, or in a prefix of ours. */
+function onLink6(iface: NetInterface, address: string): boolean {
+  const [addr, scope] = address.split('%');
+  if (addr!.toLowerCase().startsWith('fe80:')) return scope === undefined || scope === iface.name;
+  const a = v6ToBigInt(addr!);
+  return (iface.ipv6 ?? []).some((x) => {
+    const mask = v6ToBigInt(x.netmask);
+    return (a & mask) === (v6ToBigInt(x.address) & mask);
+  });
+}
+
 /** Whether `address` is on the same subnet as the interface (RFC 6762 §11 source check). */
 export function onLink(iface: NetInterface, address: string): boolean {
+  if (isIPv6(address.split('%')[0]!)) return onLink6(iface, address);
   if (!isIPv4(address)) return false;
   const mask = toInt(iface.netmask);
   return ((toInt(address) & mask) >>> 0) === ((toInt(iface.address) & mask) >>> 0);

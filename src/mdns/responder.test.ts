@@ -15,6 +15,7 @@ function setup() {
   const transport = {
     interfaces: [iface],
     port: 5353,
+    families: () => ['IPv4'],
     send: (p: OutgoingPacket, _i: NetInterface, dest?: { address: string; port: number }) => sent.push({ at: clock.now(), p, dest }),
   } as unknown as MdnsTransport;
   const r = new Responder(transport, clock, 'db');

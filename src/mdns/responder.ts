@@ -6,7 +6,7 @@ import {
   type MdnsRecord, type MdnsQuestion, type SrvData,
   encodeTxt, normalizeName, rdataBytes, recordKey, sameName, SERVICES_ENUMERATION,
 } from './records.js';
-import type { MdnsTransport } from './transport.js';
+import type { Family, MdnsTransport } from './transport.js';
 import type { MdnsPacket } from './wire.js';
 import { recordLength } from './wire.js';
 
@@ -136,7 +136,7 @@ export class Responder extends EventEmitter {
   private hostWaiters: Array<() => void> = [];
   /** recordKey@iface → last multicast time, for the §6 one-second rule. */
   private readonly lastMulticast = new Map<string, number>();
-  private readonly pending = new Map<NetInterface, { answers: Map<string, MdnsRecord>; timer: TimerHandle }>();
+  private readonly pending = new Map<string, { iface: NetInterface; family: Family; answers: Map<string, MdnsRecord>; timer: TimerHandle }>();
   private readonly recentConflicts: number[] = [];
   private stopped = false;
 
@@ -157,7 +157,13 @@ export class Responder extends EventEmitter {
   // ---- records -------------------------------------------------------------------------
 
   private hostRecords(iface: NetInterface, ttl = this.ttl.host): OwnedRecord[] {
-    return [{ record: { name: this.hostName, type: 'A', ttl, flush: true, data: iface.address }, unique: true }];
+    const out: OwnedRecord[] = [{ record: { name: this.hostName, type: 'A', ttl, flush: true, data: iface.address }, unique: true }];
+    if (this.transport.families(iface).includes('IPv6')) {
+      for (const v6 of iface.ipv6 ?? []) {
+        out.push({ record: { name: this.hostName, type: 'AAAA', ttl, flush: true, data: v6.address.split('%')[0]! }, unique: true });
+      }
+    }
+    return out;
   }
 
   private serviceRecords(reg: Registration): OwnedRecord[] {
@@ -192,7 +198,7 @@ export class Responder extends EventEmitter {
   }
 
   private ourAddresses(): Set<string> {
-    return new Set(this.transport.interfaces.map((i) => i.address));
+    return new Set(this.transport.interfaces.flatMap((i) => [i.address, ...(i.ipv6 ?? []).map((x) => x.address.split('%')[0]!)]));
   }
 
   // ---- host name ------------------------------------------------------------------------
@@ -414,7 +420,8 @@ export class Responder extends EventEmitter {
       // RFC 6762 §5.4: QU gets a unicast answer, unless we have not multicast the record
       // within a quarter of its TTL, in which case everyone benefits from a multicast.
       const now = this.clock.now();
-      const stale = list.some((o) => (this.lastMulticast.get(`${recordKey(o.record)}@${iface.address}`) ?? -Infinity) < now - (o.record.ttl * 1000) / 4);
+      const fam = from.family === 'IPv6' ? 'IPv6' : 'IPv4';
+      const stale = list.some((o) => (this.lastMulticast.get(this.mcastKey(o.record, iface, fam)) ?? -Infinity) < now - (o.record.ttl * 1000) / 4);
       if (!stale) {
         this.sendResponse(iface, list.map((o) => o.record), additionals, { address: from.address, port: from.port });
         return;
@@ -426,14 +433,14 @@ export class Responder extends EventEmitter {
     const allUnique = list.every((o) => o.unique);
     const isProbe = packet.authorities.length > 0;
     const delay = allUnique ? 0 : packet.truncated ? 400 + this.clock.random() * 100 : 20 + this.clock.random() * 100;
-    this.queueMulticast(iface, list.map((o) => o.record), delay, isProbe ? 250 : 1000);
+    this.queueMulticast(iface, from.family === 'IPv6' ? 'IPv6' : 'IPv4', list.map((o) => o.record), delay, isProbe ? 250 : 1000);
   }
 
   handleResponse(packet: MdnsPacket, _from: RemoteInfo, iface: NetInterface): void {
     if (this.stopped) return;
     const records = [...packet.answers, ...packet.additionals];
     const ourAddrs = this.ourAddresses();
-    const pend = this.pending.get(iface);
+    const pend = this.pending.get(`${iface.address}/${_from.family === 'IPv6' ? 'IPv6' : 'IPv4'}`);
 
     for (const r of records) {
       // §7.4 duplicate answer suppression: someone else just multicast what we were about to.
@@ -444,7 +451,7 @@ export class Responder extends EventEmitter {
       }
 
       // Host name.
-      if (sameName(r.name, this.hostName) && r.type === 'A') {
+      if (sameName(r.name, this.hostName) && (r.type === 'A' || r.type === 'AAAA')) {
         const ours = typeof r.data === 'string' && ourAddrs.has(r.data);
         if (!ours && r.ttl > 0) {
           this.renameHost(`another host claims ${this.hostName} (${String(r.data)})`);
@@ -498,7 +505,7 @@ export class Responder extends EventEmitter {
     for (const q of packet.questions) {
       if (this.hostState === 'probing' && sameName(q.name, this.hostName)) {
         const theirs = packet.authorities.filter((r) => sameName(r.name, q.name));
-        const ours = this.transport.interfaces.map((i) => this.hostRecords(i)[0]!.record);
+        const ours = this.transport.interfaces.flatMap((i) => this.hostRecords(i).map((o) => o.record));
         // Any of our addresses equal to theirs means it is (a copy of) our own probe.
         if (theirs.some((t) => ours.some((o) => recordKey(o) === recordKey(t)))) continue;
         if (compareRecordSets(ours, theirs) < 0) {
@@ -551,12 +558,17 @@ export class Responder extends EventEmitter {
 
   // ---- sending -------------------------------------------------------------------------------
 
-  private queueMulticast(iface: NetInterface, records: MdnsRecord[], delay: number, minInterval: number): void {
+  private mcastKey(r: MdnsRecord, iface: NetInterface, family: Family): string {
+    return `${recordKey(r)}@${iface.address}/${family}`;
+  }
+
+  private queueMulticast(iface: NetInterface, family: Family, records: MdnsRecord[], delay: number, minInterval: number): void {
     const now = this.clock.now();
-    let p = this.pending.get(iface);
+    const pkey = `${iface.address}/${family}`;
+    let p = this.pending.get(pkey);
     const fresh: MdnsRecord[] = [];
     for (const r of records) {
-      const last = this.lastMulticast.get(`${recordKey(r)}@${iface.address}`);
+      const last = this.lastMulticast.get(this.mcastKey(r, iface, family));
       if (last !== undefined && now - last < minInterval) {
         this.stats.rateLimited++;
         continue;
@@ -565,40 +577,42 @@ export class Responder extends EventEmitter {
     }
     if (fresh.length === 0) return;
     if (!p) {
-      const timer = this.clock.setTimeout(() => this.flushPending(iface), delay);
-      p = { answers: new Map(), timer };
-      this.pending.set(iface, p);
+      const timer = this.clock.setTimeout(() => this.flushPending(pkey), delay);
+      p = { iface, family, answers: new Map(), timer };
+      this.pending.set(pkey, p);
     } else if (delay === 0) {
       p.timer.cancel();
-      p.timer = this.clock.setTimeout(() => this.flushPending(iface), 0);
+      p.timer = this.clock.setTimeout(() => this.flushPending(pkey), 0);
     }
     for (const r of fresh) p.answers.set(recordKey(r), r);
   }
 
-  private flushPending(iface: NetInterface): void {
-    const p = this.pending.get(iface);
-    this.pending.delete(iface);
+  private flushPending(pkey: string): void {
+    const p = this.pending.get(pkey);
+    this.pending.delete(pkey);
     if (!p || p.answers.size === 0 || this.stopped) return;
     const answers = [...p.answers.values()];
-    const owned = this.answerable(iface);
+    const owned = this.answerable(p.iface);
     const already = new Map(answers.map((a) => [recordKey(a), { record: a, unique: false }]));
-    this.sendResponse(iface, answers, this.additionalsFor(answers, owned, already), undefined);
-    this.noteMulticast(iface, answers);
+    this.sendResponse(p.iface, answers, this.additionalsFor(answers, owned, already), undefined, p.family);
+    this.noteMulticast(p.iface, answers, p.family);
   }
 
-  private noteMulticast(iface: NetInterface, records: MdnsRecord[]): void {
+  private noteMulticast(iface: NetInterface, records: MdnsRecord[], family?: Family): void {
     const now = this.clock.now();
-    for (const r of records) this.lastMulticast.set(`${recordKey(r)}@${iface.address}`, now);
+    for (const fam of family ? [family] : this.transport.families(iface)) {
+      for (const r of records) this.lastMulticast.set(this.mcastKey(r, iface, fam), now);
+    }
     if (this.lastMulticast.size > 10_000) this.lastMulticast.clear();
   }
 
   /** Sends a response, split into packets that fit the MTU. Additionals go where they fit. */
-  private sendResponse(iface: NetInterface, answers: MdnsRecord[], additionals: MdnsRecord[], dest?: { address: string; port: number }): void {
+  private sendResponse(iface: NetInterface, answers: MdnsRecord[], additionals: MdnsRecord[], dest?: { address: string; port: number }, family?: Family): void {
     let batch: MdnsRecord[] = [];
     let size = 12;
     const flush = (extra: MdnsRecord[]) => {
       if (batch.length === 0) return;
-      this.transport.send({ type: 'response', answers: batch, additionals: extra }, iface, dest);
+      this.transport.send({ type: 'response', answers: batch, additionals: extra }, iface, dest, family);
       batch = [];
       size = 12;
     };

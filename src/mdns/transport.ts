@@ -1,9 +1,12 @@
 import { createSocket, type Socket, type RemoteInfo } from 'node:dgram';
+import { isIPv6 } from 'node:net';
 import { EventEmitter } from 'node:events';
 import { type NetInterface, onLink } from './interfaces.js';
 import { decodePacket, encodePacket, MalformedPacketError, type MdnsPacket, type OutgoingPacket } from './wire.js';
 
 export const MDNS_GROUP = '224.0.0.251';
+export const MDNS_GROUP6 = 'ff02::fb';
+export type Family = 'IPv4' | 'IPv6';
 export const MDNS_PORT = 5353;
 
 export interface TransportStats {
@@ -39,14 +42,54 @@ export class MdnsTransport extends EventEmitter {
     packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0, malformed: 0, ignored: 0, sendErrors: 0,
   };
   private readonly sockets = new Map<NetInterface, Socket>();
+  private readonly sockets6 = new Map<NetInterface, Socket>();
   private closed = false;
+  private pendingSends = 0;
 
   constructor(
     readonly interfaces: readonly NetInterface[],
     readonly port = MDNS_PORT,
     readonly group = MDNS_GROUP,
+    /** Also run on ff02::fb on interfaces that have IPv6 addresses (best effort). */
+    readonly ipv6 = true,
   ) {
     super();
+  }
+
+  /** Families this transport speaks on `iface`. */
+  families(iface: NetInterface): Family[] {
+    return this.sockets6.has(iface) ? ['IPv4', 'IPv6'] : ['IPv4'];
+  }
+
+  /** IPv6 is best effort: a failure leaves that interface IPv4-only, with a warning event. */
+  private async startIpv6(iface: NetInterface): Promise<void> {
+    const socket = createSocket({ type: 'udp6', reuseAddr: true, ipv6Only: true });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('error', reject);
+        socket.bind({ port: this.port, address: '::', exclusive: false }, () => {
+          socket.off('error', reject);
+          resolve();
+        });
+      });
+      socket.addMembership(MDNS_GROUP6, `::%${iface.name}`);
+      socket.setMulticastInterface(`::%${iface.name}`);
+      socket.setMulticastTTL(255);
+      socket.setMulticastLoopback(true);
+    } catch (err) {
+      try {
+        socket.close();
+      } catch {
+        /* already closed */
+      }
+      this.emit('warning', new Error(`IPv6 mDNS unavailable on ${iface.name}: ${(err as Error).message}`));
+      return;
+    }
+    socket.on('error', () => {
+      this.stats.sendErrors++;
+    });
+    socket.on('message', (msg, rinfo) => this.onMessage(iface, msg, rinfo));
+    this.sockets6.set(iface, socket);
   }
 
   async start(): Promise<void> {
@@ -76,6 +119,7 @@ export class MdnsTransport extends EventEmitter {
       });
       socket.on('message', (msg, rinfo) => this.onMessage(iface, msg, rinfo));
       this.sockets.set(iface, socket);
+      if (this.ipv6 && iface.ipv6?.length && !iface.address.startsWith('127.')) await this.startIpv6(iface);
     }
   }
 
@@ -115,10 +159,12 @@ export class MdnsTransport extends EventEmitter {
     }
   }
 
-  /** Sends to the multicast group on `iface`, or unicast to `dest`. */
-  send(packet: OutgoingPacket, iface: NetInterface, dest?: Destination): void {
-    const socket = this.sockets.get(iface);
-    if (!socket || this.closed) return;
+  /**
+   * Sends unicast to `dest`, or to the multicast group on `iface`: on one family when given
+   * (answers go back the way the query came), else on every family the interface speaks.
+   */
+  send(packet: OutgoingPacket, iface: NetInterface, dest?: Destination, family?: Family): void {
+    if (this.closed) return;
     let buf: Buffer;
     try {
       buf = encodePacket(packet);
@@ -127,9 +173,22 @@ export class MdnsTransport extends EventEmitter {
       this.emit('handler-error', err);
       return;
     }
+    if (dest) {
+      const v6 = isIPv6(dest.address.split('%')[0]!);
+      this.sendBuf(buf, v6 ? this.sockets6.get(iface) : this.sockets.get(iface), dest.address, dest.port);
+      return;
+    }
+    if (family !== 'IPv6') this.sendBuf(buf, this.sockets.get(iface), this.group, this.port);
+    if (family !== 'IPv4') this.sendBuf(buf, this.sockets6.get(iface), MDNS_GROUP6, this.port);
+  }
+
+  private sendBuf(buf: Buffer, socket: Socket | undefined, address: string, port: number): void {
+    if (!socket) return;
     this.stats.packetsOut++;
     this.stats.bytesOut += buf.length;
-    socket.send(buf, dest?.port ?? this.port, dest?.address ?? this.group, (err) => {
+    this.pendingSends++;
+    socket.send(buf, port, address, (err) => {
+      this.pendingSends--;
       if (err) this.stats.sendErrors++;
     });
   }
@@ -142,8 +201,10 @@ export class MdnsTransport extends EventEmitter {
   async stop(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Let queued datagrams (goodbyes) leave before closing; bounded.
+    for (let i = 0; i < 50 && this.pendingSends > 0; i++) await new Promise((r) => setTimeout(r, 2));
     await Promise.all(
-      [...this.sockets.values()].map((s) => new Promise<void>((resolve) => {
+      [...this.sockets.values(), ...this.sockets6.values()].map((s) => new Promise<void>((resolve) => {
         try {
           s.close(() => resolve());
         } catch {
@@ -152,5 +213,6 @@ export class MdnsTransport extends EventEmitter {
       })),
     );
     this.sockets.clear();
+    this.sockets6.clear();
   }
 }

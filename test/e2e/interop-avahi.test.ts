@@ -7,9 +7,10 @@ import { avahiBrowse, avahiPublish, canUseAvahi, startAvahi } from '../lib/avahi
 
 const cli = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
 
-/** A TCP service to advertise (health gating needs something that accepts connections). */
+/** A TCP service to advertise (health gating needs something that accepts connections). Health
+ * checks connect and reset at once, so the service must survive ECONNRESET. */
 function tcpService(host: Host, port: number): LabProcess {
-  return host.spawn(process.execPath, ['-e', `require('net').createServer((s)=>s.end('hi\\n')).listen(${port}, () => console.log('listening'))`]);
+  return host.spawn(process.execPath, ['-e', `require('net').createServer((s)=>{s.on('error',()=>{});s.end('hi\\n')}).listen(${port}, () => console.log('listening'))`]);
 }
 
 function ambassador(host: Host, args: string[]): LabProcess {
@@ -81,7 +82,8 @@ describe('interop with avahi-daemon', { skip: canUseAvahi() }, () => {
     try {
       await amb.waitForLine(/"endpoint up"/, { timeoutMs: 10_000 });
       const r = await a.exec(process.execPath, ['-e', `const s=require('net').connect(7000,'127.0.0.1');s.on('data',(d)=>{process.stdout.write(d);s.end()})`], { timeoutMs: 5000 });
-      assert.equal(r.stdout, 'hi\n', `client: ${r.stdout} ${r.stderr}\nambassador: ${amb.output}`);
+      const ss = r.stdout === 'hi\n' ? '' : (await b.exec('ss', ['-ltnp'])).stdout + (await a.exec('ip', ['-br', 'addr'])).stdout + (await b.exec('ip', ['-br', 'addr'])).stdout + svc.output;
+      assert.equal(r.stdout, 'hi\n', `client: ${r.stdout} ${r.stderr}\nambassador: ${amb.output}\n${ss}`);
     } finally {
       await amb.stop();
       await pub.stop();
