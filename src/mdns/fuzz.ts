@@ -119,10 +119,10 @@ export interface FuzzCase {
 }
 
 const WEIGHTS: Array<[FuzzKind, number]> = [
-  ['random-bytes', 8], ['truncated-header', 3], ['truncated-packet', 8], ['compression-loop', 5],
-  ['forward-pointer', 4], ['label-overflow', 5], ['count-overflow', 6], ['unknown-type-class', 6],
-  ['huge-txt', 3], ['rdlength-mismatch', 5], ['ttl-extremes', 4], ['bogus-instance', 4],
-  ['own-conflict', 2], ['own-goodbye', 2], ['rogue-probe', 2], ['mutated', 30],
+  ['random-bytes', 16], ['truncated-header', 6], ['truncated-packet', 16], ['compression-loop', 10],
+  ['forward-pointer', 8], ['label-overflow', 10], ['count-overflow', 12], ['unknown-type-class', 12],
+  ['huge-txt', 6], ['rdlength-mismatch', 10], ['ttl-extremes', 8], ['bogus-instance', 8],
+  ['own-conflict', 1], ['own-goodbye', 6], ['rogue-probe', 1], ['mutated', 60],
 ];
 const TOTAL_WEIGHT = WEIGHTS.reduce((n, [, w]) => n + w, 0);
 
