@@ -1,0 +1,176 @@
+#!/usr/bin/env node
+// Turns bench/results/*.json into the generated sections of bench/RESULTS.md and an SVG plot.
+// Only the text between `<!-- bench:NAME:begin -->` and `<!-- bench:NAME:end -->` markers is
+// replaced; every other part of RESULTS.md (hand-written analysis, other engineers' sections)
+// is kept as it is.
+//
+//   node bench/report.mjs [--results bench/results] [--md bench/RESULTS.md]
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, resolve, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const argv = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : def;
+};
+const resultsDir = resolve(root, opt('results', 'bench/results'));
+const mdFile = resolve(root, opt('md', 'bench/RESULTS.md'));
+
+const f = (x, d = 0) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(d));
+const fr = (x) => (x === undefined || !Number.isFinite(x) ? '–' : `${x.toFixed(2)}×`);
+const fk = (x) => (x === undefined || !Number.isFinite(x) ? '–' : x >= 10_000 ? `${(x / 1000).toFixed(0)}k` : x >= 1000 ? `${(x / 1000).toFixed(1)}k` : x.toFixed(0));
+const us = (ms) => (ms === undefined || !Number.isFinite(ms) ? '–' : (ms * 1000).toFixed(0));
+const sgn = (ms) => (ms === undefined || !Number.isFinite(ms) ? '–' : `${ms >= 0 ? '+' : ''}${(ms * 1000).toFixed(0)}`);
+
+export function machineTable(m, date, extra = '') {
+  return [
+    `Machine: ${m.nproc} CPU (${m.cpu}), ${m.memGb} GB, Linux ${m.kernel}; load average at start ${m.load?.join(' ')}.`,
+    `Versions: node ${m.node}; ${m.redis}; ${m.haproxy}; ${m.socat}; ${m.iperf3}.`,
+    `Run: ${date}${extra}.`,
+  ].join('  \n');
+}
+
+function datapathSection(d, svgRel) {
+  const s = d.summary;
+  const paths = d.paths;
+  const L = [];
+  L.push(machineTable(d.machine, d.date, `, ${d.rounds} interleaved round(s)${d.quick ? ' (--quick sizes)' : ''}, ${Math.round(d.durationS)} s`));
+  L.push('');
+  L.push(`Sizes per run: -P 1: ${d.sizes.p1} requests per command; -P 16: ${d.sizes.p16}; -c 1: ${d.sizes.c1}; churn: ${d.sizes.churn}; iperf3: ${d.sizes.bulkS} s.`);
+  L.push('Medians over rounds; ratios are per-round ratios (path ÷ reference in the same round), then the median. Latencies in µs. Proxy CPU is user+system time of the proxy process (and its children), RSS its peak.');
+  L.push('');
+  L.push(`![ops/s per path and ratio to HAProxy](${svgRel})`);
+  L.push('');
+  const thr = [
+    ['p1', 'redis-benchmark -c 50 -P 1 -t get,set'],
+    ['p16', 'redis-benchmark -c 50 -P 16 -t get,set'],
+    ['churn', 'connection churn: redis-benchmark -c 50 -k 0 -t get (one connection per request)'],
+  ].filter(([t]) => s[t]);
+  for (const [t, title] of thr) {
+    L.push(`### ${title}`);
+    L.push('');
+    L.push('| path | ops/s | × direct | × HAProxy | p50 µs | p99 µs | added p99 vs direct µs | proxy CPU µs/op | peak RSS MB |');
+    L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const p of paths) {
+      const r = s[t][p];
+      if (!r || !r.n) continue;
+      L.push(`| ${p} | ${f(r.ops)} | ${fr(r.vsDirect.ops)} | ${fr(r.vsHaproxy.ops)} | ${us(r.p50)} | ${us(r.p99)} | ${p === 'direct' ? '' : sgn(r.vsDirect.p99Minus)} | ${f(r.proxyCpuUsPerOp, 1)} | ${f(r.peakRssMb, 1)} |`);
+    }
+    L.push('');
+  }
+  for (const [t, title] of [
+    ['c1', 'added latency, redis-benchmark -c 1 -t get (free scheduling on all CPUs)'],
+    ['c1pin', 'added latency, redis-benchmark -c 1 -t get, client, server and proxy pinned to CPU 0 (taskset)'],
+  ]) {
+    if (!s[t]) continue;
+    L.push(`### ${title}`);
+    L.push('');
+    L.push('| path | ops/s | p50 µs | p99 µs | added p50 µs | added p99 µs | added p99 vs HAProxy µs | proxy CPU µs/op |');
+    L.push('|---|---:|---:|---:|---:|---:|---:|---:|');
+    for (const p of paths) {
+      const r = s[t][p];
+      if (!r || !r.n) continue;
+      L.push(`| ${p} | ${f(r.ops)} | ${us(r.p50)} | ${us(r.p99)} | ${p === 'direct' ? '' : sgn(r.vsDirect.p50Minus)} | ${p === 'direct' ? '' : sgn(r.vsDirect.p99Minus)} | ${p === 'haproxy' || p === 'direct' ? '' : sgn(r.vsHaproxy.p99Minus)} | ${f(r.proxyCpuUsPerOp, 1)} |`);
+    }
+    L.push('');
+  }
+  if (s.bulk) {
+    L.push(`### bulk throughput, iperf3 one stream ${d.sizes.bulkS} s`);
+    L.push('');
+    L.push('| path | Gbit/s | × direct | × HAProxy | proxy CPU s | peak RSS MB |');
+    L.push('|---|---:|---:|---:|---:|---:|');
+    for (const p of paths) {
+      const r = s.bulk[p];
+      if (!r || !r.n) continue;
+      L.push(`| ${p} | ${f(r.gbps, 2)} | ${fr(r.vsDirect.gbps)} | ${fr(r.vsHaproxy.gbps)} | ${f(r.proxyCpuS, 2)} | ${f(r.peakRssMb, 1)} |`);
+    }
+    L.push('');
+  }
+  const errors = d.results.filter((r) => r.error);
+  if (errors.length) {
+    L.push(`Failed runs (${errors.length}): ` + errors.map((e) => `round ${e.round + 1} ${e.test} ${e.path}: ${e.error.split('\n')[0]}`).join('; '));
+    L.push('');
+  }
+  return L.join('\n');
+}
+
+/** Grouped bars: one panel per test, one bar per path (height relative to the panel's best). */
+export function datapathSvg(d) {
+  const panels = [
+    ['p1', 'ops/s -c 50 -P 1', 'ops'],
+    ['p16', 'ops/s -c 50 -P 16', 'ops'],
+    ['churn', 'conn/s (churn, -k 0)', 'ops'],
+    ['c1pin', 'ops/s -c 1 (pinned)', 'ops'],
+    ['bulk', 'Gbit/s iperf3', 'gbps'],
+  ].filter(([t]) => d.summary[t]);
+  const paths = d.paths;
+  const colors = ['#7f7f7f', '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
+  const pw = 60 + paths.length * 46;
+  const ph = 260;
+  const W = panels.length * pw + 20;
+  const H = ph + 90;
+  const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  const o = [];
+  o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`);
+  o.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  o.push(`<text x="10" y="16" font-size="13" font-weight="bold">Data path: medians of ${d.rounds} interleaved rounds (${esc(d.date.slice(0, 10))}); label under each bar: ratio to HAProxy</text>`);
+  panels.forEach(([t, title, k], i) => {
+    const x0 = 10 + i * pw;
+    const top = 40;
+    const base = top + ph - 60;
+    const vals = paths.map((p) => d.summary[t][p]?.[k]);
+    const max = Math.max(...vals.filter(Number.isFinite), 1e-9);
+    o.push(`<text x="${x0 + pw / 2}" y="${top - 6}" text-anchor="middle" font-weight="bold">${esc(title)}</text>`);
+    o.push(`<line x1="${x0 + 20}" y1="${base}" x2="${x0 + pw - 10}" y2="${base}" stroke="#333"/>`);
+    paths.forEach((p, j) => {
+      const v = vals[j];
+      if (!Number.isFinite(v)) return;
+      const h = ((base - top - 14) * v) / max;
+      const bx = x0 + 26 + j * 46;
+      o.push(`<rect x="${bx}" y="${base - h}" width="34" height="${h}" fill="${colors[j % colors.length]}"><title>${esc(p)}: ${v}</title></rect>`);
+      o.push(`<text x="${bx + 17}" y="${base - h - 3}" text-anchor="middle" font-size="10">${k === 'gbps' ? v.toFixed(1) : fk(v)}</text>`);
+      const rel = d.summary[t][p]?.vsHaproxy?.[k];
+      o.push(`<text x="${bx + 17}" y="${base + 13}" text-anchor="middle" font-size="10">${Number.isFinite(rel) ? rel.toFixed(2) + '×' : ''}</text>`);
+    });
+  });
+  // legend
+  paths.forEach((p, j) => {
+    const lx = 10 + j * 130;
+    o.push(`<rect x="${lx}" y="${H - 22}" width="12" height="12" fill="${colors[j % colors.length]}"/>`);
+    o.push(`<text x="${lx + 16}" y="${H - 12}">${esc(p)}</text>`);
+  });
+  o.push('</svg>');
+  return o.join('\n');
+}
+
+function replaceSection(md, name, body) {
+  const begin = `<!-- bench:${name}:begin (generated by bench/report.mjs; edits here are overwritten) -->`;
+  const end = `<!-- bench:${name}:end -->`;
+  const re = new RegExp(`<!-- bench:${name}:begin[^>]*-->[\\s\\S]*?<!-- bench:${name}:end -->`);
+  const block = `${begin}\n${body.trim()}\n${end}`;
+  if (re.test(md)) return md.replace(re, () => block);
+  return `${md.trimEnd()}\n\n${block}\n`;
+}
+
+function main() {
+  let md = existsSync(mdFile) ? readFileSync(mdFile, 'utf8') : '# Benchmark results\n\nGenerated parts come from `npm run bench` (see docs/benchmarks.md); everything outside the generated blocks is written by hand.\n';
+  const dp = join(resultsDir, 'datapath.json');
+  if (existsSync(dp)) {
+    const d = JSON.parse(readFileSync(dp, 'utf8'));
+    const svg = join(resultsDir, 'datapath.svg');
+    writeFileSync(svg, datapathSvg(d));
+    md = replaceSection(md, 'datapath', datapathSection(d, relative(dirname(mdFile), svg)));
+  }
+  for (const extra of ['failover', 'mesh']) {
+    const file = join(resultsDir, `${extra}.json`);
+    if (!existsSync(file)) continue;
+    const d = JSON.parse(readFileSync(file, 'utf8'));
+    if (typeof d.markdown === 'string') md = replaceSection(md, extra, d.markdown);
+  }
+  writeFileSync(mdFile, md);
+  console.error(`wrote ${relative(root, mdFile)}`);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main();

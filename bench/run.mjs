@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+// `npm run bench`: every benchmark of issue 7 that is implemented, bounded in time, then the
+// report (bench/RESULTS.md + bench/results/*.svg).
+//
+//   node bench/run.mjs [--quick] [--rounds N] [--only datapath[,…]] [-- extra datapath args]
+//
+// Needs root (private network namespaces) and: redis-server, redis-benchmark, haproxy, socat,
+// iperf3, taskset (Debian: redis-server redis-tools haproxy socat iperf3 util-linux).
+import { spawnSync } from 'node:child_process';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sh } from './lib/proc.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const argv = process.argv.slice(2);
+const dd = argv.indexOf('--');
+const own = dd >= 0 ? argv.slice(0, dd) : argv;
+const passThrough = dd >= 0 ? argv.slice(dd + 1) : [];
+const opt = (name, def) => {
+  const i = own.indexOf(`--${name}`);
+  return i >= 0 ? own[i + 1] : def;
+};
+const quick = own.includes('--quick');
+const only = opt('only', 'datapath').split(',');
+
+const need = { 'redis-server': 'redis-server', 'redis-benchmark': 'redis-tools', haproxy: 'haproxy', socat: 'socat', iperf3: 'iperf3', taskset: 'util-linux', unshare: 'util-linux' };
+const missing = Object.entries(need).filter(([cmd]) => !sh('sh', ['-c', `command -v ${cmd} || true`]));
+if (missing.length) {
+  console.error(`bench: missing commands: ${missing.map(([c, p]) => `${c} (apt-get install ${p})`).join(', ')}`);
+  process.exit(2);
+}
+if (process.getuid?.() !== 0) {
+  console.error('bench: must run as root (it creates private network namespaces)');
+  process.exit(2);
+}
+
+const common = [...(quick ? ['--quick'] : []), ...(opt('rounds') ? ['--rounds', opt('rounds')] : [])];
+const t0 = Date.now();
+let status = 0;
+for (const part of only) {
+  const script = resolve(here, `${part}.mjs`);
+  console.error(`\n=== bench ${part} ===`);
+  // Each part bounds its own runs; this is the outer bound (15 min full, 5 min quick).
+  const r = spawnSync(process.execPath, [script, ...common, ...(part === 'datapath' ? passThrough : [])], {
+    stdio: 'inherit',
+    timeout: (quick ? 5 : 15) * 60_000,
+    killSignal: 'SIGTERM',
+  });
+  if (r.status !== 0) {
+    console.error(`bench ${part}: failed (${r.error?.message ?? `status ${r.status}`})`);
+    status = 1;
+  }
+}
+spawnSync(process.execPath, [resolve(here, 'report.mjs')], { stdio: 'inherit' });
+console.error(`bench: ${Math.round((Date.now() - t0) / 1000)} s`);
+process.exit(status);
