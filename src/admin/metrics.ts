@@ -187,8 +187,10 @@ export class AmbassadorMetrics {
     for (const a of subject.advertisements) this.watchAdvertisement(a);
   }
 
-  /** Counts a connector's events. Call once per connector, before it starts. */
+  /** Counts a connector's events. Call before it starts; calling again for the same one does nothing. */
   watchConnector(c: Connector): void {
+    if (this.watched.has(c)) return;
+    this.watched.add(c);
     const cluster = c.spec.name;
     const l = c.listener;
     this.accepted.inc({ cluster }, 0);
@@ -232,8 +234,10 @@ export class AmbassadorMetrics {
     this.watchChecker(cluster, c.checker);
   }
 
-  /** Counts an advertisement's state changes, target checks and relay connections. */
+  /** Counts an advertisement's state changes, target checks and relay connections (idempotent). */
   watchAdvertisement(a: Advertisement): void {
+    if (this.watched.has(a)) return;
+    this.watched.add(a);
     const service = a.spec.name;
     a.on('state', (state: AdvertisementState) => {
       this.advTransitions.inc({ service, state });
@@ -249,6 +253,7 @@ export class AmbassadorMetrics {
   }
 
   private readonly watchedRelays = new WeakSet<object>();
+  private readonly watched = new WeakSet<object>();
 
   private watchChecker(cluster: string, checker: HealthChecker): void {
     checker.on('check', (ep, ok) => this.healthChecks.inc({ cluster, endpoint: ep.label, result: ok ? 'ok' : 'fail' }));
