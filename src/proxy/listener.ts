@@ -65,6 +65,17 @@ export interface ConnectListenerOptions {
    * established ones are broken, and killing them would add load to a struggling peer.)
    */
   keepConnectionsOnRemoval?: boolean;
+  /**
+   * When an endpoint leaves discovery (goodbye, TTL expiry) or moves to another address, its
+   * open connections are closed at their first pause of this long with no byte in either
+   * direction, not at once: leaving discovery means "no new connections here", and the old
+   * location usually still serves, so a request in flight at that instant (typically on a
+   * connection opened a moment before the goodbye arrived) gets its reply instead of a reset.
+   * Default 250 ms. (Failed health checks still close at once: the peer is gone.)
+   */
+  retireQuietMs?: number;
+  /** Upper bound on that wait: a connection that never pauses is closed after this. Default 5000 ms. */
+  retireMaxMs?: number;
   handshake?: Handshake;
   /** Bound on the handshake. Default 5000 ms. */
   handshakeTimeoutMs?: number;
@@ -110,6 +121,11 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
   readonly maxConnectAttempts: number;
   readonly noEndpointWaitMs: number;
   readonly handshakeTimeoutMs: number;
+  readonly retireQuietMs: number;
+  readonly retireMaxMs: number;
+  /** Endpoint.generation (its address) each open connection was connected to. */
+  private readonly connectedGeneration = new WeakMap<ProxyConnection, number>();
+  private readonly retiring = new WeakSet<ProxyConnection>();
   private readonly options: ConnectListenerOptions;
   private readonly proxy: ProxyServer;
   private readonly create: CreateConnection;
@@ -125,6 +141,8 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     this.maxConnectAttempts = Math.max(1, options.maxConnectAttempts ?? 5);
     this.noEndpointWaitMs = Math.max(0, options.noEndpointWaitMs ?? 5000);
     this.handshakeTimeoutMs = Math.max(1, options.handshakeTimeoutMs ?? 5000);
+    this.retireQuietMs = Math.max(0, options.retireQuietMs ?? 250);
+    this.retireMaxMs = Math.max(this.retireQuietMs, options.retireMaxMs ?? 5000);
     this.create =
       options.createConnection ?? ((ep) => net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true }));
     this.proxy = new ProxyServer(
@@ -151,6 +169,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       this.attached = true;
       this.cluster.on('endpoint-removed', this.onEndpointRemoved);
       this.cluster.on('endpoint-health', this.onEndpointHealth);
+      this.cluster.on('endpoint-updated', this.onEndpointUpdated);
     }
     return addr;
   }
@@ -165,6 +184,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       this.attached = false;
       this.cluster.off('endpoint-removed', this.onEndpointRemoved);
       this.cluster.off('endpoint-health', this.onEndpointHealth);
+      this.cluster.off('endpoint-updated', this.onEndpointUpdated);
     }
     await this.proxy.close(options);
   }
@@ -197,8 +217,63 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     return n;
   }
 
+  /**
+   * Close every connection open to `ep` — or, with `onlyMoved`, to an address `ep` no longer
+   * has — at its first pause of retireQuietMs (bounded by retireMaxMs). Returns how many.
+   */
+  retireConnectionsTo(ep: Endpoint, code = 'EREMOVED', onlyMoved = false): number {
+    let n = 0;
+    for (const c of this.proxy.connections) {
+      if (c.state !== 'open' || c.endpoint !== ep) continue;
+      if (onlyMoved && this.connectedGeneration.get(c) === ep.generation) continue;
+      this.retire(c, code);
+      n++;
+    }
+    return n;
+  }
+
+  private retire(conn: ProxyConnection, code: string): void {
+    const upstream = conn.upstream;
+    if (this.retiring.has(conn) || !upstream) return;
+    this.retiring.add(conn);
+    const client = conn.client;
+    const quiet = this.retireQuietMs;
+    const until = Date.now() + this.retireMaxMs;
+    let last = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    // Extra 'data' listeners only observe: they do not change the sockets' flowing mode, so the
+    // pipe's back-pressure handling is untouched.
+    const bump = (): void => {
+      last = Date.now();
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      client.off('data', bump);
+      upstream.off('data', bump);
+    };
+    const check = (): void => {
+      if (conn.state !== 'open') return cleanup();
+      const now = Date.now();
+      if (now - last >= quiet || now >= until) {
+        cleanup();
+        conn.close(code);
+        return;
+      }
+      timer = setTimeout(check, Math.max(1, Math.min(last + quiet, until) - now));
+    };
+    client.on('data', bump);
+    upstream.on('data', bump);
+    void conn.done.then(cleanup);
+    timer = setTimeout(check, quiet);
+  }
+
   private readonly onEndpointRemoved = (ep: Endpoint): void => {
-    if (!this.options.keepConnectionsOnRemoval) this.closeConnectionsTo(ep, 'EREMOVED');
+    if (!this.options.keepConnectionsOnRemoval) this.retireConnectionsTo(ep, 'EREMOVED');
+  };
+
+  /** The endpoint moved (migration): connections to its old address go as on a removal. */
+  private readonly onEndpointUpdated = (ep: Endpoint, addressChanged: boolean): void => {
+    if (addressChanged && !this.options.keepConnectionsOnRemoval) this.retireConnectionsTo(ep, 'EMOVED', true);
   };
 
   private readonly onEndpointHealth = (ep: Endpoint, healthy: boolean): void => {
@@ -289,6 +364,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       tried.add(ep);
       conn.attempts++;
       conn.endpoint = ep;
+      const generation = ep.generation;
       let upstream: net.Socket;
       try {
         upstream = await connectSocket(() => this.create(ep), this.connectTimeoutMs, signal);
@@ -313,6 +389,12 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
         upstream.destroy();
         continue;
       }
+      if (ep.generation !== generation && !this.options.keepConnectionsOnRemoval) {
+        // Moved while we were connecting (this is its old address): try it where it is now.
+        upstream.destroy();
+        tried.delete(ep);
+        continue;
+      }
       if (this.options.handshake) {
         conn.upstream = upstream;
         const failure = await this.runHandshake(upstream, ep, signal);
@@ -331,6 +413,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
         }
         this.cluster.reportConnectSuccess(ep);
       }
+      this.connectedGeneration.set(conn, generation);
       return upstream;
     }
     return tried.size > 0 ? 'all-failed' : 'no-endpoint';
