@@ -173,7 +173,12 @@ function one(i, keepOpen) {
       const end = Date.now();
       const r = { i, at, end, ms: end - at, ok, who, err, held: keepOpen || undefined };
       console.log('R ' + JSON.stringify(r));
-      if (!keepOpen || !ok) s.destroy(); else s.on('error', () => {});
+      if (!keepOpen || !ok) s.destroy();
+      else {
+        s.on('error', () => {});
+        // a held connection closed by the other side (not by us at the end) is reported
+        s.on('close', () => { if (!s.byUs) console.log('HC ' + JSON.stringify({ i, at: Date.now() })); });
+      }
       resolve({ r, s });
     };
     const t = setTimeout(() => finish(false, undefined, 'timeout'), timeoutMs);
@@ -223,7 +228,7 @@ function one(i, keepOpen) {
   await Promise.all(Array.from({ length: par }, worker));
   // only holding: keep the connections open until the deadline (or until killed)
   if (held.length && count === 0) await new Promise((res) => setTimeout(res, Math.max(0, deadline - Date.now())));
-  for (const s of held) s.destroy();
+  for (const s of held) { s.byUs = true; s.destroy(); }
   console.log('DONE ' + JSON.stringify({ total: ok + failed, ok, failed }));
   clearTimeout(hardStop);
   process.exit(0);
@@ -250,6 +255,19 @@ export class ClientLoop {
     for (const line of this.proc.stdout.split('\n')) {
       if (!line.startsWith('R ')) continue;
       try { out.push(JSON.parse(line.slice(2)) as ConnResult); } catch { /* partial */ }
+    }
+    return out;
+  }
+
+  /** Held connections closed by the far side: index → epoch ms. */
+  heldClosed(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const line of this.proc.stdout.split('\n')) {
+      if (!line.startsWith('HC ')) continue;
+      try {
+        const r = JSON.parse(line.slice(3)) as { i: string; at: number };
+        out.set(r.i, r.at);
+      } catch { /* partial */ }
     }
     return out;
   }
