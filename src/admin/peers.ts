@@ -45,7 +45,7 @@ function endpointJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now
 export function peersSnapshot(subject: PeersSubject) {
   const now = Date.now();
   return {
-    host: subject.engine ? `${subject.engine.hostName}.local` : null,
+    host: subject.engine?.hostName ?? null,
     draining: subject.draining,
     clusters: subject.connectors.map((c) => {
       const addr = c.listener.address();
