@@ -89,6 +89,7 @@ export class Ambassador {
         healthIntervalMs: c.healthInterval,
         healthTimeoutMs: c.healthTimeout,
         connectTimeoutMs: c.connectTimeout,
+        idleTimeoutMs: c.idleTimeout,
         noEndpointWaitMs: c.noEndpointWait,
         keepConnections: c.keepConnections,
         protocol: spec.protocol ? createProtocol(spec.protocol, { authFile: spec.authFile, db: spec.db }) : undefined,

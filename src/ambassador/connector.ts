@@ -11,6 +11,8 @@ export interface ConnectorOptions {
   healthIntervalMs: number;
   healthTimeoutMs: number;
   connectTimeoutMs: number;
+  /** Close a connection idle this long (ms); 0/undefined = never. */
+  idleTimeoutMs?: number;
   noEndpointWaitMs: number;
   keepConnections: boolean;
   handshake?: Handshake;
@@ -45,6 +47,7 @@ export class Connector extends EventEmitter {
       port: spec.port,
       balancer: spec.balance,
       connectTimeoutMs: opts.connectTimeoutMs,
+      idleTimeoutMs: opts.idleTimeoutMs,
       noEndpointWaitMs: opts.noEndpointWaitMs,
       keepConnectionsOnRemoval: opts.keepConnections,
       handshake: opts.handshake ?? opts.protocol?.handshake,

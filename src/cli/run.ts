@@ -8,7 +8,7 @@ import { fail } from './fail.js';
 /** Options that may also come from AMBASSADOR_<NAME> environment variables. */
 export const RUN_OPTION_NAMES = [
   'advertise', 'connect', 'static', 'srv', 'interface', 'hostname', 'ipv6', 'ttl', 'dns-server', 'tls-cert', 'tls-key', 'tls-ca',
-  'health-interval', 'health-timeout', 'connect-timeout', 'wait-for-endpoint', 'drain-timeout', 'keep-connections',
+  'health-interval', 'health-timeout', 'connect-timeout', 'idle-timeout', 'wait-for-endpoint', 'drain-timeout', 'keep-connections',
   'admin', 'log-level', 'log-format', 'check',
 ];
 
@@ -35,6 +35,7 @@ export function runOptions<T>(y: Argv<T>) {
     .option('health-interval', { type: 'number', group: 'Health:', default: 1000, describe: 'ms between active TCP health checks (targets and endpoints)' })
     .option('health-timeout', { type: 'number', group: 'Health:', default: 500, describe: 'ms before a health check connect counts as failed' })
     .option('connect-timeout', { type: 'number', group: 'Health:', default: 2000, describe: 'ms before a connect to an endpoint fails over to the next one' })
+    .option('idle-timeout', { type: 'number', group: 'Health:', default: 0, describe: 'ms without traffic either way after which a proxied connection is closed (0 = never)' })
     .option('wait-for-endpoint', { type: 'number', group: 'Health:', default: 5000, describe: 'ms a client waits for an endpoint to appear before it is closed' })
     .option('drain-timeout', { type: 'number', group: 'Health:', default: 10000, describe: 'ms open connections may take to finish on shutdown' })
     .option('keep-connections', { type: 'boolean', group: 'Health:', default: false, describe: 'keep open connections when their endpoint disappears (default: close them)' })

@@ -34,6 +34,8 @@ export interface Config {
   healthInterval: number;
   healthTimeout: number;
   connectTimeout: number;
+  /** Close a proxied connection after this long without traffic either way (ms); 0 = never. */
+  idleTimeout: number;
   /** How long a client waits for an endpoint to appear when there is none (ms). */
   noEndpointWait: number;
   /** Bounded drain of open connections on shutdown (ms). */
@@ -63,6 +65,7 @@ export interface RawOptions {
   healthInterval?: number;
   healthTimeout?: number;
   connectTimeout?: number;
+  idleTimeout?: number;
   waitForEndpoint?: number;
   drainTimeout?: number;
   keepConnections?: boolean;
@@ -181,6 +184,7 @@ export function buildConfig(raw: RawOptions): Config {
     healthInterval: positive(raw.healthInterval, 1000, '--health-interval'),
     healthTimeout: positive(raw.healthTimeout, 500, '--health-timeout'),
     connectTimeout: positive(raw.connectTimeout, 2000, '--connect-timeout'),
+    idleTimeout: raw.idleTimeout === 0 ? 0 : positive(raw.idleTimeout, 0, '--idle-timeout'),
     noEndpointWait: positive(raw.waitForEndpoint, 5000, '--wait-for-endpoint'),
     drainTimeout: positive(raw.drainTimeout, 10000, '--drain-timeout'),
     keepConnections: !!raw.keepConnections,
