@@ -13,11 +13,18 @@ export interface Clock {
   random(): number;
 }
 
+/** Node fires a timer longer than 2^31-1 ms after 1 ms: longer waits are chained. */
+const MAX_TIMER_MS = 0x7fffffff;
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimeout(fn, ms) {
-    const t = setTimeout(fn, Math.max(0, ms));
-    t.unref?.();
+    let t: NodeJS.Timeout;
+    const arm = (left: number) => {
+      t = setTimeout(left > MAX_TIMER_MS ? () => arm(left - MAX_TIMER_MS) : fn, Math.min(Math.max(0, left), MAX_TIMER_MS));
+      t.unref?.();
+    };
+    arm(ms);
     return { cancel: () => clearTimeout(t) };
   },
   random: Math.random,
