@@ -115,6 +115,20 @@ export function rssKbOf(pid: number | 'self'): number {
   return m ? Number(m[1]) : NaN;
 }
 
+/**
+ * Node options for an AmbProc that can be asked to collect garbage: `amb.signal('SIGUSR2')` runs
+ * a full GC (test-only preload; the ambassador itself is unchanged).
+ */
+export const GC_ON_SIGUSR2 = ['--expose-gc', '--import', "data:text/javascript,process.on('SIGUSR2', () => globalThis.gc())"];
+
+/** Full GC in an AmbProc started with GC_ON_SIGUSR2, then a moment to settle. */
+export async function collectGarbage(amb: AmbProc): Promise<void> {
+  for (let i = 0; i < 2; i++) {
+    amb.signal('SIGUSR2');
+    await sleep(300);
+  }
+}
+
 /** A port that was free a moment ago on 127.0.0.1. */
 export async function freePort(): Promise<number> {
   const s = net.createServer();
