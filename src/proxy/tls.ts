@@ -180,11 +180,22 @@ export class TlsMaterial extends EventEmitter {
       {
         ...this.serverContextOptions(),
         requestCert: true,
-        rejectUnauthorized: true,
+        // Verified below instead: tls.Server would drop an untrusted certificate silently,
+        // and refusals must be counted and logged.
+        rejectUnauthorized: false,
         allowHalfOpen: true,
         handshakeTimeout: this.handshakeTimeoutMs,
       },
       (socket) => {
+        if (!socket.authorized) {
+          const code = String(socket.authorizationError ?? 'ECERTUNTRUSTED');
+          this.stats.acceptFailed++;
+          this.countFailure(code);
+          this.emit('accept-failed', `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`, code);
+          socket.on('error', () => {});
+          socket.destroy();
+          return;
+        }
         this.stats.accepted++;
         onClient(socket);
       },
