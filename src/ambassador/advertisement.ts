@@ -17,6 +17,14 @@ export interface AdvertisementOptions {
   tls?: TlsMaterial;
 }
 
+/**
+ * After the goodbyes, a relay keeps accepting this long (bounded by the drain time) before it
+ * closes its listener: a peer that picked this relay just before the goodbye reached it is still
+ * served, instead of being reset (closing a listening socket resets the connections queued in
+ * its backlog, which the peer already counts as established).
+ */
+export const GOODBYE_LINGER_MS = 300;
+
 export type AdvertisementState = 'waiting-for-target' | 'probing' | 'announced' | 'withdrawn' | 'stopped';
 
 /** Whether something accepts TCP connections at host:port right now. */
@@ -51,6 +59,7 @@ export class Advertisement extends EventEmitter {
   private readonly targetCluster: Cluster;
   readonly checker: HealthChecker;
   private stopped = false;
+  private goodbyeAt?: number;
   private deciding?: Promise<void>;
 
   constructor(
@@ -160,14 +169,23 @@ export class Advertisement extends EventEmitter {
 
   /** Goodbyes (the caller stops the engine after all of them went out). */
   sayGoodbye(): void {
+    if (this.stopped) return;
     this.stopped = true;
     this.checker.stop();
-    if (this.registration && this.state !== 'withdrawn') this.engine.unpublish(this.registration, 'shutdown');
+    if (this.registration && this.state !== 'withdrawn') {
+      this.engine.unpublish(this.registration, 'shutdown');
+      this.goodbyeAt = Date.now();
+    }
   }
 
   async stop(drainMs: number): Promise<void> {
     this.sayGoodbye();
     await this.deciding;
+    if (this.relay && this.goodbyeAt !== undefined) {
+      // Goodbyes first, then stop accepting (see GOODBYE_LINGER_MS).
+      const wait = this.goodbyeAt + Math.min(GOODBYE_LINGER_MS, drainMs) - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
     await this.relay?.close({ drainMs });
     this.targetCluster.close();
     this.setState('stopped', 'shutdown');

@@ -83,8 +83,9 @@ export class RelayListener extends EventEmitter<RelayListenerEvents> {
     return this.proxy.address();
   }
 
+  /** Stop accepting; connections open or still connecting to the target drain for up to drainMs. */
   close(options: CloseOptions = {}): Promise<void> {
-    return this.proxy.close(options);
+    return this.proxy.close({ cancelPending: false, ...options });
   }
 
   private async handle(client: net.Socket): Promise<void> {

@@ -7,9 +7,15 @@ export type CreateServer = (onClient: (client: net.Socket) => void) => net.Serve
 export interface CloseOptions {
   /**
    * Let open connections finish for up to this long before destroying them. Connections still
-   * waiting for an upstream are dropped at once. Default 0.
+   * waiting for an upstream are dropped at once (unless cancelPending is false). Default 0.
    */
   drainMs?: number;
+  /**
+   * Drop connections still waiting for an upstream at once (default true). A relay passes false:
+   * its pending connections are only connecting to its fixed local target, and the peer that
+   * opened them already counts them as established, so they are part of the drain.
+   */
+  cancelPending?: boolean;
 }
 
 /**
@@ -89,16 +95,16 @@ export class ProxyServer {
   }
 
   close(options: CloseOptions = {}): Promise<void> {
-    this.closing ??= this.doClose(Math.max(0, options.drainMs ?? 0));
+    this.closing ??= this.doClose(Math.max(0, options.drainMs ?? 0), options.cancelPending ?? true);
     return this.closing;
   }
 
-  private async doClose(drainMs: number): Promise<void> {
+  private async doClose(drainMs: number, cancelPending: boolean): Promise<void> {
     const serverClosed = new Promise<void>((resolve) => {
       if (!this.server.listening) resolve();
       else this.server.close(() => resolve());
     });
-    for (const c of this.connections) if (c.state === 'pending') c.close('ECANCELED');
+    if (cancelPending) for (const c of this.connections) if (c.state === 'pending') c.close('ECANCELED');
     if (drainMs > 0 && this.connections.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
