@@ -20,7 +20,7 @@ export function runOptions<T>(y: Argv<T>) {
     })
     .option('connect', {
       alias: 'c', type: 'string', array: true, group: 'Services:',
-      describe: 'listen on NAME=[BIND:]PORT[,balance=round-robin|least-conn|random|srv,where.KEY=VALUE] (default bind 127.0.0.1) and forward to a peer announcing NAME',
+      describe: 'listen on NAME=[BIND:]PORT[,balance=round-robin|least-conn|random|srv,where.KEY=VALUE,auth-file=FILE,db=N,protocol=redis,tls-name=NAME] (default bind 127.0.0.1) and forward to a peer announcing NAME; auth-file holds Redis credentials (\'password\' or \'user password\'), sent as AUTH on every upstream connection',
     })
     .option('static', { type: 'string', array: true, group: 'Services:', describe: 'fixed endpoints NAME=HOST:PORT[+HOST:PORT…] for a --connect NAME (no multicast)' })
     .option('srv', { type: 'string', array: true, group: 'Services:', describe: 'endpoints from unicast DNS SRV NAME=_svc._tcp.domain, re-resolved on its TTL' })
@@ -29,7 +29,7 @@ export function runOptions<T>(y: Argv<T>) {
     .option('ipv6', { type: 'boolean', group: 'mDNS:', default: true, describe: 'also speak mDNS over IPv6 (ff02::fb) where an interface has IPv6; --no-ipv6 to disable' })
     .option('ttl', { type: 'number', group: 'mDNS:', describe: 'TTL in seconds for every published record (default: 120 host/SRV/TXT, 4500 PTR, as Avahi)' })
     .option('dns-server', { type: 'string', array: true, group: 'mDNS:', describe: 'DNS server HOST[:PORT] for --srv (default: the system resolver)' })
-    .option('tls-cert', { type: 'string', group: 'TLS:', describe: 'certificate (PEM) for mutual TLS between ambassadors' })
+    .option('tls-cert', { type: 'string', group: 'TLS:', describe: 'certificate (PEM) for mutual TLS 1.3 between ambassadors (advertised services are then relayed over TLS only, TXT tls=1); reloaded when it changes' })
     .option('tls-key', { type: 'string', group: 'TLS:', describe: 'private key (PEM) for --tls-cert' })
     .option('tls-ca', { type: 'string', group: 'TLS:', describe: 'CA (PEM) that signs every ambassador\'s certificate' })
     .option('health-interval', { type: 'number', group: 'Health:', default: 1000, describe: 'ms between active TCP health checks (targets and endpoints)' })
