@@ -1,0 +1,88 @@
+// Bad configuration and environment (issue 6): the rows test/integration/cli-errors.test.ts does
+// not have. Each must give one line `ambassador: error: …` naming the problem, exit status 2,
+// no stack trace.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CLI, isolated } from './kit.js';
+
+function run(args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args, '--log-level', 'silent'], { encoding: 'utf8', timeout: 20_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function assertOneLine(args: string[], re: RegExp) {
+  const r = run(args);
+  assert.equal(r.code, 2, `exit code for ${args.join(' ')}: ${r.code} ${r.stderr}`);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line: ${r.stderr}`);
+  assert.match(lines[0]!, /^ambassador: error: /);
+  assert.match(lines[0]!, re);
+  assert.doesNotMatch(r.stderr, /\bat .+:\d+:\d+/, 'no stack trace');
+  console.log(`# ${args.join(' ')} → ${lines[0]}`);
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'amb-badcfg-'));
+const ok = join(dir, 'ok.pem');
+writeFileSync(ok, 'placeholder\n');
+const junk = join(dir, 'junk.pem');
+writeFileSync(junk, 'not a PEM file\n');
+const dangling = join(dir, 'dangling.pem');
+symlinkSync(join(dir, 'missing-target.pem'), dangling);
+process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+
+const rows: Array<[string, string[], RegExp]> = [
+  ['duplicate listener (same address spelled differently)', ['--connect', 'a=127.0.0.1:7100', '--connect', 'b=localhost:7100'], /127\.0\.0\.1:7100 is already used by --connect a=/],
+  ['duplicate advertisement', ['--advertise', 'redis=6379', '--advertise', 'redis=6379'], /--advertise redis=6379: given twice/],
+  ['--admin on a --connect address', ['--connect', 'a=7101', '--admin', '7101'], /--admin 7101: .*already used/],
+  // As root, chmod 000 is still readable: a directory and a dangling symlink are unreadable for everyone.
+  ['cert is a directory', ['--advertise', 'a=1', '--tls-cert', dir, '--tls-key', ok, '--tls-ca', ok], /--tls-cert: cannot read .*EISDIR/],
+  ['cert is a dangling symlink', ['--advertise', 'a=1', '--tls-cert', dangling, '--tls-key', ok, '--tls-ca', ok], /--tls-cert: cannot read .*no such file/],
+  ['cert is not PEM', ['--advertise', 'a=1', '--tls-cert', junk, '--tls-key', junk, '--tls-ca', junk], /tls.*(PEM|certificate)/i],
+  ['only one TLS file', ['--advertise', 'a=1', '--tls-cert', ok], /needs all three/],
+  ['negative timeout', ['--connect', 'a=7102', '--idle-timeout', '-5'], /--idle-timeout: '-5' must be a positive number/],
+  ['bad TTL', ['--advertise', 'a=1', '--ttl', '0'], /--ttl/],
+  ['bad host name', ['--advertise', 'a=1', '--hostname', 'a.b'], /--hostname/],
+];
+
+for (const [name, args, re] of rows) test(`bad config: ${name}`, () => assertOneLine(args, re));
+
+test('bad environment: --admin port already in use by another process', async () => {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const port = (srv.address() as { port: number }).port;
+  try {
+    assertOneLine(['--connect', 'a=7103', '--static', 'a=127.0.0.1:1', '--admin', String(port)], new RegExp(`--admin: .*127\\.0\\.0\\.1:${port}.*in use`));
+  } finally {
+    srv.close();
+  }
+});
+
+// Inside the runner's private namespace only lo exists: we may add links there (never elsewhere).
+const root = isolated || (process.env.MDNS_AMBASSADOR_TEST_ROOT !== '1' ? 'needs root in the private namespace' : false);
+
+test('bad environment: no multicast interface at all (default interface choice, loopback-only host)', { skip: isolated }, () => {
+  assertOneLine(['--advertise', 'redis=6379'], /no up, multicast-capable IPv4 interface found; name one with --interface/);
+});
+
+test('bad environment: --interface naming a link without IPv4, or one that is down', { skip: root }, () => {
+  const a = `rb${process.pid % 10000}a`;
+  const b = `rb${process.pid % 10000}b`;
+  const ip = (...args: string[]) => spawnSync('ip', args, { encoding: 'utf8' });
+  const add = ip('link', 'add', a, 'type', 'veth', 'peer', 'name', b);
+  if (add.status !== 0) return void console.log(`# cannot create a veth pair here: ${add.stderr.trim()}`);
+  try {
+    ip('addr', 'add', '10.77.0.1/24', 'dev', b); // b has an address but stays down (its peer is down)
+    assertOneLine(['--advertise', 'redis=6379', '--interface', a], new RegExp(`interface '${a}' has no IPv4 address here`));
+    assertOneLine(['--advertise', 'redis=6379', '--interface', b], new RegExp(`interface '${b}'`));
+    assertOneLine(['--advertise', 'redis=6379', '--interface', '10.77.0.1'], /interface '10\.77\.0\.1'/);
+  } finally {
+    ip('link', 'del', a);
+  }
+});
