@@ -278,3 +278,31 @@ test('handshake cost: TLS 1.3 mutual handshake vs plain TCP connect (printed, no
   t.diagnostic(`median over ${n} connects on loopback: plain TCP ${median(plain).toFixed(3)} ms, mutual TLS 1.3 (P-256) ${median(secure).toFixed(3)} ms`);
   assert.equal(secure.length, n);
 });
+
+test('TCP health checks (connect, then close or FIN) are not counted as refused handshakes, nor left hanging', { skip }, async (t) => {
+  const leaf = ca.issue('server8');
+  const m = await TlsMaterial.load({ ...leaf, ca: ca.cert }, { handshakeTimeoutMs: 300 });
+  const { port } = await tlsRelay(t, m);
+  for (let i = 0; i < 10; i++) {
+    const s = await connectTo(port, i % 2 === 0);
+    if (i % 2 === 0) s.end();
+    else s.destroy();
+  }
+  await new Promise((r) => setTimeout(r, 700));
+  assert.deepEqual(m.stats.failedByCode, {});
+  assert.equal(m.stats.acceptFailed, 0);
+});
+
+test('half-close travels over the TLS hop: a client FIN still gets the whole answer', { skip }, async (t) => {
+  const server = await material(t, ca.issue('server9'));
+  const client = await material(t, ca.issue('client9'));
+  const { port: relayPort } = await tlsRelay(t, server);
+  const { port } = await connector(t, [relayPort], client.createConnection());
+  const c = await connectTo(port);
+  t.after(() => void c.destroy());
+  c.end('request then FIN');
+  const got: Buffer[] = [];
+  c.on('data', (d) => got.push(d));
+  await new Promise((r) => c.once('end', r));
+  assert.equal(Buffer.concat(got).toString(), 'request then FIN');
+});

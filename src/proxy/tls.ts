@@ -183,7 +183,10 @@ export class TlsMaterial extends EventEmitter {
         // Verified below instead: tls.Server would drop an untrusted certificate silently,
         // and refusals must be counted and logged.
         rejectUnauthorized: false,
-        allowHalfOpen: true,
+        // Not half-open while handshaking: a peer that connects and closes (a TCP health
+        // check) must end the socket, not leave it waiting for the handshake timeout. The pipe
+        // turns half-close on once the session is up.
+        allowHalfOpen: false,
         handshakeTimeout: this.handshakeTimeoutMs,
       },
       (socket) => {
