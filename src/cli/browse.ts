@@ -48,8 +48,18 @@ export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; in
     browsers.set(type, b);
     if (!argv.once) {
       b.on('up', (i) => print('up', i));
-      b.on('update', (i) => print('update', i));
-      b.on('down', (i) => print('down', i));
+      // A goodbye shows as '-' at once; the removal a second later is then not repeated.
+      const gone = new Set<string>();
+      b.on('update', (i) => {
+        if (i.leaving) {
+          gone.add(i.fullName);
+          print('down', i);
+        } else if (gone.delete(i.fullName)) print('up', i);
+        else print('update', i);
+      });
+      b.on('down', (i) => {
+        if (!gone.delete(i.fullName)) print('down', i);
+      });
     }
   };
   if (argv.name) follow(argv.name);

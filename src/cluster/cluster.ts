@@ -99,7 +99,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         this.byKey.set(key, ep);
         changed = true;
         this.emit('endpoint-added', ep);
-        this.emit('endpoint-up', ep);
+        if (ep.isUsable(now)) this.emit('endpoint-up', ep);
         continue;
       }
       const wasUsable = existing.isUsable(now);
@@ -109,6 +109,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       if (change === 'address') this.clearEjectionTimer(existing);
       this.emit('endpoint-updated', existing, change === 'address');
       if (!wasUsable && existing.isUsable(now)) this.emit('endpoint-up', existing);
+      else if (wasUsable && !existing.isUsable(now)) this.emit('endpoint-down', existing, existing.downReasonAt(now)!);
     }
     for (const [key, ep] of this.byKey) {
       if (ep.source !== source || seen.has(key)) continue;

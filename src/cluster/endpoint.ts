@@ -1,7 +1,10 @@
 import type { EndpointSpec, SourceKind } from '../discovery/source.js';
 
-/** Why an endpoint is not usable. 'health-check': active checks failed; 'outlier': connects failed. */
-export type DownReason = 'health-check' | 'outlier';
+/**
+ * Why an endpoint is not usable. 'goodbye': its source says it is leaving; 'health-check':
+ * active checks failed; 'outlier': connects failed.
+ */
+export type DownReason = 'goodbye' | 'health-check' | 'outlier';
 export type HealthState = 'up' | 'down';
 
 /** Unique key of an endpoint inside a cluster: the same id from two sources are two endpoints. */
@@ -26,6 +29,8 @@ export class Endpoint {
   label: string;
   expiresAt: number | undefined;
 
+  /** The source announced its departure (mDNS goodbye); removal follows unless it is revoked. */
+  draining: boolean;
   /** Result of active health checks (true until a checker says otherwise). */
   checkHealthy = true;
   /** Epoch ms until which passive outlier detection keeps this endpoint out; 0 = not ejected. */
@@ -61,6 +66,7 @@ export class Endpoint {
     this.txt = { ...spec.txt };
     this.label = spec.label;
     this.expiresAt = spec.expiresAt;
+    this.draining = spec.draining ?? false;
     this.lastSeen = now;
   }
 
@@ -74,6 +80,7 @@ export class Endpoint {
   }
 
   downReasonAt(now: number): DownReason | undefined {
+    if (this.draining) return 'goodbye';
     if (!this.checkHealthy) return 'health-check';
     if (this.ejectedUntil > now) return 'outlier';
     return undefined;
@@ -109,6 +116,10 @@ export class Endpoint {
       this.ejections = 0;
       this.consecutiveFailures = 0;
       change = 'address';
+    }
+    if ((spec.draining ?? false) !== this.draining) {
+      this.draining = spec.draining ?? false;
+      change ??= 'meta';
     }
     if (
       spec.priority !== this.priority ||

@@ -42,5 +42,6 @@ export function toEndpoint(i: ServiceInstance): EndpointSpec {
     txt: i.txt,
     label: i.instance,
     expiresAt: i.expiresAt,
+    ...(i.leaving ? { draining: true } : {}),
   };
 }

@@ -23,6 +23,12 @@ export interface EndpointSpec {
   label: string;
   /** Epoch ms when the source's record expires, if it has a TTL. */
   expiresAt?: number;
+  /**
+   * The source heard it is going away (an mDNS goodbye: the record lives one more second, in
+   * case the owner answers a spoofed goodbye). No new connections; open ones are kept until the
+   * endpoint is actually removed.
+   */
+  draining?: boolean;
 }
 
 /** A discovery source feeds one cluster. It emits 'endpoints' (EndpointSpec[]) on every change. */

@@ -14,7 +14,7 @@ function setup() {
   const b = new ServiceBrowser('_redis._tcp.local', cache, clock, { query: (q) => queries.push({ at: clock.now(), q }) });
   const events: string[] = [];
   b.on('up', (i: ServiceInstance) => events.push(`up ${i.instance} ${i.addresses}:${i.port}`));
-  b.on('update', (i: ServiceInstance) => events.push(`update ${i.instance} ${i.addresses}:${i.port}`));
+  b.on('update', (i: ServiceInstance) => events.push(`update ${i.instance} ${i.addresses}:${i.port}${i.leaving ? ' leaving' : ''}`));
   b.on('down', (i: ServiceInstance) => events.push(`down ${i.instance}`));
   b.start();
   return { clock, cache, b, queries, events };
@@ -62,7 +62,7 @@ test('missing SRV/A are asked for; the instance comes up when they arrive', asyn
   b.stop();
 });
 
-test('goodbye: down at once; a moved SRV (cache-flush) is an update', async () => {
+test('goodbye: leaving at once, down when the record expires a second later; a moved SRV (cache-flush) is an update', async () => {
   const { clock, cache, events, b } = setup();
   for (const r of [ptr(), srv(), a()]) cache.add(r);
   await flush();
@@ -72,7 +72,27 @@ test('goodbye: down at once; a moved SRV (cache-flush) is an update', async () =
   assert.equal(events.at(-1), 'update one 198.18.0.1:7777');
   cache.add({ ...ptr(), ttl: 0 });
   await flush();
+  assert.equal(events.at(-1), 'update one 198.18.0.1:7777 leaving');
+  clock.advance(1001);
+  await flush();
   assert.equal(events.at(-1), 'down one');
+  b.stop();
+});
+
+test('a goodbye answered by a re-announcement within the second keeps the instance', async () => {
+  const { clock, cache, events, b } = setup();
+  for (const r of [ptr(), srv(), a()]) cache.add(r);
+  await flush();
+  cache.add({ ...srv(), ttl: 0 });
+  await flush();
+  assert.equal(events.at(-1), 'update one 198.18.0.1:6379 leaving');
+  clock.advance(300);
+  cache.add(srv());
+  await flush();
+  assert.equal(events.at(-1), 'update one 198.18.0.1:6379');
+  clock.advance(2000);
+  await flush();
+  assert.ok(!events.includes('down one'));
   b.stop();
 });
 

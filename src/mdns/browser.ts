@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Clock, TimerHandle } from './clock.js';
 import type { CacheEntry, RecordCache } from './cache.js';
 import {
-  type MdnsQuestion, type SrvData, decodeTxt, instanceLabel, normalizeName, sameName, SERVICES_ENUMERATION,
+  type MdnsQuestion, type MdnsRecord, type SrvData, decodeTxt, instanceLabel, normalizeName, sameName, SERVICES_ENUMERATION,
 } from './records.js';
 
 /** A resolved service instance, as browsers report it. */
@@ -22,6 +22,8 @@ export interface ServiceInstance {
   txt: Record<string, string>;
   /** Epoch ms at which the SRV record expires unless refreshed. */
   expiresAt: number;
+  /** A goodbye was heard: the instance goes away within a second unless its owner revokes it. */
+  leaving: boolean;
 }
 
 /** Sends queries for the browser; the engine implements it (with known answers). */
@@ -69,6 +71,17 @@ export class ServiceBrowser extends EventEmitter {
     for (const e of this.cache.lookup(this.type, 'PTR')) this.reevaluate(String(e.record.data));
     // RFC 6762 §5.2: first query after 20–120 ms, then 1 s, 2 s, 4 s … up to 60 min.
     this.timer = this.clock.setTimeout(() => this.tick(), 20 + this.clock.random() * 100);
+  }
+
+  /** Whether `r` is one of the records an instance this browser has up is made of. */
+  relies(r: MdnsRecord): boolean {
+    if (this.known.size === 0) return false;
+    if (r.type === 'PTR') return sameName(r.name, this.type) && this.known.has(normalizeName(String(r.data)));
+    if (r.type === 'SRV' || r.type === 'TXT') return this.known.has(normalizeName(r.name));
+    if (r.type === 'A' || r.type === 'AAAA') {
+      for (const k of this.known.values()) if (sameName(k.instance.host, r.name)) return true;
+    }
+    return false;
   }
 
   /** Instances currently up. */
@@ -144,36 +157,45 @@ export class ServiceBrowser extends EventEmitter {
     });
   }
 
-  /** Recomputes one instance from the cache and emits up/update/down as needed. */
+  /**
+   * Recomputes one instance from the cache and emits up/update/down as needed. A goodbye does
+   * not drop an instance at once: it is reported `leaving` (peers stop opening connections to it)
+   * for the second the record still lives (RFC 6762 §10.1), so that an owner answering a spoofed
+   * goodbye keeps its clients; it is dropped when the record expires.
+   */
   private evaluate(fullName: string): void {
     if (this.stopped) return;
     const key = normalizeName(fullName);
-    const ptrLive = this.live(this.type, 'PTR').some((e) => sameName(String(e.record.data), fullName));
-    const srvEntry = this.live(fullName, 'SRV')[0];
+    const ptrs = this.cache.lookup(this.type, 'PTR').filter((e) => sameName(String(e.record.data), fullName));
+    const ptrLive = ptrs.some((e) => !e.doomed);
+    const srvs = this.cache.lookup(fullName, 'SRV');
+    const srvEntry = srvs.find((e) => !e.doomed) ?? srvs[0];
     const prev = this.known.get(key);
 
-    if (!ptrLive) {
+    if (ptrs.length === 0 || (!ptrLive && !prev)) {
       this.cancelResolve(key);
-      if (prev) this.drop(key, prev.instance, 'goodbye or expiry of PTR');
+      if (prev) this.drop(key, prev.instance, 'PTR expired');
       return;
     }
     if (!srvEntry) {
-      if (prev) this.drop(key, prev.instance, 'SRV gone');
+      if (prev) this.drop(key, prev.instance, 'SRV expired');
       this.scheduleResolve(key, fullName, [{ name: fullName, type: 'SRV' }, { name: fullName, type: 'TXT' }]);
       return;
     }
     const srv = srvEntry.record.data as SrvData;
-    const addresses = [
-      ...this.live(srv.target, 'A').map((e) => String(e.record.data)),
-      ...this.live(srv.target, 'AAAA').map((e) => String(e.record.data)),
-    ].sort();
+    const addrEntries = [...this.cache.lookup(srv.target, 'A'), ...this.cache.lookup(srv.target, 'AAAA')];
+    const liveAddrs = addrEntries.filter((e) => !e.doomed);
+    const addresses = [...new Set((liveAddrs.length ? liveAddrs : addrEntries).map((e) => String(e.record.data)))].sort();
     if (addresses.length === 0) {
-      if (prev) this.drop(key, prev.instance, 'address records gone');
+      if (prev) this.drop(key, prev.instance, 'address records expired');
       this.scheduleResolve(key, fullName, [{ name: srv.target, type: 'A' }]);
       return;
     }
     this.cancelResolve(key);
-    const txtEntry = this.live(fullName, 'TXT')[0];
+    const leaving = !ptrLive || srvEntry.doomed || liveAddrs.length === 0;
+    if (leaving && !prev) return; // a goodbye for something we never had up
+    const txtEntries = this.cache.lookup(fullName, 'TXT');
+    const txtEntry = txtEntries.find((e) => !e.doomed) ?? txtEntries[0];
     const instance: ServiceInstance = {
       fullName: srvEntry.record.name,
       instance: instanceLabel(srvEntry.record.name, this.type),
@@ -185,8 +207,9 @@ export class ServiceBrowser extends EventEmitter {
       weight: srv.weight,
       txt: txtEntry ? decodeTxt(txtEntry.record.data) : {},
       expiresAt: srvEntry.expiresAt,
+      leaving,
     };
-    const snapshot = JSON.stringify([instance.host, addresses, instance.port, instance.priority, instance.weight, instance.txt]);
+    const snapshot = JSON.stringify([instance.host, addresses, instance.port, instance.priority, instance.weight, instance.txt, leaving]);
     if (!prev) {
       this.known.set(key, { snapshot, instance });
       this.emit('up', instance);

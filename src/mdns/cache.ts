@@ -24,6 +24,11 @@ export const REFRESH_POINTS = [0.8, 0.85, 0.9, 0.95];
 export interface RecordCacheOptions {
   /** Bound on cached records; beyond it the oldest-received entry is evicted and counted. */
   maxEntries?: number;
+  /**
+   * Records someone relies on (those of instances a browser has up): eviction passes over them,
+   * so a flood of other announcements cannot push a live service out of the cache.
+   */
+  isProtected?: (entry: CacheEntry) => boolean;
 }
 
 /**
@@ -37,10 +42,24 @@ export class RecordCache extends EventEmitter {
   private readonly byRrset = new Map<string, Set<CacheEntry>>();
   private readonly maxEntries: number;
   evicted = 0;
+  isProtected: (entry: CacheEntry) => boolean;
 
   constructor(private readonly clock: Clock, opts: RecordCacheOptions = {}) {
     super();
     this.maxEntries = opts.maxEntries ?? 4096;
+    this.isProtected = opts.isProtected ?? (() => false);
+  }
+
+  /** The stalest entry nobody relies on (bounded scan); the stalest of all if every one is. */
+  private victim(): CacheEntry | undefined {
+    let first: CacheEntry | undefined;
+    let scanned = 0;
+    for (const e of this.entries.values()) {
+      first ??= e;
+      if (!this.isProtected(e)) return e;
+      if (++scanned >= 256) break;
+    }
+    return first;
   }
 
   get size(): number {
@@ -87,10 +106,10 @@ export class RecordCache extends EventEmitter {
     }
 
     if (this.entries.size >= this.maxEntries) {
-      const oldest = this.entries.values().next().value as CacheEntry | undefined;
-      if (oldest) {
+      const victim = this.victim();
+      if (victim) {
         this.evicted++;
-        this.remove(oldest, true);
+        this.remove(victim, true);
       }
     }
     const entry: CacheEntry = {

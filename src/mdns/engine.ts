@@ -52,6 +52,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   readonly responder: Responder;
   private readonly clock: Clock;
   private readonly browsers = new Set<{ stop(): void }>();
+  private readonly serviceBrowsers = new Set<ServiceBrowser>();
   private started = false;
   private hostStarted = false;
 
@@ -60,7 +61,10 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     this.clock = opts.clock ?? systemClock;
     this.transport = new MdnsTransport(opts.interfaces, opts.port ?? MDNS_PORT, undefined, opts.ipv6 ?? true);
     this.transport.on('warning', (err) => this.emit('warning', err));
-    this.cache = new RecordCache(this.clock, { maxEntries: opts.maxCacheEntries });
+    this.cache = new RecordCache(this.clock, {
+      maxEntries: opts.maxCacheEntries,
+      isProtected: (e) => [...this.serviceBrowsers].some((b) => b.relies(e.record)),
+    });
     this.responder = new Responder(this.transport, this.clock, hostLabelOf(opts.hostname ?? hostname()), {
       ...DEFAULT_TTL,
       ...opts.ttl,
@@ -160,6 +164,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   browse(name: string): ServiceBrowser {
     const b = new ServiceBrowser(serviceType(name), this.cache, this.clock, this);
     this.browsers.add(b);
+    this.serviceBrowsers.add(b);
     b.start();
     return b;
   }
@@ -179,6 +184,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   async stop(): Promise<void> {
     for (const b of this.browsers) b.stop();
     this.browsers.clear();
+    this.serviceBrowsers.clear();
     this.responder.stop();
     this.cache.clear();
     // Let the goodbye datagrams leave before the sockets close.

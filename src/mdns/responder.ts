@@ -461,6 +461,21 @@ export class Responder extends EventEmitter {
         continue;
       }
 
+      // A goodbye for one of our live shared records (PTR) from elsewhere: re-announce it too.
+      if (r.type === 'PTR' && r.ttl === 0) {
+        const k = recordKey(r);
+        for (const reg of this.registrations) {
+          if (reg.state !== 'announced' && reg.state !== 'announcing') continue;
+          const own = this.serviceRecords(reg).filter((o) => !o.unique && recordKey(o.record) === k);
+          if (own.length) {
+            this.reannounce(iface, own);
+            this.stats.reannouncedAfterSpoofedGoodbye++;
+            break;
+          }
+        }
+        continue;
+      }
+
       for (const reg of [...this.registrations]) {
         if (reg.state === 'withdrawn' || !sameName(r.name, reg.fullName)) continue;
         const mine = this.serviceRecords(reg).filter((o) => o.unique && o.record.type === r.type);
@@ -528,8 +543,15 @@ export class Responder extends EventEmitter {
     }
   }
 
+  /** Defends records (spoofed goodbye): at most every 250 ms per record, like probe defense. */
   private reannounce(iface: NetInterface, owned: OwnedRecord[]): void {
-    const recs = owned.map((o) => o.record);
+    const now = this.clock.now();
+    const recs = owned.map((o) => o.record).filter((r) =>
+      this.transport.families(iface).some((f) => now - (this.lastMulticast.get(this.mcastKey(r, iface, f)) ?? -Infinity) >= 250));
+    if (recs.length === 0) {
+      this.stats.rateLimited++;
+      return;
+    }
     this.sendResponse(iface, recs, [], undefined);
     this.noteMulticast(iface, recs);
   }
