@@ -6,6 +6,7 @@ import type { Endpoint } from '../cluster/endpoint.js';
 import { ConnectError, connectSocket } from './connect.js';
 import { ProxyConnection } from './connection.js';
 import { codeOf, SocketPipe, type PipeResult } from './pipe.js';
+import { connectWithReader } from './reader.js';
 import { ProxyServer, type CloseOptions } from './server.js';
 
 /**
@@ -144,7 +145,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     this.retireQuietMs = Math.max(0, options.retireQuietMs ?? 250);
     this.retireMaxMs = Math.max(this.retireQuietMs, options.retireMaxMs ?? 5000);
     this.create =
-      options.createConnection ?? ((ep) => net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true }));
+      options.createConnection ?? ((ep) => connectWithReader({ host: ep.host, port: ep.port, allowHalfOpen: true }));
     this.proxy = new ProxyServer(
       options.host ?? '127.0.0.1',
       options.port,

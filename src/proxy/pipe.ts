@@ -1,4 +1,5 @@
 import type net from 'node:net';
+import { readerOf } from './reader.js';
 
 export interface PipeOptions {
   /** Destroy both sides after this long without traffic in either direction. 0/undefined = never. */
@@ -23,10 +24,11 @@ export interface PipeResult {
 /**
  * A bidirectional byte pipe between two connected sockets.
  *
- * Hot path: Readable.pipe() in both directions — one 'data' listener calling write(), pausing the
- * source when write() returns false and resuming on 'drain' — so back-pressure is honoured, no
- * JavaScript object is allocated per chunk, nothing is logged per chunk, and byte counts come
- * from the sockets' own counters when the pipe closes (a hand-written pump measured no faster).
+ * Hot path: sockets opened by this package read into reusable buffers and write each chunk
+ * straight to the other side (UserBufferReader, reader.ts); other sockets (TLS, custom hooks) use
+ * Readable.pipe(). Both pause the source when write() returns false and resume on 'drain', so
+ * back-pressure is honoured; nothing is logged per chunk, and byte counts come from the
+ * sockets' own counters when the pipe closes.
  *
  * Half-close: both sockets get allowHalfOpen, and pipe() ends the destination when the source
  * ends, so a FIN travels through while the other direction keeps flowing. Any error, an abnormal
@@ -68,8 +70,8 @@ export class SocketPipe {
       if (this.open === 0) queueMicrotask(() => this.finish());
       return;
     }
-    client.pipe(upstream);
-    upstream.pipe(client);
+    pump(client, upstream);
+    pump(upstream, client);
   }
 
   /** Tear both sides down now (removal of the endpoint, end of a drain). */
@@ -117,6 +119,13 @@ export class SocketPipe {
       errorSide: this.errorSide,
     });
   }
+}
+
+/** src → dst: straight from the reader's buffers when src has one (see reader.ts), else pipe(). */
+function pump(src: net.Socket, dst: net.Socket): void {
+  const reader = readerOf(src);
+  if (reader) reader.pipeTo(dst);
+  else src.pipe(dst);
 }
 
 export function codeOf(err: unknown): string {

@@ -3,6 +3,7 @@ import net from 'node:net';
 import { ConnectError, connectSocket } from './connect.js';
 import { ProxyConnection } from './connection.js';
 import { codeOf, SocketPipe, type PipeResult } from './pipe.js';
+import { connectWithReader } from './reader.js';
 import { ProxyServer, type CloseOptions, type CreateServer } from './server.js';
 
 export interface RelayTarget {
@@ -57,7 +58,7 @@ export class RelayListener extends EventEmitter<RelayListenerEvents> {
     const hook = options.createConnection;
     this.create = hook
       ? () => hook(this.target)
-      : () => net.connect({ host: this.target.host, port: this.target.port, allowHalfOpen: true });
+      : () => connectWithReader({ host: this.target.host, port: this.target.port, allowHalfOpen: true });
     this.proxy = new ProxyServer(
       options.host ?? '0.0.0.0',
       options.port ?? 0,

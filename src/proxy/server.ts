@@ -1,5 +1,6 @@
 import net from 'node:net';
 import type { ProxyConnection } from './connection.js';
+import { adoptWithReader, readerOf } from './reader.js';
 
 /** Creates a server calling `onClient` with every accepted (ready to use) client socket. */
 export type CreateServer = (onClient: (client: net.Socket) => void) => net.Server;
@@ -36,7 +37,8 @@ export class ProxyServer {
      * Makes the server that accepts clients (e.g. a tls.Server, which hands over sockets once
      * their handshake is done). Default: a net.Server with half-open sockets.
      */
-    createServer: CreateServer = (onConn) => net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, onConn),
+    createServer: CreateServer = (onConn) =>
+      net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (c) => onConn(adoptWithReader(c))),
   ) {
     this.server = createServer((client) => {
       if (this.closing) {
@@ -44,8 +46,10 @@ export class ProxyServer {
         return;
       }
       // Hold the client's first bytes (buffered up to the socket's high-water mark) until an
-      // upstream is ready; pipe() resumes it and flushes them in order.
-      client.pause();
+      // upstream is ready; the pipe flushes them in order. Reading goes on meanwhile, so a
+      // client that resets while pending is noticed.
+      if (readerOf(client)) client.read(0);
+      else client.pause();
       onClient(client);
     });
     this.server.on('error', (err) => {

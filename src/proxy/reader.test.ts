@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { test } from 'node:test';
+import { SocketPipe } from './pipe.js';
+import { adoptWithReader, connectWithReader, readerOf } from './reader.js';
+
+/** A one-connection proxy on loopback built from the same pieces as the listeners. */
+async function proxyTo(targetPort: number): Promise<{ port: number; pipes: SocketPipe[]; close: () => void }> {
+  const pipes: SocketPipe[] = [];
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (accepted) => {
+    const client = adoptWithReader(accepted);
+    assert.ok(readerOf(client), 'accepted socket got a reader');
+    client.read(0);
+    const upstream = connectWithReader({ host: '127.0.0.1', port: targetPort, allowHalfOpen: true });
+    upstream.once('connect', () => pipes.push(new SocketPipe(client, upstream)));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as net.AddressInfo).port, pipes, close: () => server.close() };
+}
+
+function sha(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+test('reader pipe: 8 MB each way intact through a slow reader, with half-close', async () => {
+  const up = randomBytes(8 * 1024 * 1024);
+  const down = randomBytes(8 * 1024 * 1024);
+  let received: Buffer[] = [];
+  // Target: reads slowly (pauses often, so the proxy meets back-pressure), answers with `down`
+  // after the client's FIN.
+  const target = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('data', (c: Buffer) => {
+      received.push(Buffer.from(c));
+      if (received.length % 8 === 0) {
+        s.pause();
+        setTimeout(() => s.resume(), 2);
+      }
+    });
+    s.on('end', () => s.end(down));
+  });
+  await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+  const proxy = await proxyTo((target.address() as net.AddressInfo).port);
+  const c = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
+  const back: Buffer[] = [];
+  c.on('data', (d: Buffer) => {
+    back.push(d);
+    if (back.length % 8 === 0) {
+      c.pause();
+      setTimeout(() => c.resume(), 2);
+    }
+  });
+  const ended = new Promise<void>((r) => c.on('end', r));
+  c.end(up);
+  await ended;
+  c.destroy();
+  const result = await proxy.pipes[0]!.closed;
+  assert.equal(sha(Buffer.concat(received)), sha(up));
+  assert.equal(sha(Buffer.concat(back)), sha(down));
+  assert.equal(result.error, undefined);
+  assert.equal(result.clientBytesRead, up.length);
+  assert.equal(result.upstreamBytesRead, down.length);
+  received = [];
+  proxy.close();
+  target.close();
+});
+
+test('reader pipe: bytes sent before the upstream connects, and a server that speaks first', async () => {
+  const target = net.createServer((s) => {
+    s.write('hello\n');
+    s.on('data', (d) => s.write(`echo:${d.toString()}`));
+  });
+  await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+  const port = (target.address() as net.AddressInfo).port;
+  let client: net.Socket | undefined;
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (accepted) => {
+    client = adoptWithReader(accepted);
+    client.read(0);
+    // Upstream late: the client's first bytes wait in its Readable buffer.
+    setTimeout(() => {
+      const upstream = connectWithReader({ host: '127.0.0.1', port, allowHalfOpen: true });
+      upstream.once('connect', () => setTimeout(() => new SocketPipe(client!, upstream), 30));
+    }, 50);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const c = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  c.write('early');
+  let got = '';
+  c.on('data', (d) => (got += d.toString()));
+  const deadline = Date.now() + 3000;
+  while (!got.includes('echo:early') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(got.startsWith('hello\n'), `greeting first, got ${JSON.stringify(got)}`);
+  assert.ok(got.includes('echo:early'), `early bytes forwarded, got ${JSON.stringify(got)}`);
+  c.destroy();
+  server.close();
+  target.close();
+});
+
+test('reader socket before piping: data listeners, pause and unshift work as on a plain socket', async () => {
+  const target = net.createServer((s) => s.write('+OK\r\nrest'));
+  await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+  const s = connectWithReader({ host: '127.0.0.1', port: (target.address() as net.AddressInfo).port, allowHalfOpen: true });
+  const chunk = await new Promise<Buffer>((resolve) => {
+    const onData = (d: Buffer): void => {
+      s.pause();
+      s.off('data', onData);
+      resolve(d);
+    };
+    s.on('data', onData);
+  });
+  const text = chunk.toString();
+  assert.ok(text.startsWith('+OK\r\n'));
+  s.unshift(Buffer.from(text.slice(5)));
+  const sink = new net.Socket();
+  const writes: string[] = [];
+  // A fake destination: capture what the reader flushes first.
+  (sink as unknown as { write: (b: Buffer) => boolean }).write = (b: Buffer) => {
+    writes.push(b.toString());
+    return true;
+  };
+  readerOf(s)!.pipeTo(sink);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.ok(writes.join('').startsWith('rest'), `unshifted bytes first, got ${JSON.stringify(writes)}`);
+  s.destroy();
+  target.close();
+});
