@@ -10,11 +10,11 @@
 // Re-executes itself under `unshare -n` (a fresh network namespace with only `lo`), so nothing
 // it does can reach a real interface.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
-import { startProcess, run, sh, measure, waitPort, pin, sleep, median } from './lib/proc.mjs';
+import { startProcess, run, sh, measure, waitPort, waitListen, pin, sleep, median } from './lib/proc.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -61,7 +61,7 @@ for (let i = 0; i < argv.length; i++) {
     variants.push({ name, file: resolve(root, file), args });
   }
 }
-const pathNames = opt('paths', ['direct', 'haproxy', 'socat', 'ambassador', ...variants.map((v) => v.name)].join(',')).split(',');
+const pathNames = opt('paths', ['direct', 'haproxy', 'socat', 'ambassador', ...variants.map((v) => v.name), ...argv.flatMap((a, i) => (argv[i - 1] === '--amb' ? [a.split('=')[0]] : []))].join(',')).split(',');
 const testNames = opt('tests', 'p1,p16,c1,c1pin,bulk,churn').split(',');
 const outFile = resolve(root, opt('out', 'bench/results/datapath.json'));
 const ncpu = os.cpus().length;
@@ -114,25 +114,36 @@ listen bulk
     const a = startProcess('socat', [`TCP-LISTEN:${p.redis},bind=127.0.0.1,fork,reuseaddr`, `TCP:127.0.0.1:${REDIS}`]);
     const b = startProcess('socat', [`TCP-LISTEN:${p.bulk},bind=127.0.0.1,fork,reuseaddr`, `TCP:127.0.0.1:${IPERF}`]);
     await waitPort(p.redis).catch((e) => fail(e, a));
-    await waitPort(p.bulk).catch((e) => fail(e, b));
+    await waitListen(p.bulk).catch((e) => fail(e, b));
     return { pids: [a.pid, b.pid], ...p, stop: async () => Promise.all([a.stop(), b.stop()]) };
   },
-  ambassador: (bin = ambBin) => async () => {
+  ambassador: (bin = ambBin, nodeArgs = process.env.BENCH_NODE_ARGS ?? '') => async () => {
     const p = ports();
     const proc = startProcess(process.execPath, [
-      ...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(' ') : []),
+      ...nodeArgs.split(' ').filter(Boolean),
       bin,
       '--connect', `redis=${p.redis}`, '--static', `redis=127.0.0.1:${REDIS}`,
       '--connect', `bulk=${p.bulk}`, '--static', `bulk=127.0.0.1:${IPERF}`,
       '--log-level', 'warn',
     ]);
     await waitPort(p.redis).catch((e) => fail(e, proc));
-    await waitPort(p.bulk).catch((e) => fail(e, proc));
+    await waitListen(p.bulk).catch((e) => fail(e, proc));
     await sleep(300); // first health check round marks the static endpoints up
     return { pids: [proc.pid], ...p, stop: () => proc.stop() };
   },
 };
-pathDefs.ambassador = pathDefs.ambassador();
+const ambassadorPath = pathDefs.ambassador;
+pathDefs.ambassador = ambassadorPath();
+// --amb "NAME=[NODE ARGS][@BIN]": another ambassador build or node flags, as its own path
+const ambVariants = [];
+for (let i = 0; i < argv.length; i++) {
+  if (argv[i] === '--amb') {
+    const [name, rest] = argv[i + 1].split(/=(.*)/s);
+    const [nodeArgs, bin] = rest.split('@');
+    pathDefs[name] = ambassadorPath(bin ? resolve(root, bin) : ambBin, nodeArgs);
+    ambVariants.push(name);
+  }
+}
 for (const v of variants) {
   pathDefs[v.name] = async () => {
     const p = ports();
@@ -141,7 +152,7 @@ for (const v of variants) {
       '--listen', `${p.redis}=127.0.0.1:${REDIS}`, '--listen', `${p.bulk}=127.0.0.1:${IPERF}`,
     ]);
     await waitPort(p.redis).catch((e) => fail(e, proc));
-    await waitPort(p.bulk).catch((e) => fail(e, proc));
+    await waitListen(p.bulk).catch((e) => fail(e, proc));
     return { pids: [proc.pid], ...p, stop: () => proc.stop() };
   };
 }
@@ -208,18 +219,30 @@ const tests = {
     title: `iperf3 -t ${N.bulkS} (one stream)`,
     ops: () => NaN,
     run: async (pt) => {
-      const r = await run('iperf3', ['-c', '127.0.0.1', '-p', String(pt.bulk), '-t', String(N.bulkS), '-J'], { timeoutMs: (N.bulkS + 20) * 1000 });
-      let j;
-      try {
-        j = JSON.parse(r.stdout);
-      } catch {
-        throw new Error(`iperf3 failed: ${r.stdout.slice(0, 300)} ${r.stderr.slice(0, 300)}`);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await iperf(pt);
+        } catch (err) {
+          if (attempt >= 3) throw err;
+          log(`${err.message.split('\n')[0]}; retrying`);
+          await sleep(1000);
+        }
       }
-      if (j.error) throw new Error(`iperf3: ${j.error}`);
-      return { gbps: j.end.sum_received.bits_per_second / 1e9 };
     },
   },
 };
+
+async function iperf(pt) {
+  const r = await run('iperf3', ['-c', '127.0.0.1', '-p', String(pt.bulk), '-t', String(N.bulkS), '-J'], { timeoutMs: (N.bulkS + 20) * 1000 });
+  let j;
+  try {
+    j = JSON.parse(r.stdout);
+  } catch {
+    throw new Error(`iperf3 failed (code ${r.code}, signal ${r.signal}${r.timedOut ? ', timed out' : ''}): ${r.stdout.slice(0, 300)} ${r.stderr.slice(0, 300)}`);
+  }
+  if (j.error) throw new Error(`iperf3: ${j.error}`);
+  return { gbps: j.end.sum_received.bits_per_second / 1e9 };
+}
 for (const t of testNames) if (!tests[t]) throw new Error(`unknown test ${t}`);
 
 // ---------- run ----------
@@ -254,7 +277,7 @@ async function main() {
             if (t.pinned) for (const pid of [redis.pid, ...pt.pids]) pin(pid, allCpus);
           }
           const ops = t.ops();
-          const row = { round, test, path: name, ...m.result, rows: undefined, proxyCpuS: m.cpuS, proxyCpuUsPerOp: (m.cpuS * 1e6) / ops, peakRssMb: m.peakRssMb };
+          const row = { round, test, path: name, ...m.result, rows: undefined, proxyCpuS: m.cpuS, proxyUserS: m.userS, proxySysS: m.sysS, proxyCpuUsPerOp: (m.cpuS * 1e6) / ops, proxyUserUsPerOp: (m.userS * 1e6) / ops, peakRssMb: m.peakRssMb };
           results.push(row);
           log(`round ${round + 1} ${test.padEnd(6)} ${name.padEnd(12)} ${fmtRow(row)}`);
           await sleep(200);
@@ -291,7 +314,7 @@ function fmtRow(r) {
   const parts = [];
   if (r.ops !== undefined) parts.push(`${Math.round(r.ops)} ops/s p50 ${r.p50} p99 ${r.p99} ms`);
   if (r.gbps !== undefined) parts.push(`${r.gbps.toFixed(2)} Gbit/s`);
-  if (Number.isFinite(r.proxyCpuS)) parts.push(`cpu ${r.proxyCpuS.toFixed(2)} s (${Number.isFinite(r.proxyCpuUsPerOp) ? r.proxyCpuUsPerOp.toFixed(1) + ' µs/op, ' : ''}rss ${r.peakRssMb.toFixed(1)} MB)`);
+  if (Number.isFinite(r.proxyCpuS)) parts.push(`cpu ${r.proxyCpuS.toFixed(2)} s = ${r.proxyUserS.toFixed(2)} user + ${r.proxySysS.toFixed(2)} sys (${Number.isFinite(r.proxyCpuUsPerOp) ? r.proxyCpuUsPerOp.toFixed(1) + ' µs/op, ' : ''}rss ${r.peakRssMb.toFixed(1)} MB)`);
   return parts.join(', ');
 }
 
@@ -301,7 +324,7 @@ function fmtRow(r) {
  */
 function summarize(results) {
   const summary = {};
-  const metrics = ['ops', 'p50', 'p99', 'gbps', 'proxyCpuS', 'proxyCpuUsPerOp', 'peakRssMb'];
+  const metrics = ['ops', 'p50', 'p99', 'gbps', 'proxyCpuS', 'proxyUserS', 'proxySysS', 'proxyCpuUsPerOp', 'proxyUserUsPerOp', 'peakRssMb'];
   for (const test of testNames) {
     summary[test] = {};
     for (const path of pathNames) {

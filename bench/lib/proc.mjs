@@ -130,23 +130,33 @@ export function tree(pid) {
   return all;
 }
 
-function statCpu(pid, withChildren) {
+/** [user, system] CPU seconds of one process, with its reaped children. */
+function statCpu(pid) {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
     // fields 14..17 (utime stime cutime cstime), 1-based in proc(5); f[0] is field 3
-    const ticks = Number(f[11]) + Number(f[12]) + (withChildren ? Number(f[13]) + Number(f[14]) : 0);
-    return ticks / CLK_TCK;
+    return [(Number(f[11]) + Number(f[13])) / CLK_TCK, (Number(f[12]) + Number(f[14])) / CLK_TCK];
   } catch {
-    return 0;
+    return [0, 0];
   }
+}
+
+/** [user, system] CPU seconds of a process, its reaped children and its live descendants. */
+export function cpuSplit(pid) {
+  const sum = [0, 0];
+  for (const p of tree(pid)) {
+    const [u, s] = statCpu(p);
+    sum[0] += u;
+    sum[1] += s;
+  }
+  return sum;
 }
 
 /** CPU seconds of a process, its reaped children and its live descendants. */
 export function cpuSeconds(pid) {
-  let sum = 0;
-  for (const p of tree(pid)) sum += statCpu(p, true);
-  return sum;
+  const [u, s] = cpuSplit(pid);
+  return u + s;
 }
 
 function statusKb(pid, field) {
@@ -182,9 +192,10 @@ export function resetHwm(pid) {
  */
 export async function measure(pids, fn, sampleMs = 100) {
   pids = (Array.isArray(pids) ? pids : [pids]).filter(Boolean);
-  if (pids.length === 0) return { result: await fn(), cpuS: NaN, peakRssMb: NaN };
+  if (pids.length === 0) return { result: await fn(), cpuS: NaN, userS: NaN, sysS: NaN, peakRssMb: NaN };
   for (const p of pids) resetHwm(p);
-  const cpu0 = pids.reduce((a, p) => a + cpuSeconds(p), 0);
+  const split = () => pids.map(cpuSplit).reduce((a, b) => [a[0] + b[0], a[1] + b[1]], [0, 0]);
+  const cpu0 = split();
   const peak = pids.map((p) => treeRssKb(p));
   const sample = () => pids.forEach((p, i) => (peak[i] = Math.max(peak[i], treeRssKb(p))));
   const timer = setInterval(sample, sampleMs);
@@ -192,8 +203,10 @@ export async function measure(pids, fn, sampleMs = 100) {
     const result = await fn();
     sample();
     pids.forEach((p, i) => (peak[i] = Math.max(peak[i], hwmKb(p))));
-    const cpuS = pids.reduce((a, p) => a + cpuSeconds(p), 0) - cpu0;
-    return { result, cpuS, peakRssMb: peak.reduce((a, b) => a + b, 0) / 1024 };
+    const cpu1 = split();
+    const userS = cpu1[0] - cpu0[0];
+    const sysS = cpu1[1] - cpu0[1];
+    return { result, cpuS: userS + sysS, userS, sysS, peakRssMb: peak.reduce((a, b) => a + b, 0) / 1024 };
   } finally {
     clearInterval(timer);
   }
@@ -217,6 +230,19 @@ export async function waitPort(port, host = '127.0.0.1', timeoutMs = 10_000) {
     });
     if (ok) return;
     if (Date.now() > until) throw new Error(`nothing listening on ${host}:${port} after ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+/**
+ * Wait until something listens on 127.0.0.1:port, without connecting (a probe connection would
+ * travel through a proxy to the server behind it, which iperf3 takes for a broken test).
+ */
+export async function waitListen(port, timeoutMs = 10_000) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (sh('ss', ['-Hltn', `sport = :${port}`]).includes(`:${port}`)) return;
+    if (Date.now() > until) throw new Error(`nothing listening on port ${port} after ${timeoutMs} ms`);
     await sleep(50);
   }
 }

@@ -14,6 +14,13 @@
 import cluster from 'node:cluster';
 import net from 'node:net';
 
+// --mode socketpipe: the ambassador's own SocketPipe (dist/proxy/pipe.js) in this bare process
+const SocketPipe = argv_mode() === 'socketpipe' ? (await import('../../dist/proxy/pipe.js')).SocketPipe : undefined;
+function argv_mode() {
+  const i = process.argv.indexOf('--mode');
+  return i >= 0 ? process.argv[i + 1] : 'pipe';
+}
+
 const argv = process.argv.slice(2);
 const opt = (name, def) => {
   const i = argv.indexOf(`--${name}`);
@@ -41,8 +48,39 @@ if (workers > 1 && cluster.isPrimary) {
   });
 } else {
   for (const l of listens) {
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay, highWaterMark: hwm }, (client) => {
-      const upstream = net.connect({ host: l.host, port: l.tport, allowHalfOpen: true, noDelay, highWaterMark: hwm });
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay, highWaterMark: hwm }, (accepted) => {
+      let client = accepted;
+      if (mode === 'onread3') {
+        const handle = accepted._handle;
+        accepted._handle = null;
+        client = new net.Socket({ handle, allowHalfOpen: true, pauseOnCreate: true, onread: rotatingBuffer(Number(opt('onread-size', 65536)), () => upstreamRef, () => client) });
+      } else if (mode === 'onread2') {
+        // Measurement only: re-wrap the accepted handle so the client side gets a user buffer too.
+        const handle = accepted._handle;
+        accepted._handle = null;
+        client = new net.Socket({ handle, allowHalfOpen: true, onread: userBuffer(Number(opt('onread-size', 65536)), () => upstreamRef, () => client) });
+      }
+      let upstreamRef;
+      const upOpts = { host: l.host, port: l.tport, allowHalfOpen: true, noDelay, highWaterMark: hwm };
+      if (mode === 'onread3') {
+        upOpts.onread = rotatingBuffer(Number(opt('onread-size', 65536)), () => client, () => upstreamRef);
+      } else if (mode === 'onread' || mode === 'onread2') {
+        // Upstream reads land in one buffer owned by this connection (no Buffer per chunk, no
+        // Readable machinery); reading pauses while a write to the client is not yet flushed.
+        const buf = Buffer.allocUnsafe(Number(opt('onread-size', 65536)));
+        upOpts.onread = {
+          buffer: buf,
+          callback: (n, b) => {
+            client.write(b.subarray(0, n));
+            if (client.writableLength > 0) {
+              client.once('drain', () => upstream.resume());
+              return false;
+            }
+          },
+        };
+      }
+      const upstream = net.connect(upOpts);
+      upstreamRef = upstream;
       const destroy = () => {
         client.destroy();
         upstream.destroy();
@@ -51,9 +89,20 @@ if (workers > 1 && cluster.isPrimary) {
       upstream.on('error', destroy);
       upstream.once('connect', () => {
         if (noDelay) upstream.setNoDelay(true);
-        if (mode === 'manual') {
+        if (mode === 'socketpipe') {
+          new SocketPipe(client, upstream, {});
+        } else if (mode === 'manual') {
           pump(client, upstream);
           pump(upstream, client);
+        } else if (mode === 'onread3') {
+          client.on('end', () => upstream.end());
+          upstream.on('end', () => client.end());
+          client.resume();
+          upstream.resume();
+        } else if (mode === 'onread' || mode === 'onread2') {
+          if (mode === 'onread') pump(client, upstream);
+          else client.on('end', () => upstream.end());
+          upstream.on('end', () => client.end());
         } else {
           client.pipe(upstream);
           upstream.pipe(client);
@@ -64,6 +113,47 @@ if (workers > 1 && cluster.isPrimary) {
     server.listen(l.port, '127.0.0.1');
   }
   process.on('SIGTERM', () => process.exit(0));
+}
+
+/** onread options: reads land in `size` bytes owned by the socket; pause while a write is queued. */
+function userBuffer(size, getDst, getSrc) {
+  const buf = Buffer.allocUnsafe(size);
+  return {
+    buffer: buf,
+    callback: (n, b) => {
+      const dst = getDst();
+      dst.write(b.subarray(0, n));
+      if (dst.writableLength > 0) {
+        dst.once('drain', () => getSrc().resume());
+        return false;
+      }
+      return true;
+    },
+  };
+}
+
+/**
+ * onread options with buffer rotation: reads land in the socket's current buffer; when a write
+ * could not be flushed at once (the destination still holds the chunk), the next read gets a
+ * fresh buffer; when the destination is over its high-water mark, reading pauses until 'drain'.
+ */
+function rotatingBuffer(size, getDst, getSrc) {
+  let cur = Buffer.allocUnsafe(size);
+  let resume;
+  return {
+    buffer: () => cur,
+    callback: (n, b) => {
+      const dst = getDst();
+      const ok = dst.write(n === b.length ? b : b.subarray(0, n));
+      if (dst.writableLength > 0) cur = Buffer.allocUnsafe(size);
+      if (!ok) {
+        resume ??= () => getSrc().resume();
+        dst.once('drain', resume);
+        return false;
+      }
+      return true;
+    },
+  };
 }
 
 function pump(src, dst) {
