@@ -5,6 +5,7 @@ import tls from 'node:tls';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { CreateConnection } from './listener.js';
 import { codeOf } from './pipe.js';
+import { connectWithReader } from './reader.js';
 import type { CreateServer } from './server.js';
 import { FileWatch } from './watch.js';
 
@@ -247,7 +248,8 @@ export function plaintextConnection(onRefuse?: (ep: Endpoint) => void): CreateCo
       err.code = 'ETLSREQUIRED';
       throw err;
     }
-    return net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true });
+    // The listener's own default (reusable read buffers), so refusing costs the data path nothing.
+    return connectWithReader({ host: ep.host, port: ep.port, allowHalfOpen: true });
   };
 }
 
