@@ -129,7 +129,8 @@ listen bulk
     await waitPort(p.redis).catch((e) => fail(e, proc));
     await waitListen(p.bulk).catch((e) => fail(e, proc));
     await sleep(300); // first health check round marks the static endpoints up
-    return { pids: [proc.pid], ...p, stop: () => proc.stop() };
+    // A profiled process needs time to write its profile on exit.
+    return { pids: [proc.pid], ...p, stop: () => proc.stop(nodeArgs.includes('-prof') ? 15_000 : 2000) };
   },
 };
 const ambassadorPath = pathDefs.ambassador;
