@@ -58,7 +58,7 @@ export class AmbassadorMetrics {
     this.connectFailures = new Counter({ name: 'ambassador_connect_failures_total', help: 'Failed connects (or handshakes) to an endpoint, by error code', labelNames: ['cluster', 'endpoint', 'code'], registers });
     this.handshakeFailures = new Counter({ name: 'ambassador_handshake_failures_total', help: 'Connects whose protocol (e.g. Redis AUTH) or TLS handshake failed', labelNames: ['cluster', 'endpoint', 'code'], registers });
     this.retries = new Counter({ name: 'ambassador_connect_retries_total', help: 'Failovers: a client retried on the next endpoint after a failed connect', labelNames: ['cluster'], registers });
-    this.transitions = new Counter({ name: 'ambassador_endpoint_transitions_total', help: 'Endpoint up/down transitions (reason: discovered, recovered, removed, health-check, outlier)', labelNames: ['cluster', 'endpoint', 'to', 'reason'], registers });
+    this.transitions = new Counter({ name: 'ambassador_endpoint_transitions_total', help: 'Endpoint up/down transitions (reason: discovered, recovered, goodbye, removed, health-check, outlier)', labelNames: ['cluster', 'endpoint', 'to', 'reason'], registers });
     this.healthChecks = new Counter({ name: 'ambassador_health_checks_total', help: 'Active TCP health checks (cluster advertise:NAME = an advertised target)', labelNames: ['cluster', 'endpoint', 'result'], registers });
     this.advTransitions = new Counter({ name: 'ambassador_advertisement_transitions_total', help: 'Advertisement state changes', labelNames: ['service', 'state'], registers });
     this.relayAccepted = new Counter({ name: 'ambassador_relay_connections_accepted_total', help: 'Connections accepted by an advertisement relay', labelNames: ['service'], registers });

@@ -136,7 +136,7 @@ describe('compose/discovery without Docker', { skip }, () => {
     const amb = c.proc('app-ambassador');
     const since = Date.now();
     assert.equal((await c.proc('redis-ambassador').stop(10_000)).code, 0, 'clean exit on SIGTERM');
-    await waitFor(() => logs(amb).find((l) => l.msg === 'endpoint down' && l.reason === 'removed' && Number(l.time) >= since),
+    await waitFor(() => logs(amb).find((l) => l.msg === 'endpoint down' && l.reason === 'goodbye' && Number(l.time) >= since),
       { timeoutMs: 3000, message: 'app-ambassador drops the endpoint on the goodbye' });
     console.log(`# endpoint removed ${Date.now() - since} ms after SIGTERM to redis-ambassador`);
     const peers = JSON.parse((await c.admin('app-ambassador', '/peers')).body);
@@ -181,7 +181,7 @@ describe('compose/failover-and-load-balancing without Docker', { skip }, () => {
     assert.ok(!after.some((l) => l.includes('request failed')), after.join('\n'));
     assert.ok(!after.slice(1).some((l) => l.includes('api-2')), `api-2 gone after the goodbye: ${after.join(' | ')}`);
     const down = logs(c.proc('client-ambassador')).find((l) => l.msg === 'endpoint down' && l.endpoint === 'api-2' && Number(l.time) >= t);
-    assert.equal(down?.reason, 'removed');
+    assert.equal(down?.reason, 'goodbye');
   });
 
   test('docker compose kill api-3 api-3-ambassador (hard failure): no failed request, only api-1 left', async () => {
