@@ -111,8 +111,8 @@ listen bulk
   },
   socat: async () => {
     const p = ports();
-    const a = startProcess('socat', [`TCP-LISTEN:${p.redis},bind=127.0.0.1,fork,reuseaddr`, `TCP:127.0.0.1:${REDIS}`]);
-    const b = startProcess('socat', [`TCP-LISTEN:${p.bulk},bind=127.0.0.1,fork,reuseaddr`, `TCP:127.0.0.1:${IPERF}`]);
+    const a = startProcess('socat', [`TCP-LISTEN:${p.redis},bind=127.0.0.1,fork,reuseaddr,nodelay`, `TCP:127.0.0.1:${REDIS},nodelay`]);
+    const b = startProcess('socat', [`TCP-LISTEN:${p.bulk},bind=127.0.0.1,fork,reuseaddr,nodelay`, `TCP:127.0.0.1:${IPERF},nodelay`]);
     await waitPort(p.redis).catch((e) => fail(e, a));
     await waitListen(p.bulk).catch((e) => fail(e, b));
     return { pids: [a.pid, b.pid], ...p, stop: async () => Promise.all([a.stop(), b.stop()]) };

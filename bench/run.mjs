@@ -21,7 +21,7 @@ const opt = (name, def) => {
   return i >= 0 ? own[i + 1] : def;
 };
 const quick = own.includes('--quick');
-const only = opt('only', 'datapath').split(',');
+const only = opt('only', 'datapath,failover').split(',');
 
 const need = { 'redis-server': 'redis-server', 'redis-benchmark': 'redis-tools', haproxy: 'haproxy', socat: 'socat', iperf3: 'iperf3', taskset: 'util-linux', unshare: 'util-linux' };
 const missing = Object.entries(need).filter(([cmd]) => !sh('sh', ['-c', `command -v ${cmd} || true`]));
@@ -40,10 +40,20 @@ let status = 0;
 for (const part of only) {
   const script = resolve(here, `${part}.mjs`);
   console.error(`\n=== bench ${part} ===`);
-  // Each part bounds its own runs; this is the outer bound (15 min full, 5 min quick).
+  if (part === 'failover') {
+    // The failover part drives the test lab (test/lib/netns.ts) from .build/.
+    const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.test.json'], { cwd: resolve(here, '..'), stdio: 'inherit' });
+    if (b.status !== 0) {
+      console.error('bench failover: tsc -p tsconfig.test.json failed');
+      status = 1;
+      continue;
+    }
+  }
+  // Each part bounds its own runs; this is the outer bound per part.
+  const minutes = { datapath: quick ? 4 : 11, failover: quick ? 2 : 4 }[part] ?? 5;
   const r = spawnSync(process.execPath, [script, ...common, ...(part === 'datapath' ? passThrough : [])], {
     stdio: 'inherit',
-    timeout: (quick ? 5 : 15) * 60_000,
+    timeout: minutes * 60_000,
     killSignal: 'SIGTERM',
   });
   if (r.status !== 0) {
