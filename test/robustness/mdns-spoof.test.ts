@@ -51,8 +51,17 @@ async function mesh(): Promise<Mesh> {
       if (p.type === 'response') heard.push({ at: Date.now(), records: [...p.answers, ...p.additionals] });
     } catch { /* not ours to judge */ }
   });
-  await a.waitLog((l) => l.msg === 'advertisement' && l.state === 'announced', 10_000, 'advertised');
-  await b.waitLog((l) => l.msg === 'endpoint up', 10_000, 'connector endpoint up');
+  try {
+    await a.waitLog((l) => l.msg === 'advertisement' && l.state === 'announced', 10_000, 'advertised');
+    await b.waitLog((l) => l.msg === 'endpoint up', 10_000, 'connector endpoint up');
+  } catch (err) {
+    // Nothing may stay open, or the test file would hang until the runner's timeout.
+    rogue.close();
+    await watcher.stop();
+    await Promise.all([a.stop(), b.stop()]);
+    await echo.close();
+    throw err;
+  }
   const browser = watcher.browse('echo');
   const events: Mesh['events'] = [];
   for (const ev of ['up', 'down', 'update'] as const) browser.on(ev, (i) => events.push({ at: Date.now(), ev, port: i.port, instance: i.instance }));
