@@ -68,6 +68,10 @@ export function resolveInterfaces(specs: readonly string[] = []): NetInterface[]
   const out: NetInterface[] = [];
   for (const spec of specs) {
     const matches = isIPv4(spec) ? all.filter((i) => i.address === spec) : all.filter((i) => i.name === spec);
+    const flags = matches[0] ? linkFlags(matches[0].name) : undefined;
+    if (flags !== undefined && (flags & IFF_UP) === 0) {
+      throw new InterfaceError(`interface '${spec}' is down`);
+    }
     if (matches.length === 0) {
       const known = [...new Set(all.map((i) => `${i.name} (${i.address})`))].join(', ') || 'none';
       throw new InterfaceError(`interface '${spec}' has no IPv4 address here; known: ${known}`);

@@ -65,6 +65,11 @@ function validRdata(type: string, data: unknown): boolean {
 
 export function decodePacket(buf: Buffer): MdnsPacket {
   if (buf.length < 12) throw new MalformedPacketError('shorter than a DNS header');
+  // dns-packet sizes its arrays from the header counts before reading anything: reject counts
+  // that cannot fit (a question takes ≥ 5 bytes, a record ≥ 11) before it allocates.
+  const qd = buf.readUInt16BE(4);
+  const rr = buf.readUInt16BE(6) + buf.readUInt16BE(8) + buf.readUInt16BE(10);
+  if (qd * 5 + rr * 11 > buf.length - 12) throw new MalformedPacketError('record counts larger than the packet');
   let p: dns.Packet & { flag_tc?: boolean; flags?: number };
   try {
     p = dns.decode(buf) as typeof p;
