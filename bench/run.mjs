@@ -2,7 +2,7 @@
 // `npm run bench`: every benchmark of issue 7 that is implemented, bounded in time, then the
 // report (bench/RESULTS.md + bench/results/*.svg).
 //
-//   node bench/run.mjs [--quick] [--rounds N] [--only datapath[,…]] [-- extra datapath args]
+//   node bench/run.mjs [--quick] [--rounds N] [--only datapath,failover,mesh] [-- extra datapath args]
 //
 // Needs root (private network namespaces) and: redis-server, redis-benchmark, haproxy, socat,
 // iperf3, taskset (Debian: redis-server redis-tools haproxy socat iperf3 util-linux).
@@ -21,7 +21,7 @@ const opt = (name, def) => {
   return i >= 0 ? own[i + 1] : def;
 };
 const quick = own.includes('--quick');
-const only = opt('only', 'datapath,failover').split(',');
+const only = opt('only', 'datapath,failover,mesh').split(',');
 
 const need = { 'redis-server': 'redis-server', 'redis-benchmark': 'redis-tools', haproxy: 'haproxy', socat: 'socat', iperf3: 'iperf3', taskset: 'util-linux', unshare: 'util-linux' };
 const missing = Object.entries(need).filter(([cmd]) => !sh('sh', ['-c', `command -v ${cmd} || true`]));
@@ -40,8 +40,8 @@ let status = 0;
 for (const part of only) {
   const script = resolve(here, `${part}.mjs`);
   console.error(`\n=== bench ${part} ===`);
-  if (part === 'failover') {
-    // The failover part drives the test lab (test/lib/netns.ts) from .build/.
+  if (part === 'failover' || part === 'mesh') {
+    // The failover and mesh parts drive the test lab (test/lib/netns.ts) from .build/.
     const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.test.json'], { cwd: resolve(here, '..'), stdio: 'inherit' });
     if (b.status !== 0) {
       console.error('bench failover: tsc -p tsconfig.test.json failed');
@@ -50,7 +50,7 @@ for (const part of only) {
     }
   }
   // Each part bounds its own runs; this is the outer bound per part.
-  const minutes = { datapath: quick ? 4 : 11, failover: quick ? 2 : 4 }[part] ?? 5;
+  const minutes = { datapath: quick ? 4 : 9, failover: quick ? 2 : 3, mesh: quick ? 3 : 8 }[part] ?? 5;
   const r = spawnSync(process.execPath, [script, ...common, ...(part === 'datapath' ? passThrough : [])], {
     stdio: 'inherit',
     timeout: minutes * 60_000,
