@@ -56,7 +56,12 @@ export class UserBufferReader {
     const src = this.socket!;
     for (let c = src.read() as Buffer | null; c !== null; c = src.read() as Buffer | null) dst.write(c);
     this.dst = dst;
-    src.once('end', () => dst.end());
+    // A peer that closed before piping started (e.g. a TCP health check: connect, then FIN) may
+    // have had its 'end' emitted already while the socket waited for its upstream; Readable.pipe()
+    // handles that case too. Without this the FIN never reached the other side, and the
+    // connection stayed open until a drain timeout.
+    if (src.readableEnded) dst.end();
+    else src.once('end', () => dst.end());
     src.once('close', () => this.release());
     src.resume();
   }
