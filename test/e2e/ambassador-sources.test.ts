@@ -168,6 +168,9 @@ describe('ambassador: discovery sources, migration and relays', { skip }, () => 
     for (const f of loop.conns().filter((r) => !r.ok).slice(0, 5)) console.log(`#   failed: started ${fmt(f.at - t0)} after SIGTERM: ${f.err}`);
     assert.equal(st.code, 0);
     assert.equal(s.failed, 0);
+    // every client is gone by then: the drain ends with the last relayed connection, long
+    // before the 10 s drain bound (goodbye linger ~300 ms + drain)
+    assert.ok(exitMs < 5000, `relaying advertiser exited ${exitMs} ms after SIGTERM: relayed connections did not finish`);
   });
 
   test('static source: --static a+b, no mDNS; fail over when one dies', async () => {
