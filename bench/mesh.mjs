@@ -59,22 +59,39 @@ const withAvahi = !argv.includes('--no-avahi') && !avahiLib.canUseAvahi();
 const outFile = resolve(root, opt('out', 'bench/results/mesh.json'));
 const log = (...a) => console.error(`[mesh ${new Date().toISOString().slice(11, 19)}]`, ...a);
 
-/** Packets and bytes (on the wire) in a pcap file. */
+/**
+ * Packets and bytes (on the wire) in a pcap file (Ethernet, IPv4/UDP), split into mDNS queries
+ * and responses, with the most frequent first question names of the queries.
+ */
 function pcapCount(file) {
   const b = readFileSync(file);
-  if (b.length < 24) return { packets: 0, bytes: 0 };
+  const out = { packets: 0, bytes: 0, queries: 0, responses: 0, queryNames: {} };
+  if (b.length < 24) return out;
   const le = b.readUInt32LE(0) === 0xa1b2c3d4 || b.readUInt32LE(0) === 0xa1b23c4d;
   const u32 = (o) => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
   let off = 24;
-  let packets = 0;
-  let bytes = 0;
   while (off + 16 <= b.length) {
     const incl = u32(off + 8);
-    bytes += u32(off + 12);
-    packets++;
+    out.bytes += u32(off + 12);
+    out.packets++;
+    const pkt = b.subarray(off + 16, off + 16 + incl);
     off += 16 + incl;
+    if (pkt.length < 14 + 20 + 8 + 12 || pkt.readUInt16BE(12) !== 0x0800) continue;
+    const dns = 14 + (pkt[14] & 0x0f) * 4 + 8;
+    if (pkt.length < dns + 12) continue;
+    if (pkt[dns + 2] & 0x80) {
+      out.responses++;
+      continue;
+    }
+    out.queries++;
+    const labels = [];
+    for (let q = dns + 12; q < pkt.length && pkt[q] > 0 && pkt[q] < 64 && labels.length < 10; q += pkt[q] + 1) {
+      labels.push(pkt.subarray(q + 1, q + 1 + pkt[q]).toString('latin1'));
+    }
+    const name = labels.join('.') || '?';
+    out.queryNames[name] = (out.queryNames[name] ?? 0) + 1;
   }
-  return { packets, bytes };
+  return out;
 }
 
 async function capture(lab, name) {
@@ -148,6 +165,9 @@ async function meshAmbassador(n) {
       captureS: wallS,
       packetsPerMin: (traffic.packets * 60) / wallS,
       bytesPerMin: (traffic.bytes * 60) / wallS,
+      queriesPerMin: (traffic.queries * 60) / wallS,
+      responsesPerMin: (traffic.responses * 60) / wallS,
+      topQueries: Object.entries(traffic.queryNames).sort((x, y) => y[1] - x[1]).slice(0, 20),
       rssMbMedian: median(rssMb),
       rssMbMax: Math.max(...rssMb),
       cpuPctMedian: median(cpuPct),
@@ -191,6 +211,9 @@ async function meshAvahi(n) {
       captureS: wallS,
       packetsPerMin: (traffic.packets * 60) / wallS,
       bytesPerMin: (traffic.bytes * 60) / wallS,
+      queriesPerMin: (traffic.queries * 60) / wallS,
+      responsesPerMin: (traffic.responses * 60) / wallS,
+      topQueries: Object.entries(traffic.queryNames).sort((x, y) => y[1] - x[1]).slice(0, 20),
       rssMbMedian: median(rssMb),
       cpuPctMedian: median(cpu1.map((c, i) => (100 * (c - cpu0[i])) / wallS)),
     };
@@ -209,14 +232,14 @@ for (const n of sizes) {
 
 const f = (x, d = 0) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(d));
 const md = [];
-md.push(`Lab: N network namespaces on one bridge; each host runs a TCP service on :7000 and \`ambassador --advertise sI=7000 --connect s(I+1)=7100 --connect fresh=7200\` (default settings, JSON logs at info). Steady state: capture of UDP 5353 on the bridge for ${captureS} s, starting 5 s after every ambassador saw its next service. Avahi: one avahi-daemon per host publishing sI (avahi-publish-service) and a continuous \`avahi-browse -r _s(I+1)._tcp\`. ${new Date().toISOString()}.`);
+md.push(`Lab: N network namespaces on one bridge; each host runs a TCP service on :7000 and \`ambassador --advertise sI=7000 --connect s(I+1)=7100 --connect fresh=7200\` (default settings, JSON logs at info). Steady state: capture of UDP 5353 on the bridge for ${captureS} s, starting ${settleS} s after every ambassador saw its next service. Avahi: one avahi-daemon per host publishing sI (avahi-publish-service), with continuous \`avahi-browse -r _s(I+1)._tcp\` and \`avahi-browse -r _fresh._tcp\` (the questions the ambassadors keep asking), captured after the same settling time. ${new Date().toISOString()}.`);
 md.push('');
-md.push('| N | mesh | multicast packets/min | KiB/min | RSS per process MB (median / max) | CPU per process % (median / max) | new service seen by all (median / last) | all saw their next service after start |');
+md.push('| N | mesh | multicast packets/min (queries + responses) | KiB/min | RSS per process MB (median / max) | CPU per process % (median / max) | new service seen by all (median / last) | all saw their next service after start |');
 md.push('|---:|---|---:|---:|---|---|---|---:|');
 for (const r of results.ambassador) {
-  md.push(`| ${r.n} | ambassador | ${f(r.packetsPerMin)} | ${f(r.bytesPerMin / 1024, 1)} | ${f(r.rssMbMedian, 1)} / ${f(r.rssMbMax, 1)} | ${f(r.cpuPctMedian, 2)} / ${f(r.cpuPctMax, 2)} | ${f(r.freshMedianMs)} / ${f(r.freshAllMs)} ms | ${f(r.convergedMs)} ms |`);
+  md.push(`| ${r.n} | ambassador | ${f(r.packetsPerMin)} (${f(r.queriesPerMin)} + ${f(r.responsesPerMin)}) | ${f(r.bytesPerMin / 1024, 1)} | ${f(r.rssMbMedian, 1)} / ${f(r.rssMbMax, 1)} | ${f(r.cpuPctMedian, 2)} / ${f(r.cpuPctMax, 2)} | ${f(r.freshMedianMs)} / ${f(r.freshAllMs)} ms | ${f(r.convergedMs)} ms |`);
   const a = results.avahi.find((x) => x.n === r.n);
-  if (a && !a.error) md.push(`| ${a.n} | avahi-daemon | ${f(a.packetsPerMin)} | ${f(a.bytesPerMin / 1024, 1)} | ${f(a.rssMbMedian, 1)} | ${f(a.cpuPctMedian, 2)} | – | – |`);
+  if (a && !a.error) md.push(`| ${a.n} | avahi-daemon | ${f(a.packetsPerMin)} (${f(a.queriesPerMin)} + ${f(a.responsesPerMin)}) | ${f(a.bytesPerMin / 1024, 1)} | ${f(a.rssMbMedian, 1)} | ${f(a.cpuPctMedian, 2)} | – | – |`);
   else if (a) md.push(`| ${a.n} | avahi-daemon | failed: ${a.error.split('\n')[0]} | | | | | |`);
 }
 mkdirSync(dirname(outFile), { recursive: true });
