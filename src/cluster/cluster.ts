@@ -143,8 +143,9 @@ export class Cluster extends EventEmitter<ClusterEvents> {
    * Resolve true as soon as a usable endpoint exists (at once if one does), false when
    * `timeoutMs` passes, the signal aborts, or the cluster closes.
    */
-  waitForEndpoint(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    if (this.healthy().length > 0) return Promise.resolve(true);
+  waitForEndpoint(timeoutMs: number, signal?: AbortSignal, accept: (ep: Endpoint) => boolean = () => true): Promise<boolean> {
+    const found = (): boolean => this.healthy().some(accept);
+    if (found()) return Promise.resolve(true);
     if (this.closed || signal?.aborted || timeoutMs <= 0) return Promise.resolve(false);
     return new Promise<boolean>((resolve) => {
       const done = (result: boolean): void => {
@@ -155,7 +156,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       };
       const onChange = (): void => {
         if (this.closed) done(false);
-        else if (this.healthy().length > 0) done(true);
+        else if (found()) done(true);
       };
       const onAbort = (): void => done(false);
       const timer = setTimeout(() => done(false), timeoutMs);

@@ -348,21 +348,27 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
 
   private async connectWithRetry(conn: ProxyConnection, last: LastFailure): Promise<net.Socket | NoEndpointReason> {
     const signal = conn.signal;
-    const tried = new Set<Endpoint>();
+    // Endpoints tried, with the generation (address) tried: one that moved since is worth a retry.
+    const tried = new Map<Endpoint, number>();
+    const untried = (ep: Endpoint): boolean => tried.get(ep) !== ep.generation;
     const waitUntil = Date.now() + this.noEndpointWaitMs;
     let lastFailed: Endpoint | undefined;
     // Bounded: at most maxConnectAttempts connects, and waits only until waitUntil.
     for (let round = 0; conn.attempts < this.maxConnectAttempts && round < 1000; round++) {
       if (signal.aborted) return 'no-endpoint';
-      const ep = this.balancer.pick(this.cluster.healthy(), tried);
+      const exclude = new Set([...tried.keys()].filter((e) => !untried(e)));
+      const ep = this.balancer.pick(this.cluster.healthy(), exclude);
       if (!ep) {
-        if (tried.size > 0) return 'all-failed';
+        // Nothing (new) to try: wait, within the same bound, for an endpoint to appear or move —
+        // e.g. the genuine owner of a name reclaiming it from a rogue announcement.
         const remaining = waitUntil - Date.now();
-        if (remaining <= 0 || !(await this.cluster.waitForEndpoint(remaining, signal))) return 'no-endpoint';
+        if (remaining <= 0 || !(await this.cluster.waitForEndpoint(remaining, signal, untried))) {
+          return tried.size > 0 ? 'all-failed' : 'no-endpoint';
+        }
         continue;
       }
       if (lastFailed) this.emit('failover', conn, lastFailed, ep);
-      tried.add(ep);
+      tried.set(ep, ep.generation);
       conn.attempts++;
       conn.endpoint = ep;
       const generation = ep.generation;
