@@ -65,7 +65,7 @@ const log = (...a) => console.error(`[mesh ${new Date().toISOString().slice(11, 
  */
 function pcapCount(file) {
   const b = readFileSync(file);
-  const out = { packets: 0, bytes: 0, queries: 0, responses: 0, queryNames: {} };
+  const out = { packets: 0, bytes: 0, queries: 0, responses: 0, questions: 0, queryNames: {} };
   if (b.length < 24) return out;
   const le = b.readUInt32LE(0) === 0xa1b2c3d4 || b.readUInt32LE(0) === 0xa1b23c4d;
   const u32 = (o) => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
@@ -84,6 +84,7 @@ function pcapCount(file) {
       continue;
     }
     out.queries++;
+    out.questions += pkt.readUInt16BE(dns + 4);
     const labels = [];
     for (let q = dns + 12; q < pkt.length && pkt[q] > 0 && pkt[q] < 64 && labels.length < 10; q += pkt[q] + 1) {
       labels.push(pkt.subarray(q + 1, q + 1 + pkt[q]).toString('latin1'));
@@ -166,6 +167,7 @@ async function meshAmbassador(n) {
       packetsPerMin: (traffic.packets * 60) / wallS,
       bytesPerMin: (traffic.bytes * 60) / wallS,
       queriesPerMin: (traffic.queries * 60) / wallS,
+      questionsPerMin: (traffic.questions * 60) / wallS,
       responsesPerMin: (traffic.responses * 60) / wallS,
       topQueries: Object.entries(traffic.queryNames).sort((x, y) => y[1] - x[1]).slice(0, 20),
       rssMbMedian: median(rssMb),
@@ -212,6 +214,7 @@ async function meshAvahi(n) {
       packetsPerMin: (traffic.packets * 60) / wallS,
       bytesPerMin: (traffic.bytes * 60) / wallS,
       queriesPerMin: (traffic.queries * 60) / wallS,
+      questionsPerMin: (traffic.questions * 60) / wallS,
       responsesPerMin: (traffic.responses * 60) / wallS,
       topQueries: Object.entries(traffic.queryNames).sort((x, y) => y[1] - x[1]).slice(0, 20),
       rssMbMedian: median(rssMb),
