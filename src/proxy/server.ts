@@ -48,8 +48,10 @@ export class ProxyServer {
       // Hold the client's first bytes (buffered up to the socket's high-water mark) until an
       // upstream is ready; the pipe flushes them in order. Reading goes on meanwhile, so a
       // client that resets while pending is noticed.
-      if (readerOf(client)) client.read(0);
-      else client.pause();
+      // (pause() on a reader socket would stop reading altogether; read(0) starts reading
+      // without switching to flowing mode, also for sockets accepted with pauseOnConnect.)
+      if (!readerOf(client)) client.pause();
+      client.read(0);
       onClient(client);
     });
     this.server.on('error', (err) => {
