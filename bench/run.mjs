@@ -2,7 +2,8 @@
 // `npm run bench`: every benchmark of issue 7 that is implemented, bounded in time, then the
 // report (bench/RESULTS.md + bench/results/*.svg).
 //
-//   node bench/run.mjs [--quick] [--rounds N] [--only datapath,failover,mesh] [-- extra datapath args]
+//   node bench/run.mjs [--quick] [--rounds N] [--only datapath,failover,mesh]
+//                      [--results DIR] [--md FILE] [-- extra datapath args]
 //
 // Needs root (private network namespaces) and: redis-server, redis-benchmark, haproxy, socat,
 // iperf3, taskset (Debian: redis-server redis-tools haproxy socat iperf3 util-linux).
@@ -21,6 +22,9 @@ const opt = (name, def) => {
   return i >= 0 ? own[i + 1] : def;
 };
 const quick = own.includes('--quick');
+// Where the raw results and the report go (default: the committed ones).
+const resultsDir = resolve(opt('results', resolve(here, 'results')));
+const mdFile = resolve(opt('md', resolve(here, 'RESULTS.md')));
 const only = opt('only', 'datapath,failover,mesh').split(',');
 
 const need = { 'redis-server': 'redis-server', 'redis-benchmark': 'redis-tools', haproxy: 'haproxy', socat: 'socat', iperf3: 'iperf3', taskset: 'util-linux', unshare: 'util-linux' };
@@ -51,7 +55,8 @@ for (const part of only) {
   }
   // Each part bounds its own runs; this is the outer bound per part.
   const minutes = { datapath: quick ? 4 : 9, failover: quick ? 2 : 3, mesh: quick ? 3 : 8 }[part] ?? 5;
-  const r = spawnSync(process.execPath, [script, ...common, ...(part === 'datapath' ? passThrough : [])], {
+  const out = ['--out', resolve(resultsDir, `${part}.json`)];
+  const r = spawnSync(process.execPath, [script, ...common, ...out, ...(part === 'datapath' ? passThrough : [])], {
     stdio: 'inherit',
     timeout: minutes * 60_000,
     killSignal: 'SIGTERM',
@@ -61,6 +66,6 @@ for (const part of only) {
     status = 1;
   }
 }
-spawnSync(process.execPath, [resolve(here, 'report.mjs')], { stdio: 'inherit' });
+spawnSync(process.execPath, [resolve(here, 'report.mjs'), '--results', resultsDir, '--md', mdFile], { stdio: 'inherit' });
 console.error(`bench: ${Math.round((Date.now() - t0) / 1000)} s`);
 process.exit(status);
