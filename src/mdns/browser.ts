@@ -28,7 +28,11 @@ export interface ServiceInstance {
 
 /** Sends queries for the browser; the engine implements it (with known answers). */
 export interface QuerySender {
-  query(questions: MdnsQuestion[], knownAnswersFor?: Array<{ name: string; type: string }>): void;
+  /**
+   * `urgent` queries leave at once; others wait up to ~100 ms so that questions due together
+   * share one packet.
+   */
+  query(questions: MdnsQuestion[], knownAnswersFor?: Array<{ name: string; type: string }>, urgent?: boolean): void;
 }
 
 const MAX_INTERVAL = 60 * 60 * 1000; // RFC 6762 §5.2: back-off caps at 60 minutes
@@ -41,6 +45,8 @@ export class ServiceBrowser extends EventEmitter {
   readonly type: string;
   private interval = 1000;
   private timer?: TimerHandle;
+  private nextTickAt = Infinity;
+  private lastGap = 0;
   private readonly resolveTimers = new Map<string, TimerHandle>();
   private readonly resolveWant = new Map<string, string>();
   private readonly known = new Map<string, { snapshot: string; instance: ServiceInstance }>();
@@ -98,9 +104,33 @@ export class ServiceBrowser extends EventEmitter {
 
   private tick(): void {
     if (this.stopped) return;
-    this.sender.query([{ name: this.type, type: 'PTR' }], [{ name: this.type, type: 'PTR' }]);
+    const first = this.lastGap === 0;
+    this.sender.query([this.question()], [this.question()], first);
+    this.scheduleNext();
+  }
+
+  private question(): MdnsQuestion {
+    return { name: this.type, type: 'PTR' };
+  }
+
+  private scheduleNext(): void {
+    this.timer?.cancel();
     this.timer = this.clock.setTimeout(() => this.tick(), this.interval);
+    this.nextTickAt = this.clock.now() + this.interval;
+    this.lastGap = this.interval;
     this.interval = Math.min(this.interval * 2, MAX_INTERVAL);
+  }
+
+  /**
+   * Another query is leaving now: if ours is due soon (within a fifth of its gap, at least 1 s),
+   * ride along and count it as sent, so browsers of one host share packets.
+   */
+  pullForward(): MdnsQuestion | undefined {
+    if (this.stopped || this.lastGap === 0) return undefined;
+    const horizon = Math.max(1000, this.lastGap / 5);
+    if (this.nextTickAt - this.clock.now() > horizon) return undefined;
+    this.scheduleNext();
+    return this.question();
   }
 
   private isOurs(fullName: string): boolean {
@@ -125,14 +155,17 @@ export class ServiceBrowser extends EventEmitter {
     }
   }
 
-  private onRefreshDue(e: CacheEntry): void {
-    const r = e.record;
-    // RFC 6762 §5.2: refresh only what someone is still interested in.
-    const interested =
-      (r.type === 'PTR' && sameName(r.name, this.type)) ||
+  /** RFC 6762 §5.2: refresh only what someone is still interested in. */
+  interestedIn(r: MdnsRecord): boolean {
+    if (this.stopped) return false;
+    return (r.type === 'PTR' && sameName(r.name, this.type)) ||
       ((r.type === 'SRV' || r.type === 'TXT') && this.isOurs(r.name)) ||
       ((r.type === 'A' || r.type === 'AAAA') && [...this.known.values()].some((k) => sameName(k.instance.host, r.name)));
-    if (interested) this.sender.query([{ name: r.name, type: r.type }], [{ name: r.name, type: r.type }]);
+  }
+
+  private onRefreshDue(e: CacheEntry): void {
+    const r = e.record;
+    if (this.interestedIn(r)) this.sender.query([{ name: r.name, type: r.type }], [{ name: r.name, type: r.type }]);
   }
 
   private live(name: string, type: string): CacheEntry[] {
@@ -243,7 +276,7 @@ export class ServiceBrowser extends EventEmitter {
       if (this.stopped || this.known.has(key)) return this.cancelResolve(key);
       const ptrLive = this.live(this.type, 'PTR').some((e) => sameName(String(e.record.data), fullName));
       if (!ptrLive || attempts++ >= 4) return this.cancelResolve(key);
-      this.sender.query(questions);
+      this.sender.query(questions, [], true);
       this.resolveTimers.set(key, this.clock.setTimeout(ask, 1000 * attempts));
     };
     // Many announcements carry everything in one packet: give additionals a moment to land.
@@ -259,6 +292,7 @@ export class ServiceBrowser extends EventEmitter {
   stop(): void {
     this.stopped = true;
     this.timer?.cancel();
+    this.nextTickAt = Infinity;
     for (const t of this.resolveTimers.values()) t.cancel();
     this.resolveTimers.clear();
     this.cache.off('added', this.onCacheChange);
@@ -293,6 +327,14 @@ export class TypeBrowser extends EventEmitter {
     this.cache.on('added', this.onAdded);
     for (const e of this.cache.lookup(SERVICES_ENUMERATION, 'PTR')) this.onAdded(e);
     this.inner.start();
+  }
+
+  pullForward(): MdnsQuestion | undefined {
+    return this.inner.pullForward();
+  }
+
+  interestedIn(r: MdnsRecord): boolean {
+    return this.inner.interestedIn(r);
   }
 
   stop(): void {

@@ -15,6 +15,8 @@ export interface CacheEntry {
   refreshStep: number;
   /** Set when a goodbye (TTL 0) or a cache-flush shortened its life to one second. */
   doomed: boolean;
+  /** When the next refresh query is due (ms), Infinity when none is left. */
+  nextRefreshAt: number;
   timer?: TimerHandle;
 }
 
@@ -121,6 +123,7 @@ export class RecordCache extends EventEmitter {
       expiresAt: now + ttl * 1000,
       refreshStep: 0,
       doomed: false,
+      nextRefreshAt: Infinity,
     };
     this.entries.set(key, entry);
     let set = this.byRrset.get(rrset);
@@ -160,6 +163,23 @@ export class RecordCache extends EventEmitter {
     return out;
   }
 
+  /**
+   * Refreshes due within `horizonMs` for records `wanted` accepts: they are counted as done and
+   * returned, so the caller can ask for them in the query it is sending now (one packet instead
+   * of one per record, as Avahi's query scheduler does).
+   */
+  takeDueRefreshes(horizonMs: number, wanted: (e: CacheEntry) => boolean): CacheEntry[] {
+    const limit = this.clock.now() + horizonMs;
+    const out: CacheEntry[] = [];
+    for (const e of this.entries.values()) {
+      if (e.nextRefreshAt > limit || !wanted(e)) continue;
+      e.refreshStep++;
+      this.schedule(e);
+      out.push(e);
+    }
+    return out;
+  }
+
   clear(): void {
     for (const e of [...this.entries.values()]) this.remove(e, false);
   }
@@ -184,12 +204,14 @@ export class RecordCache extends EventEmitter {
     e.timer?.cancel();
     let at = e.expiresAt;
     let isRefresh = false;
+    e.nextRefreshAt = Infinity;
     if (e.refreshStep < REFRESH_POINTS.length) {
       const pct = REFRESH_POINTS[e.refreshStep]! + this.clock.random() * 0.02;
       const refreshAt = e.receivedAt + e.ttl * 1000 * pct;
       if (refreshAt < at) {
         at = refreshAt;
         isRefresh = true;
+        e.nextRefreshAt = refreshAt;
       }
     }
     e.timer = this.clock.setTimeout(() => {

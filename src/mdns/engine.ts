@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { RemoteInfo } from 'node:dgram';
-import { type Clock, systemClock } from './clock.js';
-import { RecordCache } from './cache.js';
+import { type Clock, type TimerHandle, systemClock } from './clock.js';
+import { type CacheEntry, RecordCache } from './cache.js';
 import { ServiceBrowser, TypeBrowser, type QuerySender } from './browser.js';
 import { type NetInterface } from './interfaces.js';
-import { type MdnsQuestion, type MdnsRecord, serviceType } from './records.js';
+import { type MdnsQuestion, type MdnsRecord, rrsetKey, serviceType } from './records.js';
 import { DEFAULT_TTL, Registration, Responder, type ServiceSpec, type TtlConfig } from './responder.js';
 import { MdnsTransport, MDNS_PORT } from './transport.js';
 import type { MdnsPacket } from './wire.js';
@@ -51,7 +51,8 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   readonly cache: RecordCache;
   readonly responder: Responder;
   private readonly clock: Clock;
-  private readonly browsers = new Set<{ stop(): void }>();
+  private readonly browsers = new Set<ServiceBrowser | TypeBrowser>();
+  private queryBatch?: { questions: Map<string, MdnsQuestion>; known: Map<string, { name: string; type: string }>; timer: TimerHandle };
   private readonly serviceBrowsers = new Set<ServiceBrowser>();
   private started = false;
   private hostStarted = false;
@@ -103,8 +104,44 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     }
   }
 
-  /** Multicasts a query with known answers from the cache (RFC 6762 §7.1). */
-  query(questions: MdnsQuestion[], knownAnswersFor: Array<{ name: string; type: string }> = []): void {
+  /**
+   * Queues a query. Urgent ones (a browser's first, resolution of a new instance) leave at once;
+   * the others wait up to 100 ms, and when the batch leaves, every browser query and cache
+   * refresh due soon rides along: one packet per host where a naive engine sends one per
+   * question (this is how Avahi keeps its idle traffic low).
+   */
+  query(questions: MdnsQuestion[], knownAnswersFor: Array<{ name: string; type: string }> = [], urgent = false): void {
+    let b = this.queryBatch;
+    if (!b) {
+      b = { questions: new Map(), known: new Map(), timer: this.clock.setTimeout(() => this.flushQueries(), urgent ? 0 : 100) };
+      this.queryBatch = b;
+    } else if (urgent) {
+      b.timer.cancel();
+      b.timer = this.clock.setTimeout(() => this.flushQueries(), 0);
+    }
+    for (const q of questions) b.questions.set(`${rrsetKey(q.name, q.type)}|${q.qu ? 1 : 0}`, q);
+    for (const k of knownAnswersFor) b.known.set(rrsetKey(k.name, k.type), k);
+  }
+
+  private flushQueries(): void {
+    const b = this.queryBatch;
+    this.queryBatch = undefined;
+    if (!b || !this.started) return;
+    const add = (q: MdnsQuestion) => {
+      b.questions.set(`${rrsetKey(q.name, q.type)}|0`, q);
+      b.known.set(rrsetKey(q.name, q.type), q);
+    };
+    for (const br of this.browsers) {
+      const q = br.pullForward();
+      if (q) add(q);
+    }
+    const wanted = (e: CacheEntry) => [...this.browsers].some((br) => br.interestedIn(e.record));
+    for (const e of this.cache.takeDueRefreshes(2500, wanted)) add({ name: e.record.name, type: e.record.type });
+    this.sendQuery([...b.questions.values()], [...b.known.values()]);
+  }
+
+  /** Multicasts one query with known answers from the cache (RFC 6762 §7.1). */
+  private sendQuery(questions: MdnsQuestion[], knownAnswersFor: Array<{ name: string; type: string }>): void {
     const known: MdnsRecord[] = [];
     for (const k of knownAnswersFor) known.push(...this.cache.knownAnswers(k.name, k.type));
     for (const iface of this.transport.interfaces) {
@@ -185,6 +222,8 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     for (const b of this.browsers) b.stop();
     this.browsers.clear();
     this.serviceBrowsers.clear();
+    this.queryBatch?.timer.cancel();
+    this.queryBatch = undefined;
     this.responder.stop();
     this.cache.clear();
     // Let the goodbye datagrams leave before the sockets close.
