@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodePacket, encodePacket, MalformedPacketError } from './wire.js';
+import { decodePacket, encodePacket, MalformedPacketError, recordLength } from './wire.js';
 import { decodeTxt, encodeTxt, serviceType } from './records.js';
 import { compareRecordSets, nextHostName, nextInstanceName } from './responder.js';
 
@@ -62,4 +62,30 @@ test('probe tiebreak compares type then rdata bytes (RFC 6762 §8.2)', () => {
   assert.equal(compareRecordSets(a, a), 0);
   const srv = [{ name: 'x', type: 'SRV', ttl: 1, data: { priority: 0, weight: 0, port: 1, target: 'h.local' } }];
   assert.ok(compareRecordSets(srv, a) > 0);
+});
+
+test('names are compressed (RFC 1035 §4.1.4) and decode back to the same records', () => {
+  const full = 'redis@db._redis._tcp.local';
+  const p = {
+    type: 'response' as const,
+    answers: [
+      { name: '_redis._tcp.local', type: 'PTR', ttl: 4500, data: full },
+      { name: full, type: 'SRV', ttl: 120, flush: true, data: { priority: 1, weight: 2, port: 6379, target: 'db.local' } },
+      { name: full, type: 'TXT', ttl: 120, flush: true, data: [Buffer.from('env=prod')] },
+      { name: 'db.local', type: 'A', ttl: 120, flush: true, data: '198.18.0.1' },
+      { name: 'db.local', type: 'AAAA', ttl: 120, flush: true, data: 'fe80::1' },
+    ],
+  };
+  const buf = encodePacket(p);
+  const back = decodePacket(buf);
+  assert.deepEqual(back.answers.map((a) => [a.name, a.type, a.ttl, !!a.flush]), p.answers.map((a) => [a.name, a.type, a.ttl, !!a.flush]));
+  assert.equal(back.answers[0]!.data, full);
+  assert.deepEqual(back.answers[1]!.data, { priority: 1, weight: 2, port: 6379, target: 'db.local' });
+  assert.deepEqual(back.answers[2]!.data, [Buffer.from('env=prod')]);
+  assert.equal(back.answers[4]!.data, 'fe80::1');
+  const uncompressed = p.answers.reduce((n, a) => n + recordLength(a), 12);
+  assert.ok(buf.length < uncompressed * 0.7, `${buf.length} bytes vs ${uncompressed} uncompressed`);
+  // An empty TXT is one zero-length string (RFC 6763 §6.1): rdlength 1, byte 0.
+  const empty = encodePacket({ type: 'response', answers: [{ name: 'x.local', type: 'TXT', ttl: 1, data: [Buffer.alloc(0)] }] });
+  assert.deepEqual([...empty.subarray(empty.length - 3)], [0, 1, 0]);
 });

@@ -1,6 +1,6 @@
 import * as dns from 'dns-packet';
 import { isIPv4, isIPv6 } from 'node:net';
-import { answerLength, nameLength } from './dns-packet-internals.js';
+import { answerLength, nameLength, rdataCodec } from './dns-packet-internals.js';
 import type { MdnsQuestion, MdnsRecord } from './records.js';
 
 /**
@@ -111,10 +111,134 @@ export interface OutgoingPacket {
   additionals?: MdnsRecord[];
 }
 
+const TYPE_CODES: Record<string, number> = { A: 1, PTR: 12, TXT: 16, AAAA: 28, SRV: 33, NSEC: 47, ANY: 255 };
+
+/**
+ * Writes DNS messages with name compression (RFC 1035 §4.1.4), which dns-packet's encoder does
+ * not do and RFC 6762 §18.14 asks for: in a typical announcement every name ends in the same
+ * `._svc._tcp.local`, so compression cuts a packet by a third or more.
+ */
+class CompressingWriter {
+  private buf = Buffer.alloc(1500);
+  private off = 0;
+  private readonly names = new Map<string, number>();
+
+  private ensure(n: number): void {
+    if (this.off + n <= this.buf.length) return;
+    const bigger = Buffer.alloc(Math.max(this.buf.length * 2, this.off + n));
+    this.buf.copy(bigger, 0, 0, this.off);
+    this.buf = bigger;
+  }
+
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf.writeUInt8(v, this.off);
+    this.off += 1;
+  }
+
+  u16(v: number): void {
+    this.ensure(2);
+    this.buf.writeUInt16BE(v, this.off);
+    this.off += 2;
+  }
+
+  u32(v: number): void {
+    this.ensure(4);
+    this.buf.writeUInt32BE(v >>> 0, this.off);
+    this.off += 4;
+  }
+
+  bytes(b: Buffer): void {
+    this.ensure(b.length);
+    b.copy(this.buf, this.off);
+    this.off += b.length;
+  }
+
+  name(name: string): void {
+    const n = name.replace(/^\.|\.$/g, '');
+    const labels = n.length ? n.split('.') : [];
+    for (let i = 0; i < labels.length; i++) {
+      const suffix = labels.slice(i).join('.').toLowerCase();
+      const at = this.names.get(suffix);
+      if (at !== undefined) {
+        this.u16(0xc000 | at);
+        return;
+      }
+      if (this.off < 0x3fff) this.names.set(suffix, this.off);
+      const label = Buffer.from(labels[i]!, 'utf8');
+      if (label.length === 0 || label.length > 63) throw new Error(`bad label in '${name}'`);
+      this.u8(label.length);
+      this.bytes(label);
+    }
+    this.u8(0);
+  }
+
+  /** Reserves a 16-bit length, runs `body`, fills the length in. */
+  sized(body: () => void): void {
+    const at = this.off;
+    this.u16(0);
+    body();
+    this.buf.writeUInt16BE(this.off - at - 2, at);
+  }
+
+  get offset(): number {
+    return this.off;
+  }
+
+  done(): Buffer {
+    return this.buf.subarray(0, this.off);
+  }
+}
+
+function writeRecord(w: CompressingWriter, r: MdnsRecord): void {
+  w.name(r.name);
+  w.u16(TYPE_CODES[r.type]!);
+  w.u16(1 | (r.flush ? 0x8000 : 0));
+  w.u32(r.ttl);
+  switch (r.type) {
+    case 'PTR':
+      w.sized(() => w.name(String(r.data)));
+      return;
+    case 'SRV': {
+      const d = r.data as { priority?: number; weight?: number; port: number; target: string };
+      w.sized(() => {
+        w.u16(d.priority ?? 0);
+        w.u16(d.weight ?? 0);
+        w.u16(d.port);
+        w.name(d.target);
+      });
+      return;
+    }
+    default:
+      // Rdata without names to compress: dns-packet's encoders write length + rdata.
+      w.bytes(rdataCodec(r.type).encode(r.data));
+  }
+}
+
 export function encodePacket(p: OutgoingPacket): Buffer {
-  const questions = (p.questions ?? []).map((q) => ({ name: q.name, type: q.type as dns.RecordType, class: 'IN' as const }));
   let flags = p.flags ?? 0;
   if (p.type === 'response') flags |= dns.AUTHORITATIVE_ANSWER;
+  const sections = [p.answers ?? [], p.authorities ?? [], p.additionals ?? []];
+  const questions = p.questions ?? [];
+  const known = questions.every((q) => q.type in TYPE_CODES) && sections.every((sec) => sec.every((r) => r.type in TYPE_CODES));
+  if (!known) return encodeUncompressed(p, flags);
+  const w = new CompressingWriter();
+  w.u16(p.id ?? 0);
+  w.u16((flags & 0x7fff) | (p.type === 'response' ? 0x8000 : 0));
+  w.u16(questions.length);
+  for (const sec of sections) w.u16(sec.length);
+  for (const q of questions) {
+    w.name(q.name);
+    w.u16(TYPE_CODES[q.type]!);
+    w.u16(1 | (q.qu ? 0x8000 : 0));
+  }
+  for (const sec of sections) for (const r of sec) writeRecord(w, r);
+  return Buffer.from(w.done());
+}
+
+/** Fallback for record types the compressing writer does not know. */
+function encodeUncompressed(p: OutgoingPacket, flags: number): Buffer {
+  const questions = (p.questions ?? []).map((q) => ({ name: q.name, type: q.type as dns.RecordType, class: 'IN' as const }));
   const buf = dns.encode({
     id: p.id ?? 0,
     type: p.type,
