@@ -1,4 +1,4 @@
-import { AdminServer } from './admin/server.js';
+import type { AdminServer } from './admin/server.js';
 import { Advertisement } from './ambassador/advertisement.js';
 import { Connector } from './ambassador/connector.js';
 import type { Config } from './config/config.js';
@@ -40,11 +40,11 @@ export class Ambassador {
 
   async start(): Promise<void> {
     const c = this.config;
-    // Flags of the public contract whose implementation lands in a later release: refuse them
-    // clearly instead of silently running without encryption or without the admin endpoint.
     if (c.tls) await this.startTls(c.tls);
     if (c.admin) {
       // First, before any multicast: a bad admin port fails fast, and /healthz answers 503 while starting.
+      // Loaded only when asked for: prom-client is a few MB of resident memory per process.
+      const { AdminServer } = await import('./admin/server.js');
       const admin = new AdminServer(this, c.admin);
       try {
         await admin.listen();

@@ -1,5 +1,5 @@
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import { createRequire } from 'node:module';
 import type { LogFormat, LogLevel } from '../config/config.js';
 
 export type { Logger };
@@ -19,6 +19,8 @@ export function createLogger(level: LogLevel = 'info', format?: LogFormat, desti
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
   };
   if (usePretty) {
+    // Required only when used: a JSON-logging process does not carry the prettifier.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
     const stream = pretty({ destination, sync: true, colorize: (destination as { isTTY?: boolean }).isTTY === true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' });
     return pino(opts, stream);
   }
