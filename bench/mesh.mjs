@@ -17,6 +17,16 @@ import { cpuSeconds, treeRssKb, median, sh, sleep } from './lib/proc.mjs';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
 
+// --render FILE: rewrite the markdown of an existing result file (no lab, no root).
+if (process.argv.includes('--render')) {
+  const file = resolve(process.argv[process.argv.indexOf('--render') + 1]);
+  const d = JSON.parse(readFileSync(file, 'utf8'));
+  d.markdown = render(d.results, d.captureS, d.settleS ?? 20, d.date);
+  writeFileSync(file, JSON.stringify(d, null, 1));
+  console.log(d.markdown);
+  process.exit(0);
+}
+
 if (process.env.BENCH_PRIVATE_NETNS !== '1') {
   if (process.getuid?.() !== 0) {
     console.error('bench mesh: needs root (network namespaces)');
@@ -233,18 +243,24 @@ for (const n of sizes) {
   if (withAvahi) results.avahi.push(await meshAvahi(n).catch((e) => ({ n, error: e.message })));
 }
 
-const f = (x, d = 0) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(d));
-const md = [];
-md.push(`Lab: N network namespaces on one bridge; each host runs a TCP service on :7000 and \`ambassador --advertise sI=7000 --connect s(I+1)=7100 --connect fresh=7200\` (default settings, JSON logs at info). Steady state: capture of UDP 5353 on the bridge for ${captureS} s, starting ${settleS} s after every ambassador saw its next service. Avahi: one avahi-daemon per host publishing sI (avahi-publish-service), with continuous \`avahi-browse -r _s(I+1)._tcp\` and \`avahi-browse -r _fresh._tcp\` (the questions the ambassadors keep asking), captured after the same settling time. ${new Date().toISOString()}.`);
-md.push('');
-md.push('| N | mesh | multicast packets/min (queries + responses) | KiB/min | RSS per process MB (median / max) | CPU per process % (median / max) | new service seen by all (median / last) | all saw their next service after start |');
-md.push('|---:|---|---:|---:|---|---|---|---:|');
-for (const r of results.ambassador) {
-  md.push(`| ${r.n} | ambassador | ${f(r.packetsPerMin)} (${f(r.queriesPerMin)} + ${f(r.responsesPerMin)}) | ${f(r.bytesPerMin / 1024, 1)} | ${f(r.rssMbMedian, 1)} / ${f(r.rssMbMax, 1)} | ${f(r.cpuPctMedian, 2)} / ${f(r.cpuPctMax, 2)} | ${f(r.freshMedianMs)} / ${f(r.freshAllMs)} ms | ${f(r.convergedMs)} ms |`);
-  const a = results.avahi.find((x) => x.n === r.n);
-  if (a && !a.error) md.push(`| ${a.n} | avahi-daemon | ${f(a.packetsPerMin)} (${f(a.queriesPerMin)} + ${f(a.responsesPerMin)}) | ${f(a.bytesPerMin / 1024, 1)} | ${f(a.rssMbMedian, 1)} | ${f(a.cpuPctMedian, 2)} | – | – |`);
-  else if (a) md.push(`| ${a.n} | avahi-daemon | failed: ${a.error.split('\n')[0]} | | | | | |`);
-}
+const md = render(results, captureS, settleS, new Date().toISOString());
 mkdirSync(dirname(outFile), { recursive: true });
-writeFileSync(outFile, JSON.stringify({ kind: 'mesh', date: new Date().toISOString(), captureS, results, markdown: md.join('\n') }, null, 1));
-console.log(md.join('\n'));
+writeFileSync(outFile, JSON.stringify({ kind: 'mesh', date: new Date().toISOString(), captureS, settleS, results, markdown: md }, null, 1));
+console.log(md);
+
+/** The markdown block of RESULTS.md for a mesh run. */
+function render(results, captureS, settleS, date) {
+  const f = (x, d = 0) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(d));
+  const md = [];
+  md.push(`Lab: N network namespaces on one bridge; each host runs a TCP service on :7000 and \`ambassador --advertise sI=7000 --connect s(I+1)=7100 --connect fresh=7200\` (default settings, JSON logs at info). Steady state: capture of UDP 5353 on the bridge for ${captureS} s, starting ${settleS} s after every ambassador saw its next service. Avahi: one avahi-daemon per host publishing sI (avahi-publish-service), with continuous \`avahi-browse -r _s(I+1)._tcp\` and \`avahi-browse -r _fresh._tcp\` (the questions the ambassadors keep asking), captured after the same settling time. ${date}.`);
+  md.push('');
+  md.push('| N | mesh | multicast packets/min (all queries) | questions/min | KiB/min | RSS per process MB (median / max) | CPU per process % (median / max) | new service seen by all (median / last) | all saw their next service after start |');
+  md.push('|---:|---|---:|---:|---:|---|---|---|---:|');
+  for (const r of results.ambassador) {
+    md.push(`| ${r.n} | ambassador | ${f(r.packetsPerMin)} | ${f(r.questionsPerMin)} | ${f(r.bytesPerMin / 1024, 1)} | ${f(r.rssMbMedian, 1)} / ${f(r.rssMbMax, 1)} | ${f(r.cpuPctMedian, 2)} / ${f(r.cpuPctMax, 2)} | ${f(r.freshMedianMs)} / ${f(r.freshAllMs)} ms | ${f(r.convergedMs)} ms |`);
+    const a = results.avahi.find((x) => x.n === r.n);
+    if (a && !a.error) md.push(`| ${a.n} | avahi-daemon | ${f(a.packetsPerMin)} | ${f(a.questionsPerMin)} | ${f(a.bytesPerMin / 1024, 1)} | ${f(a.rssMbMedian, 1)} | ${f(a.cpuPctMedian, 2)} | – | – |`);
+    else if (a) md.push(`| ${a.n} | avahi-daemon | failed: ${a.error.split('\n')[0]} | | | | | | |`);
+  }
+  return md.join('\n');
+}
