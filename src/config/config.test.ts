@@ -71,5 +71,5 @@ test('repeatable options from one environment variable split on whitespace or ;'
   assert.deepEqual(splitList(['redis=6379,instance=My Redis']), ['redis=6379,instance=My Redis']);
   const c = buildConfig({ advertise: ['redis=6379 api=8080'] });
   assert.deepEqual(c.advertise.map((a) => a.name), ['redis', 'api']);
-  assert.equal(c.healthInterval, 1000);
+  assert.equal(c.healthInterval, 500);
 });
