@@ -111,3 +111,20 @@ test('an announcer that dies silently is dropped when its SRV TTL runs out, afte
   assert.equal(events.at(-1), 'down one');
   b.stop();
 });
+
+test('duplicate question suppression (RFC 6762 §7.3): another host asking our question for us postpones ours', () => {
+  const { clock, cache, queries, b } = setup();
+  clock.advance(120 + 1000 + 2000); // first query, then 1 s and 2 s later: next one due in 4 s
+  const sent = queries.length;
+  clock.advance(3500); // ours is due in 0.5 s
+  // Their known answers list a record we do not have: our query still has work to do.
+  const foreign = { name: '_redis._tcp.local', type: 'PTR', ttl: 4500, data: 'other._redis._tcp.local' };
+  assert.equal(b.heardQuestion({ name: '_redis._tcp.local', type: 'PTR' }, [foreign]), false);
+  // Same question, nothing we would not list ourselves: treat ours as sent.
+  cache.add(ptr());
+  assert.equal(b.heardQuestion({ name: '_redis._tcp.local', type: 'PTR' }, [ptr()]), true);
+  clock.advance(600);
+  assert.equal(queries.length, sent, 'our query was not sent');
+  assert.equal(b.heardQuestion({ name: '_redis._tcp.local', type: 'PTR', qu: true }, []), false, 'QU questions do not count');
+  b.stop();
+});

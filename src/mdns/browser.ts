@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Clock, TimerHandle } from './clock.js';
 import type { CacheEntry, RecordCache } from './cache.js';
 import {
-  type MdnsQuestion, type MdnsRecord, type SrvData, decodeTxt, instanceLabel, normalizeName, sameName, SERVICES_ENUMERATION,
+  type MdnsQuestion, type MdnsRecord, type SrvData, decodeTxt, instanceLabel, normalizeName, recordKey, sameName, SERVICES_ENUMERATION,
 } from './records.js';
 
 /** A resolved service instance, as browsers report it. */
@@ -121,16 +121,33 @@ export class ServiceBrowser extends EventEmitter {
     this.interval = Math.min(this.interval * 2, MAX_INTERVAL);
   }
 
+  private dueSoon(): boolean {
+    if (this.stopped || this.lastGap === 0) return false;
+    return this.nextTickAt - this.clock.now() <= Math.max(1000, this.lastGap / 5);
+  }
+
   /**
    * Another query is leaving now: if ours is due soon (within a fifth of its gap, at least 1 s),
    * ride along and count it as sent, so browsers of one host share packets.
    */
   pullForward(): MdnsQuestion | undefined {
-    if (this.stopped || this.lastGap === 0) return undefined;
-    const horizon = Math.max(1000, this.lastGap / 5);
-    if (this.nextTickAt - this.clock.now() > horizon) return undefined;
+    if (!this.dueSoon()) return undefined;
     this.scheduleNext();
     return this.question();
+  }
+
+  /**
+   * RFC 6762 §7.3 duplicate question suppression: another host just asked our question (QM),
+   * and its known answers are all ones we would list too — so every answer we lack will come
+   * anyway. If ours was about to leave, count it as sent.
+   */
+  heardQuestion(q: MdnsQuestion, theirKnownAnswers: MdnsRecord[]): boolean {
+    if (q.qu || q.type !== 'PTR' || !sameName(q.name, this.type) || !this.dueSoon()) return false;
+    const ours = new Set(this.cache.knownAnswers(this.type, 'PTR').map((r) => recordKey(r)));
+    const theirs = theirKnownAnswers.filter((r) => r.type === 'PTR' && sameName(r.name, this.type));
+    if (!theirs.every((r) => ours.has(recordKey(r)))) return false;
+    this.scheduleNext();
+    return true;
   }
 
   private isOurs(fullName: string): boolean {
@@ -331,6 +348,10 @@ export class TypeBrowser extends EventEmitter {
 
   pullForward(): MdnsQuestion | undefined {
     return this.inner.pullForward();
+  }
+
+  heardQuestion(q: MdnsQuestion, theirKnownAnswers: MdnsRecord[]): boolean {
+    return this.inner.heardQuestion(q, theirKnownAnswers);
   }
 
   interestedIn(r: MdnsRecord): boolean {

@@ -52,6 +52,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   readonly responder: Responder;
   private readonly clock: Clock;
   private readonly browsers = new Set<ServiceBrowser | TypeBrowser>();
+  private readonly stats_ = { duplicateQuestionsSuppressed: 0 };
   private queryBatch?: { questions: Map<string, MdnsQuestion>; known: Map<string, { name: string; type: string }>; timer: TimerHandle };
   private readonly serviceBrowsers = new Set<ServiceBrowser>();
   private started = false;
@@ -88,6 +89,10 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   private onPacket(p: MdnsPacket, from: RemoteInfo, iface: NetInterface): void {
     if (p.type === 'query') {
       this.responder.handleQuery(p, from, iface);
+      // A query from another host (ours loop back) may make one of our own redundant (§7.3).
+      if (from.port === this.transport.port && !this.ownAddress(from.address)) {
+        for (const q of p.questions) for (const b of this.browsers) if (b.heardQuestion(q, p.answers)) this.stats_.duplicateQuestionsSuppressed++;
+      }
       return;
     }
     this.responder.handleResponse(p, from, iface);
@@ -213,8 +218,16 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     return b;
   }
 
+  private ownAddress(address: string): boolean {
+    const a = address.split('%')[0]!;
+    return this.transport.interfaces.some((i) => i.address === a || (i.ipv6 ?? []).some((x) => x.address.split('%')[0] === a));
+  }
+
   stats() {
-    return { ...this.transport.stats, ...this.responder.stats, cacheSize: this.cache.size, cacheEvicted: this.cache.evicted };
+    return {
+      ...this.transport.stats, ...this.responder.stats, ...this.stats_,
+      cacheSize: this.cache.size, cacheEvicted: this.cache.evicted,
+    };
   }
 
   /** Goodbyes for everything we published, then close the sockets. */
