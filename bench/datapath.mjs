@@ -9,7 +9,7 @@
 //
 // Re-executes itself under `unshare -n` (a fresh network namespace with only `lo`), so nothing
 // it does can reach a real interface.
-import { spawnSync } from 'node:child_process';
+import { enterPrivateNetns } from './lib/private-netns.mjs';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,28 +20,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
 
 // ---------- private namespace ----------
-if (process.env.BENCH_PRIVATE_NETNS !== '1') {
-  if (process.getuid?.() !== 0) {
-    console.error('bench: needs root (unshare -n) to run in a private network namespace');
-    process.exit(2);
-  }
-  const r = spawnSync('unshare', ['-n', '--', process.execPath, ...process.execArgv, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
-    stdio: 'inherit',
-    env: { ...process.env, BENCH_PRIVATE_NETNS: '1' },
-  });
-  process.exit(r.status ?? 1);
-}
-{
-  const links = sh('ip', ['-o', 'link', 'show']).split('\n').filter(Boolean);
-  if (links.length !== 1 || !/^\d+: lo:/.test(links[0])) {
-    console.error(`bench: refusing to run: this namespace has interfaces other than lo:\n${links.join('\n')}`);
-    process.exit(2);
-  }
-  sh('ip', ['link', 'set', 'lo', 'up']);
-  // Namespaced sysctls (this namespace only): room for the connection-churn runs.
-  sh('sysctl', ['-q', '-w', 'net.ipv4.ip_local_port_range=10000 65000']);
-  sh('sysctl', ['-q', '-w', 'net.ipv4.tcp_tw_reuse=1']);
-}
+enterPrivateNetns(fileURLToPath(import.meta.url), 'bench');
+// Namespaced sysctls (this namespace only): room for the connection-churn runs.
+sh('sysctl', ['-q', '-w', 'net.ipv4.ip_local_port_range=10000 65000']);
+sh('sysctl', ['-q', '-w', 'net.ipv4.tcp_tw_reuse=1']);
 
 // ---------- options ----------
 const argv = process.argv.slice(2);

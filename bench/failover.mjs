@@ -9,7 +9,7 @@
 // the failure scenarios. Needs `npx tsc -p tsconfig.test.json` (uses the test lab from .build/).
 //
 //   node bench/failover.mjs [--quick] [--rounds N] [--out bench/results/failover.json]
-import { spawnSync } from 'node:child_process';
+import { enterPrivateNetns } from './lib/private-netns.mjs';
 import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,25 +18,7 @@ import { median, sh } from './lib/proc.mjs';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
 
-if (process.env.BENCH_PRIVATE_NETNS !== '1') {
-  if (process.getuid?.() !== 0) {
-    console.error('bench failover: needs root (network namespaces)');
-    process.exit(2);
-  }
-  const r = spawnSync('unshare', ['-n', '--', process.execPath, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
-    stdio: 'inherit',
-    env: { ...process.env, BENCH_PRIVATE_NETNS: '1', MDNS_AMBASSADOR_TEST_ISOLATED: '1' },
-  });
-  process.exit(r.status ?? 1);
-}
-{
-  const links = sh('ip', ['-o', 'link', 'show']).split('\n').filter(Boolean);
-  if (links.length !== 1 || !/^\d+: lo:/.test(links[0])) {
-    console.error(`bench failover: refusing to run outside a fresh namespace:\n${links.join('\n')}`);
-    process.exit(2);
-  }
-  sh('ip', ['link', 'set', 'lo', 'up']);
-}
+enterPrivateNetns(fileURLToPath(import.meta.url), 'bench failover', { MDNS_AMBASSADOR_TEST_ISOLATED: '1' });
 
 const kitPath = resolve(root, '.build/test/e2e/ambassador-kit.js');
 if (!existsSync(kitPath)) {

@@ -8,7 +8,7 @@
 // continuous avahi-browse for s(I+1) on every host) for the packet count comparison.
 //
 //   node bench/mesh.mjs [--quick] [--n 10,50] [--capture-s 30] [--no-avahi] [--out FILE]
-import { spawnSync } from 'node:child_process';
+import { enterPrivateNetns } from './lib/private-netns.mjs';
 import { mkdirSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { dirname, resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,25 +27,7 @@ if (process.argv.includes('--render')) {
   process.exit(0);
 }
 
-if (process.env.BENCH_PRIVATE_NETNS !== '1') {
-  if (process.getuid?.() !== 0) {
-    console.error('bench mesh: needs root (network namespaces)');
-    process.exit(2);
-  }
-  const r = spawnSync('unshare', ['-n', '--', process.execPath, fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
-    stdio: 'inherit',
-    env: { ...process.env, BENCH_PRIVATE_NETNS: '1', MDNS_AMBASSADOR_TEST_ISOLATED: '1' },
-  });
-  process.exit(r.status ?? 1);
-}
-{
-  const links = sh('ip', ['-o', 'link', 'show']).split('\n').filter(Boolean);
-  if (links.length !== 1 || !/^\d+: lo:/.test(links[0])) {
-    console.error(`bench mesh: refusing to run outside a fresh namespace:\n${links.join('\n')}`);
-    process.exit(2);
-  }
-  sh('ip', ['link', 'set', 'lo', 'up']);
-}
+enterPrivateNetns(fileURLToPath(import.meta.url), 'bench mesh', { MDNS_AMBASSADOR_TEST_ISOLATED: '1' });
 
 const kitPath = resolve(root, '.build/test/e2e/ambassador-kit.js');
 if (!existsSync(kitPath)) {
