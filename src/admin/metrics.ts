@@ -1,10 +1,14 @@
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type * as PromClient from 'prom-client';
 import type { Advertisement, AdvertisementState } from '../ambassador/advertisement.js';
 import type { Connector } from '../ambassador/connector.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { HealthChecker } from '../cluster/health-checker.js';
 import type { MdnsEngine } from '../mdns/engine.js';
 import type { ProxyConnection } from '../proxy/connection.js';
+import { requireCommonJs } from '../commonjs.js';
+
+const { collectDefaultMetrics, Counter, Gauge, Registry } = requireCommonJs('prom-client') as typeof PromClient;
+type Counter<T extends string> = PromClient.Counter<T>;
 
 /** Codes that mean the TCP connect worked but the protocol or TLS handshake after it did not. */
 export function isHandshakeCode(code: string): boolean {

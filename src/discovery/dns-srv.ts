@@ -3,8 +3,11 @@ import { createSocket } from 'node:dgram';
 import { getServers } from 'node:dns';
 import { isIP } from 'node:net';
 import { randomInt } from 'node:crypto';
-import * as dns from 'dns-packet';
+import type * as DnsPacket from 'dns-packet';
+import { requireCommonJs } from '../commonjs.js';
 import type { DiscoverySource, EndpointSpec } from './source.js';
+
+const dns = requireCommonJs('dns-packet') as typeof DnsPacket;
 
 export interface DnsServer {
   host: string;
@@ -42,11 +45,11 @@ export function parseDnsServer(s: string): DnsServer {
 }
 
 /** One UDP DNS query; resolves the decoded response or rejects on timeout/rcode. */
-export function dnsQuery(server: DnsServer, name: string, type: 'SRV' | 'A', timeoutMs: number): Promise<dns.Packet> {
+export function dnsQuery(server: DnsServer, name: string, type: 'SRV' | 'A', timeoutMs: number): Promise<DnsPacket.Packet> {
   return new Promise((resolve, reject) => {
     const sock = createSocket(isIP(server.host) === 6 ? 'udp6' : 'udp4');
     const id = randomInt(1, 65535);
-    const done = (err?: Error, p?: dns.Packet) => {
+    const done = (err?: Error, p?: DnsPacket.Packet) => {
       clearTimeout(timer);
       sock.close();
       if (err) reject(err);
@@ -55,7 +58,7 @@ export function dnsQuery(server: DnsServer, name: string, type: 'SRV' | 'A', tim
     const timer = setTimeout(() => done(new DnsQueryError(`no answer from ${server.host}:${server.port} in ${timeoutMs} ms`)), timeoutMs);
     sock.on('error', (err) => done(err));
     sock.on('message', (msg) => {
-      let p: dns.Packet;
+      let p: DnsPacket.Packet;
       try {
         p = dns.decode(msg);
       } catch {
@@ -106,7 +109,7 @@ export class DnsSrvSource extends EventEmitter implements DiscoverySource {
     this.timer.unref();
   }
 
-  private async ask(name: string, type: 'SRV' | 'A'): Promise<dns.Packet> {
+  private async ask(name: string, type: 'SRV' | 'A'): Promise<DnsPacket.Packet> {
     let lastErr: Error | undefined;
     for (let i = 0; i < this.servers.length; i++) {
       const server = this.servers[(this.serverIndex + i) % this.servers.length]!;
@@ -125,9 +128,9 @@ export class DnsSrvSource extends EventEmitter implements DiscoverySource {
     if (this.stopped) return;
     try {
       const p = await this.ask(this.query, 'SRV');
-      const answers = (p.answers ?? []).filter((a) => a.type === 'SRV') as Array<dns.Answer & { data: SrvAnswer; ttl?: number }>;
+      const answers = (p.answers ?? []).filter((a) => a.type === 'SRV') as Array<DnsPacket.Answer & { data: SrvAnswer; ttl?: number }>;
       const addrs = new Map<string, { addrs: string[]; ttl: number }>();
-      for (const a of [...(p.additionals ?? []), ...(p.answers ?? [])] as Array<dns.Answer & { ttl?: number; data: unknown }>) {
+      for (const a of [...(p.additionals ?? []), ...(p.answers ?? [])] as Array<DnsPacket.Answer & { ttl?: number; data: unknown }>) {
         if (a.type !== 'A' && a.type !== 'AAAA') continue;
         const k = a.name.toLowerCase();
         const e = addrs.get(k) ?? { addrs: [], ttl: a.ttl ?? 0 };
@@ -143,7 +146,7 @@ export class DnsSrvSource extends EventEmitter implements DiscoverySource {
           if (isIP(target)) found = { addrs: [target], ttl: ttl };
           else {
             const ap = await this.ask(target, 'A');
-            const list = (ap.answers ?? []).filter((x) => x.type === 'A') as Array<dns.Answer & { ttl?: number; data: string }>;
+            const list = (ap.answers ?? []).filter((x) => x.type === 'A') as Array<DnsPacket.Answer & { ttl?: number; data: string }>;
             found = { addrs: list.map((x) => x.data), ttl: Math.min(...list.map((x) => x.ttl ?? 0), Infinity) };
           }
         }

@@ -1,6 +1,9 @@
-import { pino, type Logger } from 'pino';
-import { createRequire } from 'node:module';
+import type * as Pino from 'pino';
+import type { Logger } from 'pino';
+import { requireCommonJs } from '../commonjs.js';
 import type { LogFormat, LogLevel } from '../config/config.js';
+
+const { pino } = requireCommonJs('pino') as typeof Pino;
 
 export type { Logger };
 
@@ -20,9 +23,9 @@ export function createLogger(level: LogLevel = 'info', format?: LogFormat, desti
   };
   if (usePretty) {
     // Required only when used: a JSON-logging process does not carry the prettifier.
-    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
+    const pretty = requireCommonJs('pino-pretty') as typeof import('pino-pretty');
     const stream = pretty({ destination, sync: true, colorize: (destination as { isTTY?: boolean }).isTTY === true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' });
     return pino(opts, stream);
   }
-  return pino(opts, destination as pino.DestinationStream);
+  return pino(opts, destination as Pino.DestinationStream);
 }

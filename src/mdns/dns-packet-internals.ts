@@ -1,4 +1,7 @@
-import * as dns from 'dns-packet';
+import type * as DnsPacket from 'dns-packet';
+import { requireCommonJs } from '../commonjs.js';
+
+const dns = requireCommonJs('dns-packet') as typeof DnsPacket;
 
 /** Parts of dns-packet's public API that @types/dns-packet does not declare. */
 interface Codec {

@@ -1,7 +1,10 @@
-import * as dns from 'dns-packet';
+import type * as DnsPacket from 'dns-packet';
+import { requireCommonJs } from '../commonjs.js';
 import { isIPv4, isIPv6 } from 'node:net';
 import { answerLength, nameLength, rdataCodec } from './dns-packet-internals.js';
 import type { MdnsQuestion, MdnsRecord } from './records.js';
+
+const dns = requireCommonJs('dns-packet') as typeof DnsPacket;
 
 /**
  * Wire encoding/decoding on top of dns-packet, adding what it lacks for mDNS:
@@ -28,12 +31,12 @@ function convertRecords(list: unknown, section: string): MdnsRecord[] {
   if (!Array.isArray(list)) throw new MalformedPacketError(`bad ${section} section`);
   if (list.length > MAX_RECORDS) throw new MalformedPacketError(`too many records in ${section}`);
   const out: MdnsRecord[] = [];
-  for (const raw of list as dns.Answer[]) {
+  for (const raw of list as DnsPacket.Answer[]) {
     if (!raw || typeof raw !== 'object' || typeof raw.name !== 'string' || typeof raw.type !== 'string') {
       throw new MalformedPacketError(`bad record in ${section}`);
     }
     if (raw.type === 'OPT') continue; // EDNS pseudo-record: not data
-    const r = raw as dns.Answer & { ttl?: number; flush?: boolean; class?: string; data?: unknown };
+    const r = raw as DnsPacket.Answer & { ttl?: number; flush?: boolean; class?: string; data?: unknown };
     // mDNS records are class IN; other classes are ignored, not fatal.
     if (r.class !== undefined && r.class !== 'IN') continue;
     if (!validRdata(r.type, r.data)) throw new MalformedPacketError(`bad ${r.type} rdata in ${section}`);
@@ -70,7 +73,7 @@ export function decodePacket(buf: Buffer): MdnsPacket {
   const qd = buf.readUInt16BE(4);
   const rr = buf.readUInt16BE(6) + buf.readUInt16BE(8) + buf.readUInt16BE(10);
   if (qd * 5 + rr * 11 > buf.length - 12) throw new MalformedPacketError('record counts larger than the packet');
-  let p: dns.Packet & { flag_tc?: boolean; flags?: number };
+  let p: DnsPacket.Packet & { flag_tc?: boolean; flags?: number };
   try {
     p = dns.decode(buf) as typeof p;
   } catch (err) {
@@ -238,16 +241,16 @@ export function encodePacket(p: OutgoingPacket): Buffer {
 
 /** Fallback for record types the compressing writer does not know. */
 function encodeUncompressed(p: OutgoingPacket, flags: number): Buffer {
-  const questions = (p.questions ?? []).map((q) => ({ name: q.name, type: q.type as dns.RecordType, class: 'IN' as const }));
+  const questions = (p.questions ?? []).map((q) => ({ name: q.name, type: q.type as DnsPacket.RecordType, class: 'IN' as const }));
   const buf = dns.encode({
     id: p.id ?? 0,
     type: p.type,
     flags,
     questions,
-    answers: (p.answers ?? []) as dns.Answer[],
-    authorities: (p.authorities ?? []) as dns.Answer[],
-    additionals: (p.additionals ?? []) as dns.Answer[],
-  } as dns.Packet);
+    answers: (p.answers ?? []) as DnsPacket.Answer[],
+    authorities: (p.authorities ?? []) as DnsPacket.Answer[],
+    additionals: (p.additionals ?? []) as DnsPacket.Answer[],
+  } as DnsPacket.Packet);
   // dns-packet never compresses names, so question offsets can be computed to set QU bits.
   let offset = 12;
   for (const q of p.questions ?? []) {
