@@ -124,3 +124,49 @@ test('reader socket before piping: data listeners, pause and unshift work as on 
   s.destroy();
   target.close();
 });
+
+test('reader buffers: 16 KiB reads for small messages, 64 KiB once a read fills the buffer', async () => {
+  const payload = randomBytes(4 * 1024 * 1024);
+  const received: Buffer[] = [];
+  const target = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('data', (c: Buffer) => {
+      received.push(Buffer.from(c));
+      if (c.length === 4 && c.toString() === 'ping') s.write('pong');
+    });
+    s.on('end', () => s.end());
+  });
+  await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+  const sizes: number[] = [];
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (accepted) => {
+    const client = adoptWithReader(accepted);
+    client.read(0);
+    const upstream = connectWithReader({ host: '127.0.0.1', port: (target.address() as net.AddressInfo).port, allowHalfOpen: true });
+    upstream.once('connect', () => {
+      new SocketPipe(client, upstream);
+      client.on('data', (c: Buffer) => sizes.push(c.length)); // an observer: sees every chunk read
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const c = net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+  await new Promise((r) => c.once('connect', r));
+  // The first ping may arrive before the upstream is connected (read before piping, unobserved).
+  for (let i = 0; i < 6; i++) {
+    c.write('ping');
+    await new Promise((r) => c.once('data', r));
+    if (i === 0) sizes.length = 0;
+  }
+  const small = sizes.length;
+  assert.deepEqual(sizes, [4, 4, 4, 4, 4], 'five pings, five reads');
+  c.end(payload);
+  c.resume();
+  await new Promise((r) => c.once('end', r));
+  c.destroy();
+  const bulk = sizes.slice(small);
+  assert.ok(Math.max(...bulk) > 16 * 1024, `bulk reads grew past 16 KiB: max ${Math.max(...bulk)}`);
+  assert.ok(Math.max(...bulk) <= 64 * 1024, `and stay within 64 KiB: max ${Math.max(...bulk)}`);
+  assert.ok(bulk[0]! <= 16 * 1024, `the first bulk read still used the 16 KiB buffer: ${bulk[0]}`);
+  const got = Buffer.concat(received).subarray(6 * 4);
+  assert.equal(sha(got), sha(payload), 'every byte arrived in order');
+  server.close();
+  target.close();
+});
