@@ -48,11 +48,11 @@ test('health checker marks a closed port down and a reopened one up', async () =
   }
 });
 
-test('health checker: unhealthy threshold needs consecutive failures; timeout counts as failure', async () => {
+test('health checker: after a failure it confirms at once, not an interval later; timeouts count as failures', async () => {
   const c = new Cluster('svc');
   let created = 0;
   const hc = new HealthChecker(c, {
-    intervalMs: 10_000,
+    intervalMs: 60_000, // one round only: everything after the first check is a confirmation
     timeoutMs: 50,
     unhealthyThreshold: 3,
     createConnection: () => {
@@ -63,18 +63,52 @@ test('health checker: unhealthy threshold needs consecutive failures; timeout co
   c.setEndpoints('static', [spec('a', 1)]);
   const a = c.endpoints()[0]!;
   const codes: string[] = [];
+  const downAfter: number[] = [];
+  hc.on('check', (_e, ok, code) => codes.push(`${ok}:${code}`));
+  c.on('endpoint-down', () => downAfter.push(codes.length));
+  hc.start();
+  try {
+    await waitFor(() => a.state === 'down', 5000, 'down after three timeouts');
+    assert.deepEqual(codes, ['false:ETIMEDOUT', 'false:ETIMEDOUT', 'false:ETIMEDOUT']);
+    assert.deepEqual(downAfter, [3], 'down on the third consecutive failure, not before');
+    assert.equal(created, 3);
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(created, 3, 'a down endpoint is checked on the interval again, not back to back');
+  } finally {
+    hc.stop();
+    c.close();
+  }
+});
+
+test('health checker: one failed check that the confirmation contradicts keeps the endpoint up', async () => {
+  const c = new Cluster('svc');
+  let created = 0;
+  const hc = new HealthChecker(c, {
+    intervalMs: 60_000,
+    timeoutMs: 50,
+    unhealthyThreshold: 2,
+    createConnection: () => {
+      created++;
+      const s = new net.Socket();
+      // The first check times out (a lost SYN); the confirmation connects.
+      if (created > 1) setImmediate(() => s.emit('connect'));
+      return s;
+    },
+  });
+  const events: string[] = [];
+  c.on('endpoint-down', () => events.push('down'));
+  c.setEndpoints('static', [spec('a', 1)]);
+  const a = c.endpoints()[0]!;
+  const codes: string[] = [];
   hc.on('check', (_e, ok, code) => codes.push(`${ok}:${code}`));
   hc.start();
   try {
-    await hc.check(a); // in flight from start(): returns immediately
-    await waitFor(() => codes.length === 1, 2000);
+    await waitFor(() => codes.length === 2, 5000, 'check and confirmation');
+    assert.deepEqual(codes, ['false:ETIMEDOUT', 'true:undefined']);
+    await new Promise((r) => setTimeout(r, 100));
     assert.equal(a.state, 'up');
-    await hc.check(a);
-    assert.equal(a.state, 'up');
-    await hc.check(a);
-    assert.equal(a.state, 'down');
-    assert.deepEqual(codes, ['false:ETIMEDOUT', 'false:ETIMEDOUT', 'false:ETIMEDOUT']);
-    assert.equal(created, 3);
+    assert.deepEqual(events, []);
+    assert.equal(created, 2, 'after a passing confirmation, back to the interval');
   } finally {
     hc.stop();
     c.close();

@@ -141,6 +141,30 @@ test('a connect timeout fails over to the next endpoint', async (t) => {
   assert.deepEqual(events, ['connect-failed slow ETIMEDOUT', 'failover slow->good', 'connected good #2']);
 });
 
+test('a pending connect gives up when its endpoint goes down, and the client moves on at once', async (t) => {
+  const good = await server(t);
+  let deadAttempts = 0;
+  const { cluster, port, events } = await setup(t, {
+    connectTimeoutMs: 60_000, // only the endpoint going down can end this attempt in time
+    createConnection: (ep: Endpoint) => {
+      if (ep.id !== 'dead') return net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true });
+      deadAttempts++;
+      return new net.Socket(); // a cut cable: never connects
+    },
+  });
+  cluster.setEndpoints('static', [spec('dead', 1), spec('good', good.port)]);
+  const dead = cluster.endpoints().find((e) => e.id === 'dead')!;
+  const c = await client(t, port);
+  c.write('x');
+  await waitFor(() => deadAttempts === 1, 2000, 'attempt on dead pending');
+  await sleep(50);
+  assert.deepEqual(events, [], 'still waiting for the dead endpoint');
+  cluster.setHealth(dead, false); // e.g. its health checks timed out
+  assert.equal((await readBytes(c, 1)).toString(), 'x');
+  assert.deepEqual(events, ['connect-failed dead EENDPOINTDOWN', 'failover dead->good', 'connected good #2']);
+  assert.equal(dead.consecutiveFailures, 0, 'the cancelled attempt is not counted against the endpoint');
+});
+
 test('closes the client when every attempt fails, bounded by maxConnectAttempts', async (t) => {
   const ports = await Promise.all(Array.from({ length: 7 }, () => refusedPort()));
   const { cluster, port, events } = await setup(t, { maxConnectAttempts: 5 });

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { createBalancer, type Balancer } from '../cluster/balancer.js';
-import type { Cluster } from '../cluster/cluster.js';
+import type { Cluster, EndpointDownReason } from '../cluster/cluster.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import { ConnectError, connectSocket } from './connect.js';
 import { ProxyConnection } from './connection.js';
@@ -111,6 +111,9 @@ export type ConnectListenerEvents = {
   'listener-error': [error: Error];
 };
 
+/** Code of a connect given up because its endpoint went down meanwhile. */
+export const ENDPOINT_DOWN = 'EENDPOINTDOWN';
+
 /**
  * `--connect NAME=[BIND:]PORT`: accepts clients and forwards each to an endpoint of a cluster,
  * retrying on the next endpoint when a connect fails, before the client notices anything.
@@ -127,6 +130,8 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
   /** Endpoint.generation (its address) each open connection was connected to. */
   private readonly connectedGeneration = new WeakMap<ProxyConnection, number>();
   private readonly retiring = new WeakSet<ProxyConnection>();
+  /** Pending connects per endpoint, so they can give up at once when it goes down. */
+  private readonly connecting = new Map<Endpoint, Set<(code: string) => void>>();
   private readonly options: ConnectListenerOptions;
   private readonly proxy: ProxyServer;
   private readonly create: CreateConnection;
@@ -171,6 +176,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       this.cluster.on('endpoint-removed', this.onEndpointRemoved);
       this.cluster.on('endpoint-health', this.onEndpointHealth);
       this.cluster.on('endpoint-updated', this.onEndpointUpdated);
+      this.cluster.on('endpoint-down', this.onEndpointDown);
     }
     return addr;
   }
@@ -186,6 +192,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       this.cluster.off('endpoint-removed', this.onEndpointRemoved);
       this.cluster.off('endpoint-health', this.onEndpointHealth);
       this.cluster.off('endpoint-updated', this.onEndpointUpdated);
+      this.cluster.off('endpoint-down', this.onEndpointDown);
     }
     await this.proxy.close(options);
   }
@@ -275,6 +282,17 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
   /** The endpoint moved (migration): connections to its old address go as on a removal. */
   private readonly onEndpointUpdated = (ep: Endpoint, addressChanged: boolean): void => {
     if (addressChanged && !this.options.keepConnectionsOnRemoval) this.retireConnectionsTo(ep, 'EMOVED', true);
+  };
+
+  /**
+   * An endpoint found unreachable (health checks, or other clients' connects failing): clients
+   * still waiting for their connect to it move on to the next endpoint now instead of waiting out
+   * --connect-timeout. (Not on a goodbye: a leaving endpoint usually still accepts.)
+   */
+  private readonly onEndpointDown = (ep: Endpoint, reason: EndpointDownReason): void => {
+    if (reason === 'goodbye') return;
+    const pending = this.connecting.get(ep);
+    if (pending) for (const cancel of [...pending]) cancel(ENDPOINT_DOWN);
   };
 
   private readonly onEndpointHealth = (ep: Endpoint, healthy: boolean): void => {
@@ -373,16 +391,23 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       conn.endpoint = ep;
       const generation = ep.generation;
       let upstream: net.Socket;
+      let pending = this.connecting.get(ep);
+      if (pending === undefined) this.connecting.set(ep, (pending = new Set()));
       try {
-        upstream = await connectSocket(() => this.create(ep), this.connectTimeoutMs, signal);
+        upstream = await connectSocket(() => this.create(ep), this.connectTimeoutMs, signal, pending);
       } catch (err) {
         if (signal.aborted) return 'no-endpoint';
-        this.cluster.reportConnectFailure(ep);
-        last.code = err instanceof ConnectError ? err.code : codeOf(err);
+        const code = err instanceof ConnectError ? err.code : codeOf(err);
+        // Cancelled because the endpoint went down: that is not one more failure of its own.
+        if (code !== ENDPOINT_DOWN) this.cluster.reportConnectFailure(ep);
+        last.code = code;
         last.message = undefined;
         this.emit('connect-failed', conn, ep, last.code);
         lastFailed = ep;
         continue;
+      }
+      finally {
+        if (pending.size === 0) this.connecting.delete(ep);
       }
       if (signal.aborted) {
         upstream.destroy();
