@@ -27,7 +27,7 @@ export function runOptions<T>(y: Argv<T>) {
     .option('interface', { alias: 'i', type: 'string', array: true, group: 'mDNS:', describe: 'mDNS interface by name or IPv4 address (repeatable); default: every up multicast interface' })
     .option('hostname', { type: 'string', group: 'mDNS:', describe: 'host label to announce as HOSTNAME.local (default: this host\'s name)' })
     .option('ipv6', { type: 'boolean', group: 'mDNS:', default: true, describe: 'also speak mDNS over IPv6 (ff02::fb) where an interface has IPv6; --no-ipv6 to disable' })
-    .option('ttl', { type: 'number', group: 'mDNS:', describe: 'TTL in seconds for every published record (default: 120 host/SRV/TXT, 4500 PTR, as Avahi)' })
+    .option('ttl', { type: 'number', group: 'mDNS:', describe: 'TTL in seconds for every published record (default, as RFC 6762 §10 and Avahi: 120 for A/AAAA/SRV, 4500 for PTR/TXT)' })
     .option('dns-server', { type: 'string', array: true, group: 'mDNS:', describe: 'DNS server HOST[:PORT] for --srv (default: the system resolver)' })
     .option('tls-cert', { type: 'string', group: 'TLS:', describe: 'certificate (PEM) for mutual TLS 1.3 between ambassadors (advertised services are then relayed over TLS only, TXT tls=1); reloaded when it changes' })
     .option('tls-key', { type: 'string', group: 'TLS:', describe: 'private key (PEM) for --tls-cert' })

@@ -13,13 +13,13 @@ import { recordLength } from './wire.js';
 export interface TtlConfig {
   /** TTL (s) of records naming a host: A/AAAA, SRV (default 120, as Avahi). */
   host: number;
-  /** TTL (s) of TXT records (default 120). */
+  /** TTL (s) of TXT records (default 4500: RFC 6762 §10 gives 120 s only to records that name a host). */
   txt: number;
   /** TTL (s) of PTR records (default 4500, as Avahi). */
   ptr: number;
 }
 
-export const DEFAULT_TTL: TtlConfig = { host: 120, txt: 120, ptr: 4500 };
+export const DEFAULT_TTL: TtlConfig = { host: 120, txt: 4500, ptr: 4500 };
 
 export interface ServiceSpec {
   /** Instance label, e.g. `redis@db1` (may contain spaces; no dots). */
