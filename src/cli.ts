@@ -1,51 +1,6 @@
 #!/usr/bin/env node
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
-import { BROWSE_OPTION_NAMES, browseCommand, browseOptions } from './cli/browse.js';
-import { demoCommand, demoOptions } from './cli/demo.js';
-import { fail } from './cli/fail.js';
-import { RUN_OPTION_NAMES, runCommand, runOptions } from './cli/run.js';
+// The `ambassador` executable. V8's heap settings come first, before the program is loaded
+// (see lean-heap.ts); the command line itself is cli/main.ts.
+import './lean-heap.js';
 
-// A bug must still end as one clear line, never a stack trace on the user's terminal
-// (set AMBASSADOR_DEBUG=1 to see the trace).
-const debug = !!process.env.AMBASSADOR_DEBUG;
-const crash = (err: unknown) => {
-  if (debug) console.error(err);
-  fail(`internal error: ${err instanceof Error ? err.message : String(err)}`, 70);
-};
-process.on('uncaughtException', crash);
-process.on('unhandledRejection', crash);
-
-// Every option reads AMBASSADOR_<OPTION> from the environment. yargs' strict mode would turn any
-// other AMBASSADOR_* variable (a deployment's own, AMBASSADOR_DEBUG) into an "unknown argument"
-// error, so only variables naming a real option of the command being run are passed on (an
-// image that sets AMBASSADOR_ADMIN for `run` must still be able to run `browse` or `demo`).
-const subcommand = hideBin(process.argv)[0];
-const ENV_OPTIONS = new Set<string>(subcommand === 'browse' ? BROWSE_OPTION_NAMES : subcommand === 'demo' ? [] : RUN_OPTION_NAMES);
-for (const key of Object.keys(process.env)) {
-  if (!key.startsWith('AMBASSADOR_')) continue;
-  const option = key.slice('AMBASSADOR_'.length).toLowerCase().replace(/_/g, '-');
-  if (!ENV_OPTIONS.has(option)) delete process.env[key];
-}
-
-await yargs(hideBin(process.argv))
-  .scriptName('ambassador')
-  .usage('$0 [run] [options]\n\nA zero-configuration ambassador: advertise the services next to you over mDNS,\nand reach the ones you need through a local port.')
-  .command(['run', '$0'], 'run an ambassador (the default command)', (y) => runOptions(y), (argv) => runCommand(argv))
-  .command('browse [name]', 'list services on the network, live (like avahi-browse -r)', (y) => browseOptions(y), (argv) => browseCommand(argv as never))
-  .command('demo', 'a whole mesh on this machine over loopback, narrated (no root needed)', (y) => demoOptions(y), (argv) => demoCommand(argv as never))
-  .example('$0 --advertise redis=6379', 'announce the Redis on this host as _redis._tcp.local')
-  .example('$0 --connect redis=6379', 'forward 127.0.0.1:6379 to whichever peer announces redis')
-  .example('$0 --connect redis=6379 --static redis=10.0.0.5:6380+10.0.0.6:6380', 'fixed endpoints, no multicast')
-  .example('$0 browse redis', 'watch redis instances come and go')
-  .env('AMBASSADOR')
-  .strict()
-  .help()
-  .alias('h', 'help')
-  .version()
-  .wrap(Math.min(110, process.stdout.columns ?? 100))
-  .fail((msg, err) => {
-    if (err) crash(err);
-    fail(`${msg} (see ambassador --help)`);
-  })
-  .parseAsync();
+await import('./cli/main.js');
