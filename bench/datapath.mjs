@@ -15,6 +15,7 @@ import { dirname, resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { startProcess, run, sh, measure, waitPort, waitListen, pin, sleep, median } from './lib/proc.mjs';
+import { benchArgs } from './lib/args.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -26,12 +27,7 @@ sh('sysctl', ['-q', '-w', 'net.ipv4.ip_local_port_range=10000 65000']);
 sh('sysctl', ['-q', '-w', 'net.ipv4.tcp_tw_reuse=1']);
 
 // ---------- options ----------
-const argv = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : def;
-};
-const quick = argv.includes('--quick');
+const { argv, opt, quick } = benchArgs();
 const rounds = Number(opt('rounds', quick ? 2 : 3));
 const ambBin = resolve(root, opt('ambassador-bin', 'dist/cli.js'));
 const variants = [];

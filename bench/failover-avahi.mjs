@@ -24,6 +24,7 @@ import { dirname, resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { median, sh } from './lib/proc.mjs';
+import { benchArgs } from './lib/args.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -44,12 +45,7 @@ if (why) {
   process.exit(2);
 }
 
-const argv = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : def;
-};
-const quick = argv.includes('--quick');
+const { argv, opt, quick } = benchArgs();
 const rounds = Number(opt('rounds', quick ? 2 : 5));
 const coldRounds = Number(opt('cold', quick ? 1 : 2));
 const boundS = Number(opt('bound-s', 130));

@@ -14,6 +14,7 @@ import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median, sh } from './lib/proc.mjs';
+import { benchArgs } from './lib/args.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -28,12 +29,7 @@ if (!existsSync(kitPath)) {
 const { Lab, startRedis } = await import(resolve(root, '.build/test/lib/netns.js'));
 const { startAdvertiser, startConnector, startAmbassador, tagRedis, runLoop, waitServedBy } = await import(kitPath);
 
-const argv = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : def;
-};
-const quick = argv.includes('--quick');
+const { argv, opt, quick } = benchArgs();
 const rounds = Number(opt('rounds', quick ? 2 : 5));
 const outFile = resolve(root, opt('out', 'bench/results/failover.json'));
 const log = (...a) => console.error(`[failover ${new Date().toISOString().slice(11, 19)}]`, ...a);

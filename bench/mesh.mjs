@@ -13,6 +13,7 @@ import { mkdirSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { dirname, resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuSeconds, treeRssKb, median, sh, sleep } from './lib/proc.mjs';
+import { benchArgs } from './lib/args.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -38,12 +39,7 @@ const { Lab, waitFor } = await import(resolve(root, '.build/test/lib/netns.js'))
 const { startAmbassador, CLI, Amb } = await import(kitPath);
 const avahiLib = await import(resolve(root, '.build/test/lib/avahi.js'));
 
-const argv = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : def;
-};
-const quick = argv.includes('--quick');
+const { argv, opt, quick } = benchArgs();
 const sizes = opt('n', quick ? '10' : '10,50').split(',').map(Number);
 const captureS = Number(opt('capture-s', quick ? 15 : 30));
 const settleS = Number(opt('settle-s', quick ? 5 : 20));

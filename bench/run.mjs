@@ -12,17 +12,14 @@ import { spawnSync } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sh } from './lib/proc.mjs';
+import { benchArgs } from './lib/args.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const argv = process.argv.slice(2);
 const dd = argv.indexOf('--');
 const own = dd >= 0 ? argv.slice(0, dd) : argv;
 const passThrough = dd >= 0 ? argv.slice(dd + 1) : [];
-const opt = (name, def) => {
-  const i = own.indexOf(`--${name}`);
-  return i >= 0 ? own[i + 1] : def;
-};
-const quick = own.includes('--quick');
+const { opt, quick } = benchArgs(own);
 // Where the raw results and the report go (default: the committed ones).
 const resultsDir = resolve(opt('results', resolve(here, 'results')));
 const mdFile = resolve(opt('md', resolve(here, 'RESULTS.md')));

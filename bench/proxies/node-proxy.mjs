@@ -13,6 +13,7 @@
 //                spreads accepts, as SO_REUSEPORT would)
 import cluster from 'node:cluster';
 import net from 'node:net';
+import { benchArgs, listenArgs } from '../lib/args.mjs';
 
 // --mode socketpipe: the ambassador's own SocketPipe (dist/proxy/pipe.js) in this bare process
 const SocketPipe = argv_mode() === 'socketpipe' ? (await import('../../dist/proxy/pipe.js')).SocketPipe : undefined;
@@ -21,19 +22,8 @@ function argv_mode() {
   return i >= 0 ? process.argv[i + 1] : 'pipe';
 }
 
-const argv = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : def;
-};
-const listens = [];
-for (let i = 0; i < argv.length; i++) {
-  if (argv[i] === '--listen') {
-    const [port, target] = argv[i + 1].split('=');
-    const [host, tport] = target.split(':');
-    listens.push({ port: Number(port), host, tport: Number(tport) });
-  }
-}
+const { opt } = benchArgs();
+const listens = listenArgs();
 const mode = opt('mode', 'pipe');
 const noDelay = opt('no-delay', '1') === '1';
 const hwm = opt('hwm') ? Number(opt('hwm')) : undefined;

@@ -8,6 +8,8 @@
 // are undocumented and change between Node versions: fine for a measurement, not for a product.
 //
 //   node bench/proxies/raw-handle-proxy.mjs --listen PORT=HOST:PORT [--listen …]
+import { listenArgs } from '../lib/args.mjs';
+
 const { TCP, TCPConnectWrap, constants: TCPConstants } = process.binding('tcp_wrap');
 const { WriteWrap, ShutdownWrap, streamBaseState, kReadBytesOrError, kLastWriteWasAsync } = process.binding('stream_wrap');
 
@@ -15,15 +17,7 @@ const UV_EOF = -4095;
 const SMALL = 16 * 1024;
 const LARGE = 64 * 1024;
 
-const argv = process.argv.slice(2);
-const listens = [];
-for (let i = 0; i < argv.length; i++) {
-  if (argv[i] === '--listen') {
-    const [port, target] = argv[i + 1].split('=');
-    const [host, tport] = target.split(':');
-    listens.push({ port: Number(port), host, tport: Number(tport) });
-  }
-}
+const listens = listenArgs();
 
 /** One direction: reads from `src` go to `dst`. */
 class Half {
