@@ -11,7 +11,8 @@ import type { Logger } from './logging/logger.js';
 import { MdnsEngine } from './mdns/engine.js';
 import { InterfaceError, resolveInterfaces } from './mdns/interfaces.js';
 import { createProtocol } from './proxy/handshakes/index.js';
-import { plaintextConnection, TlsMaterial } from './proxy/tls.js';
+import { plaintextConnection } from './proxy/tls-policy.js';
+import type { TlsMaterial } from './proxy/tls.js';
 
 /**
  * Wires advertisements and connections together. Start: mDNS engine (only if something needs
@@ -128,6 +129,8 @@ export class Ambassador {
   }
 
   private async startTls(files: NonNullable<Config['tls']>): Promise<void> {
+    // Loaded only with --tls-* (see tls-policy.ts).
+    const { TlsMaterial } = await import('./proxy/tls.js');
     let tls: TlsMaterial;
     try {
       tls = await TlsMaterial.load(files, { handshakeTimeoutMs: this.config.connectTimeout });

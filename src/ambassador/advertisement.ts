@@ -6,7 +6,8 @@ import type { AdvertiseSpec } from '../config/specs.js';
 import type { MdnsEngine } from '../mdns/engine.js';
 import type { Registration } from '../mdns/responder.js';
 import { RelayListener } from '../proxy/relay.js';
-import { TLS_TXT_KEY, type TlsMaterial } from '../proxy/tls.js';
+import { TLS_TXT_KEY } from '../proxy/tls-policy.js';
+import type { TlsMaterial } from '../proxy/tls.js';
 import type { Logger } from '../logging/logger.js';
 
 export interface AdvertisementOptions {

@@ -2,7 +2,6 @@ import { EventEmitter } from 'node:events';
 import { createSocket } from 'node:dgram';
 import { getServers } from 'node:dns';
 import { isIP } from 'node:net';
-import { randomInt } from 'node:crypto';
 import type * as DnsPacket from 'dns-packet';
 import { requireCommonJs } from '../commonjs.js';
 import type { DiscoverySource, EndpointSpec } from './source.js';
@@ -48,7 +47,8 @@ export function parseDnsServer(s: string): DnsServer {
 export function dnsQuery(server: DnsServer, name: string, type: 'SRV' | 'A', timeoutMs: number): Promise<DnsPacket.Packet> {
   return new Promise((resolve, reject) => {
     const sock = createSocket(isIP(server.host) === 6 ? 'udp6' : 'udp4');
-    const id = randomInt(1, 65535);
+    // Unpredictable query IDs (RFC 5452); Web Crypto's global, so node:crypto loads only with --srv.
+    const id = 1 + (crypto.getRandomValues(new Uint16Array(1))[0]! % 65534);
     const done = (err?: Error, p?: DnsPacket.Packet) => {
       clearTimeout(timer);
       sock.close();

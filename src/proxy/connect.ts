@@ -1,5 +1,4 @@
 import net from 'node:net';
-import { TLSSocket } from 'node:tls';
 import { codeOf } from './pipe.js';
 
 /** Error from connectSocket; `code` is an errno-style string such as ECONNREFUSED or ETIMEDOUT. */
@@ -33,7 +32,8 @@ export function connectSocket(
   } catch (err) {
     return Promise.reject(new ConnectError(codeOf(err), err instanceof Error ? err.message : String(err)));
   }
-  const readyEvent = socket instanceof TLSSocket ? 'secureConnect' : 'connect';
+  // A tls.TLSSocket says so (`encrypted`); not importing node:tls keeps it out of plaintext processes.
+  const readyEvent = (socket as { encrypted?: unknown }).encrypted === true ? 'secureConnect' : 'connect';
   return new Promise<net.Socket>((resolve, reject) => {
     const cleanup = (): void => {
       clearTimeout(timer);

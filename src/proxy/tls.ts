@@ -8,9 +8,12 @@ import { codeOf } from './pipe.js';
 import { connectWithReader } from './reader.js';
 import type { CreateServer } from './server.js';
 import { FileWatch } from './watch.js';
+import { TLS_TXT_KEY, wantsTls } from './tls-policy.js';
+
+// The policy half (no node:tls) lives in tls-policy.ts, so a process without --tls-* never loads TLS.
+export { plaintextConnection, TLS_TXT_KEY, wantsTls } from './tls-policy.js';
 
 /** The TXT key an advertisement carries when its endpoint speaks only mutual TLS. */
-export const TLS_TXT_KEY = 'tls';
 
 export interface TlsFilePaths {
   cert: string;
@@ -231,31 +234,6 @@ export class TlsMaterial extends EventEmitter {
     this.servers.add(server);
     return server;
   };
-}
-
-/**
- * Connecting side without TLS: refuses endpoints whose announcement says they want TLS instead
- * of sending them plaintext (a clear connect failure, code ETLSREQUIRED; other endpoints are
- * tried). `onRefuse` is called for each refusal (to log it).
- */
-export function plaintextConnection(onRefuse?: (ep: Endpoint) => void): CreateConnection {
-  return (ep: Endpoint) => {
-    if (wantsTls(ep)) {
-      onRefuse?.(ep);
-      const err = new Error(
-        `endpoint ${ep.label} (${ep.address}) requires mutual TLS (TXT ${TLS_TXT_KEY}=1) and this ambassador has no --tls-cert/--tls-key/--tls-ca: not sending plaintext`,
-      ) as NodeJS.ErrnoException;
-      err.code = 'ETLSREQUIRED';
-      throw err;
-    }
-    // The listener's own default (reusable read buffers), so refusing costs the data path nothing.
-    return connectWithReader({ host: ep.host, port: ep.port, allowHalfOpen: true });
-  };
-}
-
-export function wantsTls(ep: Pick<Endpoint, 'txt'>): boolean {
-  const v = ep.txt[TLS_TXT_KEY];
-  return v !== undefined && v !== '0' && v.toLowerCase() !== 'false' && v.toLowerCase() !== 'no';
 }
 
 async function readPem(files: TlsFilePaths): Promise<{ cert: Buffer; key: Buffer; ca: Buffer }> {

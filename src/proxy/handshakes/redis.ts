@@ -1,7 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import type net from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { inspect } from 'node:util';
 import type { Endpoint } from '../../cluster/endpoint.js';
 import { HandshakeError, type Handshake } from '../listener.js';
