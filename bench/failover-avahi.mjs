@@ -140,6 +140,15 @@ try {
     return { p, ev };
   };
   const waitBrowse = (event, name, since, timeoutMs) => browse.wait((e) => e.event === event && e.name === name, { since, timeoutMs });
+  /** After settling: SIGTERM `proc` (publisher or daemon) and time the '-' of `name` at c, bounded. */
+  const sigtermToRemoval = async (proc, name, stopMs) => {
+    await sleep(settleMs);
+    const t1 = now();
+    proc.kill('SIGTERM');
+    const rm = await waitBrowse('-', name, t1, 10_000);
+    const exit = await proc.stop(stopMs);
+    return { name, removedMs: ms(rm?.t - t1), withinMs: 10_000, exit: exit.signal ?? exit.code };
+  };
 
   // --- discovery (daemon running) and sigterm, one instance name per repetition.
   for (let i = 1; i <= rounds; i++) {
@@ -158,14 +167,9 @@ try {
       await p.stop(1000);
       continue;
     }
-    await sleep(settleMs);
-    const t1 = now();
-    p.kill('SIGTERM');
-    const rm = await waitBrowse('-', name, t1, 10_000);
-    const exit = await p.stop(1000);
-    const srow = { name, removedMs: ms(rm?.t - t1), withinMs: 10_000, publisherExit: exit.signal ?? exit.code };
+    const srow = await sigtermToRemoval(p, name, 1000);
     results.sigterm.push(srow);
-    log(`sigterm ${i}: '-' at c after ${srow.removedMs ?? 'no removal within 10 s'} ms (publisher exit ${srow.publisherExit})`);
+    log(`sigterm ${i}: '-' at c after ${srow.removedMs ?? 'no removal within 10 s'} ms (publisher exit ${srow.exit})`);
     await sleep(1000);
   }
 
@@ -272,13 +276,9 @@ try {
       await d.stop(2000);
       continue;
     }
-    await sleep(settleMs);
-    const t1 = now();
-    d.kill('SIGTERM');
-    const rm = await waitBrowse('-', name, t1, 10_000);
-    const exit = await d.stop(3000);
-    results.daemonSigterm.push({ name, removedMs: ms(rm?.t - t1), withinMs: 10_000, daemonExit: exit.signal ?? exit.code });
-    log(`cold ${i}: avahi-daemon SIGTERM → '-' at c after ${ms(rm?.t - t1) ?? 'no removal within 10 s'} ms`);
+    const drow = await sigtermToRemoval(d, name, 3000);
+    results.daemonSigterm.push(drow);
+    log(`cold ${i}: avahi-daemon SIGTERM → '-' at c after ${drow.removedMs ?? 'no removal within 10 s'} ms (daemon exit ${drow.exit})`);
     await sleep(1500);
   }
   await browser.stop(1000);
