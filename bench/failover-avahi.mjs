@@ -19,26 +19,21 @@
 //   node bench/failover-avahi.mjs [--quick] [--rounds N] [--cold N] [--bound-s 130]
 //                                 [--out bench/results/failover-avahi.json]
 import { enterPrivateNetns } from './lib/private-netns.mjs';
-import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { median, sh } from './lib/proc.mjs';
 import { benchArgs } from './lib/args.mjs';
+import { importTestLab } from './lib/test-lab.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
 
 enterPrivateNetns(fileURLToPath(import.meta.url), 'bench failover-avahi', { MDNS_AMBASSADOR_TEST_ISOLATED: '1' });
 
-const labPath = resolve(root, '.build/test/lib/netns.js');
-const avahiPath = resolve(root, '.build/test/lib/avahi.js');
-if (!existsSync(labPath) || !existsSync(avahiPath)) {
-  console.error('bench failover-avahi: run `npx tsc -p tsconfig.test.json` first (uses the test lab)');
-  process.exit(2);
-}
-const { Lab } = await import(labPath);
-const { startAvahi, canUseAvahi, parseAvahiBrowse } = await import(avahiPath);
+const [{ Lab }, { startAvahi, canUseAvahi, parseAvahiBrowse }] =
+  await importTestLab('bench failover-avahi', 'lib/netns.js', 'lib/avahi.js');
 const why = canUseAvahi();
 if (why) {
   console.error(`bench failover-avahi: ${why}`);

@@ -10,24 +10,20 @@
 //
 //   node bench/failover.mjs [--quick] [--rounds N] [--out bench/results/failover.json]
 import { enterPrivateNetns } from './lib/private-netns.mjs';
-import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median, sh } from './lib/proc.mjs';
 import { benchArgs } from './lib/args.mjs';
+import { importTestLab } from './lib/test-lab.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
 
 enterPrivateNetns(fileURLToPath(import.meta.url), 'bench failover', { MDNS_AMBASSADOR_TEST_ISOLATED: '1' });
 
-const kitPath = resolve(root, '.build/test/e2e/ambassador-kit.js');
-if (!existsSync(kitPath)) {
-  console.error('bench failover: run `npx tsc -p tsconfig.test.json` first (uses the test lab)');
-  process.exit(2);
-}
-const { Lab, startRedis } = await import(resolve(root, '.build/test/lib/netns.js'));
-const { startAdvertiser, startConnector, startAmbassador, tagRedis, runLoop, waitServedBy } = await import(kitPath);
+const [{ Lab, startRedis }, { startAdvertiser, startConnector, startAmbassador, tagRedis, runLoop, waitServedBy }] =
+  await importTestLab('bench failover', 'lib/netns.js', 'e2e/ambassador-kit.js');
 
 const { argv, opt, quick } = benchArgs();
 const rounds = Number(opt('rounds', quick ? 2 : 5));

@@ -9,11 +9,12 @@
 //
 //   node bench/mesh.mjs [--quick] [--n 10,50] [--capture-s 30] [--no-avahi] [--out FILE]
 import { enterPrivateNetns } from './lib/private-netns.mjs';
-import { mkdirSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { dirname, resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cpuSeconds, treeRssKb, median, sh, sleep } from './lib/proc.mjs';
 import { benchArgs } from './lib/args.mjs';
+import { importTestLab } from './lib/test-lab.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -30,14 +31,8 @@ if (process.argv.includes('--render')) {
 
 enterPrivateNetns(fileURLToPath(import.meta.url), 'bench mesh', { MDNS_AMBASSADOR_TEST_ISOLATED: '1' });
 
-const kitPath = resolve(root, '.build/test/e2e/ambassador-kit.js');
-if (!existsSync(kitPath)) {
-  console.error('bench mesh: run `npx tsc -p tsconfig.test.json` first (uses the test lab)');
-  process.exit(2);
-}
-const { Lab, waitFor } = await import(resolve(root, '.build/test/lib/netns.js'));
-const { startAmbassador, CLI, Amb } = await import(kitPath);
-const avahiLib = await import(resolve(root, '.build/test/lib/avahi.js'));
+const [{ Lab, waitFor }, { startAmbassador, CLI, Amb }, avahiLib] =
+  await importTestLab('bench mesh', 'lib/netns.js', 'e2e/ambassador-kit.js', 'lib/avahi.js');
 
 const { argv, opt, quick } = benchArgs();
 const sizes = opt('n', quick ? '10' : '10,50').split(',').map(Number);
@@ -152,12 +147,7 @@ async function meshAmbassador(n) {
       n,
       convergedMs,
       captureS: wallS,
-      packetsPerMin: (traffic.packets * 60) / wallS,
-      bytesPerMin: (traffic.bytes * 60) / wallS,
-      queriesPerMin: (traffic.queries * 60) / wallS,
-      questionsPerMin: (traffic.questions * 60) / wallS,
-      responsesPerMin: (traffic.responses * 60) / wallS,
-      topQueries: Object.entries(traffic.queryNames).sort((x, y) => y[1] - x[1]).slice(0, 20),
+      ...perMinute(traffic, wallS),
       rssMbMedian: median(rssMb),
       rssMbMax: Math.max(...rssMb),
       cpuPctMedian: median(cpuPct),
@@ -199,12 +189,7 @@ async function meshAvahi(n) {
     const row = {
       n,
       captureS: wallS,
-      packetsPerMin: (traffic.packets * 60) / wallS,
-      bytesPerMin: (traffic.bytes * 60) / wallS,
-      queriesPerMin: (traffic.queries * 60) / wallS,
-      questionsPerMin: (traffic.questions * 60) / wallS,
-      responsesPerMin: (traffic.responses * 60) / wallS,
-      topQueries: Object.entries(traffic.queryNames).sort((x, y) => y[1] - x[1]).slice(0, 20),
+      ...perMinute(traffic, wallS),
       rssMbMedian: median(rssMb),
       cpuPctMedian: median(cpu1.map((c, i) => (100 * (c - cpu0[i])) / wallS)),
     };
@@ -227,6 +212,19 @@ writeFileSync(outFile, JSON.stringify({ kind: 'mesh', date: new Date().toISOStri
 console.log(md);
 
 /** The markdown block of RESULTS.md for a mesh run. */
+/** A capture's counts as rates per minute, and its most asked names. */
+function perMinute(traffic, wallS) {
+  const rate = (n) => (n * 60) / wallS;
+  return {
+    packetsPerMin: rate(traffic.packets),
+    bytesPerMin: rate(traffic.bytes),
+    queriesPerMin: rate(traffic.queries),
+    questionsPerMin: rate(traffic.questions),
+    responsesPerMin: rate(traffic.responses),
+    topQueries: Object.entries(traffic.queryNames).sort((x, y) => y[1] - x[1]).slice(0, 20),
+  };
+}
+
 function render(results, captureS, settleS, date) {
   const f = (x, d = 0) => (x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(d));
   const md = [];
