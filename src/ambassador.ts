@@ -2,6 +2,7 @@ import type { AdminServer } from './admin/server.js';
 import { Advertisement } from './ambassador/advertisement.js';
 import { Connector } from './ambassador/connector.js';
 import type { Config } from './config/config.js';
+import { credentialExposure } from './config/credential-exposure.js';
 import { ConfigError } from './config/specs.js';
 import { DnsSrvSource, parseDnsServer } from './discovery/dns-srv.js';
 import { MdnsSource } from './discovery/mdns.js';
@@ -10,6 +11,7 @@ import { StaticSource } from './discovery/static.js';
 import type { Logger } from './logging/logger.js';
 import { MdnsEngine } from './mdns/engine.js';
 import { InterfaceError, resolveInterfaces } from './mdns/interfaces.js';
+import { anyAnnouncer, provenIdentity } from './proxy/handshakes/credential-gate.js';
 import { createProtocol } from './proxy/handshakes/index.js';
 import { plaintextConnection } from './proxy/tls-policy.js';
 import type { TlsMaterial } from './proxy/tls.js';
@@ -85,6 +87,8 @@ export class Ambassador {
       for (const s of c.srv.filter((x) => x.name === spec.name)) {
         sources.push(new DnsSrvSource(s.query, { servers: c.dnsServers.map(parseDnsServer) }));
       }
+      const credentials = credentialExposure(spec, { tls: !!this.tls, named: sources.length > 0, trustedLan: c.trustedLan });
+      for (const warning of credentials?.warnings ?? []) this.log.warn({ service: spec.name, listen: `${spec.bind}:${spec.port}` }, warning);
       if (sources.length === 0) sources.push(new MdnsSource(this.engine!, spec.name));
       const conn = new Connector(spec, sources, this.log, {
         healthIntervalMs: c.healthInterval,
@@ -93,7 +97,10 @@ export class Ambassador {
         idleTimeoutMs: c.idleTimeout,
         noEndpointWaitMs: c.noEndpointWait,
         keepConnections: c.keepConnections,
-        protocol: spec.protocol ? createProtocol(spec.protocol, { authFile: spec.authFile, db: spec.db }) : undefined,
+        protocol: spec.protocol
+          ? createProtocol(spec.protocol, { authFile: spec.authFile, db: spec.db, credentialGate: c.trustedLan ? anyAnnouncer : provenIdentity })
+          : undefined,
+        credentials,
         createConnection: this.tls
           ? this.tls.createConnection({ expectName: spec.tlsName })
           : plaintextConnection((ep) => this.once(`plaintext:${ep.key}`, () => this.log.warn(

@@ -57,6 +57,9 @@ export function peersSnapshot(subject: PeersSubject) {
         balance: c.spec.balance,
         where: c.spec.where,
         sources: c.sources.map((s) => s.kind),
+        /** Where injected credentials may go ('mutual-tls', 'named-endpoints', 'trusted-lan'); null = none injected. */
+        credentials: c.credentials?.trust ?? null,
+        warnings: c.credentials?.warnings ?? [],
         pendingConnections: pending,
         endpoints: c.cluster.endpoints().map((ep) => endpointJson(c, ep, now)),
       };

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { Cluster } from '../cluster/cluster.js';
 import { HealthChecker } from '../cluster/health-checker.js';
+import type { CredentialExposure } from '../config/credential-exposure.js';
 import type { ConnectSpec } from '../config/specs.js';
 import type { DiscoverySource, EndpointSpec } from '../discovery/source.js';
 import { ConnectListener, type CreateConnection, type Handshake } from '../proxy/listener.js';
@@ -19,6 +20,8 @@ export interface ConnectorOptions {
   createConnection?: CreateConnection;
   /** Protocol module (credentials injection, errors in the client's protocol); started and stopped here. */
   protocol?: ProtocolHandshake;
+  /** To whom injected credentials may go, and the warnings that go with it (for /peers). */
+  credentials?: CredentialExposure;
 }
 
 /**
@@ -30,6 +33,7 @@ export class Connector extends EventEmitter {
   readonly listener: ConnectListener;
   readonly checker: HealthChecker;
   readonly protocol: ProtocolHandshake | undefined;
+  readonly credentials: CredentialExposure | undefined;
   private readonly logged = new Map<string, { at: number; repeated: number }>();
 
   constructor(
@@ -55,6 +59,7 @@ export class Connector extends EventEmitter {
       createConnection: opts.createConnection,
     });
     this.protocol = opts.protocol;
+    this.credentials = opts.credentials;
     this.wireLogs();
   }
 

@@ -9,7 +9,7 @@ import { fail } from './fail.js';
 export const RUN_OPTION_NAMES = [
   'advertise', 'connect', 'static', 'srv', 'interface', 'hostname', 'ipv6', 'ttl', 'dns-server', 'tls-cert', 'tls-key', 'tls-ca',
   'health-interval', 'health-timeout', 'connect-timeout', 'idle-timeout', 'wait-for-endpoint', 'drain-timeout', 'keep-connections',
-  'admin', 'log-level', 'log-format', 'check',
+  'trusted-lan', 'admin', 'log-level', 'log-format', 'check',
 ];
 
 export function runOptions<T>(y: Argv<T>) {
@@ -32,6 +32,10 @@ export function runOptions<T>(y: Argv<T>) {
     .option('tls-cert', { type: 'string', group: 'TLS:', describe: 'certificate (PEM) for mutual TLS 1.3 between ambassadors (advertised services are then relayed over TLS only, TXT tls=1); reloaded when it changes' })
     .option('tls-key', { type: 'string', group: 'TLS:', describe: 'private key (PEM) for --tls-cert' })
     .option('tls-ca', { type: 'string', group: 'TLS:', describe: 'CA (PEM) that signs every ambassador\'s certificate' })
+    .option('trusted-lan', {
+      type: 'boolean', group: 'TLS:', default: false,
+      describe: 'without TLS, send auth-file credentials to ANY host that announces the service over mDNS (anyone on the LAN can announce any name); only for a LAN you trust',
+    })
     .option('health-interval', { type: 'number', group: 'Health:', default: 500, describe: 'ms between active TCP health checks (targets and endpoints)' })
     .option('health-timeout', { type: 'number', group: 'Health:', default: 500, describe: 'ms before a health check connect counts as failed' })
     .option('connect-timeout', { type: 'number', group: 'Health:', default: 1000, describe: 'ms before a connect to an endpoint fails over to the next one' })

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildConfig, splitList } from './config.js';
+import { credentialExposure } from './credential-exposure.js';
 import { ConfigError, parseAdvertise, parseConnect, parseSrv, parseStatic } from './specs.js';
 
 test('--advertise: port only, host:port, options and TXT', () => {
@@ -72,4 +73,34 @@ test('repeatable options from one environment variable split on whitespace or ;'
   const c = buildConfig({ advertise: ['redis=6379 api=8080'] });
   assert.deepEqual(c.advertise.map((a) => a.name), ['redis', 'api']);
   assert.equal(c.healthInterval, 500);
+});
+
+test('credentials never go to an unproven announcer: refused at configuration time, with what to do', () => {
+  const auth = process.execPath; // any readable file will do for the check
+  const refuse = () => buildConfig({ connect: [`redis=6379,auth-file=${auth}`] });
+  assert.throws(refuse, (e: unknown) => e instanceof ConfigError
+    && /refusing to send credentials to whoever announces 'redis' over mDNS/.test(e.message)
+    && /--tls-cert/.test(e.message) && /--static\/--srv/.test(e.message) && /--trusted-lan/.test(e.message)
+    && !e.message.includes('\n'));
+  // Operator-named endpoints, mutual TLS, or the explicit opt-in are all accepted.
+  assert.doesNotThrow(() => buildConfig({ connect: [`redis=6379,auth-file=${auth}`], static: ['redis=10.0.0.5:6380'] }));
+  assert.doesNotThrow(() => buildConfig({ connect: [`redis=6379,auth-file=${auth}`], srv: ['redis=_redis._tcp.example.internal'] }));
+  assert.doesNotThrow(() => buildConfig({ connect: [`redis=6379,auth-file=${auth}`], tlsCert: auth, tlsKey: auth, tlsCa: auth }));
+  assert.equal(buildConfig({ connect: [`redis=6379,auth-file=${auth}`], trustedLan: true }).trustedLan, true);
+  // A static source for another name does not make this listener's endpoints named.
+  assert.throws(() => buildConfig({ connect: [`redis=6379,auth-file=${auth}`, 'api=8080'], static: ['api=10.0.0.5:80'] }), ConfigError);
+  // Without a secret nothing changes: db= alone, or no handshake at all.
+  assert.doesNotThrow(() => buildConfig({ connect: ['redis=6379,db=2', 'api=8080,where.env=prod'] }));
+});
+
+test('credential exposure: who may receive them and the warnings that go with --trusted-lan', () => {
+  const c = parseConnect('redis=6379,auth-file=/run/secrets/redis,where.env=production');
+  assert.equal(credentialExposure(parseConnect('redis=6379'), { tls: false, named: false, trustedLan: false }), undefined);
+  assert.deepEqual(credentialExposure(c, { tls: true, named: false, trustedLan: false }), { trust: 'mutual-tls', warnings: [] });
+  assert.deepEqual(credentialExposure(c, { tls: false, named: true, trustedLan: false }), { trust: 'named-endpoints', warnings: [] });
+  const lan = credentialExposure(c, { tls: false, named: false, trustedLan: true })!;
+  assert.equal(lan.trust, 'trusted-lan');
+  assert.equal(lan.warnings.length, 2);
+  assert.match(lan.warnings[0]!, /any host on the LAN that announces _redis\._tcp/);
+  assert.match(lan.warnings[1]!, /where\.env=production .* not access control/);
 });

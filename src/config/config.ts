@@ -1,4 +1,5 @@
 import { accessSync, constants } from 'node:fs';
+import { credentialExposure } from './credential-exposure.js';
 import {
   type AdvertiseSpec, type ConnectSpec, type SrvSpec, type StaticSpec, ConfigError,
   parseAdvertise, parseConnect, parseHostPort, parseSrv, parseStatic,
@@ -44,6 +45,11 @@ export interface Config {
   keepConnections: boolean;
   /** DNS servers for --srv (host[:port]); default: the system's. */
   dnsServers: string[];
+  /**
+   * The operator trusts every host on the LAN: injected credentials may go to any peer that
+   * announces the service over mDNS (without this, only to mutual-TLS peers or named endpoints).
+   */
+  trustedLan: boolean;
 }
 
 /** Raw option values as yargs hands them over (strings from flags or environment). */
@@ -70,6 +76,7 @@ export interface RawOptions {
   drainTimeout?: number;
   keepConnections?: boolean;
   dnsServer?: string[];
+  trustedLan?: boolean;
 }
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -147,6 +154,10 @@ export function buildConfig(raw: RawOptions): Config {
     };
   }
 
+  // Credentials only go where identity is proven or was named; checked here so --check says it too.
+  const named = new Set([...statics, ...srv].map((s) => s.name));
+  for (const c of connect) credentialExposure(c, { tls: tls !== undefined, named: named.has(c.name), trustedLan: !!raw.trustedLan });
+
   let admin: Config['admin'];
   if (raw.admin !== undefined && raw.admin !== '') {
     const hp = parseHostPort(String(raw.admin), '--admin');
@@ -189,6 +200,7 @@ export function buildConfig(raw: RawOptions): Config {
     drainTimeout: positive(raw.drainTimeout, 10000, '--drain-timeout'),
     keepConnections: !!raw.keepConnections,
     dnsServers: splitList(raw.dnsServer),
+    trustedLan: !!raw.trustedLan,
   };
 }
 

@@ -48,11 +48,13 @@ describe('credentials injection and environments', { skip }, () => {
       startAdvertiser(prod, ['--advertise', 'redis=7001,txt.env=production', ...FAST]),
       startAdvertiser(stag, ['--advertise', 'redis=7002,txt.env=staging', ...FAST]),
     ]);
-    cprod = await startConnector(cp, ['--connect', `redis=6379,where.env=production,auth-file=${prodFile}`,
+    // One LAN shared by both environments, without TLS: the operator accepts that any announcer
+    // could get the credentials (--trusted-lan); test/e2e/credentials-trust.test.ts covers the refusal.
+    cprod = await startConnector(cp, ['--trusted-lan', '--connect', `redis=6379,where.env=production,auth-file=${prodFile}`,
       // the same environment with the other environment's password: must be refused
       '--connect', `redis=6380,where.env=production,auth-file=${join(lab.tmpdir, 'wrong.auth')}`,
       '--admin', '127.0.0.1:9090', ...FAST]);
-    cstag = await startConnector(cs, ['--connect', `redis=6379,where.env=staging,auth-file=${stagFile},db=0`, ...FAST]);
+    cstag = await startConnector(cs, ['--trusted-lan', '--connect', `redis=6379,where.env=staging,auth-file=${stagFile},db=0`, ...FAST]);
     ambs.push(ap.amb, as.amb, cprod, cstag);
     await cprod.waitLog({ msg: 'endpoint up', address: `${prod.ip}:7001` });
     await cstag.waitLog({ msg: 'endpoint up' });

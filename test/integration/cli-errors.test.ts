@@ -19,6 +19,8 @@ const cases: Array<[string, string[], RegExp]> = [
   ['not a port', ['--advertise', 'redis=abc'], /not a port number/],
   ['duplicate listener', ['--connect', 'a=7000', '--connect', 'b=7000'], /already used/],
   ['missing auth file', ['--connect', 'redis=7000,auth-file=/no/such/file'], /cannot read '\/no\/such\/file'/],
+  ['credentials for any announcer', ['--connect', `redis=7000,auth-file=${process.execPath}`], /refusing to send credentials to whoever announces 'redis' over mDNS.*--trusted-lan/],
+  ['credentials for any announcer (--check)', ['--connect', `redis=7000,auth-file=${process.execPath}`, '--check'], /refusing to send credentials/],
   ['unreadable cert', ['--advertise', 'a=1', '--tls-cert', '/no/cert', '--tls-key', '/no/key', '--tls-ca', '/no/ca'], /--tls-cert: cannot read/],
   ['unknown balancer', ['--connect', 'redis=7000,balance=best'], /unknown balance 'best'/],
   ['unknown interface', ['--advertise', 'redis=6379', '--interface', 'nosuch0'], /interface 'nosuch0'/],

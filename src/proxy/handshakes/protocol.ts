@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import type { Endpoint } from '../../cluster/endpoint.js';
 import type { Handshake } from '../listener.js';
+import type { CredentialGate } from './credential-gate.js';
 
 /**
  * A protocol module: what a connector needs to speak the first words of an application protocol
@@ -51,6 +52,11 @@ export interface ProtocolOptions {
   db?: number;
   /** How often the credentials file is checked for changes. Default 1000 ms. */
   reloadIntervalMs?: number;
+  /**
+   * Which upstreams may receive the credentials (default `provenIdentity`: mutual TLS or an
+   * endpoint the operator named). Refused ones get no byte of the secret; the next endpoint is tried.
+   */
+  credentialGate?: CredentialGate;
 }
 
 export type HandshakeEndpoint = Pick<Endpoint, 'label' | 'host' | 'port'>;

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { Cluster } from '../../cluster/cluster.js';
 import { readBytes, sleep, spec, startServer, waitFor } from '../../cluster/test-helpers.test.js';
 import { ConnectListener } from '../listener.js';
+import { anyAnnouncer, type CredentialGate } from './credential-gate.js';
 import { RedisProtocol } from './redis.js';
 
 const have = (cmd: string) => spawnSync('sh', ['-c', 'command -v "$1"', 'sh', cmd], { stdio: 'ignore' }).status === 0;
@@ -145,6 +146,54 @@ test('pipelined client bytes sent during the handshake arrive after it, in order
   expected += `$${String(n).length}\r\n${n}\r\n`;
   const got = await readBytes(s, expected.length);
   assert.equal(got.toString(), expected);
+});
+
+/**
+ * A stranger on the LAN: announces the service (source 'mdns', plain TCP, no certificate) and
+ * records every byte it receives. Next to it, a genuine Redis the operator named (--static).
+ */
+async function strangerAndGenuine(t: TestContext, gate?: CredentialGate, withGenuine = true) {
+  const received: Buffer[] = [];
+  const stranger = await startServer({ onSocket: (sock) => sock.on('data', (d: Buffer) => received.push(d)) });
+  t.after(() => stranger.close());
+  const protocol = new RedisProtocol({ authFile: authFile('s3cret-pass'), ...(gate ? { credentialGate: gate } : {}) });
+  await protocol.start();
+  const cluster = new Cluster('redis');
+  cluster.setEndpoints('mdns', [spec('stranger', stranger.port, { source: 'mdns' })]);
+  if (withGenuine) cluster.setEndpoints('static', [spec('genuine', await redis(t, ['--requirepass', 's3cret-pass']))]);
+  const listener = new ConnectListener({
+    cluster, port: 0, handshake: protocol.handshake, errorReply: (m) => protocol.errorReply(m), noEndpointWaitMs: 300, connectTimeoutMs: 1000, handshakeTimeoutMs: 500,
+  });
+  const port = String((await listener.listen()).port);
+  t.after(async () => {
+    protocol.stop();
+    await listener.close();
+    cluster.close();
+  });
+  return { port, protocol, cluster, secretBytesAtStranger: () => Buffer.concat(received).toString('latin1') };
+}
+
+test('credentials never reach an endpoint whose identity is unproven (an mDNS announcer over plain TCP)', { skip }, async (t) => {
+  const { port, protocol, cluster, secretBytesAtStranger } = await strangerAndGenuine(t);
+  // Round-robin puts the stranger first for half of the clients: every one must still be served.
+  for (let i = 0; i < 12; i++) assert.equal((await cli(['-p', port, 'ping'])).out, 'PONG', `client ${i}`);
+  assert.equal(secretBytesAtStranger(), '', 'not one byte (no AUTH, no client command) reached the stranger');
+  assert.ok((protocol.stats.failedByCode.EUNTRUSTED ?? 0) >= 1, 'the stranger was picked and refused');
+  assert.equal(cluster.healthy().length, 2, 'an unproven endpoint is not blamed: it is simply not given the secret');
+});
+
+test('with only an unproven endpoint, the client gets a RESP error that says why, and the stranger nothing', { skip }, async (t) => {
+  const { port, secretBytesAtStranger } = await strangerAndGenuine(t, undefined, false);
+  const r = await cli(['-p', port, 'ping']);
+  assert.match(r.out, /ERR ambassador: .*not sending credentials to stranger: its identity is not proven/);
+  assert.doesNotMatch(r.out, /s3cret-pass/);
+  assert.equal(secretBytesAtStranger(), '');
+});
+
+test('--trusted-lan (anyAnnouncer): the operator accepted the risk, credentials go to announcers as before', { skip }, async (t) => {
+  const { port, secretBytesAtStranger } = await strangerAndGenuine(t, anyAnnouncer);
+  for (let i = 0; i < 4; i++) assert.equal((await cli(['-p', port, 'ping'])).out, 'PONG', `client ${i}`);
+  assert.match(secretBytesAtStranger(), /AUTH.*s3cret-pass/s, 'the documented risk of the opt-in');
 });
 
 test('transient errors and non-Redis endpoints fail over to the next endpoint and count towards ejection', { skip }, async (t) => {

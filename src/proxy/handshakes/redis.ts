@@ -5,6 +5,7 @@ import { inspect } from 'node:util';
 import type { Endpoint } from '../../cluster/endpoint.js';
 import { HandshakeError, type Handshake } from '../listener.js';
 import { FileWatch } from '../watch.js';
+import { type CredentialGate, provenIdentity } from './credential-gate.js';
 import { emptyStats, type HandshakeStats, type ProtocolHandshake, type ProtocolOptions } from './protocol.js';
 import { encodeCommand, encodeError, MAX_BULK, parseReply, RespProtocolError, type RespReply } from './resp.js';
 
@@ -99,12 +100,14 @@ export class RedisProtocol extends EventEmitter implements ProtocolHandshake {
   private creds: RedisCredentials | undefined;
   private watch: FileWatch | undefined;
   private readonly reloadIntervalMs: number;
+  private readonly mayReceiveCredentials: CredentialGate;
 
   constructor(opts: ProtocolOptions) {
     super();
     this.authFile = opts.authFile;
     this.db = opts.db;
     this.reloadIntervalMs = opts.reloadIntervalMs ?? 1000;
+    this.mayReceiveCredentials = opts.credentialGate ?? provenIdentity;
   }
 
   get handshake(): Handshake | undefined {
@@ -164,6 +167,12 @@ export class RedisProtocol extends EventEmitter implements ProtocolHandshake {
     const creds = this.creds;
     const steps: Step[] = [];
     const out: Buffer[] = [];
+    if (creds && !this.mayReceiveCredentials(upstream, ep)) {
+      // Not the endpoint's fault (it may serve others fine), and another endpoint may be proven.
+      return Promise.reject(this.failed(ep, new HandshakeError(
+        `not sending credentials to ${ep.label}: its identity is not proven (an mDNS announcement; use mutual TLS, --static/--srv, or --trusted-lan)`,
+        'EUNTRUSTED', { retry: true, blameEndpoint: false })));
+    }
     if (creds) {
       steps.push('AUTH');
       out.push(creds.authCommand());
