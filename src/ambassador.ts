@@ -3,14 +3,14 @@ import { Advertisement } from './ambassador/advertisement.js';
 import { Connector } from './ambassador/connector.js';
 import type { Config } from './config/config.js';
 import { credentialExposure } from './config/credential-exposure.js';
-import { ConfigError } from './config/specs.js';
+import { type ConnectSpec, ConfigError } from './config/specs.js';
 import { DnsSrvSource, parseDnsServer } from './discovery/dns-srv.js';
 import { MdnsSource } from './discovery/mdns.js';
 import type { DiscoverySource } from './discovery/source.js';
 import { StaticSource } from './discovery/static.js';
 import type { Logger } from './logging/logger.js';
 import { MdnsEngine } from './mdns/engine.js';
-import { InterfaceError, resolveInterfaces } from './mdns/interfaces.js';
+import { InterfaceError, type NetInterface, resolveInterfaces } from './mdns/interfaces.js';
 import { anyAnnouncer, provenIdentity } from './proxy/handshakes/credential-gate.js';
 import { createProtocol } from './proxy/handshakes/index.js';
 import { plaintextConnection } from './proxy/tls-policy.js';
@@ -32,6 +32,8 @@ export class Ambassador {
   /** Mutual TLS material when --tls-* is given (stats for metrics). */
   tls?: TlsMaterial;
   private stopping?: Promise<void>;
+  /** Set by prepare({ check: true }) when the interfaces cannot be used on this host now. */
+  interfaceProblem?: string;
 
   constructor(readonly config: Config, private readonly log: Logger) {}
 
@@ -41,11 +43,15 @@ export class Ambassador {
     return c.advertise.length > 0 || c.connect.some((x) => !fixed.has(x.name));
   }
 
-  async start(): Promise<void> {
+  /**
+   * Everything that can refuse the configuration, before the first packet leaves: TLS files,
+   * credentials files, and every port we listen on (admin, --connect listeners, fixed relay
+   * ports). `--check` runs exactly this and releases it again.
+   */
+  async prepare(opts: { check?: boolean } = {}): Promise<void> {
     const c = this.config;
     if (c.tls) await this.startTls(c.tls);
     if (c.admin) {
-      // First, before any multicast: a bad admin port fails fast, and /healthz answers 503 while starting.
       // Loaded only when asked for: prom-client is a few MB of resident memory per process.
       const { AdminServer } = await import('./admin/server.js');
       const admin = new AdminServer(this, c.admin);
@@ -55,67 +61,35 @@ export class Ambassador {
         throw new ConfigError(`--admin: ${(err as Error).message}`);
       }
       this.admin = admin;
-      this.log.info({ admin: `http://${c.admin.host}:${admin.address()?.port}`, resources: ['/healthz', '/peers', '/metrics'] }, 'admin endpoint listening');
     }
     if (this.needsMdns()) {
-      let interfaces;
+      let interfaces: NetInterface[];
       try {
         interfaces = resolveInterfaces(c.interfaces);
       } catch (err) {
-        if (err instanceof InterfaceError) throw new ConfigError(err.message);
-        throw err;
+        if (!(err instanceof InterfaceError)) throw err;
+        // The interfaces are the host's, not the configuration's: --check reports, run refuses.
+        if (!opts.check) throw new ConfigError(err.message);
+        this.interfaceProblem = err.message;
+        interfaces = [];
       }
+      // Created, not started: no socket until every listener is bound.
       this.engine = new MdnsEngine({
         interfaces,
         hostname: c.hostname,
         ipv6: c.ipv6,
         ttl: c.ttl ? { host: c.ttl, txt: c.ttl, ptr: c.ttl } : undefined,
       });
-      this.engine.on('warning', (err: Error) => this.log.warn({ err: err.message }, 'mDNS'));
-      this.engine.on('host-renamed', (from, to, why) => this.log.warn({ from, to, why }, 'host name conflict: renamed'));
-      try {
-        await this.engine.start();
-      } catch (err) {
-        throw new ConfigError((err as Error).message);
-      }
-      this.log.info({ host: this.engine.hostName, interfaces: interfaces.map((i) => `${i.name} ${i.address}`) }, 'mDNS started');
     }
-
     for (const spec of c.connect) {
-      const sources: DiscoverySource[] = [];
-      for (const s of c.static.filter((x) => x.name === spec.name)) sources.push(new StaticSource(s.endpoints));
-      for (const s of c.srv.filter((x) => x.name === spec.name)) {
-        sources.push(new DnsSrvSource(s.query, { servers: c.dnsServers.map(parseDnsServer) }));
-      }
-      const credentials = credentialExposure(spec, { tls: !!this.tls, named: sources.length > 0, trustedLan: c.trustedLan });
-      for (const warning of credentials?.warnings ?? []) this.log.warn({ service: spec.name, listen: `${spec.bind}:${spec.port}` }, warning);
-      if (sources.length === 0) sources.push(new MdnsSource(this.engine!, spec.name));
-      const conn = new Connector(spec, sources, this.log, {
-        healthIntervalMs: c.healthInterval,
-        healthTimeoutMs: c.healthTimeout,
-        connectTimeoutMs: c.connectTimeout,
-        idleTimeoutMs: c.idleTimeout,
-        noEndpointWaitMs: c.noEndpointWait,
-        keepConnections: c.keepConnections,
-        protocol: spec.protocol
-          ? createProtocol(spec.protocol, { authFile: spec.authFile, db: spec.db, credentialGate: c.trustedLan ? anyAnnouncer : provenIdentity })
-          : undefined,
-        credentials,
-        createConnection: this.tls
-          ? this.tls.createConnection({ expectName: spec.tlsName })
-          : plaintextConnection((ep) => this.once(`plaintext:${ep.key}`, () => this.log.warn(
-            { service: spec.name, endpoint: ep.label, address: ep.address },
-            'endpoint requires mutual TLS (TXT tls=1) but this ambassador has no --tls-cert/--tls-key/--tls-ca: refusing to send it plaintext'))),
-      });
+      const conn = this.createConnector(spec);
       this.connectors.push(conn);
-      this.admin?.metrics.watchConnector(conn);
       try {
-        await conn.start();
+        await conn.bind();
       } catch (err) {
         throw new ConfigError(`--connect ${spec.raw}: ${(err as Error).message}`);
       }
     }
-
     for (const spec of c.advertise) {
       const adv = new Advertisement(spec, this.engine!, this.log, {
         healthIntervalMs: c.healthInterval,
@@ -123,16 +97,76 @@ export class Ambassador {
         connectTimeoutMs: c.connectTimeout,
         tls: this.tls,
       });
+      this.advertisements.push(adv);
+      try {
+        await adv.bind();
+      } catch (err) {
+        throw new ConfigError(`--advertise ${spec.raw}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  /** prepare(), then go live: mDNS, discovery, health checks, announcements. */
+  async start(): Promise<void> {
+    await this.prepare();
+    const c = this.config;
+    if (this.admin) {
+      const port = this.admin.address()?.port;
+      this.log.info({ admin: `http://${c.admin!.host}:${port}`, resources: ['/healthz', '/peers', '/metrics'] }, 'admin endpoint listening');
+    }
+    if (this.engine) {
+      this.engine.on('warning', (err: Error) => this.log.warn({ err: err.message }, 'mDNS'));
+      this.engine.on('host-renamed', (from, to, why) => this.log.warn({ from, to, why }, 'host name conflict: renamed'));
+      try {
+        await this.engine.start();
+      } catch (err) {
+        throw new ConfigError((err as Error).message);
+      }
+      this.log.info({ host: this.engine.hostName, interfaces: this.engine.transport.interfaces.map((i) => `${i.name} ${i.address}`) }, 'mDNS started');
+    }
+    for (const conn of this.connectors) {
+      this.admin?.metrics.watchConnector(conn);
+      await conn.start();
+    }
+    for (const adv of this.advertisements) {
       adv.on('state', (state, reason) => {
-        const fields = { service: spec.name, instance: adv.instance, port: adv.announcedPort, state, reason };
+        const fields = { service: adv.spec.name, instance: adv.instance, port: adv.announcedPort, state, reason };
         if (state === 'withdrawn' || state === 'waiting-for-target') this.log.warn(fields, 'advertisement');
         else this.log.info(fields, 'advertisement');
       });
-      this.advertisements.push(adv);
       this.admin?.metrics.watchAdvertisement(adv);
       await adv.start();
     }
     this.started = true;
+  }
+
+  private createConnector(spec: ConnectSpec): Connector {
+    const c = this.config;
+    const sources: DiscoverySource[] = [];
+    for (const s of c.static.filter((x) => x.name === spec.name)) sources.push(new StaticSource(s.endpoints));
+    for (const s of c.srv.filter((x) => x.name === spec.name)) {
+      sources.push(new DnsSrvSource(s.query, { servers: c.dnsServers.map(parseDnsServer) }));
+    }
+    const credentials = credentialExposure(spec, { tls: !!this.tls, named: sources.length > 0, trustedLan: c.trustedLan });
+    for (const warning of credentials?.warnings ?? []) this.log.warn({ service: spec.name, listen: `${spec.bind}:${spec.port}` }, warning);
+    if (sources.length === 0) sources.push(new MdnsSource(this.engine!, spec.name));
+    return new Connector(spec, sources, this.log, {
+      healthIntervalMs: c.healthInterval,
+      healthTimeoutMs: c.healthTimeout,
+      connectTimeoutMs: c.connectTimeout,
+      idleTimeoutMs: c.idleTimeout,
+      noEndpointWaitMs: c.noEndpointWait,
+      keepConnections: c.keepConnections,
+      protocol: spec.protocol
+        ? createProtocol(spec.protocol, { authFile: spec.authFile, db: spec.db, credentialGate: c.trustedLan ? anyAnnouncer : provenIdentity })
+        : undefined,
+      credentials,
+      createConnection: this.tls
+        ? this.tls.createConnection({ expectName: spec.tlsName })
+        : plaintextConnection((ep) => this.once(`plaintext:${ep.key}`, () => this.log.warn(
+          { service: spec.name, endpoint: ep.label, address: ep.address },
+          'endpoint requires mutual TLS (TXT tls=1) but this ambassador has no --tls-cert/--tls-key/--tls-ca: refusing to send it plaintext'))),
+    });
   }
 
   private async startTls(files: NonNullable<Config['tls']>): Promise<void> {

@@ -94,6 +94,14 @@ export class Advertisement extends EventEmitter {
     this.emit('state', state, reason);
   }
 
+  /**
+   * Binds what is certain to be needed before anything is announced, so a port in use stops the
+   * start-up: the relay, when mutual TLS (peers must get TLS) or a fixed relay-port asks for one.
+   */
+  async bind(): Promise<void> {
+    if (this.opts.tls || this.spec.relayPort !== 0) await this.startRelay();
+  }
+
   async start(): Promise<void> {
     let firstOk = false;
     this.checker.on('check', (_ep, ok, error) => {
@@ -114,7 +122,7 @@ export class Advertisement extends EventEmitter {
 
   /** Peers reach the target directly only if it is this host and listens on our mDNS addresses. */
   private async needsRelay(): Promise<boolean> {
-    if (this.opts.tls) return true; // peers must get TLS, which only the relay speaks
+    if (this.relay) return true; // bound at start: mutual TLS or a fixed relay-port
     if (this.spec.targetHost !== undefined) {
       const ours = this.engine.transport.interfaces.map((i) => i.address);
       return !ours.includes(this.spec.targetHost);
@@ -124,14 +132,21 @@ export class Advertisement extends EventEmitter {
     return !(await accepts(iface.address, this.target.port, this.opts.healthTimeoutMs));
   }
 
+  private async startRelay(): Promise<void> {
+    const relay = new RelayListener({ target: this.target, port: this.spec.relayPort, connectTimeoutMs: this.opts.connectTimeoutMs,
+      createServer: this.opts.tls?.createServer });
+    await relay.listen();
+    this.relay = relay;
+  }
+
   private async publish(): Promise<void> {
     if (await this.needsRelay()) {
-      this.relay = new RelayListener({ target: this.target, port: this.spec.relayPort, connectTimeoutMs: this.opts.connectTimeoutMs,
-        createServer: this.opts.tls?.createServer });
-      const addr = await this.relay.listen();
-      this.announcedPort = addr.port;
-      this.log.info({ service: this.spec.name, relay: addr.port, target: `${this.target.host}:${this.target.port}`, tls: !!this.opts.tls },
-        this.opts.tls ? 'mutual TLS: relaying (peers need a certificate signed by the CA)' : 'target not reachable from peers directly: relaying');
+      if (!this.relay) await this.startRelay();
+      const port = this.relay!.address()!.port;
+      this.announcedPort = port;
+      this.log.info({ service: this.spec.name, relay: port, target: `${this.target.host}:${this.target.port}`, tls: !!this.opts.tls },
+        this.opts.tls ? 'mutual TLS: relaying (peers need a certificate signed by the CA)'
+          : this.spec.relayPort !== 0 ? 'relaying on the fixed relay-port' : 'target not reachable from peers directly: relaying');
     } else {
       this.announcedPort = this.target.port;
     }

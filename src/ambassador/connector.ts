@@ -101,15 +101,20 @@ export class Connector extends EventEmitter {
     this.logged.set(key, { at: now, repeated: 0 });
   }
 
+  /** Loads credentials and binds the listener: what can refuse the configuration. */
+  async bind(): Promise<void> {
+    await this.protocol?.start();
+    const addr = await this.listener.listen();
+    this.log.info({ service: this.spec.name, listen: `${addr.address}:${addr.port}`, balance: this.spec.balance,
+      sources: this.sources.map((s) => s.kind), where: this.spec.where }, 'listening');
+  }
+
+  /** Discovery and health checks (after bind()). */
   async start(): Promise<void> {
     for (const s of this.sources) {
       s.on('endpoints', (specs: EndpointSpec[]) => this.cluster.setEndpoints(s.kind, specs));
       s.on('resolve-error', (err: Error) => this.log.warn({ service: this.spec.name, source: s.kind, err: err.message }, 'discovery lookup failed; keeping last endpoints'));
     }
-    await this.protocol?.start();
-    const addr = await this.listener.listen();
-    this.log.info({ service: this.spec.name, listen: `${addr.address}:${addr.port}`, balance: this.spec.balance,
-      sources: this.sources.map((s) => s.kind), where: this.spec.where }, 'listening');
     for (const s of this.sources) await s.start();
     this.checker.start();
   }

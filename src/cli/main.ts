@@ -2,6 +2,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { BROWSE_OPTION_NAMES, browseCommand, browseOptions } from './browse.js';
 import { demoCommand, demoOptions } from './demo.js';
+import { takeEnvironmentOptions } from './environment.js';
 import { fail } from './fail.js';
 import { RUN_OPTION_NAMES, runCommand, runOptions } from './run.js';
 
@@ -15,22 +16,20 @@ const crash = (err: unknown) => {
 process.on('uncaughtException', crash);
 process.on('unhandledRejection', crash);
 
-// Every option reads AMBASSADOR_<OPTION> from the environment. yargs' strict mode would turn any
-// other AMBASSADOR_* variable (a deployment's own, AMBASSADOR_DEBUG) into an "unknown argument"
-// error, so only variables naming a real option of the command being run are passed on (an
-// image that sets AMBASSADOR_ADMIN for `run` must still be able to run `browse` or `demo`).
+// Every option reads AMBASSADOR_<OPTION> from the environment (a flag replaces it); variables
+// of other commands are set aside, and the ones that cannot be meant are reported by `run`.
 const subcommand = hideBin(process.argv)[0];
-const ENV_OPTIONS = new Set<string>(subcommand === 'browse' ? BROWSE_OPTION_NAMES : subcommand === 'demo' ? [] : RUN_OPTION_NAMES);
-for (const key of Object.keys(process.env)) {
-  if (!key.startsWith('AMBASSADOR_')) continue;
-  const option = key.slice('AMBASSADOR_'.length).toLowerCase().replace(/_/g, '-');
-  if (!ENV_OPTIONS.has(option)) delete process.env[key];
-}
+const command = subcommand === 'browse' || subcommand === 'demo' ? subcommand : 'run';
+const environmentNotices = takeEnvironmentOptions(
+  process.env, hideBin(process.argv),
+  command === 'browse' ? BROWSE_OPTION_NAMES : command === 'demo' ? [] : RUN_OPTION_NAMES,
+  [...RUN_OPTION_NAMES, ...BROWSE_OPTION_NAMES], command,
+);
 
 await yargs(hideBin(process.argv))
   .scriptName('ambassador')
   .usage('$0 [run] [options]\n\nA zero-configuration ambassador: advertise the services next to you over mDNS,\nand reach the ones you need through a local port.')
-  .command(['run', '$0'], 'run an ambassador (the default command)', (y) => runOptions(y), (argv) => runCommand(argv))
+  .command(['run', '$0'], 'run an ambassador (the default command)', (y) => runOptions(y), (argv) => runCommand(argv, environmentNotices))
   .command('browse [name]', 'list services on the network, live (like avahi-browse -r)', (y) => browseOptions(y), (argv) => browseCommand(argv as never))
   .command('demo', 'a whole mesh on this machine over loopback, narrated (no root needed)', (y) => demoOptions(y), (argv) => demoCommand(argv as never))
   .example('$0 --advertise redis=6379', 'announce the Redis on this host as _redis._tcp.local')

@@ -1,6 +1,6 @@
 import type { Argv, ArgumentsCamelCase } from 'yargs';
 import { Ambassador } from '../ambassador.js';
-import { buildConfig, type RawOptions } from '../config/config.js';
+import { buildConfig, type Config, type RawOptions } from '../config/config.js';
 import { ConfigError } from '../config/specs.js';
 import { createLogger } from '../logging/logger.js';
 import { fail } from './fail.js';
@@ -27,7 +27,7 @@ export function runOptions<T>(y: Argv<T>) {
     .option('interface', { alias: 'i', type: 'string', array: true, group: 'mDNS:', describe: 'mDNS interface by name or IPv4 address (repeatable); default: every up multicast interface' })
     .option('hostname', { type: 'string', group: 'mDNS:', describe: 'host label to announce as HOSTNAME.local (default: this host\'s name)' })
     .option('ipv6', { type: 'boolean', group: 'mDNS:', default: true, describe: 'also speak mDNS over IPv6 (ff02::fb) where an interface has IPv6; --no-ipv6 to disable' })
-    .option('ttl', { type: 'number', group: 'mDNS:', describe: 'TTL in seconds for every published record (default, as RFC 6762 §10 and Avahi: 120 for A/AAAA/SRV, 4500 for PTR/TXT)' })
+    .option('ttl', { type: 'string', group: 'mDNS:', describe: 'TTL in seconds for every published record (default, as RFC 6762 §10 and Avahi: 120 for A/AAAA/SRV, 4500 for PTR/TXT)' })
     .option('dns-server', { type: 'string', array: true, group: 'mDNS:', describe: 'DNS server HOST[:PORT] for --srv (default: the system resolver)' })
     .option('tls-cert', { type: 'string', group: 'TLS:', describe: 'certificate (PEM) for mutual TLS 1.3 between ambassadors (advertised services are then relayed over TLS only, TXT tls=1); reloaded when it changes' })
     .option('tls-key', { type: 'string', group: 'TLS:', describe: 'private key (PEM) for --tls-cert' })
@@ -36,12 +36,12 @@ export function runOptions<T>(y: Argv<T>) {
       type: 'boolean', group: 'TLS:', default: false,
       describe: 'without TLS, send auth-file credentials to ANY host that announces the service over mDNS (anyone on the LAN can announce any name); only for a LAN you trust',
     })
-    .option('health-interval', { type: 'number', group: 'Health:', default: 500, describe: 'ms between active TCP health checks (targets and endpoints)' })
-    .option('health-timeout', { type: 'number', group: 'Health:', default: 500, describe: 'ms before a health check connect counts as failed' })
-    .option('connect-timeout', { type: 'number', group: 'Health:', default: 1000, describe: 'ms before a connect to an endpoint fails over to the next one' })
-    .option('idle-timeout', { type: 'number', group: 'Health:', default: 0, describe: 'ms without traffic either way after which a proxied connection is closed (0 = never)' })
-    .option('wait-for-endpoint', { type: 'number', group: 'Health:', default: 5000, describe: 'ms a client waits for an endpoint to appear before it is closed' })
-    .option('drain-timeout', { type: 'number', group: 'Health:', default: 10000, describe: 'ms open connections may take to finish on shutdown' })
+    .option('health-interval', { type: 'string', group: 'Health:', default: 500, describe: 'ms between active TCP health checks (targets and endpoints)' })
+    .option('health-timeout', { type: 'string', group: 'Health:', default: 500, describe: 'ms before a health check connect counts as failed' })
+    .option('connect-timeout', { type: 'string', group: 'Health:', default: 1000, describe: 'ms before a connect to an endpoint fails over to the next one' })
+    .option('idle-timeout', { type: 'string', group: 'Health:', default: 0, describe: 'ms without traffic either way after which a proxied connection is closed (0 = never)' })
+    .option('wait-for-endpoint', { type: 'string', group: 'Health:', default: 5000, describe: 'ms a client waits for an endpoint to appear before it is closed' })
+    .option('drain-timeout', { type: 'string', group: 'Health:', default: 10000, describe: 'ms open connections may take to finish on shutdown' })
     .option('keep-connections', { type: 'boolean', group: 'Health:', default: false, describe: 'keep open connections when their endpoint disappears (default: close them)' })
     .option('admin', { type: 'string', group: 'Operations:', describe: '[HOST:]PORT for HTTP /healthz, /peers and /metrics (default host 127.0.0.1)' })
     .option('log-level', { type: 'string', group: 'Operations:', default: 'info', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] })
@@ -49,7 +49,7 @@ export function runOptions<T>(y: Argv<T>) {
     .option('check', { type: 'boolean', group: 'Operations:', default: false, describe: 'validate the configuration and exit' });
 }
 
-export async function runCommand(argv: ArgumentsCamelCase<Record<string, unknown>>): Promise<void> {
+export async function runCommand(argv: ArgumentsCamelCase<Record<string, unknown>>, environmentNotices: readonly string[] = []): Promise<void> {
   let config;
   try {
     config = buildConfig(argv as unknown as RawOptions);
@@ -57,15 +57,13 @@ export async function runCommand(argv: ArgumentsCamelCase<Record<string, unknown
     if (err instanceof ConfigError) fail(err.message);
     throw err;
   }
+  const warnings = [...environmentNotices, ...config.warnings];
   if (argv.check) {
-    const what = [
-      ...config.advertise.map((a) => `advertise ${a.name}=${a.targetHost ? a.targetHost + ':' : ''}${a.port}`),
-      ...config.connect.map((c) => `connect ${c.name} on ${c.bind}:${c.port} (${c.balance})`),
-    ];
-    process.stdout.write(`configuration OK: ${what.join('; ')}\n`);
+    await check(config, warnings);
     return;
   }
   const log = createLogger(config.logLevel, config.logFormat);
+  for (const w of warnings) log.warn(w);
   const amb = new Ambassador(config, log);
 
   let signals = 0;
@@ -96,4 +94,32 @@ export async function runCommand(argv: ArgumentsCamelCase<Record<string, unknown
     if (err instanceof ConfigError) fail(err.message);
     fail((err as Error).message, 1);
   }
+}
+
+/**
+ * `--check`: everything `run` would refuse, found before `run` would send its first packet —
+ * the same preparation (TLS and credentials files read and parsed, every port bound), released
+ * again. Warnings go to stderr, the verdict to stdout.
+ */
+async function check(config: Config, warnings: string[]): Promise<void> {
+  const amb = new Ambassador(config, createLogger('silent'));
+  try {
+    await amb.prepare({ check: true });
+  } catch (err) {
+    await amb.stop().catch(() => {});
+    if (err instanceof ConfigError) fail(err.message);
+    fail((err as Error).message, 1);
+  }
+  const interfaces = amb.engine?.transport.interfaces.map((i) => `${i.name} (${i.address})`);
+  await amb.stop();
+  if (amb.interfaceProblem) warnings = [...warnings, `mDNS on this host now: ${amb.interfaceProblem}`];
+  for (const w of warnings) process.stderr.write(`ambassador: warning: ${w}\n`);
+  const what = [
+    ...config.advertise.map((a) => `advertise ${a.name}=${a.targetHost ? a.targetHost + ':' : ''}${a.port}`),
+    ...config.connect.map((c) => `connect ${c.name} on ${c.bind}:${c.port} (${c.balance})`),
+    ...(interfaces?.length ? [`mDNS on ${interfaces.join(', ')}`] : []),
+  ];
+  process.stdout.write(`configuration OK: ${what.join('; ')}\n`);
+  // Nothing may keep the process alive after a check (file watches, timers of the prepared parts).
+  process.exit(0);
 }

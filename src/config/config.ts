@@ -50,6 +50,8 @@ export interface Config {
    * announces the service over mDNS (without this, only to mutual-TLS peers or named endpoints).
    */
   trustedLan: boolean;
+  /** Things given that cannot have the effect the user meant (logged at start, printed by --check). */
+  warnings: string[];
 }
 
 /** Raw option values as yargs hands them over (strings from flags or environment). */
@@ -61,19 +63,19 @@ export interface RawOptions {
   interface?: string[];
   hostname?: string;
   ipv6?: boolean;
-  ttl?: number;
+  ttl?: number | string;
   tlsCert?: string;
   tlsKey?: string;
   tlsCa?: string;
   admin?: string;
   logLevel?: string;
   logFormat?: string;
-  healthInterval?: number;
-  healthTimeout?: number;
-  connectTimeout?: number;
-  idleTimeout?: number;
-  waitForEndpoint?: number;
-  drainTimeout?: number;
+  healthInterval?: number | string;
+  healthTimeout?: number | string;
+  connectTimeout?: number | string;
+  idleTimeout?: number | string;
+  waitForEndpoint?: number | string;
+  drainTimeout?: number | string;
   keepConnections?: boolean;
   dnsServer?: string[];
   trustedLan?: boolean;
@@ -107,10 +109,19 @@ function readable(path: string, what: string): string {
   return path;
 }
 
-function positive(v: number | undefined, def: number, what: string): number {
+/**
+ * A duration flag in milliseconds: a number, or a number with a unit (`500ms`, `2s`, `1.5m`),
+ * as HAProxy and Envoy users write them. yargs hands over strings (so 'abc' is not already NaN).
+ */
+export function parseDuration(v: number | string | undefined, def: number, what: string, opts: { allowZero?: boolean } = {}): number {
   if (v === undefined) return def;
-  if (!Number.isFinite(v) || v <= 0) throw new ConfigError(`${what}: '${v}' must be a positive number`);
-  return v;
+  const text = String(v).trim();
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/.exec(text);
+  if (!m) throw new ConfigError(`${what}: '${text}' is not a duration (milliseconds, or with a unit: 500ms, 2s, 1m)`);
+  const ms = Number(m[1]) * (m[2] === 's' ? 1000 : m[2] === 'm' ? 60_000 : 1);
+  if (ms === 0 && opts.allowZero) return 0;
+  if (!(ms >= 1)) throw new ConfigError(`${what}: '${text}' must be at least 1 ms${opts.allowZero ? ' (or 0 for never)' : ''}`);
+  return Math.round(ms);
 }
 
 export function buildConfig(raw: RawOptions): Config {
@@ -154,6 +165,16 @@ export function buildConfig(raw: RawOptions): Config {
     };
   }
 
+  const warnings: string[] = [];
+  for (const c of connect) {
+    if (c.tlsName !== undefined && tls === undefined) {
+      warnings.push(`--connect ${c.raw}: tls-name has no effect without --tls-cert/--tls-key/--tls-ca (endpoints are reached in plain TCP)`);
+    }
+  }
+  if (raw.trustedLan && !connect.some((c) => c.authFile !== undefined)) {
+    warnings.push('--trusted-lan has no effect: no --connect injects credentials (auth-file=)');
+  }
+
   // Credentials only go where identity is proven or was named; checked here so --check says it too.
   const named = new Set([...statics, ...srv].map((s) => s.name));
   for (const c of connect) credentialExposure(c, { tls: tls !== undefined, named: named.has(c.name), trustedLan: !!raw.trustedLan });
@@ -172,8 +193,10 @@ export function buildConfig(raw: RawOptions): Config {
   if (logFormat !== undefined && logFormat !== 'json' && logFormat !== 'pretty') {
     throw new ConfigError(`--log-format: '${raw.logFormat}' is not json or pretty`);
   }
-  if (raw.ttl !== undefined && (!Number.isInteger(raw.ttl) || raw.ttl < 1 || raw.ttl > 86400)) {
-    throw new ConfigError(`--ttl: '${raw.ttl}' must be whole seconds between 1 and 86400`);
+  let ttl: number | undefined;
+  if (raw.ttl !== undefined) {
+    ttl = /^\d+$/.test(String(raw.ttl).trim()) ? Number(raw.ttl) : NaN;
+    if (!(ttl >= 1 && ttl <= 86400)) throw new ConfigError(`--ttl: '${String(raw.ttl).trim()}' must be whole seconds between 1 and 86400`);
   }
   if (raw.hostname !== undefined && !/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(raw.hostname)) {
     throw new ConfigError(`--hostname: '${raw.hostname}' is not a single DNS label`);
@@ -187,20 +210,21 @@ export function buildConfig(raw: RawOptions): Config {
     interfaces: splitList(raw.interface),
     hostname: raw.hostname,
     ipv6: raw.ipv6 !== false,
-    ttl: raw.ttl,
+    ttl,
     tls,
     admin,
     logLevel,
     logFormat,
-    healthInterval: positive(raw.healthInterval, 500, '--health-interval'),
-    healthTimeout: positive(raw.healthTimeout, 500, '--health-timeout'),
-    connectTimeout: positive(raw.connectTimeout, 1000, '--connect-timeout'),
-    idleTimeout: raw.idleTimeout === 0 ? 0 : positive(raw.idleTimeout, 0, '--idle-timeout'),
-    noEndpointWait: positive(raw.waitForEndpoint, 5000, '--wait-for-endpoint'),
-    drainTimeout: positive(raw.drainTimeout, 10000, '--drain-timeout'),
+    healthInterval: parseDuration(raw.healthInterval, 500, '--health-interval'),
+    healthTimeout: parseDuration(raw.healthTimeout, 500, '--health-timeout'),
+    connectTimeout: parseDuration(raw.connectTimeout, 1000, '--connect-timeout'),
+    idleTimeout: parseDuration(raw.idleTimeout, 0, '--idle-timeout', { allowZero: true }),
+    noEndpointWait: parseDuration(raw.waitForEndpoint, 5000, '--wait-for-endpoint'),
+    drainTimeout: parseDuration(raw.drainTimeout, 10000, '--drain-timeout'),
     keepConnections: !!raw.keepConnections,
     dnsServers: splitList(raw.dnsServer),
     trustedLan: !!raw.trustedLan,
+    warnings,
   };
 }
 

@@ -56,7 +56,7 @@ test('bad input: port already in use names the address', async () => {
 });
 
 test('environment variables configure like flags', () => {
-  const r = run(['--check'], { AMBASSADOR_ADVERTISE: 'redis=6379 api=8080', AMBASSADOR_CONNECT: 'db=7000' });
+  const r = run(['--check'], { AMBASSADOR_ADVERTISE: 'redis=6379 api=8080', AMBASSADOR_CONNECT: 'db=7000', AMBASSADOR_INTERFACE: '127.0.0.1' });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /advertise redis=6379; advertise api=8080; connect db on 127\.0\.0\.1:7000/);
 });

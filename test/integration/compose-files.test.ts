@@ -109,6 +109,13 @@ for (const ex of examples) {
         const args = s.command as string[];
         // The README shows each ambassador's first service flag.
         assert.ok(readme.includes(args[1]!.split(',')[0]!), `${ex}/README.md mentions ${args[1]}`);
+        // A one-shot service that makes certificates into a volume (compose/tls): run its script
+        // into the scratch copy of that volume, so --check gets real PEM files as the container would.
+        const certScript = join(dir, 'make-certs.sh');
+        if (existsSync(certScript) && !existsSync(join(scratch, 'certs', 'ca.pem'))) {
+          const made = spawnSync('sh', [certScript, join(scratch, 'certs')], { encoding: 'utf8' });
+          assert.equal(made.status, 0, `make-certs.sh: ${made.stderr}`);
+        }
         const mapped = hostArgs(args, pathMapper(dir, c, s, scratch));
         const r = spawnSync(process.execPath, [cli, 'run', '--check', ...mapped], {
           encoding: 'utf8', timeout: 20_000,

@@ -45,7 +45,9 @@ const rows: Array<[string, string[], RegExp]> = [
   ['cert is a dangling symlink', ['--advertise', 'a=1', '--tls-cert', dangling, '--tls-key', ok, '--tls-ca', ok], /--tls-cert: cannot read .*no such file/],
   ['cert is not PEM', ['--advertise', 'a=1', '--tls-cert', junk, '--tls-key', junk, '--tls-ca', junk], /tls.*(PEM|certificate)/i],
   ['only one TLS file', ['--advertise', 'a=1', '--tls-cert', ok], /needs all three/],
-  ['negative timeout', ['--connect', 'a=7102', '--idle-timeout', '-5'], /--idle-timeout: '-5' must be a positive number/],
+  ['negative timeout', ['--connect', 'a=7102', '--idle-timeout', '-5'], /--idle-timeout: '-5' is not a duration/],
+  ['not a duration', ['--connect', 'a=7102', '--health-interval', 'abc'], /--health-interval: 'abc' is not a duration \(milliseconds, or with a unit: 500ms, 2s, 1m\)/],
+  ['not a TTL', ['--advertise', 'a=1', '--ttl', 'abc'], /--ttl: 'abc' must be whole seconds/],
   ['bad TTL', ['--advertise', 'a=1', '--ttl', '0'], /--ttl/],
   ['bad host name', ['--advertise', 'a=1', '--hostname', 'a.b'], /--hostname/],
 ];
