@@ -72,6 +72,7 @@ async function rig(): Promise<Rig> {
   const admin = new AdminServer(subject, { host: '127.0.0.1', port: 0, defaultMetrics: true });
   const addr = await admin.listen();
   admin.metrics.watchConnector(conn);
+  await conn.bind();
   await conn.start();
   return {
     subject, admin, conn, base: `http://127.0.0.1:${addr.port}`, good: a.port, bad: b.port,

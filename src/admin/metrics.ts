@@ -15,6 +15,15 @@ export function isHandshakeCode(code: string): boolean {
   return code === 'EHANDSHAKE' || code === 'EPROTO' || code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || code.includes('CERT');
 }
 
+/**
+ * Labels of a --connect listener's series: `cluster` is the service name, `listener` its
+ * address. A cluster belongs to a listener, not to a name: two --connect for one service (say
+ * production and staging) are two clusters with series of their own.
+ */
+export function listenerLabels(c: Pick<Connector, 'spec'>): { cluster: string; listener: string } {
+  return { cluster: c.spec.name, listener: `${c.spec.bind}:${c.spec.port}` };
+}
+
 const ADVERTISEMENT_STATES: AdvertisementState[] = ['waiting-for-target', 'probing', 'announced', 'withdrawn', 'stopped'];
 
 /** What the metrics read: an Ambassador, or anything shaped like one (tests, the demo). */
@@ -49,27 +58,27 @@ export class AmbassadorMetrics {
   private readonly relayAccepted: Counter<'service'>;
   private readonly relayFailures: Counter<'service' | 'code'>;
   /** Upstream bytes of connections already closed, per cluster → endpoint label. */
-  private readonly closedBytes = new Map<string, Map<string, ByteTotals>>();
+  private readonly closedBytes = new Map<Connector, Map<string, ByteTotals>>();
 
   constructor(private readonly subject: MetricsSubject, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     const self = this;
 
-    this.accepted = new Counter({ name: 'ambassador_connections_accepted_total', help: 'Client connections accepted by a --connect listener', labelNames: ['cluster'], registers });
-    this.established = new Counter({ name: 'ambassador_connections_established_total', help: 'Client connections piped to an endpoint (after retries and handshake)', labelNames: ['cluster', 'endpoint'], registers });
-    this.clientFailures = new Counter({ name: 'ambassador_connections_failed_total', help: 'Client connections closed without any upstream (reason: no-endpoint, all-failed)', labelNames: ['cluster', 'reason'], registers });
-    this.connectFailures = new Counter({ name: 'ambassador_connect_failures_total', help: 'Failed connects (or handshakes) to an endpoint, by error code', labelNames: ['cluster', 'endpoint', 'code'], registers });
-    this.handshakeFailures = new Counter({ name: 'ambassador_handshake_failures_total', help: 'Connects whose protocol (e.g. Redis AUTH) or TLS handshake failed', labelNames: ['cluster', 'endpoint', 'code'], registers });
-    this.retries = new Counter({ name: 'ambassador_connect_retries_total', help: 'Failovers: a client retried on the next endpoint after a failed connect', labelNames: ['cluster'], registers });
-    this.transitions = new Counter({ name: 'ambassador_endpoint_transitions_total', help: 'Endpoint up/down transitions (reason: discovered, recovered, goodbye, removed, health-check, outlier)', labelNames: ['cluster', 'endpoint', 'to', 'reason'], registers });
-    this.healthChecks = new Counter({ name: 'ambassador_health_checks_total', help: 'Active TCP health checks (cluster advertise:NAME = an advertised target)', labelNames: ['cluster', 'endpoint', 'result'], registers });
+    this.accepted = new Counter({ name: 'ambassador_connections_accepted_total', help: 'Client connections accepted by a --connect listener', labelNames: ['cluster', 'listener'], registers });
+    this.established = new Counter({ name: 'ambassador_connections_established_total', help: 'Client connections piped to an endpoint (after retries and handshake)', labelNames: ['cluster', 'listener', 'endpoint'], registers });
+    this.clientFailures = new Counter({ name: 'ambassador_connections_failed_total', help: 'Client connections closed without any upstream (reason: no-endpoint, all-failed)', labelNames: ['cluster', 'listener', 'reason'], registers });
+    this.connectFailures = new Counter({ name: 'ambassador_connect_failures_total', help: 'Failed connects (or handshakes) to an endpoint, by error code', labelNames: ['cluster', 'listener', 'endpoint', 'code'], registers });
+    this.handshakeFailures = new Counter({ name: 'ambassador_handshake_failures_total', help: 'Connects whose protocol (e.g. Redis AUTH) or TLS handshake failed', labelNames: ['cluster', 'listener', 'endpoint', 'code'], registers });
+    this.retries = new Counter({ name: 'ambassador_connect_retries_total', help: 'Failovers: a client retried on the next endpoint after a failed connect', labelNames: ['cluster', 'listener'], registers });
+    this.transitions = new Counter({ name: 'ambassador_endpoint_transitions_total', help: 'Endpoint up/down transitions (reason: discovered, recovered, goodbye, removed, health-check, outlier)', labelNames: ['cluster', 'listener', 'endpoint', 'to', 'reason'], registers });
+    this.healthChecks = new Counter({ name: 'ambassador_health_checks_total', help: 'Active TCP health checks (cluster advertise:NAME = an advertised target)', labelNames: ['cluster', 'listener', 'endpoint', 'result'], registers });
     this.advTransitions = new Counter({ name: 'ambassador_advertisement_transitions_total', help: 'Advertisement state changes', labelNames: ['service', 'state'], registers });
     this.relayAccepted = new Counter({ name: 'ambassador_relay_connections_accepted_total', help: 'Connections accepted by an advertisement relay', labelNames: ['service'], registers });
     this.relayFailures = new Counter({ name: 'ambassador_relay_connect_failures_total', help: 'Relay connects to the advertised target that failed', labelNames: ['service', 'code'], registers });
 
     new Gauge({
-      name: 'ambassador_connections_active', help: 'Proxied connections open now, per endpoint', labelNames: ['cluster', 'endpoint'], registers,
+      name: 'ambassador_connections_active', help: 'Proxied connections open now, per endpoint', labelNames: ['cluster', 'listener', 'endpoint'], registers,
       collect() {
         this.reset();
         for (const c of self.subject.connectors) {
@@ -78,58 +87,58 @@ export class AmbassadorMetrics {
           for (const conn of c.listener.connections) {
             if (conn.state === 'open' && conn.endpoint) counts.set(conn.endpoint.label, (counts.get(conn.endpoint.label) ?? 0) + 1);
           }
-          for (const [endpoint, n] of counts) this.set({ cluster: c.spec.name, endpoint }, n);
+          for (const [endpoint, n] of counts) this.set({ ...listenerLabels(c), endpoint }, n);
         }
       },
     });
     new Gauge({
-      name: 'ambassador_connections_pending', help: 'Client connections waiting for an endpoint or a connect', labelNames: ['cluster'], registers,
+      name: 'ambassador_connections_pending', help: 'Client connections waiting for an endpoint or a connect', labelNames: ['cluster', 'listener'], registers,
       collect() {
         this.reset();
         for (const c of self.subject.connectors) {
           let n = 0;
           for (const conn of c.listener.connections) if (conn.state === 'pending') n++;
-          this.set({ cluster: c.spec.name }, n);
+          this.set(listenerLabels(c), n);
         }
       },
     });
-    const bytes = (direction: keyof ByteTotals) => function (this: Counter<'cluster' | 'endpoint'>) {
+    const bytes = (direction: keyof ByteTotals) => function (this: Counter<'cluster' | 'listener' | 'endpoint'>) {
       this.reset();
       for (const c of self.subject.connectors) {
         const totals = new Map<string, number>();
-        for (const [endpoint, t] of self.closedBytes.get(c.spec.name) ?? []) totals.set(endpoint, t[direction]);
+        for (const [endpoint, t] of self.closedBytes.get(c) ?? []) totals.set(endpoint, t[direction]);
         for (const ep of c.cluster.endpoints()) if (!totals.has(ep.label)) totals.set(ep.label, 0);
         for (const conn of c.listener.connections) {
           if (conn.state !== 'open' || !conn.endpoint || !conn.upstream) continue;
           const live = direction === 'received' ? conn.upstream.bytesRead : conn.upstream.bytesWritten;
           totals.set(conn.endpoint.label, (totals.get(conn.endpoint.label) ?? 0) + live);
         }
-        for (const [endpoint, n] of totals) this.inc({ cluster: c.spec.name, endpoint }, n);
+        for (const [endpoint, n] of totals) this.inc({ ...listenerLabels(c), endpoint }, n);
       }
     };
-    new Counter({ name: 'ambassador_upstream_bytes_received_total', help: 'Bytes received from endpoints (towards clients)', labelNames: ['cluster', 'endpoint'], registers, collect: bytes('received') });
-    new Counter({ name: 'ambassador_upstream_bytes_sent_total', help: 'Bytes sent to endpoints (from clients)', labelNames: ['cluster', 'endpoint'], registers, collect: bytes('sent') });
+    new Counter({ name: 'ambassador_upstream_bytes_received_total', help: 'Bytes received from endpoints (towards clients)', labelNames: ['cluster', 'listener', 'endpoint'], registers, collect: bytes('received') });
+    new Counter({ name: 'ambassador_upstream_bytes_sent_total', help: 'Bytes sent to endpoints (from clients)', labelNames: ['cluster', 'listener', 'endpoint'], registers, collect: bytes('sent') });
 
     new Gauge({
-      name: 'ambassador_endpoint_up', help: '1 while an endpoint is usable (discovered, healthy, not ejected), else 0', labelNames: ['cluster', 'endpoint', 'source'], registers,
+      name: 'ambassador_endpoint_up', help: '1 while an endpoint is usable (discovered, healthy, not ejected), else 0', labelNames: ['cluster', 'listener', 'endpoint', 'source'], registers,
       collect() {
         this.reset();
         const now = Date.now();
         for (const c of self.subject.connectors) {
-          for (const ep of c.cluster.endpoints()) this.set({ cluster: c.spec.name, endpoint: ep.label, source: ep.source }, ep.isUsable(now) ? 1 : 0);
+          for (const ep of c.cluster.endpoints()) this.set({ ...listenerLabels(c), endpoint: ep.label, source: ep.source }, ep.isUsable(now) ? 1 : 0);
         }
       },
     });
     new Gauge({
-      name: 'ambassador_endpoints', help: 'Endpoints known per cluster, by state', labelNames: ['cluster', 'state'], registers,
+      name: 'ambassador_endpoints', help: 'Endpoints known per cluster, by state', labelNames: ['cluster', 'listener', 'state'], registers,
       collect() {
         this.reset();
         const now = Date.now();
         for (const c of self.subject.connectors) {
           const all = c.cluster.endpoints();
           const up = all.filter((ep) => ep.isUsable(now)).length;
-          this.set({ cluster: c.spec.name, state: 'up' }, up);
-          this.set({ cluster: c.spec.name, state: 'down' }, all.length - up);
+          this.set({ ...listenerLabels(c), state: 'up' }, up);
+          this.set({ ...listenerLabels(c), state: 'down' }, all.length - up);
         }
       },
     });
@@ -195,30 +204,30 @@ export class AmbassadorMetrics {
   watchConnector(c: Connector): void {
     if (this.watched.has(c)) return;
     this.watched.add(c);
-    const cluster = c.spec.name;
+    const cl = listenerLabels(c);
     const l = c.listener;
-    this.accepted.inc({ cluster }, 0);
-    this.retries.inc({ cluster }, 0);
+    this.accepted.inc(cl, 0);
+    this.retries.inc(cl, 0);
     // A handshake failure is a connect-failed after the TCP connect succeeded: the listener then
     // has set conn.upstream to the new socket. Remember which upstream each failure saw.
     const seenUpstream = new WeakMap<ProxyConnection, unknown>();
     l.on('connection', (conn) => {
-      this.accepted.inc({ cluster });
+      this.accepted.inc(cl);
       seenUpstream.set(conn, conn.upstream);
     });
-    l.on('upstream-connected', (_conn, ep) => this.established.inc({ cluster, endpoint: ep.label }));
+    l.on('upstream-connected', (_conn, ep) => this.established.inc({ ...cl, endpoint: ep.label }));
     l.on('connect-failed', (conn, ep, code) => {
-      this.connectFailures.inc({ cluster, endpoint: ep.label, code });
+      this.connectFailures.inc({ ...cl, endpoint: ep.label, code });
       const fresh = conn.upstream !== undefined && conn.upstream !== seenUpstream.get(conn);
       seenUpstream.set(conn, conn.upstream);
-      if (fresh || isHandshakeCode(code)) this.handshakeFailures.inc({ cluster, endpoint: ep.label, code });
+      if (fresh || isHandshakeCode(code)) this.handshakeFailures.inc({ ...cl, endpoint: ep.label, code });
     });
-    l.on('failover', () => this.retries.inc({ cluster }));
-    l.on('client-closed-no-endpoint', (_conn, reason) => this.clientFailures.inc({ cluster, reason }));
+    l.on('failover', () => this.retries.inc(cl));
+    l.on('client-closed-no-endpoint', (_conn, reason) => this.clientFailures.inc({ ...cl, reason }));
     l.on('connection-closed', (conn, result) => {
       if (!result || !conn.endpoint) return;
-      let byEp = this.closedBytes.get(cluster);
-      if (!byEp) this.closedBytes.set(cluster, (byEp = new Map()));
+      let byEp = this.closedBytes.get(c);
+      if (!byEp) this.closedBytes.set(c, (byEp = new Map()));
       const t = byEp.get(conn.endpoint.label);
       if (t) {
         t.received += result.upstreamBytesRead;
@@ -232,10 +241,10 @@ export class AmbassadorMetrics {
     c.cluster.on('endpoint-up', (ep) => {
       const reason = added.has(ep) ? 'discovered' : 'recovered';
       added.delete(ep);
-      this.transitions.inc({ cluster, endpoint: ep.label, to: 'up', reason });
+      this.transitions.inc({ ...cl, endpoint: ep.label, to: 'up', reason });
     });
-    c.cluster.on('endpoint-down', (ep, reason) => this.transitions.inc({ cluster, endpoint: ep.label, to: 'down', reason }));
-    this.watchChecker(cluster, c.checker);
+    c.cluster.on('endpoint-down', (ep, reason) => this.transitions.inc({ ...cl, endpoint: ep.label, to: 'down', reason }));
+    this.watchChecker(cl, c.checker);
   }
 
   /** Counts an advertisement's state changes, target checks and relay connections (idempotent). */
@@ -253,14 +262,14 @@ export class AmbassadorMetrics {
         relay.on('connect-failed', (_c, code) => this.relayFailures.inc({ service, code }));
       }
     });
-    this.watchChecker(`advertise:${service}`, a.checker);
+    this.watchChecker({ cluster: `advertise:${service}`, listener: '' }, a.checker);
   }
 
   private readonly watchedRelays = new WeakSet<object>();
   private readonly watched = new WeakSet<object>();
 
-  private watchChecker(cluster: string, checker: HealthChecker): void {
-    checker.on('check', (ep, ok) => this.healthChecks.inc({ cluster, endpoint: ep.label, result: ok ? 'ok' : 'fail' }));
+  private watchChecker(labels: { cluster: string; listener: string }, checker: HealthChecker): void {
+    checker.on('check', (ep, ok) => this.healthChecks.inc({ ...labels, endpoint: ep.label, result: ok ? 'ok' : 'fail' }));
   }
 
   /** Prometheus text exposition. */

@@ -62,6 +62,10 @@ export function peersSnapshot(subject: PeersSubject) {
         warnings: c.credentials?.warnings ?? [],
         pendingConnections: pending,
         endpoints: c.cluster.endpoints().map((ep) => endpointJson(c, ep, now)),
+        /** Instances announced but kept out by the where. filter, and why. */
+        filteredOut: c.cluster.filteredOut().map(({ spec, why }) => ({
+          label: spec.label, source: spec.source, address: spec.host, port: spec.port, txt: redactTxt(spec.txt), why,
+        })),
       };
     }),
     advertisements: subject.advertisements.map((a) => {

@@ -28,6 +28,14 @@ export const GOODBYE_LINGER_MS = 300;
 
 export type AdvertisementState = 'waiting-for-target' | 'probing' | 'announced' | 'withdrawn' | 'stopped';
 
+/** Why a target check failed, in words: a name that does not resolve is not a port that is closed. */
+export function whyNotAccepting(code: string | undefined): string {
+  if (code === 'ENOTFOUND') return `does not resolve: no such host name (${code})`;
+  if (code === 'EAI_AGAIN') return `does not resolve: DNS lookup failed, retrying (${code})`;
+  if (code === 'ECONNREFUSED') return `not accepting: connection refused (${code})`;
+  return `not accepting (${code})`;
+}
+
 /** Whether something accepts TCP connections at host:port right now. */
 function accepts(host: string, port: number, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -109,7 +117,7 @@ export class Advertisement extends EventEmitter {
         firstOk = true;
         this.deciding = this.publish().catch((err) => this.log.error({ err: String(err), service: this.spec.name }, 'cannot advertise'));
       } else if (!ok && !firstOk) {
-        this.setState('waiting-for-target', `target ${this.target.host}:${this.target.port} not accepting (${error})`);
+        this.setState('waiting-for-target', `target ${this.target.host}:${this.target.port} ${whyNotAccepting(error)}`);
       }
     });
     this.targetCluster.on('endpoint-health', (_ep, healthy) => {
@@ -164,7 +172,8 @@ export class Advertisement extends EventEmitter {
     this.setState('probing', 'target accepts connections');
     reg.on('state', (s: string, why: string) => {
       if (s === 'announced') this.setState('announced', why);
-      else if (s === 'probing') this.setState('probing', why);
+      // Already probing (we just re-published): the registration saying so again is one line too many.
+      else if (s === 'probing' && this.state !== 'probing') this.setState('probing', why);
     });
     reg.on('renamed', (from: string, to: string, why: string) => {
       this.log.warn({ service: this.spec.name, from, to, why }, 'name conflict: renamed instance');
@@ -179,8 +188,8 @@ export class Advertisement extends EventEmitter {
 
   private republish(): void {
     if (!this.registration || this.state !== 'withdrawn') return;
+    this.setState('probing', 'target accepts connections again'); // before the registration says 'probing' too
     this.engine.republish(this.registration);
-    this.setState('probing', 'target accepts connections again');
   }
 
   /** Goodbyes (the caller stops the engine after all of them went out). */

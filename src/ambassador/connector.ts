@@ -34,6 +34,7 @@ export class Connector extends EventEmitter {
   readonly checker: HealthChecker;
   readonly protocol: ProtocolHandshake | undefined;
   readonly credentials: CredentialExposure | undefined;
+  private stopping = false;
   private readonly logged = new Map<string, { at: number; repeated: number }>();
 
   constructor(
@@ -65,27 +66,45 @@ export class Connector extends EventEmitter {
 
   private wireLogs(): void {
     const svc = this.spec.name;
+    // Every line names the listener: two --connect for one service are two clusters.
+    const listen = `${this.spec.bind}:${this.spec.port}`;
     const where = (ep: { label: string; host: string; port: number; source: string }) =>
-      ({ service: svc, endpoint: ep.label, address: `${ep.host}:${ep.port}`, source: ep.source });
+      ({ service: svc, listen, endpoint: ep.label, address: `${ep.host}:${ep.port}`, source: ep.source });
     this.cluster.on('endpoint-up', (ep) => this.log.info(where(ep), 'endpoint up'));
-    this.cluster.on('endpoint-down', (ep, reason) => this.log.warn({ ...where(ep), reason }, 'endpoint down'));
+    this.cluster.on('endpoint-down', (ep, reason) => {
+      // Our own shutdown empties the cluster: that is no news about the endpoint.
+      if (!this.stopping) this.log.warn({ ...where(ep), reason }, 'endpoint down');
+    });
+    this.cluster.on('endpoint-filtered', (spec, why) =>
+      this.log.info({ ...where(spec), why }, 'instance ignored: it does not match the where. filter'));
     this.cluster.on('endpoint-updated', (ep, moved) => {
       if (moved) this.log.info(where(ep), 'endpoint moved');
     });
     this.listener.on('connect-failed', (_c, ep, code) => this.log.warn({ ...where(ep), code }, 'connect failed'));
-    this.listener.on('failover', (_c, from, to) => this.log.warn({ service: svc, from: from.label, to: to.label }, 'connect failed, retrying on next endpoint'));
-    this.listener.on('client-closed-no-endpoint', (_c, reason, attempts) =>
-      this.log.warn({ service: svc, reason, attempts }, 'client closed: no endpoint could take it'));
-    this.listener.on('listener-error', (err) => this.log.error({ service: svc, err: err.message }, 'listener error'));
+    this.listener.on('failover', (_c, from, to) => this.log.warn({ service: svc, listen, from: from.label, to: to.label }, 'connect failed, retrying on next endpoint'));
+    this.listener.on('client-closed-no-endpoint', (_c, reason, attempts) => {
+      if (reason === 'rejected') {
+        this.log.warn({ service: svc, listen, reason, attempts },
+          'client closed: the upstream refused the handshake (credentials or database, see the line before); other endpoints not tried');
+      } else if (reason === 'all-failed') {
+        this.log.warn({ service: svc, listen, reason, attempts }, 'client closed: every endpoint tried failed');
+      } else {
+        const filteredOut = this.cluster.filteredOut().length;
+        this.log.warn({ service: svc, listen, reason, attempts, ...(filteredOut ? { filteredOut } : {}) }, filteredOut
+          ? `client closed: no endpoint; ${filteredOut} announced instance(s) do not match the where. filter (see /peers)`
+          : 'client closed: no endpoint could take it');
+      }
+    });
+    this.listener.on('listener-error', (err) => this.log.error({ service: svc, listen, err: err.message }, 'listener error'));
     const p = this.protocol;
     if (p) {
       // Messages are secret-free by contract; repeats per endpoint and code are folded (10 s).
       p.on('handshake-failed', (ep, code: string, message: string) => this.throttled(`${ep.key}|${code}`, (repeated) =>
-        this.log.warn({ service: svc, protocol: p.name, endpoint: ep.label, address: `${ep.host}:${ep.port}`, code, repeated }, message)));
+        this.log.warn({ service: svc, listen, protocol: p.name, endpoint: ep.label, address: `${ep.host}:${ep.port}`, code, repeated }, message)));
       p.on('credentials-loaded', (changed: boolean) => {
-        if (changed) this.log.info({ service: svc, protocol: p.name }, 'credentials file changed: new connections use the new credentials');
+        if (changed) this.log.info({ service: svc, listen, protocol: p.name }, 'credentials file changed: new connections use the new credentials');
       });
-      p.on('credentials-error', (message: string) => this.log.warn({ service: svc, protocol: p.name }, message));
+      p.on('credentials-error', (message: string) => this.log.warn({ service: svc, listen, protocol: p.name }, message));
     }
   }
 
@@ -113,13 +132,14 @@ export class Connector extends EventEmitter {
   async start(): Promise<void> {
     for (const s of this.sources) {
       s.on('endpoints', (specs: EndpointSpec[]) => this.cluster.setEndpoints(s.kind, specs));
-      s.on('resolve-error', (err: Error) => this.log.warn({ service: this.spec.name, source: s.kind, err: err.message }, 'discovery lookup failed; keeping last endpoints'));
+      s.on('resolve-error', (err: Error) => this.log.warn({ service: this.spec.name, listen: `${this.spec.bind}:${this.spec.port}`, source: s.kind, err: err.message }, 'discovery lookup failed; keeping last endpoints'));
     }
     for (const s of this.sources) await s.start();
     this.checker.start();
   }
 
   async stop(drainMs: number): Promise<void> {
+    this.stopping = true;
     await this.listener.close({ drainMs });
     this.checker.stop();
     this.protocol?.stop();

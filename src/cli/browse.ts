@@ -2,6 +2,7 @@ import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { MdnsEngine } from '../mdns/engine.js';
 import { InterfaceError, resolveInterfaces } from '../mdns/interfaces.js';
 import type { ServiceBrowser, ServiceInstance } from '../mdns/browser.js';
+import { redactTxt } from '../admin/peers.js';
 import { fail } from './fail.js';
 
 export const BROWSE_OPTION_NAMES = ['interface', 'json', 'once', 'wait'];
@@ -15,10 +16,15 @@ export function browseOptions<T>(y: Argv<T>) {
     .option('wait', { type: 'number', default: 3000, describe: 'ms to wait with --once' });
 }
 
+/** `10.0.0.5:6379`, `[fe80::1%eth0]:6379`: an IPv6 address never has the port glued on. */
+export function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 function line(mark: string, i: ServiceInstance): string {
-  const txt = Object.entries(i.txt).map(([k, v]) => `${k}=${v}`).join(' ');
+  const txt = Object.entries(redactTxt(i.txt)).map(([k, v]) => `${k}=${v}`).join(' ');
   const type = i.type.replace(/\.local$/, '');
-  return `${mark} ${i.instance.padEnd(24)} ${type.padEnd(16)} ${i.host.padEnd(20)} ${i.addresses.join(',')}:${i.port}` +
+  return `${mark} ${i.instance.padEnd(24)} ${type.padEnd(16)} ${i.host.padEnd(20)} ${i.addresses.map((a) => hostPort(a, i.port)).join(',')}` +
     `${i.priority || i.weight ? ` prio=${i.priority} weight=${i.weight}` : ''}${txt ? `  ${txt}` : ''}`;
 }
 
@@ -38,7 +44,7 @@ export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; in
     fail((err as Error).message);
   }
   const print = (event: 'up' | 'update' | 'down', i: ServiceInstance) => {
-    if (argv.json) process.stdout.write(JSON.stringify({ event, ...i }) + '\n');
+    if (argv.json) process.stdout.write(JSON.stringify({ event, ...i, txt: redactTxt(i.txt) }) + '\n');
     else process.stdout.write(line(event === 'up' ? '+' : event === 'down' ? '-' : '=', i) + '\n');
   };
   const browsers = new Map<string, ServiceBrowser>();
@@ -76,6 +82,10 @@ export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; in
       const all = [...browsers.values()].flatMap((b) => b.instances());
       all.sort((a, b) => a.fullName.localeCompare(b.fullName));
       for (const i of all) print('up', i);
+      if (all.length === 0) {
+        const on = interfaces.map((i) => `${i.name} (${i.address})`).join(', ');
+        process.stderr.write(`no ${argv.name ? `'${argv.name}' ` : ''}service found within ${argv.wait} ms on ${on}\n`);
+      }
       void stop();
     }, argv.wait);
   }

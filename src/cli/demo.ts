@@ -402,9 +402,10 @@ async function runDemo(argv: DemoArgs, say: Narrator, startAmb: StartAmb, replic
     ? `Summary: ${tally.ok} requests, none failed, though a replica went away and came back. The app only ever knew 127.0.0.1:${port}.`
     : `Summary: ${tally.ok} ok, ${tally.failed} failed.`);
   const m = await fetchText(`http://127.0.0.1:${adminPort}/metrics`);
-  const pick = (name: string) => m.split('\n').filter((l) => l.startsWith(name)).map((l) => '    ' + l);
+  const pick = (name: string, ...parts: string[]) =>
+    m.split('\n').filter((l) => l.startsWith(name) && parts.every((p) => l.includes(p))).map((l) => '    ' + l);
   say.plain(`The connecting ambassador's admin endpoint: http://127.0.0.1:${adminPort}/healthz, /peers, /metrics, e.g.`);
-  for (const l of [...pick('ambassador_connections_established_total'), ...pick('ambassador_connect_retries_total'), ...pick('ambassador_endpoint_transitions_total{cluster="kv",endpoint="kv@demo-kv-1",to="down"')]) say.plain(l);
+  for (const l of [...pick('ambassador_connections_established_total'), ...pick('ambassador_connect_retries_total'), ...pick('ambassador_endpoint_transitions_total{', 'endpoint="kv@demo-kv-1"', 'to="down"')]) say.plain(l);
   if (argv.keep) {
     say.plain('\nTry it yourself:');
     say.plain(`    redis-cli -p ${port} whoami          # or: printf 'WHOAMI\\r\\n' | nc 127.0.0.1 ${port}`);

@@ -20,6 +20,8 @@ export type ClusterEvents = {
   'endpoint-health': [endpoint: Endpoint, healthy: boolean];
   /** host/port/priority/weight/txt/label changed; `addressChanged` when host or port did. */
   'endpoint-updated': [endpoint: Endpoint, addressChanged: boolean];
+  /** A source reported an instance that the `where` filter keeps out (once, until it leaves or changes). */
+  'endpoint-filtered': [spec: EndpointSpec, why: string];
   /** Something above happened (coalesced once per setEndpoints call). */
   changed: [];
 };
@@ -54,6 +56,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   readonly where: Readonly<Record<string, string>>;
   readonly outlier: Required<OutlierOptions> | undefined;
   private readonly byKey = new Map<string, Endpoint>();
+  /** Instances the `where` filter keeps out, with why (shown in /peers and logs: a filter that matches nothing is a common mistake). */
+  private readonly filtered = new Map<string, { spec: EndpointSpec; why: string }>();
   private readonly ejectionTimers = new Map<Endpoint, NodeJS.Timeout>();
   private closed = false;
 
@@ -81,16 +85,41 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     return true;
   }
 
+  /** Why `spec` does not pass the `where` filter, in words; undefined when it passes. */
+  mismatch(spec: Pick<EndpointSpec, 'txt'>): string | undefined {
+    const why: string[] = [];
+    for (const k in this.where) {
+      const v = spec.txt[k];
+      if (v !== this.where[k]) why.push(`where.${k}=${this.where[k]}, its TXT has ${v === undefined ? `no ${k}` : `${k}=${v}`}`);
+    }
+    return why.length ? why.join('; ') : undefined;
+  }
+
+  /** Instances announced but kept out by the `where` filter, and why. */
+  filteredOut(): Array<{ spec: EndpointSpec; why: string }> {
+    return [...this.filtered.values()];
+  }
+
   /** Replace the set of endpoints learned from `source`. */
   setEndpoints(source: SourceKind, specs: readonly EndpointSpec[]): void {
     if (this.closed) return;
     const now = Date.now();
     const seen = new Set<string>();
+    const seenFiltered = new Set<string>();
     let changed = false;
     for (const s of specs) {
       const spec: EndpointSpec = s.source === source ? s : { ...s, source };
-      if (!this.matches(spec)) continue;
       const key = endpointKey(source, spec.id);
+      const why = this.mismatch(spec);
+      if (why !== undefined) {
+        seenFiltered.add(key);
+        if (this.filtered.get(key)?.why !== why) {
+          this.filtered.set(key, { spec, why });
+          this.emit('endpoint-filtered', spec, why);
+        }
+        continue; // an endpoint whose TXT no longer matches leaves below, like a removed one
+      }
+      this.filtered.delete(key);
       if (seen.has(key)) continue; // a duplicate id in one set: first wins
       seen.add(key);
       const existing = this.byKey.get(key);
@@ -116,6 +145,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       this.remove(ep, now);
       changed = true;
     }
+    for (const [key, f] of this.filtered) if (f.spec.source === source && !seenFiltered.has(key)) this.filtered.delete(key);
     if (changed) this.emit('changed');
   }
 

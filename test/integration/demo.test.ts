@@ -34,7 +34,7 @@ test('demo over mDNS on loopback: discovery, balancing, failover, recovery, exit
     /✓ back to two replicas: 10\/10 ok, served by kv-1 \d+, kv-2 \d+/,
     /requests 30: ok 30, failed 0/,
     /none failed/,
-    /ambassador_connections_established_total\{cluster="kv",endpoint="kv@demo-kv-1"\} \d+/,
+    /ambassador_connections_established_total\{cluster="kv",listener="[^"]+",endpoint="kv@demo-kv-1"\} \d+/,
   ]) assert.match(out, re);
   assert.doesNotMatch(out, /✗/);
   assert.equal(r.stderr, '', 'nothing on stderr');
