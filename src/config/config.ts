@@ -199,7 +199,8 @@ export function buildConfig(raw: RawOptions): Config {
     noEndpointWait: positive(raw.waitForEndpoint, 5000, '--wait-for-endpoint'),
     drainTimeout: positive(raw.drainTimeout, 10000, '--drain-timeout'),
     keepConnections: !!raw.keepConnections,
-    dnsServers: splitList(raw.dnsServer).map(parseDnsServer),
+    // also `AMBASSADOR_DNS_SERVER="10.0.0.1 10.0.0.2:5353"` (addresses do not look like NAME=…)
+    dnsServers: splitList(raw.dnsServer).flatMap((v) => v.split(/[\s,]+/)).filter(Boolean).map(parseDnsServer),
     trustedLan: !!raw.trustedLan,
   };
 }

@@ -124,6 +124,8 @@ export class DnsSrvSource extends EventEmitter implements DiscoverySource {
   /** Target addresses learned from DNS, kept for their TTL (and as a fallback when a lookup fails). */
   private readonly addresses = new Map<string, TargetAddresses>();
   private resolvedAs = '';
+  /** Delay chosen for the next lookup (ms): the shortest TTL within bounds, or the backoff. */
+  nextRefreshMs = 0;
 
   constructor(readonly query: string, private readonly opts: DnsSrvOptions = {}) {
     super();
@@ -156,6 +158,7 @@ export class DnsSrvSource extends EventEmitter implements DiscoverySource {
     }
     if (this.stopped) return;
     this.timer?.cancel();
+    this.nextRefreshMs = next;
     this.timer = this.clock.setTimeout(() => void this.refresh(), next);
   }
 
@@ -326,8 +329,15 @@ export class DnsSrvSource extends EventEmitter implements DiscoverySource {
   /** A, and AAAA when there is no A; the TTL of the records used. */
   private async resolveTarget(target: string, servers: readonly DnsServer[], q: QueryOptions): Promise<TargetAddresses> {
     for (const type of ['A', 'AAAA'] as const) {
-      const r = await this.client.query(target, type, servers, q);
-      const found = (r.packet.answers ?? []).filter((a) => a.type === type) as Array<{ data: unknown; ttl?: number }>;
+      let packet: DnsPacket.Packet;
+      try {
+        packet = (await this.client.query(target, type, servers, q)).packet;
+      } catch (err) {
+        // one address is all an endpoint needs: those of a truncated answer are as good as any
+        if (!(err instanceof TruncatedAnswerError)) throw err;
+        packet = err.partial;
+      }
+      const found = (packet.answers ?? []).filter((a) => a.type === type) as Array<{ data: unknown; ttl?: number }>;
       if (found.length > 0) {
         const addrs = [...new Set(found.map((a) => String(a.data)))];
         const ttl = Math.min(...found.map((a) => a.ttl ?? 0));

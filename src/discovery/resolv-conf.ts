@@ -84,7 +84,7 @@ export function parseResolvConf(text: string, env: ResolvEnv = {}, hostname = ''
  * a name with fewer dots with each search domain first, then as given.
  */
 export function searchCandidates(name: string, conf: Pick<ResolvConf, 'search' | 'ndots'>): string[] {
-  if (name.endsWith('.')) return [name.replace(/\.+$/, '')];
+  if (name.endsWith('.')) return [name.replace(/\.+$/, '').toLowerCase()];
   const dots = name.split('.').length - 1;
   const searched = conf.search.map((d) => `${name}.${d}`);
   const all = dots >= conf.ndots ? [name, ...searched] : [...searched, name];
