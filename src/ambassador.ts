@@ -4,7 +4,7 @@ import { Connector } from './ambassador/connector.js';
 import type { Config } from './config/config.js';
 import { credentialExposure } from './config/credential-exposure.js';
 import { type ConnectSpec, ConfigError } from './config/specs.js';
-import { DnsSrvSource, parseDnsServer } from './discovery/dns-srv.js';
+import { DnsSrvSource } from './discovery/dns-srv.js';
 import { MdnsSource } from './discovery/mdns.js';
 import type { DiscoverySource } from './discovery/source.js';
 import { StaticSource } from './discovery/static.js';
@@ -145,7 +145,11 @@ export class Ambassador {
     const sources: DiscoverySource[] = [];
     for (const s of c.static.filter((x) => x.name === spec.name)) sources.push(new StaticSource(s.endpoints));
     for (const s of c.srv.filter((x) => x.name === spec.name)) {
-      sources.push(new DnsSrvSource(s.query, { servers: c.dnsServers.map(parseDnsServer) }));
+      const srv = new DnsSrvSource(s.query, { servers: c.dnsServers });
+      // failed lookups are logged by the connector ('resolve-error'); the rest of the story here
+      srv.on('warning', (msg: string, fields: object) => this.log.warn({ service: spec.name, ...fields }, msg));
+      srv.on('info', (msg: string, fields: object) => this.log.info({ service: spec.name, ...fields }, msg));
+      sources.push(srv);
     }
     const credentials = credentialExposure(spec, { tls: !!this.tls, named: sources.length > 0, trustedLan: c.trustedLan });
     for (const warning of credentials?.warnings ?? []) this.log.warn({ service: spec.name, listen: `${spec.bind}:${spec.port}` }, warning);

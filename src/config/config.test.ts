@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildConfig, splitList } from './config.js';
 import { credentialExposure } from './credential-exposure.js';
-import { ConfigError, parseAdvertise, parseConnect, parseSrv, parseStatic } from './specs.js';
+import { ConfigError, parseAdvertise, parseConnect, parseDnsServer, parseSrv, parseStatic } from './specs.js';
 
 test('--advertise: port only, host:port, options and TXT', () => {
   assert.deepEqual(parseAdvertise('redis=6379'), {
@@ -32,7 +32,21 @@ test('--connect: bind defaults to 127.0.0.1; balance and where filters', () => {
 
 test('--static and --srv', () => {
   assert.deepEqual(parseStatic('redis=10.0.0.5:6380+db2:6381').endpoints, [{ host: '10.0.0.5', port: 6380 }, { host: 'db2', port: 6381 }]);
-  assert.equal(parseSrv('redis=_redis._tcp.example.internal.').query, '_redis._tcp.example.internal');
+  assert.equal(parseSrv('redis=_redis._tcp.example.internal').query, '_redis._tcp.example.internal');
+  // relative (Kubernetes-style, resolved through the search list) and absolute names are kept as written
+  assert.equal(parseSrv('redis=_redis._tcp.redis').query, '_redis._tcp.redis');
+  assert.equal(parseSrv('redis=_redis._tcp.example.internal.').query, '_redis._tcp.example.internal.');
+});
+
+test('--dns-server: an IP address with an optional port, repeatable in failover order', () => {
+  assert.deepEqual(parseDnsServer('10.0.0.2'), { host: '10.0.0.2', port: 53 });
+  assert.deepEqual(parseDnsServer('127.0.0.1:8600'), { host: '127.0.0.1', port: 8600 });
+  assert.deepEqual(parseDnsServer('fd00::53'), { host: 'fd00::53', port: 53 });
+  assert.deepEqual(parseDnsServer('[fd00::53]:5353'), { host: 'fd00::53', port: 5353 });
+  assert.deepEqual(parseDnsServer('[fd00::53]'), { host: 'fd00::53', port: 53 });
+  const c = buildConfig({ connect: ['redis=6379'], srv: ['redis=_redis._tcp.svc'], dnsServer: ['10.0.0.1:5353', '10.0.0.2 [fd00::1]:53'] });
+  assert.deepEqual(c.dnsServers, [{ host: '10.0.0.1', port: 5353 }, { host: '10.0.0.2', port: 53 }, { host: 'fd00::1', port: 53 }]);
+  assert.deepEqual(buildConfig({ connect: ['redis=6379'] }).dnsServers, []);
 });
 
 test('bad specs: one clear message each', () => {
@@ -49,6 +63,11 @@ test('bad specs: one clear message each', () => {
     [() => parseConnect('redis=6379,db=x'), /db must be a number/],
     [() => parseStatic('redis=6380'), /needs a host/],
     [() => parseSrv('redis=redis.example.com'), /_service\._tcp\.domain/],
+    [() => parseSrv('redis=_redis._tcp..example'), /empty label/],
+    [() => parseDnsServer('dns.example.com'), /--dns-server 'dns\.example\.com': expected an IP address/],
+    [() => parseDnsServer('10.0.0.1:99999'), /out of range/],
+    [() => parseDnsServer('[fd00::1]:x'), /not a port number/],
+    [() => parseDnsServer(''), /expected an IP address/],
   ];
   for (const [fn, re] of bad) {
     assert.throws(fn, (err: Error) => err instanceof ConfigError && re.test(err.message) && !err.message.includes('\n'));

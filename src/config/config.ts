@@ -1,8 +1,8 @@
 import { accessSync, constants } from 'node:fs';
 import { credentialExposure } from './credential-exposure.js';
 import {
-  type AdvertiseSpec, type ConnectSpec, type SrvSpec, type StaticSpec, ConfigError,
-  parseAdvertise, parseConnect, parseHostPort, parseSrv, parseStatic,
+  type AdvertiseSpec, type ConnectSpec, type HostPort, type SrvSpec, type StaticSpec, ConfigError,
+  parseAdvertise, parseConnect, parseDnsServer, parseHostPort, parseSrv, parseStatic,
 } from './specs.js';
 
 export type LogFormat = 'json' | 'pretty';
@@ -43,8 +43,8 @@ export interface Config {
   drainTimeout: number;
   /** Keep connections to an endpoint that went away (default: close them). */
   keepConnections: boolean;
-  /** DNS servers for --srv (host[:port]); default: the system's. */
-  dnsServers: string[];
+  /** DNS servers for --srv, in failover order; empty = the nameservers of /etc/resolv.conf. */
+  dnsServers: HostPort[];
   /**
    * The operator trusts every host on the LAN: injected credentials may go to any peer that
    * announces the service over mDNS (without this, only to mutual-TLS peers or named endpoints).
@@ -222,7 +222,8 @@ export function buildConfig(raw: RawOptions): Config {
     noEndpointWait: parseDuration(raw.waitForEndpoint, 5000, '--wait-for-endpoint'),
     drainTimeout: parseDuration(raw.drainTimeout, 10000, '--drain-timeout'),
     keepConnections: !!raw.keepConnections,
-    dnsServers: splitList(raw.dnsServer),
+    // also `AMBASSADOR_DNS_SERVER="10.0.0.1 10.0.0.2:5353"` (addresses do not look like NAME=…)
+    dnsServers: splitList(raw.dnsServer).flatMap((v) => v.split(/[\s,]+/)).filter(Boolean).map(parseDnsServer),
     trustedLan: !!raw.trustedLan,
     warnings,
   };

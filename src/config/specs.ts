@@ -197,5 +197,29 @@ export function parseSrv(raw: string): SrvSpec {
   if (eq <= 0 || !/^_[A-Za-z0-9-]+\._(tcp|udp)\.[A-Za-z0-9.-]+$/.test(query)) {
     throw new ConfigError(`${flag} '${raw}': expected NAME=_service._tcp.domain`);
   }
-  return { name: parseServiceName(raw.slice(0, eq), flag), query: query.replace(/\.$/, ''), raw };
+  if (/\.\./.test(query)) throw new ConfigError(`${flag} '${raw}': '${query}' has an empty label`);
+  // a trailing dot is kept: it makes the name absolute (no search domains), as for every resolver
+  return { name: parseServiceName(raw.slice(0, eq), flag), query, raw };
+}
+
+/**
+ * `--dns-server`: an IP address, optionally with a port: `10.0.0.2`, `10.0.0.2:5353`, `fd00::53`,
+ * `[fd00::53]:5353`. Not a host name: resolving the resolver would need a resolver.
+ */
+export function parseDnsServer(raw: string): HostPort {
+  const what = `--dns-server '${raw}'`;
+  const v = raw.trim();
+  if (isIP(v) === 6) return { host: v, port: 53 };
+  let host = v;
+  let port = 53;
+  const bracketed = /^\[([^\]]+)\](?::(\d*))?$/.exec(v);
+  if (bracketed) {
+    host = bracketed[1]!;
+    if (bracketed[2] !== undefined) port = parsePort(bracketed[2], what);
+  } else if (v.includes(':')) {
+    host = v.slice(0, v.lastIndexOf(':'));
+    port = parsePort(v.slice(v.lastIndexOf(':') + 1), what);
+  }
+  if (isIP(host) === 0) throw new ConfigError(`${what}: expected an IP address with an optional port (ADDRESS[:PORT] or [IPV6]:PORT)`);
+  return { host, port };
 }

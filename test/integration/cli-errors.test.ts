@@ -26,6 +26,8 @@ const cases: Array<[string, string[], RegExp]> = [
   ['unknown interface', ['--advertise', 'redis=6379', '--interface', 'nosuch0'], /interface 'nosuch0'/],
   ['nothing to do', [], /nothing to do/],
   ['bad log level', ['--connect', 'a=7000', '--log-level', 'loud'], /log-level/],
+  ['DNS server by name', ['--connect', 'redis=7000', '--srv', 'redis=_redis._tcp.svc', '--dns-server', 'dns.example.com'], /--dns-server 'dns\.example\.com': expected an IP address/],
+  ['bad DNS server port', ['--connect', 'redis=7000', '--srv', 'redis=_redis._tcp.svc', '--dns-server', '[fd00::53]:99999'], /--dns-server '\[fd00::53\]:99999': port 99999 is out of range/],
 ];
 
 for (const [name, args, re] of cases) {
