@@ -61,3 +61,18 @@ test('relay: close({drainMs}) lets an open connection finish', async (t) => {
   await closing;
   assert.equal(r.connections.size, 0);
 });
+
+test('relay: connections that close without a byte (TCP health checks) leave nothing behind, even if the target never reads', async (t) => {
+  const target = await startServer({ onSocket: (s) => s.pause() }); // accepts, never reads, never answers
+  t.after(() => target.close());
+  const { relay: r, port } = await relay(t, { target: { host: '127.0.0.1', port: target.port } });
+  for (let i = 0; i < 10; i++) {
+    const c = await connectTo(port);
+    // Close once the relay is through to the target (the race a remote check usually loses).
+    await waitFor(() => target.accepted > i && [...r.connections].some((x) => x.state === 'open'), 3000, 'relay piping');
+    c.end(); // what a TCP check does: connect, then close
+    await closed(c);
+  }
+  await waitFor(() => r.connections.size === 0, 3000, 'no relay connection left');
+  // A client that did send something still half-closes and waits for the answer (see the first test).
+});

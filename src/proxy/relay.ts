@@ -120,6 +120,15 @@ export class RelayListener extends EventEmitter<RelayListenerEvents> {
     });
     conn.pipe = pipe;
     conn.state = 'open';
+    // A client that leaves without having sent a byte (a TCP health check, a port probe) waits
+    // for no answer: close the target side too. Half-closing it instead would leave the
+    // connection open for as long as a target that never reads keeps quiet (and a stop would
+    // then wait out the whole drain).
+    const onClientEnd = (): void => {
+      if (client.bytesRead === 0) pipe.destroy('ECLIENTEOF');
+    };
+    if (client.readableEnded) onClientEnd();
+    else client.once('end', onClientEnd);
     this.emit('upstream-connected', conn);
     const result = await pipe.closed;
     conn.markClosed(result);
