@@ -45,6 +45,26 @@ export async function waitQuiet(cap: Capture, quietMs = 1100, timeoutMs = 10_000
   }
 }
 
+/**
+ * Waits until the host's announcements are over (RFC 6762 §8.3 allows up to eight, each gap at
+ * least double the one before): quiet for twice the last gap between rounds of its multicast
+ * responses, at least 1.1 s. The ambassador announces twice, 1 s apart; avahi-daemon three
+ * times, 1 s and 2 s apart.
+ */
+export async function waitAnnounced(cap: Capture, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const rounds = clusters(cap.filter((p) => p.fromHost && p.multicast && p.msg?.kind === 'response').map((p) => p.t), 500);
+    const lastGap = rounds.length >= 2 ? rounds[rounds.length - 1]! - rounds[rounds.length - 2]! : 1000;
+    const quietMs = Math.max(1100, 2 * lastGap + 200);
+    const last = [...cap.packets].reverse().find((p) => p.fromHost && p.multicast);
+    const since = last ? Date.now() - last.t : Infinity;
+    if (since >= quietMs) return;
+    if (Date.now() > deadline) throw new Error(`host still announcing after ${timeoutMs} ms`);
+    await sleep(Math.min(quietMs - since + 5, 200));
+  }
+}
+
 export const ms = (x: number): string => `${Math.round(x)} ms`;
 
 export function median(xs: number[]): number {

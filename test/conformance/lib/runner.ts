@@ -5,7 +5,7 @@ import { Lab } from '../../lib/netns.js';
 import { Capture } from './capture.js';
 import { describePacket } from './observe.js';
 import { Peer } from './peer.js';
-import { makeContext, type ScenarioSpec, type Trial, type Verdict } from './trial.js';
+import { makeContext, type DutKind, type ScenarioSpec, type Trial, type Verdict } from './trial.js';
 
 export interface Outcome {
   spec: ScenarioSpec;
@@ -32,9 +32,9 @@ export function writeTimeline(name: string, cap: Capture): void {
   writeFileSync(join(dir, `${name}.txt`), cap.packets.map((p) => describePacket(p, t0)).join('\n') + '\n');
 }
 
-async function runTrial(trial: Trial, log: (s: string) => void): Promise<{ outcomes: Outcome[]; ms: number }> {
+async function runTrial(trial: Trial, dutKind: DutKind, log: (s: string) => void): Promise<{ outcomes: Outcome[]; ms: number }> {
   const t0 = Date.now();
-  const missing = trial.requires?.();
+  const missing = !(trial.duts ?? ['ambassador']).includes(dutKind) ? `not applicable to ${dutKind}` : trial.requires?.();
   if (missing) return { outcomes: trial.scenarios.map((spec) => ({ spec, trial: trial.name, skipped: missing })), ms: 0 };
   const verdicts = new Map<string, Verdict>();
   const declared = new Set(trial.scenarios.map((s) => s.id));
@@ -50,7 +50,7 @@ async function runTrial(trial: Trial, log: (s: string) => void): Promise<{ outco
     const ctx = makeContext(lab, peer, cap, (id, pass, measured) => {
       if (!declared.has(id)) throw new Error(`trial ${trial.name} recorded undeclared scenario ${id}`);
       verdicts.set(id, { pass, measured });
-    });
+    }, dutKind);
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`trial timed out after ${trial.budgetMs} ms`)), trial.budgetMs);
     });
@@ -73,14 +73,14 @@ async function runTrial(trial: Trial, log: (s: string) => void): Promise<{ outco
 }
 
 /** Runs every trial, at most `concurrency` at once, longest budgets first. */
-export async function runTrials(trials: Trial[], concurrency: number, log: (s: string) => void = () => {}): Promise<{ outcomes: Outcome[]; timings: TrialTiming[] }> {
+export async function runTrials(trials: Trial[], concurrency: number, log: (s: string) => void = () => {}, dutKind: DutKind = 'ambassador'): Promise<{ outcomes: Outcome[]; timings: TrialTiming[] }> {
   const queue = [...trials].sort((a, b) => b.budgetMs - a.budgetMs);
   const outcomes: Outcome[] = [];
   const timings: TrialTiming[] = [];
   const worker = async () => {
     for (let t = queue.shift(); t; t = queue.shift()) {
       log(`trial ${t.name}: start`);
-      const r = await runTrial(t, log);
+      const r = await runTrial(t, dutKind, log);
       log(`trial ${t.name}: done in ${r.ms} ms`);
       outcomes.push(...r.outcomes);
       timings.push({ trial: t.name, ms: r.ms });

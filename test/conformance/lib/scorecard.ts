@@ -73,19 +73,32 @@ IP TTL — plus issue 12's target against a real avahi-daemon publishing the sam
 (remove it from the list, so the list stays true). Timing rules are measured on the wire; where
 a machine under load can push a measurement, the tolerance applied is stated below the table.
 Re-run one area with \`CONFORMANCE_ONLY=probe,tiebreak node scripts/test.mjs conformance\`
-(trial names or scenario ids; a partial run does not rewrite this file).
+(trial names or scenario ids; a partial run does not rewrite this file). The same scenarios
+against avahi-daemon, as a check of the instrument and a reference:
+[conformance-avahi.md](conformance-avahi.md).
 `;
 
-export function renderScorecard(outcomes: Outcome[], order: ScenarioSpec[], known: KnownFailures, info: RunInfo): string {
+const AVAHI_INTRO = `# Reference: avahi-daemon on the conformance suite
+
+The scenarios of [conformance.md](conformance.md) that do not need the ambassador's own features
+(its \`--connect\` querier, health-gated withdrawal, the comparison with Avahi itself), run with
+avahi-daemon as the device under test: same host label, instance names, ports and TXT, from
+static service files. It checks the instrument (a rule the ambassador fails should be one a
+mature stack can pass, or the rule is suspect) and shows where Avahi itself departs from the
+RFCs. Written by \`CONFORMANCE_DUT=avahi node scripts/test.mjs conformance\`; not part of CI.
+`;
+
+export function renderScorecard(outcomes: Outcome[], order: ScenarioSpec[], known: KnownFailures, info: RunInfo, subject: 'ambassador' | 'avahi' = 'ambassador'): string {
   const byId = new Map(outcomes.map((o) => [o.spec.id, o]));
   const rows = order.map((s) => byId.get(s.id)).filter((o): o is Outcome => !!o);
   const judged = rows.map((o) => ({ o, j: judge(o, known) }));
   const count = (st: Status) => judged.filter((x) => x.j.status === st).length;
   const passes = count('pass') + count('stale');
   const fails = count('known-failure') + count('regression');
-  const lines: string[] = [INTRO];
+  const lines: string[] = [subject === 'avahi' ? AVAHI_INTRO : INTRO];
   lines.push('## Summary', '');
-  lines.push(`${rows.length} scenarios: **${passes} pass, ${fails} fail** (${count('known-failure')} known, ${count('regression')} new)` +
+  const split = subject === 'ambassador' ? ` (${count('known-failure')} known, ${count('regression')} new)` : '';
+  lines.push(`${rows.length} scenarios: **${passes} pass, ${fails} fail**${split}` +
     (count('skipped') ? `, ${count('skipped')} skipped` : '') + (count('stale') ? `; ${count('stale')} listed failure(s) now pass` : '') + '.');
   lines.push('');
   lines.push(`Run ${info.date}, ${Math.round(info.durationMs / 1000)} s wall clock (${info.concurrency} trials in parallel), Node ${info.node}` +
@@ -96,11 +109,12 @@ export function renderScorecard(outcomes: Outcome[], order: ScenarioSpec[], know
   lines.push('|---|---|---|---|');
   for (const { o, j } of judged) {
     const measured = o.skipped ? o.skipped : o.verdict ? o.verdict.measured : `error: ${o.error}`;
-    lines.push(`| **${o.spec.id}** — ${esc(o.spec.rule)} | ${esc(o.spec.rfc)} | ${RESULT[j.status]} | ${esc(measured)} |`);
+    const result = subject === 'avahi' && j.status === 'regression' ? '**fail**' : RESULT[j.status];
+    lines.push(`| **${o.spec.id}** — ${esc(o.spec.rule)} | ${esc(o.spec.rfc)} | ${result} | ${esc(measured)} |`);
   }
   lines.push('');
   const knownRows = judged.filter((x) => x.j.status === 'known-failure' || x.j.status === 'stale');
-  if (knownRows.length) {
+  if (knownRows.length && subject === 'ambassador') {
     lines.push('## Known failures', '');
     for (const { o } of knownRows) lines.push(`- **${o.spec.id}** (RFC ${o.spec.rfc}): ${esc(known[o.spec.id] ?? '')}`);
     lines.push('');

@@ -12,7 +12,8 @@
 // verdict per scenario it declares; a scenario it leaves unrecorded (the trial threw or timed out)
 // is an error, which counts as a failure.
 import type { Host, Lab, LabProcess } from '../../lib/netns.js';
-import { startAmbassador, type Amb } from '../../e2e/ambassador-kit.js';
+import { startAmbassador } from '../../e2e/ambassador-kit.js';
+import { startAvahiDut } from './avahi-dut.js';
 import type { Capture } from './capture.js';
 import type { Peer } from './peer.js';
 
@@ -36,6 +37,21 @@ export interface Verdict {
   measured: string;
 }
 
+/**
+ * What is measured: the ambassador (always, in CI), or — as a reference for the instrument
+ * itself — avahi-daemon publishing the same services (CONFORMANCE_DUT=avahi).
+ */
+export type DutKind = 'ambassador' | 'avahi';
+
+/** The running device under test. */
+export interface Dut {
+  signal(sig: NodeJS.Signals): void;
+  /** Resolves when it has exited. */
+  exited: Promise<unknown>;
+  /** SIGTERM (goodbyes), then SIGKILL after a grace period. */
+  stop(): Promise<void>;
+}
+
 export interface TrialContext {
   lab: Lab;
   /** The device under test's lab host (`dut`, address lab.host('dut').ip). */
@@ -43,8 +59,12 @@ export interface TrialContext {
   peer: Peer;
   /** Everything on the dut's link, from before the ambassador starts. */
   cap: Capture;
-  /** Starts `ambassador --log-format json --hostname dut --interface lab0 ARGS` on the dut. */
-  ambassador(args: string[]): Amb;
+  dutKind: DutKind;
+  /**
+   * Starts `ambassador --log-format json --hostname dut --interface lab0 ARGS` on the dut (with
+   * CONFORMANCE_DUT=avahi: avahi-daemon, host name dut, publishing the --advertise services).
+   */
+  ambassador(args: string[]): Promise<Dut>;
   /** TCP listeners on the dut (advertisements are health-gated: something must accept). */
   targets(ports: number[]): Promise<Targets>;
   /** Records the verdict of one of the trial's scenarios. */
@@ -59,6 +79,8 @@ export interface Trial {
   budgetMs: number;
   /** Why this trial cannot run here (a missing tool), or undefined. */
   requires?: () => string | undefined;
+  /** Devices this trial can measure (default: the ambassador only; querier trials need its --connect). */
+  duts?: DutKind[];
   /** Give the lab IPv6 (link-local addresses on every host). */
   ipv6?: boolean;
   run(ctx: TrialContext): Promise<void>;
@@ -92,11 +114,19 @@ export class Targets {
   }
 }
 
-export function makeContext(lab: Lab, peer: Peer, cap: Capture, record: TrialContext['record']): TrialContext {
+export function makeContext(lab: Lab, peer: Peer, cap: Capture, record: TrialContext['record'], dutKind: DutKind): TrialContext {
   const dut = lab.host('dut');
   return {
-    lab, dut, peer, cap, record,
-    ambassador: (args) => startAmbassador(dut, args),
+    lab, dut, peer, cap, record, dutKind,
+    ambassador: async (args) => {
+      if (dutKind === 'avahi') return startAvahiDut(dut, args);
+      const amb = startAmbassador(dut, args);
+      return {
+        signal: (sig) => { amb.proc.kill(sig); },
+        exited: amb.proc.exited,
+        stop: async () => { await amb.stop(5000); },
+      };
+    },
     targets: (ports) => Targets.start(dut, ports),
   };
 }

@@ -88,7 +88,7 @@ export const aggregation: Trial = {
         `<?xml version="1.0" standalone='no'?>\n<!DOCTYPE service-group SYSTEM "avahi-service.dtd">\n<service-group>\n` +
         `  <name>${n}@dut</name>\n  <service>\n    <type>_${n}._tcp</type>\n    <port>${ports[i]}</port>\n  </service>\n</service-group>\n`]));
       // Both start together: what each sends in its own first 12 s is compared.
-      ambassador(names.flatMap((n, i) => ['--advertise', `${n}=${ports[i]}`]));
+      await ambassador(names.flatMap((n, i) => ['--advertise', `${n}=${ports[i]}`]));
       await startAvahi(avahiHost, { hostName: 'dut', services });
       const last = `${names[N - 1]}@dut._${names[N - 1]}._tcp.local`;
       for (const c of [cap, acap]) await c.waitFor((p) => mcastAnswer(p, named(last, 'SRV')), { timeoutMs: 20_000, what: `announcement of ${last}` });

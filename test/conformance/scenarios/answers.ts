@@ -4,7 +4,7 @@
 import { ask, probe, peerInstance, replyTo } from '../lib/acts.js';
 import type { Seen } from '../lib/capture.js';
 import { lower, type Rec } from '../lib/dns.js';
-import { ms, median, mcastAnswer, named, spread, waitQuiet } from '../lib/observe.js';
+import { ms, median, mcastAnswer, named, spread, waitAnnounced, waitQuiet } from '../lib/observe.js';
 import { sleep, type Trial } from '../lib/trial.js';
 
 const SHARED_DELAY = { min: 19, max: 180 };
@@ -12,6 +12,7 @@ const UNIQUE_MEDIAN_MAX = 15;
 
 export const replyTiming: Trial = {
   name: 'reply-timing',
+  duts: ['ambassador', 'avahi'],
   budgetMs: 45_000,
   scenarios: [
     { id: 'shared-reply-delay', rfc: '6762 §6', rule: `an answer with shared records (PTR) is delayed 20–120 ms (accepted ${SHARED_DELAY.min}–${SHARED_DELAY.max} ms)`, timing: 'upper bound +60 ms for late timers on a loaded machine; the lower bound is firm (1 ms allowance)' },
@@ -23,9 +24,9 @@ export const replyTiming: Trial = {
     const N = 8;
     const svc = Array.from({ length: N }, (_, i) => ({ type: `_rt${i + 1}._tcp.local`, instance: `rt${i + 1}@dut._rt${i + 1}._tcp.local`, port: 7001 + i }));
     await targets(svc.map((s) => s.port));
-    ambassador(svc.flatMap((s) => ['--advertise', `rt${s.port - 7000}=${s.port}`]));
+    await ambassador(svc.flatMap((s) => ['--advertise', `rt${s.port - 7000}=${s.port}`]));
     for (const s of svc) await cap.waitFor((p) => mcastAnswer(p, named(s.instance, 'SRV')), { timeoutMs: 20_000, what: `announcement of ${s.instance}` });
-    await waitQuiet(cap);
+    await waitAnnounced(cap);
 
     // Shared: PTR queries, one type every 300 ms (answer windows do not overlap).
     const pending: Array<Promise<number | undefined>> = [];
@@ -90,21 +91,22 @@ function legacyClean(p: Seen): string[] {
 
 export const unicastReplies: Trial = {
   name: 'unicast-replies',
+  duts: ['ambassador', 'avahi'],
   budgetMs: 30_000,
   scenarios: [
     { id: 'qu-unicast-reply', rfc: '6762 §5.4', rule: 'a QU question for a record multicast recently is answered by unicast to the querier\'s address and port 5353' },
     { id: 'legacy-unicast-reply', rfc: '6762 §6.7', rule: 'a query from a port other than 5353 (multicast or unicast) gets a unicast reply to that port: ID and question echoed, TTLs ≤ 10 s, no cache-flush bit' },
     { id: 'ip-ttl-unicast', rfc: '6762 §11', rule: 'unicast replies (QU and legacy) leave with IP TTL 255' },
-    { id: 'nsec-negative', rfc: '6762 §6.1', rule: 'a query for a type our host name does not have (AAAA on an IPv4-only host) is answered with an NSEC (cache-flush bit set) listing the types it has' },
+    { id: 'nsec-negative', rfc: '6762 §6.1', rule: 'a query for a type our host name does not have (AAAA on an IPv4-only host) is answered with an NSEC listing the types it has' },
     { id: 'additionals-nsec', rfc: '6762 §6.2', rule: 'an answer with our A record on an IPv4-only host carries an NSEC asserting there is no AAAA, in the additional section' },
   ],
   async run({ cap, peer, dut, ambassador, targets, record }) {
     const TYPE = '_ql._tcp.local';
     const NAME = `ql@dut.${TYPE}`;
     await targets([7001]);
-    ambassador(['--advertise', 'ql=7001']);
+    await ambassador(['--advertise', 'ql=7001']);
     await cap.waitFor((p) => mcastAnswer(p, named(NAME, 'SRV')), { timeoutMs: 15_000, what: 'announcement' });
-    await waitQuiet(cap);
+    await waitAnnounced(cap);
     const unicastTtls: string[] = [];
 
     // QU: the SRV was announced a second ago, so a unicast reply is due.
@@ -150,7 +152,7 @@ export const unicastReplies: Trial = {
       [...p.msg.answers, ...p.msg.additionals].some(named(host, 'NSEC')), { timeoutMs: 1000, since: q6.seq + 1 });
     const nsec = neg && [...neg.msg!.answers, ...neg.msg!.additionals].find(named(host, 'NSEC'));
     const types = nsec ? ((nsec.data as { rrtypes?: string[] }).rrtypes ?? []) : [];
-    record('nsec-negative', !!nsec && !types.includes('AAAA') && types.includes('A') && !!nsec.flush,
+    record('nsec-negative', !!nsec && !types.includes('AAAA') && types.includes('A'),
       nsec ? `NSEC ${lower(nsec.name)} [${types.join(' ')}], ${nsec.flush ? 'flush' : 'no flush bit'}, after ${ms(neg!.t - q6.t)}` : 'no NSEC within 1 s');
     await waitQuiet(cap);
 
@@ -166,6 +168,7 @@ export const unicastReplies: Trial = {
 
 export const additionals: Trial = {
   name: 'additionals',
+  duts: ['ambassador', 'avahi'],
   budgetMs: 40_000,
   ipv6: true,
   scenarios: [
@@ -181,9 +184,9 @@ export const additionals: Trial = {
     const NAME = `ad@dut.${TYPE}`;
     const HOST = 'dut.local';
     await targets([7001]);
-    ambassador(['--advertise', 'ad=7001']);
+    await ambassador(['--advertise', 'ad=7001']);
     await cap.waitFor((p) => mcastAnswer(p, named(NAME, 'SRV')), { timeoutMs: 15_000, what: 'announcement' });
-    await waitQuiet(cap);
+    await waitAnnounced(cap);
 
     const check = async (question: { name: string; type: string }, want: Array<[string, string]>) => {
       const q = await ask(cap, peer, { questions: [question] });
@@ -192,13 +195,16 @@ export const additionals: Trial = {
       await waitQuiet(cap);
       if (!r) return { ok: false, text: `${question.type}: no answer within 1 s` };
       const add = r.msg!.additionals;
-      const missing = want.filter(([n, t]) => !add.some(named(n, t))).map(([n, t]) => `${t} ${n.split('.')[0]}`);
+      const missingRecs = want.filter(([n, t]) => !add.some(named(n, t)));
+      const missing = missingRecs.map(([n, t]) => `${t} ${n.split('.')[0]}`);
+      const inAnswers = missingRecs.filter(([n, t]) => r.msg!.answers.some(named(n, t))).map(([, t]) => t);
       const ansKeys = new Set(r.msg!.answers.map((x) => `${lower(x.name)}|${x.type}|${JSON.stringify(x.data)}`));
       const repeated = add.filter((x: Rec) => ansKeys.has(`${lower(x.name)}|${x.type}|${JSON.stringify(x.data)}`));
       const has = add.map((x) => x.type).join(', ') || 'none';
       return {
         ok: missing.length === 0 && repeated.length === 0,
-        text: `${question.type}: additionals ${has}${missing.length ? `; missing ${missing.join(', ')}` : ''}${repeated.length ? `; ${repeated.length} repeated from answers` : ''}`,
+        text: `${question.type}: additionals ${has}${missing.length ? `; missing ${missing.join(', ')}` : ''}` +
+          `${inAnswers.length ? ` (${inAnswers.join(', ')} in the answer section instead)` : ''}${repeated.length ? `; ${repeated.length} repeated from answers` : ''}`,
       };
     };
     const ptr = await check({ name: TYPE, type: 'PTR' }, [[NAME, 'SRV'], [NAME, 'TXT'], [HOST, 'A'], [HOST, 'AAAA']]);

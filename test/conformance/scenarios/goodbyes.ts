@@ -2,7 +2,7 @@
 // accepting connections) and when the ambassador stops (SIGTERM).
 import type { Seen } from '../lib/capture.js';
 import { lower, type Rec } from '../lib/dns.js';
-import { mcastAnswer, ms, named, waitQuiet } from '../lib/observe.js';
+import { mcastAnswer, ms, named, waitAnnounced, waitQuiet } from '../lib/observe.js';
 import { sleep, type Trial } from '../lib/trial.js';
 
 const goodbyesIn = (ps: Seen[]): Rec[] => ps.filter((p) => p.fromHost && p.multicast && p.msg?.kind === 'response').flatMap((p) => p.msg!.answers.filter((r) => r.ttl === 0));
@@ -19,9 +19,9 @@ export const goodbyes: Trial = {
     const keep = { type: '_g1._tcp.local', name: 'g1@dut._g1._tcp.local' };
     const drop = { type: '_g2._tcp.local', name: 'g2@dut._g2._tcp.local' };
     const t = await targets([7001, 7002]);
-    const amb = ambassador(['--advertise', 'g1=7001', '--advertise', 'g2=7002']);
+    const amb = await ambassador(['--advertise', 'g1=7001', '--advertise', 'g2=7002']);
     for (const s of [keep, drop]) await cap.waitFor((p) => mcastAnswer(p, named(s.name, 'SRV')), { timeoutMs: 15_000, what: `announcement of ${s.name}` });
-    await waitQuiet(cap);
+    await waitAnnounced(cap);
 
     // Withdrawal: the health check notices the closed port, then goodbyes.
     let mark = cap.mark();
@@ -41,8 +41,8 @@ export const goodbyes: Trial = {
     // Stop.
     mark = cap.mark();
     const termAt = Date.now();
-    amb.proc.kill('SIGTERM');
-    await Promise.race([amb.proc.exited, sleep(10_000)]);
+    amb.signal('SIGTERM');
+    await Promise.race([amb.exited, sleep(10_000)]);
     await sleep(300);
     const stopByes = goodbyesIn(cap.packets.slice(mark));
     const first = cap.packets.slice(mark).find((p) => p.fromHost && p.msg?.kind === 'response' && p.msg.answers.some((r) => r.ttl === 0));

@@ -48,7 +48,7 @@ export const tcSend: Trial = {
     const TYPE = '_tcs._tcp.local';
     const names = Array.from({ length: 40 }, (_, i) => `an instance with a rather long descriptive name ${String(i).padStart(2, '0')}.${TYPE}`);
     const announced = answerFirstQuery(cap, peer, TYPE, instances(TYPE, names, 120, lab.gateway!));
-    ambassador(['--connect', 'tcs=7100']);
+    await ambassador(['--connect', 'tcs=7100']);
     const ann = await announced;
     // The next query for the type carries the 40 PTRs as known answers.
     const first = await cap.waitFor((p) => p.fromHost && p.msg?.kind === 'query' && asks(p, TYPE, 'PTR') && p.msg.answers.length > 0,
@@ -85,7 +85,7 @@ export const duplicateQuestions: Trial = {
   }],
   async run({ cap, peer, ambassador, record }) {
     const TYPE = '_dq._tcp.local';
-    ambassador(['--connect', 'dq=7100']);
+    await ambassador(['--connect', 'dq=7100']);
     const mine = (p: Seen) => p.fromHost && p.msg?.kind === 'query' && asks(p, TYPE, 'PTR');
     const q1 = await cap.waitFor(mine, { timeoutMs: 10_000, what: 'first query' });
     const q2 = await cap.waitFor(mine, { since: q1.seq + 1, timeoutMs: 5000, what: 'second query' });
@@ -118,7 +118,7 @@ export const cacheRefresh: Trial = {
     const NAME = `refresh.${TYPE}`;
     const TTL = 20;
     const announced = answerFirstQuery(cap, peer, TYPE, instances(TYPE, [NAME], TTL, lab.gateway!));
-    ambassador(['--connect', 'rf=7100']);
+    await ambassador(['--connect', 'rf=7100']);
     const ann = await announced;
     // Nothing answers the refresh queries: all four are due; the record expires at 100 %.
     await sleep(Math.max(0, ann.t + TTL * 1000 + 500 - Date.now()));

@@ -4,7 +4,7 @@
 import { ask, replyTo } from '../lib/acts.js';
 import type { Seen } from '../lib/capture.js';
 import { encode, type Rec } from '../lib/dns.js';
-import { mcastAnswer, ms, named, waitQuiet } from '../lib/observe.js';
+import { mcastAnswer, ms, named, waitAnnounced, waitQuiet } from '../lib/observe.js';
 import type { Trial } from '../lib/trial.js';
 
 const TC_DELAY = { min: 399, max: 580 };
@@ -20,6 +20,7 @@ function fillers(type: string, from: number, bytes: number): Rec[] {
 
 export const knownAnswers: Trial = {
   name: 'known-answers',
+  duts: ['ambassador', 'avahi'],
   budgetMs: 40_000,
   scenarios: [
     { id: 'known-answer-suppression', rfc: '6762 §7.1', rule: 'a query listing our PTR as a known answer with its full TTL gets no answer with that record' },
@@ -32,9 +33,9 @@ export const knownAnswers: Trial = {
     const NAME = `ka@dut.${TYPE}`;
     const ptr = (ttl: number): Rec => ({ name: TYPE, type: 'PTR', ttl, data: NAME });
     await targets([7001]);
-    ambassador(['--advertise', 'ka=7001']);
+    await ambassador(['--advertise', 'ka=7001']);
     await cap.waitFor((p) => mcastAnswer(p, named(NAME, 'SRV')), { timeoutMs: 15_000, what: 'announcement' });
-    await waitQuiet(cap);
+    await waitAnnounced(cap);
     const ourPtr = named(TYPE, 'PTR');
 
     const full = await ask(cap, peer, { questions: [{ name: TYPE, type: 'PTR' }], answers: [ptr(4500)] });
@@ -69,6 +70,7 @@ export const knownAnswers: Trial = {
 
 export const duplicateAnswers: Trial = {
   name: 'duplicate-answers',
+  duts: ['ambassador', 'avahi'],
   budgetMs: 30_000,
   scenarios: [{
     id: 'duplicate-answer-suppression', rfc: '6762 §7.4',
@@ -78,9 +80,9 @@ export const duplicateAnswers: Trial = {
     const TYPE = '_da._tcp.local';
     const NAME = `da@dut.${TYPE}`;
     await targets([7001]);
-    ambassador(['--advertise', 'da=7001']);
+    await ambassador(['--advertise', 'da=7001']);
     await cap.waitFor((p) => mcastAnswer(p, named(NAME, 'SRV')), { timeoutMs: 15_000, what: 'announcement' });
-    await waitQuiet(cap);
+    await waitAnnounced(cap);
     const ourPtr = named(TYPE, 'PTR');
     // Another responder (the peer) answers our question with the same PTR, well inside 20 ms.
     // Both datagrams are handed to the kernel in the same tick: nothing in this process can
