@@ -8,8 +8,7 @@
 //   const probe = await cap.waitFor((p) => p.fromHost && isProbe(p), { what: 'first probe' });
 //   ...
 //   cap.stop();
-import { spawn, type ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import type { Host, Lab } from '../../lib/netns.js';
 import { decode, type Msg } from './dns.js';
 

@@ -73,6 +73,7 @@ export const aggregation: Trial = {
     { id: 'aggregation-packets', rfc: '6762 §8.1, §8.3; issue 12', rule: '30 services, first 12 s after the first packet: no more packets than avahi-daemon publishing the same 30' },
     { id: 'aggregation-bytes', rfc: '6762 §8.1, §8.3; issue 12', rule: '30 services, first 12 s: at most 1.2× the bytes (DNS payload) avahi-daemon sends for the same 30' },
     { id: 'one-second-rule-startup', rfc: '6762 §6', rule: 'no record is multicast twice within one second on the interface (30 services starting: probes aside, in any section)', timing: '10 ms send jitter allowed (< 990 ms counts)' },
+    { id: 'response-split', rfc: '6762 §18.5, §17', rule: 'responses too large for one packet are split into several, each with the TC bit clear (TC is for queries only)' },
     { id: 'packet-size', rfc: '6762 §17', rule: `no packet is larger than the interface MTU allows (${MAX_UDP_PAYLOAD}-byte UDP payload on a 1500-byte MTU), no IP fragments` },
   ],
   async run({ cap, ambassador, targets, record }) {
@@ -103,6 +104,10 @@ export const aggregation: Trial = {
       record('one-second-rule-startup', amb.repeats === 0,
         amb.repeats ? `${amb.repeats} repeats within 1 s; worst: ${amb.worst}; host A ${amb.hostA3s}× in the first 3 s (avahi: ${avahi.repeats} repeats, host A ${avahi.hostA3s}×)`
           : `no repeats (avahi: ${avahi.repeats})`);
+      const responses = cap.filter((p) => p.fromHost && p.multicast && p.msg?.kind === 'response');
+      const withTc = responses.filter((p) => p.msg!.tc).length;
+      record('response-split', responses.length > 0 && withTc === 0,
+        `${responses.length} multicast responses carrying ${responses.reduce((n, p) => n + p.msg!.answers.length, 0)} answers, largest ${Math.max(...responses.map((p) => p.size))} B, TC set on ${withTc}`);
       record('packet-size', amb.largest <= MAX_UDP_PAYLOAD && amb.fragments === 0 && cap.filter((p) => p.fromHost && p.fragment).length === 0,
         `largest ${amb.largest} B payload, ${amb.fragments} fragments (avahi largest ${avahi.largest} B)`);
     } finally {

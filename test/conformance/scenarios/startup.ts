@@ -31,6 +31,7 @@ export const startup: Trial = {
     { id: 'flush-unique-only', rfc: '6762 §10.2', rule: 'the cache-flush bit is set on unique records (SRV, TXT, A/AAAA, NSEC) and never on shared ones (the DNS-SD PTRs)' },
     { id: 'record-ttls', rfc: '6762 §10', rule: 'records naming a host (SRV, A/AAAA, reverse PTR) have TTL 120 s, the others (DNS-SD PTR, TXT) 75 min' },
     { id: 'ip-ttl-multicast', rfc: '6762 §11', rule: 'every multicast packet leaves with IP TTL 255' },
+    { id: 'message-header', rfc: '6762 §18', rule: 'multicast messages have ID 0, opcode 0, rcode 0; responses set AA; all from and to port 5353' },
   ],
   async run({ cap, ambassador, targets, record }) {
     await targets(SERVICES.map((s) => s.port));
@@ -130,5 +131,18 @@ export const startup: Trial = {
     const mcast = cap.filter((p) => p.fromHost && p.multicast);
     const ttls = [...new Set(mcast.map((p) => p.ttl))];
     record('ip-ttl-multicast', mcast.length > 0 && ttls.every((t) => t === 255), `IP TTL ${ttls.join('/')} on ${mcast.length} multicast packets`);
+
+    // §18 header fields of everything multicast.
+    const bad: string[] = [];
+    for (const p of mcast) {
+      const m = p.msg;
+      if (!m) { bad.push(`${p.size}-byte packet that is not DNS`); continue; }
+      if (m.id !== 0) bad.push(`ID ${m.id}`);
+      if (m.opcode !== 0) bad.push(`opcode ${m.opcode}`);
+      if (m.rcode !== 0) bad.push(`rcode ${m.rcode}`);
+      if (m.kind === 'response' && !m.aa) bad.push('response without AA');
+      if (p.sport !== 5353 || p.dport !== 5353) bad.push(`ports ${p.sport}→${p.dport}`);
+    }
+    record('message-header', mcast.length > 0 && bad.length === 0, bad.length ? [...new Set(bad)].join(', ') : `${mcast.length} packets: ID 0, opcode 0, rcode 0, AA on responses, port 5353`);
   },
 };
