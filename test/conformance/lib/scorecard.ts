@@ -61,8 +61,8 @@ This file is written by the conformance suite (\`test/conformance/\`), which run
 Each row is one rule of Multicast DNS (RFC 6762) or DNS-SD (RFC 6763), checked against the real
 \`ambassador\` CLI in a network namespace by a scripted peer (built on dns-packet) and a packet
 capture of the ambassador's link (tcpdump on the lab bridge: kernel timestamps, IP TTL, sizes).
-The rules cover what Apple's Bonjour Conformance Test and the systemd-resolved mDNS scorecard
-check — probing and its timing, simultaneous-probe tiebreaking, conflicts and their rate limit,
+The rules follow issue 12's list, modelled on what Apple's Bonjour Conformance Test and the
+systemd-resolved mDNS scorecard check — probing and its timing, simultaneous-probe tiebreaking, conflicts and their rate limit,
 announcing, reply timing, known-answer / duplicate suppression, unicast and legacy replies,
 cache-flush bits, goodbyes, cache refresh, the one-second rule, additional records and NSEC,
 IP TTL — plus issue 12's target against a real avahi-daemon publishing the same 30 services.
