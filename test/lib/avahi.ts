@@ -7,11 +7,12 @@
 //    talks to that avahi gets DBUS_SYSTEM_BUS_ADDRESS=unix:path=DIR/system_bus_socket, which
 //    libdbus honours for the system bus: avahi-daemon, avahi-browse, avahi-publish-*.
 //  * avahi-daemon keeps its pid file and socket in the compiled-in /run/avahi-daemon, so each
-//    one runs in a private mount namespace with a tmpfs on /run (and an empty tmpfs on
-//    /etc/avahi/services, so the machine's static services are not published):
+//    one runs in a private mount namespace with a tmpfs on /run (and DIR/services bound over
+//    /etc/avahi/services, so the machine's static services are not published, only the ones
+//    given in AvahiOptions.services):
 //      ip netns exec NS unshare -m --propagation private -- sh -c \
 //        'mount -t tmpfs -o mode=0755 tmpfs /run && mkdir /run/avahi-daemon &&
-//         mount -t tmpfs tmpfs /etc/avahi/services && exec avahi-daemon --no-drop-root
+//         mount --bind DIR/services /etc/avahi/services && exec avahi-daemon --no-drop-root
 //         --no-chroot --no-rlimits -f DIR/avahi-daemon.conf'
 //    Every layer execs the next, so the tracked PID is avahi-daemon's own. It logs to stderr;
 //    "Server startup complete" means it is up.
@@ -42,6 +43,11 @@ export interface AvahiOptions {
   server?: Record<string, string>;
   /** Extra lines for the [publish] section. */
   publish?: Record<string, string>;
+  /**
+   * Static service files (file name → XML, as in /etc/avahi/services) the daemon publishes from
+   * its start; default none (an empty directory is mounted over /etc/avahi/services).
+   */
+  services?: Record<string, string>;
   timeoutMs?: number;
 }
 
@@ -149,10 +155,16 @@ export async function startAvahi(host: Host, opts: AvahiOptions = {}): Promise<A
     await dbus.stop(500);
     throw e;
   }
+  const servicesDir = join(dir, 'services');
+  mkdirSync(servicesDir, { recursive: true });
+  for (const [file, xml] of Object.entries(opts.services ?? {})) {
+    if (!/^[\w.-]+\.service$/.test(file)) throw new Error(`bad avahi service file name ${JSON.stringify(file)}`);
+    writeFileSync(join(servicesDir, file), xml);
+  }
   const script = 'mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/avahi-daemon && ' +
-    'mount -t tmpfs -o mode=0755 tmpfs /etc/avahi/services && ' +
+    'mount --bind "$1" /etc/avahi/services && ' +
     'exec avahi-daemon --no-drop-root --no-chroot --no-rlimits -f "$0"';
-  const daemon = host.spawn('unshare', ['-m', '--propagation', 'private', '--', 'sh', '-c', script, conf],
+  const daemon = host.spawn('unshare', ['-m', '--propagation', 'private', '--', 'sh', '-c', script, conf, servicesDir],
     { env: { DBUS_SYSTEM_BUS_ADDRESS: busAddress }, name: `[${host.name}] avahi-daemon` });
   const avahi = new AvahiDaemon(host, hostName, dir, busAddress, dbus, daemon);
   try {
