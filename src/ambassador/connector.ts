@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Cluster } from '../cluster/cluster.js';
+import type { Endpoint } from '../cluster/endpoint.js';
 import { HealthChecker } from '../cluster/health-checker.js';
 import type { CredentialExposure } from '../config/credential-exposure.js';
 import type { ConnectSpec } from '../config/specs.js';
@@ -62,6 +63,7 @@ export class Connector extends EventEmitter {
     this.protocol = opts.protocol;
     this.credentials = opts.credentials;
     this.wireLogs();
+    if (spec.balance === 'srv' && spec.failback === 'retire') this.cluster.on('endpoint-up', (ep) => this.failBack(ep));
   }
 
   private wireLogs(): void {
@@ -105,6 +107,23 @@ export class Connector extends EventEmitter {
         if (changed) this.log.info({ service: svc, listen, protocol: p.name }, 'credentials file changed: new connections use the new credentials');
       });
       p.on('credentials-error', (message: string) => this.log.warn({ service: svc, listen, protocol: p.name }, message));
+    }
+  }
+
+  /**
+   * Primary/standby (balance=srv): the balancer sends new clients to `up` once it is back, but
+   * pooled clients would stay on the standby for ever. Their connections to worse-priority
+   * endpoints close at their first pause (never mid-request: no upper bound), so the pool
+   * reconnects to the primary.
+   */
+  private failBack(up: Endpoint): void {
+    let n = 0;
+    for (const ep of this.cluster.endpoints()) {
+      if (ep.priority > up.priority) n += this.listener.retireConnectionsTo(ep, 'EFAILBACK', false, Infinity);
+    }
+    if (n > 0) {
+      this.log.info({ service: this.spec.name, listen: `${this.spec.bind}:${this.spec.port}`, endpoint: up.label, priority: up.priority, connections: n },
+        'better-priority endpoint back: connections to lower-priority endpoints close at their first pause');
     }
   }
 

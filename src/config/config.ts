@@ -167,6 +167,9 @@ export function buildConfig(raw: RawOptions): Config {
 
   const warnings: string[] = [];
   for (const c of connect) {
+    if (c.raw.includes('failback=') && c.balance !== 'srv') {
+      warnings.push(`--connect ${c.raw}: failback has no effect without balance=srv (no endpoint is preferred over another)`);
+    }
     if (c.tlsName !== undefined && tls === undefined) {
       warnings.push(`--connect ${c.raw}: tls-name has no effect without --tls-cert/--tls-key/--tls-ca (endpoints are reached in plain TCP)`);
     }

@@ -34,6 +34,11 @@ export interface ConnectSpec {
   protocol?: string;
   /** With mutual TLS: the name the endpoint's certificate must carry (SAN DNS or CN). */
   tlsName?: string;
+  /**
+   * balance=srv: when a better-priority endpoint is back, connections held on worse ones close
+   * at their first pause ('retire', the default) or stay where they are ('keep').
+   */
+  failback: 'retire' | 'keep';
   raw: string;
 }
 
@@ -142,7 +147,7 @@ export function parseAdvertise(raw: string): AdvertiseSpec {
 
 export function parseConnect(raw: string): ConnectSpec {
   const flag = '--connect';
-  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[BIND:]PORT[,balance=,where.KEY=VALUE,auth-file=,db=,protocol=,tls-name=]');
+  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[BIND:]PORT[,balance=,where.KEY=VALUE,auth-file=,db=,protocol=,tls-name=,failback=]');
   const hp = parseHostPort(value, `${flag} ${raw}`);
   if (hp.host !== undefined && hp.host !== 'localhost' && isIP(hp.host) === 0) {
     throw new ConfigError(`${flag} ${raw}: bind address '${hp.host}' must be an IP address`);
@@ -153,6 +158,7 @@ export function parseConnect(raw: string): ConnectSpec {
     port: hp.port,
     balance: 'round-robin',
     where: {},
+    failback: 'retire',
     raw,
   };
   for (const [k, v] of opts) {
@@ -172,7 +178,10 @@ export function parseConnect(raw: string): ConnectSpec {
     } else if (k === 'tls-name') {
       if (!/^[A-Za-z0-9*]([A-Za-z0-9.*-]{0,252})$/.test(v)) throw new ConfigError(`${flag} ${raw}: tls-name '${v}' is not a DNS name`);
       spec.tlsName = v;
-    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: balance, where.KEY, auth-file, db, protocol, tls-name)`);
+    } else if (k === 'failback') {
+      if (v !== 'retire' && v !== 'keep') throw new ConfigError(`${flag} ${raw}: failback must be retire or keep`);
+      spec.failback = v;
+    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: balance, where.KEY, auth-file, db, protocol, tls-name, failback)`);
   }
   if ((spec.authFile !== undefined || spec.db !== undefined) && spec.protocol === undefined) spec.protocol = 'redis';
   return spec;

@@ -227,26 +227,27 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
 
   /**
    * Close every connection open to `ep` — or, with `onlyMoved`, to an address `ep` no longer
-   * has — at its first pause of retireQuietMs (bounded by retireMaxMs). Returns how many.
+   * has — at its first pause of retireQuietMs (bounded by `maxMs`, default retireMaxMs; Infinity
+   * waits for a real pause however long it takes). Returns how many.
    */
-  retireConnectionsTo(ep: Endpoint, code = 'EREMOVED', onlyMoved = false): number {
+  retireConnectionsTo(ep: Endpoint, code = 'EREMOVED', onlyMoved = false, maxMs = this.retireMaxMs): number {
     let n = 0;
     for (const c of this.proxy.connections) {
       if (c.state !== 'open' || c.endpoint !== ep) continue;
       if (onlyMoved && this.connectedGeneration.get(c) === ep.generation) continue;
-      this.retire(c, code);
+      this.retire(c, code, maxMs);
       n++;
     }
     return n;
   }
 
-  private retire(conn: ProxyConnection, code: string): void {
+  private retire(conn: ProxyConnection, code: string, maxMs: number): void {
     const upstream = conn.upstream;
     if (this.retiring.has(conn) || !upstream) return;
     this.retiring.add(conn);
     const client = conn.client;
     const quiet = this.retireQuietMs;
-    const until = Date.now() + this.retireMaxMs;
+    const until = Date.now() + maxMs;
     let last = Date.now();
     let timer: NodeJS.Timeout | undefined;
     // Extra 'data' listeners only observe: they do not change the sockets' flowing mode, so the

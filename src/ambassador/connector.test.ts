@@ -1,0 +1,80 @@
+// Primary/standby failback (balance=srv): pooled connections held on the standby move back to the
+// primary at their first pause once it returns — never in the middle of traffic.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import type net from 'node:net';
+import { createLogger } from '../logging/logger.js';
+import { parseConnect } from '../config/specs.js';
+import type { DiscoverySource, EndpointSpec } from '../discovery/source.js';
+import { closed, connectTo, readBytes, sleep, spec, startServer, waitFor } from '../cluster/test-helpers.test.js';
+import { Connector } from './connector.js';
+
+/** Stands in for the mDNS browser: the test decides which instances are announced. */
+class Announcements extends EventEmitter implements DiscoverySource {
+  readonly kind = 'mdns' as const;
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+  announce(specs: EndpointSpec[]): void {
+    this.emit('endpoints', specs);
+  }
+}
+
+async function primaryAndStandby(t: TestContext, failback: 'retire' | 'keep') {
+  const primary = await startServer({ greeting: 'P' });
+  const standby = await startServer({ greeting: 'S' });
+  t.after(() => primary.close());
+  t.after(() => standby.close());
+  const source = new Announcements();
+  // Port 0 (any free one): not a valid flag, fine for the listener.
+  const conn = new Connector({ ...parseConnect(`redis=127.0.0.1:1,balance=srv,failback=${failback}`), port: 0 }, [source], createLogger('silent'), {
+    healthIntervalMs: 60_000, healthTimeoutMs: 500, connectTimeoutMs: 1000, noEndpointWaitMs: 1000, keepConnections: false,
+  });
+  await conn.bind();
+  await conn.start();
+  t.after(() => conn.stop(1000));
+  const port = conn.listener.address()!.port;
+  const p = spec('primary', primary.port, { source: 'mdns', priority: 0 });
+  const s = spec('standby', standby.port, { source: 'mdns', priority: 10 });
+  return { conn, port, source, p, s };
+}
+
+async function pooled(port: number): Promise<{ socket: net.Socket; served: string }> {
+  const socket = await connectTo(port);
+  return { socket, served: (await readBytes(socket, 1)).toString() };
+}
+
+test('balance=srv: when the primary is back, a pooled connection on the standby closes at its first pause', async (t) => {
+  const { port, source, p, s } = await primaryAndStandby(t, 'retire');
+  source.announce([s]); // the primary is down
+  const held = await pooled(port);
+  assert.equal(held.served, 'S');
+  t.after(() => void held.socket.destroy());
+
+  source.announce([p, s]); // the primary is back
+  // While traffic flows without a pause the connection is left alone, however long that lasts.
+  for (let i = 0; i < 12; i++) {
+    held.socket.write('x');
+    assert.equal((await readBytes(held.socket, 1)).toString(), 'x');
+    await sleep(50);
+  }
+  assert.equal(held.socket.closed, false, 'not cut in the middle of traffic');
+  // Then it pauses: the connection closes, and the pool's new one goes to the primary.
+  await closed(held.socket, 5000);
+  assert.equal((await pooled(port)).served, 'P');
+});
+
+test('balance=srv,failback=keep: pooled connections stay on the standby', async (t) => {
+  const { port, source, p, s } = await primaryAndStandby(t, 'keep');
+  source.announce([s]);
+  const held = await pooled(port);
+  t.after(() => void held.socket.destroy());
+  source.announce([p, s]);
+  const fresh = await pooled(port);
+  t.after(() => void fresh.socket.destroy());
+  assert.equal(fresh.served, 'P', 'new connections go to the primary');
+  await sleep(600); // more than two quiet periods of the retirement check
+  held.socket.write('y');
+  assert.equal((await readBytes(held.socket, 1)).toString(), 'y', 'the held connection still works');
+  await waitFor(() => !held.socket.closed, 100);
+});
