@@ -58,7 +58,9 @@ describe('ambassador: balancing', { skip }, () => {
 
   test('least-conn: new connections go to the backend with fewer open connections', async () => {
     // three long-lived connections: a, b, a (ties rotate) → a has 2 open, b 1
-    const loop = runLoop(lab.host('c'), { port: 6380, hold: 3, count: 20, intervalMs: 5, deadlineMs: 30_000 });
+    // 50 ms between short connections: each one's close must have reached the ambassador before
+    // the next connects (a closing connection still counts as open there, as it should).
+    const loop = runLoop(lab.host('c'), { port: 6380, hold: 3, count: 20, intervalMs: 50, deadlineMs: 30_000 });
     const s = await loop.finished;
     const held = loop.results().filter((r) => r.held).map((r) => r.who).join('');
     console.log(`# least-conn: held ${held}; then 20 short connections: ${JSON.stringify(s.byWho)}`);

@@ -212,7 +212,7 @@ describe('compose/failover-and-load-balancing without Docker', { skip }, () => {
     console.log(`# both replicas back in ${Date.now() - t} ms`);
     const metrics = (await c.admin('client-ambassador', '/metrics')).body;
     for (const n of ['api-1', 'api-2', 'api-3']) {
-      const m = new RegExp(`^ambassador_connections_established_total\\{cluster="api",endpoint="${n}"\\} (\\d+)`, 'm').exec(metrics);
+      const m = new RegExp(`^ambassador_connections_established_total\\{cluster="api",listener="[^"]+",endpoint="${n}"\\} (\\d+)`, 'm').exec(metrics);
       assert.ok(m && Number(m[1]) > 0, `${n} served connections: ${m?.[0]}`);
     }
     // (requests before the client's ambassador had found anyone, at start-up, do not count)

@@ -20,7 +20,7 @@ test('an instance advertised on a dual-stack link resolves to its IPv4 and IPv6 
     await svc.waitForLine(/listening/);
     const amb = a.spawn(process.execPath, [cli, '--advertise', 'six=4567', '--interface', a.ifname, '--hostname', 'six-a', '--log-format', 'json']);
     await amb.waitForLine(/"state":"announced"/, { timeoutMs: 10_000 });
-    const r = await b.exec(process.execPath, [cli, 'browse', 'six', '--once', '--json', '--wait', '2000', '--interface', b.ifname], { timeoutMs: 15_000 });
+    const r = await b.exec(process.execPath, [cli, 'browse', 'six', '--once', '--json', '--wait', '4000', '--interface', b.ifname], { timeoutMs: 15_000 });
     assert.equal(r.code, 0, r.stderr);
     const e = JSON.parse(r.stdout.trim().split('\n')[0]!);
     console.log(`# resolved over mDNS: ${e.addresses.join(', ')}`);
