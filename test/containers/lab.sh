@@ -30,6 +30,7 @@ ROOT=/var/lib/$NS
 SOCK=$RUN/docker.sock
 PIDF=$RUN/dockerd.pid
 CACHE=${MDNS_AMBASSADOR_LAB_CACHE:-/var/cache/mdns-ambassador-lab}
+DNS=198.18.255.53   # the lab's NXDOMAIN-only DNS server, inside the namespace
 # Debian's client first (it matches the daemon); a newer client elsewhere on PATH also works.
 export PATH=/usr/bin:/usr/sbin:/bin:/sbin:$PATH DOCKER_HOST=unix://$SOCK
 say() { printf '# lab: %s\n' "$*" >&2; }
@@ -37,10 +38,10 @@ say() { printf '# lab: %s\n' "$*" >&2; }
 check() {
   [ "$(id -u)" = 0 ] || { echo "needs root (a network namespace and dockerd)"; return; }
   local missing=()
-  for c in dockerd docker docker-compose debootstrap ip nsenter chroot npm dpkg-scanpackages; do
+  for c in dockerd docker docker-compose debootstrap ip nsenter chroot npm dpkg-scanpackages dnsmasq; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
   done
-  [ ${#missing[@]} = 0 ] || echo "missing ${missing[*]} (apt-get install docker.io docker-compose debootstrap dpkg-dev)"
+  [ ${#missing[@]} = 0 ] || echo "missing ${missing[*]} (apt-get install docker.io docker-compose debootstrap dpkg-dev dnsmasq-base)"
 }
 
 up() {
@@ -50,8 +51,16 @@ up() {
   mkdir -p "$ROOT" "$RUN"
   # nsenter, not `ip netns exec`: that remounts /sys privately and hides /sys/fs/cgroup from
   # dockerd ("Devices cgroup isn't mounted"). --ip-masq=false: there is no uplink to masquerade to.
+  # --dns: Docker's embedded DNS forwards names it does not know (a stopped container's) to the
+  # upstream servers; with none reachable each lookup hangs ~20 s, where a connected host gets
+  # NXDOMAIN at once. So the namespace gets a dnsmasq with no upstream that answers NXDOMAIN for
+  # every name, on an address of its own that every container reaches through its gateway.
+  ip -n "$NS" addr show dev lo | grep -q "$DNS/32" || ip -n "$NS" addr add "$DNS/32" dev lo
+  [ -f "$RUN/dnsmasq.pid" ] && kill -0 "$(cat "$RUN/dnsmasq.pid")" 2>/dev/null ||
+    ip netns exec "$NS" dnsmasq --no-resolv --no-hosts --address='/#/' --listen-address="$DNS" \
+    --bind-interfaces --pid-file="$RUN/dnsmasq.pid" --user=root
   setsid nsenter --net="/run/netns/$NS" dockerd --data-root "$ROOT" --exec-root "$RUN/exec" \
-    --pidfile "$PIDF" -H "$DOCKER_HOST" --cgroup-parent "$NS" --ip-masq=false --userland-proxy=false \
+    --pidfile "$PIDF" -H "$DOCKER_HOST" --cgroup-parent "$NS" --ip-masq=false --userland-proxy=false --dns "$DNS" \
     --log-level warn </dev/null >"$RUN/dockerd.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 120); do
@@ -66,6 +75,10 @@ down() {
   if [ -S "$SOCK" ] && docker version >/dev/null 2>&1; then
     local ids; ids=$(docker ps -aq)
     [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
+  fi
+  if [ -f "$RUN/dnsmasq.pid" ]; then
+    local dp; dp=$(cat "$RUN/dnsmasq.pid")
+    [ "$(cat "/proc/$dp/comm" 2>/dev/null)" = dnsmasq ] && kill "$dp"
   fi
   if [ -f "$PIDF" ]; then
     local pid; pid=$(cat "$PIDF")
