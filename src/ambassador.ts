@@ -55,7 +55,7 @@ export class Ambassador {
     const c = this.config;
     this.stranded.on('state', (state) => (state === 'stranded'
       ? this.log.warn('network lost: no interface left but loopback (/healthz reports no-network)')
-      : state === 'networked' && this.log.info('network interface present')));
+      : this.log.info({ state }, 'network interface back')));
     this.stranded.start();
     if (c.tls) await this.startTls(c.tls);
     if (c.admin) {

@@ -45,7 +45,7 @@ test('a link that flaps: stranded then networked again, the owner never "comes b
     ns.addresses = 1;
     clock.advance(3000);
   }
-  assert.deepEqual(states, ['networked', ...Array(5).fill(['stranded', 'networked']).flat()]);
+  assert.deepEqual(states, Array(5).fill(['stranded', 'networked']).flat(), 'the first interface is no event');
   assert.deepEqual(back, []);
   watch.stop();
 });
@@ -69,7 +69,7 @@ test('the owner stops (its line leaves /etc/hosts) and starts again elsewhere: o
   assert.deepEqual(back, ['172.19.0.3']);
   clock.advance(10_000);
   assert.equal(back.length, 1);
-  assert.deepEqual(states, ['networked', 'stranded']);
+  assert.deepEqual(states, ['stranded']);
   watch.stop();
 });
 

@@ -63,6 +63,7 @@ export const systemProbe: NamespaceProbe = {
   },
 };
 
+/** Emits 'state' on stranded and on networked again after that; 'owner-back' once (see above). */
 export class StrandedWatch extends EventEmitter<{ state: [state: StrandedState]; 'owner-back': [address: string] }> {
   state: StrandedState = 'waiting';
   private readonly probe: NamespaceProbe;
@@ -95,9 +96,11 @@ export class StrandedWatch extends EventEmitter<{ state: [state: StrandedState];
     const has = this.probe.addresses() > 0;
     const next: StrandedState = has ? 'networked' : this.state === 'waiting' ? 'waiting' : 'stranded';
     if (next !== this.state) {
+      const first = this.state === 'waiting';
       this.state = next;
       this.ownerSince = undefined;
-      this.emit('state', next);
+      // The first interface is no news; losing them all and getting one back are.
+      if (!first) this.emit('state', next);
     }
     if (this.state === 'stranded' && !this.fired) {
       const owner = this.probe.hostsAddress();
