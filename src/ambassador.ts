@@ -53,10 +53,6 @@ export class Ambassador {
    */
   async prepare(opts: { check?: boolean } = {}): Promise<void> {
     const c = this.config;
-    this.stranded.on('state', (state) => (state === 'stranded'
-      ? this.log.warn('network lost: no interface left but loopback (/healthz reports no-network)')
-      : this.log.info({ state }, 'network interface back')));
-    this.stranded.start();
     if (c.tls) await this.startTls(c.tls);
     if (c.admin) {
       // Loaded only when asked for: prom-client is a few MB of resident memory per process.
@@ -116,6 +112,10 @@ export class Ambassador {
   /** prepare(), then go live: mDNS, discovery, health checks, announcements. */
   async start(): Promise<void> {
     await this.prepare();
+    this.stranded.on('state', (state) => (state === 'stranded'
+      ? this.log.warn('network lost: no interface left but loopback (/healthz reports no-network)')
+      : this.log.info({ state }, 'network interface back')));
+    this.stranded.start();
     const c = this.config;
     if (this.admin) {
       const port = this.admin.address()?.port;
