@@ -1,11 +1,13 @@
-# syntax=docker/dockerfile:1
 # mdns-ambassador image: `docker build -t mdns-ambassador .`
 #   docker run --rm mdns-ambassador --help
 #   docker run --network mynet mdns-ambassador --advertise redis=db:6379
 # Multi-stage: TypeScript is compiled with the dev dependencies; the final image carries only
-# the compiled JavaScript and the production dependencies, and runs as the unprivileged `node`.
+# the compiled JavaScript and the production dependencies, and runs as the unprivileged `node`
+# with nothing to write (run it with a read-only root filesystem: `read_only: true`).
+# No `# syntax=` line and no BuildKit-only feature: the classic builder and BuildKit both build
+# it with no registry access beyond the base image.
 
-ARG NODE_IMAGE=node:20-slim
+ARG NODE_IMAGE=node:24-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
@@ -13,7 +15,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
-RUN npx tsc -p tsconfig.json
+RUN npx tsc -p tsconfig.json && chmod 0755 dist/cli.js
 
 FROM ${NODE_IMAGE} AS prod-deps
 WORKDIR /app
@@ -23,17 +25,20 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 FROM ${NODE_IMAGE}
 # The admin endpoint (/healthz, /peers, /metrics) is on by default in the image: the HEALTHCHECK
 # below and Prometheus use it. Override with AMBASSADOR_ADMIN or --admin.
+# A sidecar whose service restarted in a new network namespace exits (75) so that its restart
+# policy re-attaches it (README, "Containers"); AMBASSADOR_EXIT_WHEN_STRANDED=false turns it off.
 ENV NODE_ENV=production \
     AMBASSADOR_ADMIN=0.0.0.0:9901 \
-    AMBASSADOR_LOG_FORMAT=json
+    AMBASSADOR_LOG_FORMAT=json \
+    AMBASSADOR_EXIT_WHEN_STRANDED=true
 WORKDIR /app
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY package.json ./
-RUN chmod 0755 dist/cli.js && ln -s /app/dist/cli.js /usr/local/bin/ambassador
+RUN ln -s /app/dist/cli.js /usr/local/bin/ambassador
 USER node
 EXPOSE 9901
-# node:20-slim has no curl or wget: node's own fetch asks /healthz on the admin port.
+# node:24-slim has no curl or wget: node's own fetch asks /healthz on the admin port.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["node", "-e", "const a=(process.env.AMBASSADOR_ADMIN||'9901').split(':');const p=a.pop();const h=a.join(':');fetch('http://'+(!h||h==='0.0.0.0'?'127.0.0.1':h)+':'+p+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # SIGTERM → goodbyes, stop accepting, drain, exit 0 (node runs as PID 1 and handles it itself).

@@ -4,6 +4,10 @@
 // namespace (`unshare -n`): only a private loopback exists there and nothing can leak.
 // Without root it tries a user namespace (`unshare -rn`); if neither works, network tests skip
 // themselves with a message and the unit tests still run.
+// Then the container tests (test/containers/), in a phase of their own outside that namespace:
+// their images are made from the package registries, and the engine they run on gets a network
+// namespace of its own (test/containers/lab.sh), which this runner brings up before them and
+// deletes after. Without root or the packages they skip with one line.
 import { spawnSync, execFileSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,8 +36,37 @@ function run(files, env) {
 }
 
 const unit = findTests('.build/src');
-const network = unitOnly ? [] : findTests('.build/test');
+const CONTAINERS = join('.build', 'test', 'containers');
+const all = unitOnly ? [] : findTests('.build/test');
+const network = all.filter((f) => !f.startsWith(CONTAINERS));
 const pick = (fs) => (filters.length ? fs.filter((f) => filters.some((x) => f.includes(x))) : fs);
+const containers = pick(all.filter((f) => f.startsWith(CONTAINERS)));
+
+/** The container phase: lab engine up, the files, engine down (by its pid file) whatever happened. */
+function runContainers() {
+  if (containers.length === 0) return 0;
+  const lab = (...a) => spawnSync('bash', ['test/containers/lab.sh', ...a], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+  const why = lab('check').stdout.trim();
+  if (why) {
+    console.log(`# container tests skipped (${containers.length} files): ${why}`);
+    return 0;
+  }
+  const t = Date.now();
+  try {
+    for (const step of [['up'], ['images', '.']]) {
+      const r = lab(...step);
+      if (r.status !== 0) {
+        console.log(`# container lab: '${step.join(' ')}' failed`);
+        return 1;
+      }
+    }
+    const env = { ...process.env, MDNS_AMBASSADOR_LAB_READY: '1', DOCKER_HOST: lab('env').stdout.trim().replace(/^export DOCKER_HOST=/, '') };
+    return run(containers, env);
+  } finally {
+    if (process.env.MDNS_AMBASSADOR_LAB_KEEP !== '1') lab('down');
+    console.log(`# container phase: ${((Date.now() - t) / 1000).toFixed(0)} s`);
+  }
+}
 
 if (process.env.MDNS_AMBASSADOR_TEST_ISOLATED === '1') {
   // Inside our own fresh network namespace: bring up loopback, route multicast to it.
@@ -47,12 +80,15 @@ if (network.length > 0) {
   const unshareArgs = isRoot ? ['-n'] : ['-r', '-n'];
   const probe = spawnSync('unshare', [...unshareArgs, 'true'], { stdio: 'ignore' });
   if (probe.status === 0) {
-    const r = spawnSync('unshare', [...unshareArgs, '--', process.execPath, 'scripts/test.mjs', ...args], {
+    const inNs = pick([...unit, ...network]);
+    const r = inNs.length === 0 ? { status: 0 } : spawnSync('unshare', [...unshareArgs, '--', process.execPath, 'scripts/test.mjs', ...args], {
       stdio: 'inherit',
       env: { ...process.env, MDNS_AMBASSADOR_TEST_ISOLATED: '1', MDNS_AMBASSADOR_TEST_ROOT: isRoot ? '1' : '0' },
     });
-    process.exit(r.status ?? 1);
+    const c = runContainers();
+    process.exit((r.status ?? 1) || c);
   }
   console.log('# network tests will skip: cannot create a private network namespace (needs root or user namespaces)');
 }
-process.exit(run(pick([...unit, ...network]), process.env));
+const status = run(pick([...unit, ...network]), process.env);
+process.exit(status || runContainers());

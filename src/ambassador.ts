@@ -1,6 +1,7 @@
 import type { AdminServer } from './admin/server.js';
 import { Advertisement } from './ambassador/advertisement.js';
 import { Connector } from './ambassador/connector.js';
+import { StrandedWatch } from './ambassador/stranded.js';
 import type { Config } from './config/config.js';
 import { credentialExposure } from './config/credential-exposure.js';
 import { type ConnectSpec, ConfigError } from './config/specs.js';
@@ -31,6 +32,8 @@ export class Ambassador {
   admin?: AdminServer;
   /** Mutual TLS material when --tls-* is given (stats for metrics). */
   tls?: TlsMaterial;
+  /** Whether this network namespace lost every interface it had (a stranded sidecar); /healthz reports it. */
+  readonly stranded = new StrandedWatch();
   private stopping?: Promise<void>;
   /** Set by prepare({ check: true }) when the interfaces cannot be used on this host now. */
   interfaceProblem?: string;
@@ -109,6 +112,10 @@ export class Ambassador {
   /** prepare(), then go live: mDNS, discovery, health checks, announcements. */
   async start(): Promise<void> {
     await this.prepare();
+    this.stranded.on('state', (state) => (state === 'stranded'
+      ? this.log.warn('network lost: no interface left but loopback (/healthz reports no-network)')
+      : this.log.info({ state }, 'network interface back')));
+    this.stranded.start();
     const c = this.config;
     if (this.admin) {
       const port = this.admin.address()?.port;
@@ -213,6 +220,7 @@ export class Ambassador {
 
   private async doStop(): Promise<void> {
     this.draining = true;
+    this.stranded.stop();
     // Goodbyes first: peers stop sending new connections here before we stop accepting.
     for (const a of this.advertisements) a.sayGoodbye();
     const drainMs = this.config.drainTimeout;

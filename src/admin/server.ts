@@ -7,6 +7,8 @@ import { peersSnapshot, type PeersSubject } from './peers.js';
 export interface AdminSubject extends PeersSubject {
   /** True once start() finished (every listener bound, every advertisement started). */
   readonly started: boolean;
+  /** 'stranded' once the network namespace lost every interface it had (see ambassador/stranded.ts). */
+  readonly stranded?: { readonly state: string };
 }
 
 export interface AdminServerOptions {
@@ -18,7 +20,8 @@ export interface AdminServerOptions {
 
 /**
  * `--admin [HOST:]PORT`: a plain node:http server with three read-only resources.
- *   GET /healthz  200 while running with every listener bound; 503 while starting or draining
+ *   GET /healthz  200 while running with every listener bound; 503 while starting, draining, or
+ *                 with no network left (the namespace lost every interface it had: no-network)
  *   GET /peers    JSON: clusters with their endpoints, advertisements with their state
  *   GET /metrics  Prometheus text (a registry per ambassador)
  * Anything else is 404; a known path with another method is 405.
@@ -66,11 +69,12 @@ export class AdminServer {
   }
 
   /** Health as /healthz reports it. */
-  health(): { ok: boolean; status: 'ok' | 'starting' | 'draining' | 'listener-down'; listeners: number } {
+  health(): { ok: boolean; status: 'ok' | 'starting' | 'draining' | 'listener-down' | 'no-network'; listeners: number } {
     const s = this.subject;
     const listeners = s.connectors.length;
     if (s.draining) return { ok: false, status: 'draining', listeners };
     if (!s.started) return { ok: false, status: 'starting', listeners };
+    if (s.stranded?.state === 'stranded') return { ok: false, status: 'no-network', listeners };
     for (const c of s.connectors) if (!c.listener.server.listening) return { ok: false, status: 'listener-down', listeners };
     return { ok: true, status: 'ok', listeners };
   }

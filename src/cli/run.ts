@@ -9,7 +9,7 @@ import { fail } from './fail.js';
 export const RUN_OPTION_NAMES = [
   'advertise', 'connect', 'static', 'srv', 'interface', 'hostname', 'ipv6', 'ttl', 'dns-server', 'tls-cert', 'tls-key', 'tls-ca',
   'health-interval', 'health-timeout', 'connect-timeout', 'idle-timeout', 'wait-for-endpoint', 'drain-timeout', 'keep-connections',
-  'trusted-lan', 'admin', 'log-level', 'log-format', 'check',
+  'trusted-lan', 'admin', 'log-level', 'log-format', 'check', 'exit-when-stranded',
 ];
 
 export function runOptions<T>(y: Argv<T>) {
@@ -43,6 +43,10 @@ export function runOptions<T>(y: Argv<T>) {
     .option('wait-for-endpoint', { type: 'string', group: 'Health:', default: 5000, describe: 'ms a client waits for an endpoint to appear before it is closed' })
     .option('drain-timeout', { type: 'string', group: 'Health:', default: 10000, describe: 'ms open connections may take to finish on shutdown' })
     .option('keep-connections', { type: 'boolean', group: 'Health:', default: false, describe: 'keep open connections when their endpoint disappears (default: close them)' })
+    .option('exit-when-stranded', {
+      type: 'boolean', group: 'Operations:', default: false,
+      describe: 'for a sidecar sharing a container\'s network namespace: once that namespace lost every interface and the container is up again in a new one, exit with status 75 so the restart policy re-attaches this one (on in the image)',
+    })
     .option('admin', { type: 'string', group: 'Operations:', describe: '[HOST:]PORT for HTTP /healthz, /peers and /metrics (default host 127.0.0.1)' })
     .option('log-level', { type: 'string', group: 'Operations:', default: 'info', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] })
     .option('log-format', { type: 'string', group: 'Operations:', choices: ['json', 'pretty'], describe: 'default: pretty on a terminal, json otherwise' })
@@ -86,6 +90,12 @@ export async function runCommand(argv: ArgumentsCamelCase<Record<string, unknown
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  if (config.exitWhenStranded) {
+    amb.stranded.once('owner-back', (address) => {
+      log.warn({ address }, 'stranded: the container whose network this was is up again in a new namespace; exiting (75) so the restart policy re-attaches this one to it');
+      void amb.stop().finally(() => process.exit(75));
+    });
+  }
 
   try {
     await amb.start();

@@ -52,6 +52,8 @@ export interface Config {
   trustedLan: boolean;
   /** Things given that cannot have the effect the user meant (logged at start, printed by --check). */
   warnings: string[];
+  /** Exit (status 75) when stranded and the namespace's owner is back (see ambassador/stranded.ts). */
+  exitWhenStranded: boolean;
 }
 
 /** Raw option values as yargs hands them over (strings from flags or environment). */
@@ -79,6 +81,7 @@ export interface RawOptions {
   keepConnections?: boolean;
   dnsServer?: string[];
   trustedLan?: boolean;
+  exitWhenStranded?: boolean;
 }
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -229,6 +232,7 @@ export function buildConfig(raw: RawOptions): Config {
     dnsServers: splitList(raw.dnsServer).flatMap((v) => v.split(/[\s,]+/)).filter(Boolean).map(parseDnsServer),
     trustedLan: !!raw.trustedLan,
     warnings,
+    exitWhenStranded: !!raw.exitWhenStranded,
   };
 }
 

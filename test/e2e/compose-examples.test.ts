@@ -1,7 +1,8 @@
 // The compose examples, run without Docker: the same commands as compose/<example>/compose.yaml,
 // one network namespace per container that has its own network (a Lab host on one bridge, like
-// the compose network), and each sidecar (`network_mode: service:X`) inside X's namespace, as
-// Docker does. Images are replaced by the same programs installed here (redis:7-alpine →
+// the compose network: the pods' holders and the services without a sidecar), and each container
+// with `network_mode: service:X` inside X's namespace, as Docker does. (Under a real engine:
+// test/containers/.) Images are replaced by the same programs installed here (redis:7-alpine →
 // redis-server / redis-cli / sh, curlimages/curl → curl, traefik/whoami → a tiny HTTP server
 // answering "Hostname: NAME", mdns-ambassador → node dist/cli.js with the image's environment).
 // Each test then does what the example's README says and checks that it happens.
@@ -10,7 +11,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { canUseNetns, haveCommand, Lab, type Host, type LabProcess, waitFor } from '../lib/netns.js';
-import { argvOf, composeDir, IMAGE, loadCompose, type Compose, type Service } from '../lib/compose.js';
+import { argvOf, composeDir, IMAGE, isPod, loadCompose, type Compose, type Service } from '../lib/compose.js';
 
 const CLI = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
 const skip = canUseNetns() ?? (['redis-server', 'redis-cli', 'curl'].every(haveCommand) ? undefined : 'needs redis-server, redis-cli and curl');
@@ -50,17 +51,21 @@ class ComposeLab {
     return this.lab.host(m ? m[1]! : name);
   }
 
-  /** Starts the service's command as its image would run it. */
-  start(name: string): LabProcess {
+  /** Starts the service's command as its image would run it (a pod's holder only holds its namespace: the Lab host). */
+  start(name: string): LabProcess | undefined {
     const s = this.service(name);
+    if (isPod(s)) return undefined;
     const host = this.hostOf(name);
     const argv = argvOf(s);
     let proc: LabProcess;
-    const opts = { name: `[${name}]`, hostname: s.hostname ?? name };
+    // A container in another's network namespace has that one's host name, as in Docker.
+    const owner = /^service:(.+)$/.exec(s.network_mode ?? '')?.[1];
+    const hostname = (owner ? this.service(owner).hostname : s.hostname) ?? owner ?? name;
+    const opts = { name: `[${name}]`, hostname };
     if (s.image === IMAGE) {
       proc = host.spawn(process.execPath, [CLI, ...argv], { ...opts, env: IMAGE_ENV });
     } else if (s.image?.startsWith('traefik/whoami')) {
-      proc = host.spawn(process.execPath, ['-e', WHOAMI, s.hostname ?? name], opts);
+      proc = host.spawn(process.execPath, ['-e', WHOAMI, hostname], opts);
     } else if (s.image?.startsWith('redis:') || s.image?.startsWith('curlimages/curl')) {
       const [cmd, ...args] = argv[0] === '/bin/sh' ? ['sh', ...argv.slice(1)] : argv;
       proc = host.spawn(cmd!, args, opts);
@@ -123,7 +128,7 @@ describe('compose/discovery without Docker', { skip }, () => {
     const peers = JSON.parse((await c.admin('app-ambassador', '/peers')).body);
     const ep = peers.clusters[0].endpoints[0];
     assert.equal(peers.clusters[0].name, 'redis');
-    assert.equal(ep.address, c.lab.host('redis').ip);
+    assert.equal(ep.address, c.hostOf('redis').ip);
     assert.equal(ep.port, 6380);
     assert.equal(ep.state, 'up');
     assert.ok(ep.connections >= 1);
@@ -190,7 +195,7 @@ describe('compose/failover-and-load-balancing without Docker', { skip }, () => {
     const t = Date.now();
     c.proc('api-3-ambassador').kill('SIGKILL');
     c.proc('api-3').kill('SIGKILL');
-    await c.lab.host('api-3').linkDown(); // the container's network goes away with it
+    // (the pod's network stays: its holder runs on, as in Docker)
     await waitFor(() => logs(c.proc('client-ambassador')).find((l) => l.msg === 'endpoint down' && l.endpoint === 'api-3' && Number(l.time) >= t),
       { timeoutMs: 10_000, message: 'api-3 marked down' });
     console.log(`# hard failure of api-3 detected in ${Date.now() - t} ms`);
@@ -202,7 +207,6 @@ describe('compose/failover-and-load-balancing without Docker', { skip }, () => {
   });
 
   test('docker compose start …: api-2 and api-3 are back in the rotation', async () => {
-    await c.lab.host('api-3').linkUp();
     c.start('api-3');
     c.start('api-3-ambassador');
     c.start('api-2-ambassador');

@@ -1,6 +1,7 @@
-// The compose examples and the Dockerfile, checked without Docker (there is no engine here):
-// every compose/*/compose.yaml parses, is structurally sound (images or builds, networks,
-// sidecars in an existing service's network namespace, declared secrets and volumes), and
+// The compose examples and the Dockerfile, checked without a container engine (under a real one:
+// test/containers/): every compose/*/compose.yaml parses, is structurally sound (images or
+// builds, networks, sidecars in a pod holder's network namespace, declared secrets and volumes,
+// read-only root filesystems, an init for shell loops), and
 // every ambassador command in it is accepted by the ambassador's own validation
 // (`ambassador run --check`, with the image's environment). File paths that exist only inside
 // the container (secrets, mounted volumes) are mapped back to the files the compose file mounts;
@@ -12,7 +13,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { composeDir, examples, IMAGE, keysOf, loadCompose, netsOf, root, type Compose, type Service } from '../lib/compose.js';
+import { argvOf, composeDir, examples, IMAGE, isPod, keysOf, loadCompose, netsOf, root, type Compose, type Service } from '../lib/compose.js';
 
 const cli = join(root, 'dist/cli.js');
 
@@ -100,7 +101,24 @@ for (const ex of examples) {
           const src = v.split(':')[0]!;
           if (src.startsWith('.')) assert.ok(existsSync(resolve(dir, src)), `${name}: bind mount ${src} exists`);
         }
+        // Read-only root filesystems everywhere; a shell (or sleep) as PID 1 ignores SIGTERM, so
+        // those run under an init (`docker compose down` is then quick).
+        assert.equal(s.read_only, true, `${name}: read_only`);
+        const argv = argvOf(s);
+        if (argv[0] === 'sleep' || (['sh', '/bin/sh'].includes(argv[0] ?? '') && argv[1] === '-c')) {
+          const execs = argv[0]!.endsWith('sh') && /^exec /.test(argv[argv.length - 1] ?? '');
+          assert.ok(s.init === true || execs, `${name}: init: true (or sh -c 'exec …')`);
+        }
+        if (isPod(s)) {
+          assert.ok(netsOf(s).length > 0 && s.restart === 'unless-stopped', `${name}: a pod holder on the network, restarted`);
+          continue;
+        }
+        if (s.network_mode?.startsWith('service:')) {
+          const owner = c.services[s.network_mode.slice('service:'.length)]!;
+          assert.ok(isPod(owner), `${name}: joins a pod's holder, not another service (which would strand it when that one restarts)`);
+        }
         if (s.image !== IMAGE) continue;
+        assert.equal(s.restart, 'unless-stopped', `${name}: restart policy (a stranded ambassador exits to be re-attached)`);
         ambassadors++;
         const ctx = typeof s.build === 'string' ? s.build : s.build?.context;
         assert.ok(ctx && existsSync(join(resolve(dir, ctx), 'Dockerfile')), `${name}: builds the image from the repository`);
@@ -141,7 +159,8 @@ test('Dockerfile: multi-stage, production dependencies only, non-root, HEALTHCHE
   const df = readFileSync(join(root, 'Dockerfile'), 'utf8');
   const froms = df.match(/^FROM /gm) ?? [];
   assert.ok(froms.length >= 2, 'multi-stage');
-  assert.match(df, /^ARG NODE_IMAGE=node:20-(slim|alpine)/m);
+  assert.match(df, /^ARG NODE_IMAGE=node:24-slim$/m, 'the current Node LTS');
+  assert.doesNotMatch(df, /^# *syntax=/m, 'no syntax line: BuildKit would fetch a frontend image from a registry first');
   assert.match(df, /npm ci --omit=dev/);
   assert.match(df, /^USER node$/m);
   assert.match(df, /^HEALTHCHECK .*\n?.*\/healthz/m);

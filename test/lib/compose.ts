@@ -21,6 +21,9 @@ export type Service = Record<string, unknown> & {
   secrets?: Array<string | { source: string; target?: string }>;
   volumes?: string[];
   depends_on?: string[] | Record<string, unknown>;
+  read_only?: boolean;
+  init?: boolean;
+  restart?: string;
 };
 
 export interface Compose {
@@ -46,4 +49,9 @@ export const keysOf = (x: string[] | Record<string, unknown> | undefined): strin
 export function argvOf(s: Service): string[] {
   const list = (x: string[] | string | undefined) => (x === undefined ? [] : Array.isArray(x) ? x : x.split(/\s+/));
   return [...list(s.entrypoint), ...list(s.command)];
+}
+
+/** A pod's holder: it only keeps the network namespace that its service and ambassador join (`sleep infinity`). */
+export function isPod(s: Service): boolean {
+  return argvOf(s).join(' ') === 'sleep infinity';
 }
