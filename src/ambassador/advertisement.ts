@@ -4,7 +4,7 @@ import { Cluster } from '../cluster/cluster.js';
 import { HealthChecker } from '../cluster/health-checker.js';
 import type { AdvertiseSpec } from '../config/specs.js';
 import type { MdnsEngine } from '../mdns/engine.js';
-import type { Registration } from '../mdns/responder.js';
+import type { Registration } from '../mdns/owned.js';
 import { RelayListener } from '../proxy/relay.js';
 import { TLS_TXT_KEY } from '../proxy/tls-policy.js';
 import type { TlsMaterial } from '../proxy/tls.js';
@@ -131,13 +131,16 @@ export class Advertisement extends EventEmitter {
   /** Peers reach the target directly only if it is this host and listens on our mDNS addresses. */
   private async needsRelay(): Promise<boolean> {
     if (this.relay) return true; // bound at start: mutual TLS or a fixed relay-port
-    if (this.spec.targetHost !== undefined) {
-      const ours = this.engine.transport.interfaces.map((i) => i.address);
-      return !ours.includes(this.spec.targetHost);
+    if (this.engine.addresses().length === 0) {
+      // Started before the network: which addresses peers will use is known once it is up.
+      this.setState('probing', 'waiting for a network interface');
+      await this.engine.waitForNetwork();
     }
-    const iface = this.engine.transport.interfaces.find((i) => !i.address.startsWith('127.'));
-    if (!iface) return false; // loopback-only mesh: 127.0.0.1 is what peers use anyway
-    return !(await accepts(iface.address, this.target.port, this.opts.healthTimeoutMs));
+    const ours = this.engine.addresses();
+    if (this.spec.targetHost !== undefined) return !ours.includes(this.spec.targetHost);
+    const addr = ours.find((a) => !a.startsWith('127.'));
+    if (!addr) return false; // loopback-only mesh: 127.0.0.1 is what peers use anyway
+    return !(await accepts(addr, this.target.port, this.opts.healthTimeoutMs));
   }
 
   private async startRelay(): Promise<void> {

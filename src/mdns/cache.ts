@@ -15,6 +15,8 @@ export interface CacheEntry {
   refreshStep: number;
   /** Set when a goodbye (TTL 0) or a cache-flush shortened its life to one second. */
   doomed: boolean;
+  /** Interfaces it was received on (a link-local address is reached through them). */
+  links: Set<string>;
   /** When the next refresh query is due (ms), Infinity when none is left. */
   nextRefreshAt: number;
   timer?: TimerHandle;
@@ -68,8 +70,8 @@ export class RecordCache extends EventEmitter {
     return this.entries.size;
   }
 
-  /** Adds or refreshes a record received in a response. */
-  add(record: MdnsRecord): void {
+  /** Adds or refreshes a record received in a response, on interface `link` if known. */
+  add(record: MdnsRecord, link?: string): void {
     const now = this.clock.now();
     const key = recordKey(record);
     const rrset = rrsetKey(record.name, record.type);
@@ -92,6 +94,7 @@ export class RecordCache extends EventEmitter {
     }
 
     if (existing) {
+      if (link !== undefined) existing.links.add(link);
       existing.record = { ...record, name: existing.record.name };
       existing.receivedAt = now;
       existing.ttl = ttl;
@@ -123,6 +126,7 @@ export class RecordCache extends EventEmitter {
       expiresAt: now + ttl * 1000,
       refreshStep: 0,
       doomed: false,
+      links: new Set(link === undefined ? [] : [link]),
       nextRefreshAt: Infinity,
     };
     this.entries.set(key, entry);
@@ -178,6 +182,20 @@ export class RecordCache extends EventEmitter {
       out.push(e);
     }
     return out;
+  }
+
+  /**
+   * An interface went away: records received only there are dropped (reported 'expired'); the
+   * others just forget it.
+   */
+  dropLink(link: string): number {
+    let dropped = 0;
+    for (const e of [...this.entries.values()]) {
+      if (!e.links.delete(link) || e.links.size > 0) continue;
+      this.remove(e, true);
+      dropped++;
+    }
+    return dropped;
   }
 
   clear(): void {

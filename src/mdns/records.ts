@@ -21,6 +21,12 @@ export interface MdnsRecord {
   data: unknown;
 }
 
+/** A record we publish, and whether it is unique to us (cache-flush bit, probed) or shared (PTR). */
+export interface OwnedRecord {
+  record: MdnsRecord;
+  unique: boolean;
+}
+
 export interface MdnsQuestion {
   name: string;
   type: RecordType;

@@ -391,6 +391,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       conn.attempts++;
       conn.endpoint = ep;
       const generation = ep.generation;
+      const dialled = ep.host;
       let upstream: net.Socket;
       let pending = this.connecting.get(ep);
       if (pending === undefined) this.connecting.set(ep, (pending = new Set()));
@@ -400,7 +401,11 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
         if (signal.aborted) return 'no-endpoint';
         const code = err instanceof ConnectError ? err.code : codeOf(err);
         // Cancelled because the endpoint went down: that is not one more failure of its own.
-        if (code !== ENDPOINT_DOWN) this.cluster.reportConnectFailure(ep);
+        // A peer with another address (IPv4 and IPv6) is tried there before it is blamed.
+        if (code !== ENDPOINT_DOWN) {
+          if (ep.failOver(dialled)) tried.delete(ep);
+          else this.cluster.reportConnectFailure(ep);
+        }
         last.code = code;
         last.message = undefined;
         this.emit('connect-failed', conn, ep, last.code);
