@@ -111,7 +111,7 @@ export type ConnectListenerEvents = {
   'listener-error': [error: Error];
 };
 
-/** Code of a connect given up because its endpoint went down meanwhile. */
+/** Code of a connect given up because its endpoint went down (or moved) meanwhile. */
 export const ENDPOINT_DOWN = 'EENDPOINTDOWN';
 
 /**
@@ -280,9 +280,15 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     if (!this.options.keepConnectionsOnRemoval) this.retireConnectionsTo(ep, 'EREMOVED');
   };
 
-  /** The endpoint moved (migration): connections to its old address go as on a removal. */
+  /**
+   * The endpoint moved (migration, renumbering): connections to its old address go as on a
+   * removal, and connects still pending there are retried at the new address now.
+   */
   private readonly onEndpointUpdated = (ep: Endpoint, addressChanged: boolean): void => {
-    if (addressChanged && !this.options.keepConnectionsOnRemoval) this.retireConnectionsTo(ep, 'EMOVED', true);
+    if (!addressChanged) return;
+    const pending = this.connecting.get(ep);
+    if (pending) for (const cancel of [...pending]) cancel(ENDPOINT_DOWN);
+    if (!this.options.keepConnectionsOnRemoval) this.retireConnectionsTo(ep, 'EMOVED', true);
   };
 
   /**
