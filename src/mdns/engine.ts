@@ -161,11 +161,6 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     return this.owned.host.name();
   }
 
-  /** @deprecated the responder's host label; use hostName. */
-  get hostLabel(): string {
-    return this.owned.host.label;
-  }
-
   /**
    * Starts watching the interfaces and opens the ones usable now. Having none is not an error:
    * the engine waits for one (see `network()` and the 'network' event).
