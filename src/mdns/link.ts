@@ -4,7 +4,8 @@ import type { Claim } from './owned.js';
 import type { OwnedRecord } from './records.js';
 import { HEADER_BYTES, OutgoingScheduler, type SchedulerStats } from './scheduler.js';
 import type { Destination, LinkTransport } from './sockets.js';
-import { encodePacket, type OutgoingPacket } from './wire.js';
+import { packetBytes } from './packets.js';
+import type { OutgoingPacket } from './wire.js';
 
 export interface TransportStats {
   packetsIn: number;
@@ -96,7 +97,7 @@ export class Link {
     if (this.closed) return;
     let buf: Buffer;
     try {
-      buf = encodePacket(packet);
+      buf = packetBytes(packet);
     } catch {
       this.stats.sendErrors++;
       return;
