@@ -68,6 +68,9 @@ export class Advertisement extends EventEmitter {
   private readonly targetCluster: Cluster;
   readonly checker: HealthChecker;
   private stopped = false;
+  /** Resolves when the advertisement stops (ends a wait for the network). */
+  private readonly stoppedSignal: Promise<void>;
+  private markStopped!: () => void;
   private goodbyeAt?: number;
   private deciding?: Promise<void>;
 
@@ -78,6 +81,7 @@ export class Advertisement extends EventEmitter {
     private readonly opts: AdvertisementOptions,
   ) {
     super();
+    this.stoppedSignal = new Promise((r) => (this.markStopped = r));
     this.target = { host: spec.targetHost ?? '127.0.0.1', port: spec.port };
     // The target as a one-endpoint cluster: the same health checker the connect side uses.
     this.targetCluster = new Cluster(`advertise:${spec.name}`, { outlier: false });
@@ -134,7 +138,7 @@ export class Advertisement extends EventEmitter {
     if (this.engine.addresses().length === 0) {
       // Started before the network: which addresses peers will use is known once it is up.
       this.setState('probing', 'waiting for a network interface');
-      await this.engine.waitForNetwork();
+      await Promise.race([this.engine.waitForNetwork(), this.stoppedSignal]);
     }
     const ours = this.engine.addresses();
     if (this.spec.targetHost !== undefined) return !ours.includes(this.spec.targetHost);
@@ -151,7 +155,9 @@ export class Advertisement extends EventEmitter {
   }
 
   private async publish(): Promise<void> {
-    if (await this.needsRelay()) {
+    const relay = await this.needsRelay();
+    if (this.stopped) return;
+    if (relay) {
       if (!this.relay) await this.startRelay();
       const port = this.relay!.address()!.port;
       this.announcedPort = port;
@@ -199,6 +205,7 @@ export class Advertisement extends EventEmitter {
   sayGoodbye(): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.markStopped();
     this.checker.stop();
     if (this.registration && this.state !== 'withdrawn') {
       this.engine.unpublish(this.registration, 'shutdown');

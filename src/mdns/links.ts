@@ -23,6 +23,9 @@ export class Links extends EventEmitter {
     rateLimited: 0, duplicateAnswersSuppressed: 0,
   };
   private readonly byName = new Map<string, Link>();
+  /** Source address → owning link (null: none), and our own addresses: rebuilt when links change. */
+  private owners = new Map<string, Link | null>();
+  private ours?: Set<string>;
   /** Diffs are applied one after the other (opening sockets is asynchronous). */
   private applying: Promise<void> = Promise.resolve();
   private closed = false;
@@ -64,7 +67,13 @@ export class Links extends EventEmitter {
     return this.applying;
   }
 
+  private changed(): void {
+    this.owners = new Map();
+    this.ours = undefined;
+  }
+
   private async applyOne(d: LinkDiff): Promise<void> {
+    this.changed();
     const existing = this.byName.get(d.name);
     if (d.kind === 'removed') {
       if (!existing) return;
@@ -75,6 +84,7 @@ export class Links extends EventEmitter {
     }
     if (d.kind === 'changed' && existing) {
       await existing.update(d.link);
+      this.changed();
       if (!this.closed) this.emit('link-changed', existing, d);
       return;
     }
@@ -92,22 +102,28 @@ export class Links extends EventEmitter {
     }
     link = new Link(d.link, transport, this.clock, this.stats);
     this.byName.set(d.name, link);
+    this.changed();
     this.emit('link-added', link);
   }
 
   /** The link a source address belongs to: its zone, or the first link whose subnet holds it. */
   ownerOf(address: string, family: Family): Link | undefined {
+    const key = `${family}|${address}`;
+    const known = this.owners.get(key);
+    if (known !== undefined) return known ?? undefined;
     const zone = address.split('%')[1];
-    if (zone !== undefined) return this.byName.get(zone);
-    for (const l of this.byName.values()) if (l.families().includes(family) && l.onLink(address)) return l;
-    return undefined;
+    let owner: Link | undefined;
+    if (zone !== undefined) owner = this.byName.get(zone);
+    else for (const l of this.byName.values()) if (l.families().includes(family) && l.onLink(address)) { owner = l; break; }
+    if (this.owners.size > 4096) this.owners.clear(); // bounded: sources are few on a real link
+    this.owners.set(key, owner ?? null);
+    return owner;
   }
 
   /** Whether `address` is one of ours on any link. */
   isOurAddress(address: string): boolean {
-    const a = address.split('%')[0]!.toLowerCase();
-    for (const l of this.byName.values()) if (l.addresses().includes(a)) return true;
-    return false;
+    this.ours ??= new Set(this.all().flatMap((l) => l.addresses()));
+    return this.ours.has(address.split('%')[0]!.toLowerCase());
   }
 
   /**

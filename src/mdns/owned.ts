@@ -58,12 +58,19 @@ export class HostClaim implements Claim {
     return `${this.label}.local`;
   }
 
+  private readonly built = new WeakMap<readonly unknown[], { name: string; v6: readonly unknown[]; records: OwnedRecord[] }>();
+
+  /** The A/AAAA records of a link's addresses (built once per address list and name). */
   records(link: LinkAddresses): OwnedRecord[] {
     const name = this.name();
-    return [
+    const hit = this.built.get(link.ipv4);
+    if (hit && hit.name === name && hit.v6 === link.ipv6) return hit.records;
+    const records: OwnedRecord[] = [
       ...link.ipv4.map((a) => ({ record: { name, type: 'A', ttl: this.ttl.host, flush: true, data: a.address }, unique: true })),
       ...link.ipv6.map((a) => ({ record: { name, type: 'AAAA', ttl: this.ttl.host, flush: true, data: a.address }, unique: true })),
     ];
+    this.built.set(link.ipv4, { name, v6: link.ipv6, records });
+    return records;
   }
 }
 
@@ -98,7 +105,18 @@ export class Registration extends EventEmitter implements Claim {
     return this.fullName;
   }
 
+  private built?: { key: string; records: OwnedRecord[] };
+
+  /** Its records (built once per instance name and host name). */
   records(): OwnedRecord[] {
+    const key = `${this.instance}|${this.host.name()}`;
+    if (this.built?.key === key) return this.built.records;
+    const records = this.build();
+    this.built = { key, records };
+    return records;
+  }
+
+  private build(): OwnedRecord[] {
     const s = this.spec;
     const full = this.fullName;
     const out: OwnedRecord[] = [
@@ -165,6 +183,9 @@ export class OwnedRecords {
   readonly registrations = new Set<Registration>();
   /** recordKey → until when an echo of it is ours (records we announced, addresses we had). */
   private readonly sent = new Map<string, number>();
+  /** Bumped whenever what is live anywhere may have changed (see touch()). */
+  private version = 0;
+  private readonly liveCache = new WeakMap<Link, { version: number; info: unknown; records: OwnedRecord[] }>();
 
   constructor(
     readonly host: HostClaim,
@@ -184,6 +205,22 @@ export class OwnedRecords {
    * only once the host name is (their SRV names it). One entry per record.
    */
   live(link: Link): OwnedRecord[] {
+    const hit = this.liveCache.get(link);
+    if (hit && hit.version === this.version && hit.info === link.info) return hit.records;
+    const records = this.compute(link);
+    this.liveCache.set(link, { version: this.version, info: link.info, records });
+    return records;
+  }
+
+  /**
+   * What is live changed: a claim was probed or dropped somewhere, a registration came, went or
+   * was renamed, the host was renamed. (Address changes are seen from the link itself.)
+   */
+  touch(): void {
+    this.version++;
+  }
+
+  private compute(link: Link): OwnedRecord[] {
     const out = new Map<string, OwnedRecord>();
     if (!link.established.has(this.host)) return [];
     for (const o of this.host.records(link)) out.set(recordKey(o.record), o);

@@ -128,9 +128,12 @@ export class Prober {
         const theirs = packet.authorities.filter((r) => sameName(r.name, q.name));
         if (theirs.length === 0) continue;
         const ours = this.proposed(claim, link);
-        // A record identical to ours: our own probe (or an older one of ours), looped back.
-        if (theirs.some((t) => ours.some((o) => recordKey(o) === recordKey(t)) || this.owned.isEcho(t))) continue;
-        if (compareRecordSets(ours, theirs) >= 0) continue;
+        // The same set as ours (or records we sent earlier): our own probe, looped back. One
+        // record in common is not enough: two hosts probing one instance name may well both
+        // propose an empty TXT.
+        const c = compareRecordSets(ours, theirs);
+        if (c === 0 || theirs.every((t) => this.owned.isEcho(t))) continue;
+        if (c > 0) continue;
         // Lost: the other host's data sorts later. Wait a second, then probe again (§8.2).
         s.entries.delete(claim);
         let d = this.deferred.get(claim);

@@ -92,12 +92,14 @@ export class Publisher extends EventEmitter {
   startHost(): void {
     if (this.owned.host.active) return;
     this.owned.host.active = true;
+    this.owned.touch();
     for (const l of this.readyLinks()) this.prober.probe(this.owned.host, l);
   }
 
   register(spec: ServiceSpec): Registration {
     const reg = new Registration(spec, this.owned.host, this.ttl);
     this.owned.registrations.add(reg);
+    this.owned.touch();
     this.startHost();
     this.probeEverywhere(reg, 'starting');
     return reg;
@@ -115,11 +117,11 @@ export class Publisher extends EventEmitter {
     reg.retry?.cancel();
     reg.setState('withdrawn', reason);
     this.prober.cancel(reg);
-    for (const l of this.links.all()) {
-      l.established.delete(reg);
-      this.announcer.reconcile(l);
-    }
+    for (const l of this.links.all()) l.established.delete(reg);
+    this.owned.touch();
+    for (const l of this.links.all()) this.announcer.reconcile(l);
     this.owned.registrations.delete(reg);
+    this.owned.touch();
   }
 
   /** Publishes `reg` again after a withdrawal (its target is back). */
@@ -127,6 +129,7 @@ export class Publisher extends EventEmitter {
     if (this.owned.registrations.has(reg) && reg.state !== 'withdrawn') return;
     reg.state = 'probing';
     this.owned.registrations.add(reg);
+    this.owned.touch();
     this.startHost();
     this.probeEverywhere(reg, 'starting');
   }
@@ -135,6 +138,7 @@ export class Publisher extends EventEmitter {
   probed(claim: Claim, link: Link): void {
     if (this.stopped || link.closed) return;
     link.established.add(claim);
+    this.owned.touch();
     this.announce(link);
   }
 
@@ -174,11 +178,12 @@ export class Publisher extends EventEmitter {
   private renameService(reg: Registration, reason: string): void {
     reg.conflicts++;
     this.prober.cancel(reg);
-    for (const l of this.links.all()) {
-      if (l.established.delete(reg)) this.announcer.reconcile(l); // goodbyes for the old name
-    }
+    const had = this.links.all().filter((l) => l.established.delete(reg));
+    this.owned.touch();
+    for (const l of had) this.announcer.reconcile(l); // goodbyes for the old name
     const old = reg.instance;
     reg.instance = nextInstanceName(old);
+    this.owned.touch();
     reg.emit('renamed', old, reg.instance, reason);
     reg.setState('probing', 'conflict');
     this.backoff(() => this.probeEverywhere(reg, 'conflict'), reg);
@@ -194,9 +199,11 @@ export class Publisher extends EventEmitter {
       // no goodbye for them; the old host name's addresses get one.
       this.announcer.forget(l, (o) => !(o.record.name === oldName && (o.record.type === 'A' || o.record.type === 'AAAA')));
       l.established.clear();
+      this.owned.touch();
       this.announcer.reconcile(l);
     }
     host.label = nextHostName(old);
+    this.owned.touch();
     this.emit('host-renamed', old, host.label, reason);
     for (const reg of this.owned.registrations) if (reg.state !== 'withdrawn') reg.setState('probing', 'host renamed');
     this.backoff(() => {
@@ -229,6 +236,7 @@ export class Publisher extends EventEmitter {
       reg.retry?.cancel();
       if (reg.state !== 'withdrawn') reg.setState('withdrawn', 'shutdown');
     }
+    this.owned.touch();
     for (const l of this.links.all()) this.announcer.withdrawAll(l);
   }
 }

@@ -67,9 +67,17 @@ export function rdataBytes(r: { type: string; data: unknown }): Buffer {
   }
 }
 
+/** Keys already computed, per record object (records are never mutated once built). */
+const keys = new WeakMap<object, string>();
+
 /** Identity of one record: name, type and rdata (not TTL, not flush). */
 export function recordKey(r: { name: string; type: string; data: unknown }): string {
-  return `${rrsetKey(r.name, r.type)}|${rdataBytes(r).toString('base64')}`;
+  let k = keys.get(r);
+  if (k === undefined) {
+    k = `${rrsetKey(r.name, r.type)}|${rdataBytes(r).toString('base64')}`;
+    keys.set(r, k);
+  }
+  return k;
 }
 
 export function sameRecord(

@@ -223,10 +223,14 @@ test('simultaneous probe tiebreak: losing waits a second and probes again; winni
   const { net, engine } = await setup();
   const reg = engine.publish({ name: 'redis', instance: 'redis@db', port: 6379 });
   await net.advance(260); // first probe out
-  // A rival probing the same instance with a later SRV (higher port wins): we lose.
+  // A rival probing the same instance with a later SRV (higher port wins): we lose. Its empty
+  // TXT is identical to ours: that does not make its probe look like our own.
   inject(engine, 'lab0', {
     type: 'query', questions: [{ name: 'redis@db._redis._tcp.local', type: 'ANY' }],
-    authorities: [{ name: 'redis@db._redis._tcp.local', type: 'SRV', ttl: 120, data: { priority: 0, weight: 0, port: 65000, target: 'zz.local' } }],
+    authorities: [
+      { name: 'redis@db._redis._tcp.local', type: 'SRV', ttl: 120, data: { priority: 0, weight: 0, port: 65000, target: 'zz.local' } },
+      { name: 'redis@db._redis._tcp.local', type: 'TXT', ttl: 4500, data: [Buffer.alloc(0)] },
+    ],
   }, from(PEER));
   const mark = net.sent.length;
   await net.advance(900);

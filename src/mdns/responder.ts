@@ -45,6 +45,20 @@ interface Held {
 export class Responder {
   readonly stats: ResponderStats = { queriesAnswered: 0, legacyQueriesAnswered: 0, answersSuppressed: 0, reannouncedAfterSpoofedGoodbye: 0 };
   private readonly held = new Map<string, Held>();
+  /** Additionals and negative answers per set of live records (rebuilt when it changes). */
+  private readonly derived = new WeakMap<OwnedRecord[], Map<string, MdnsRecord[]>>();
+
+  /** Memo of `compute` for one live record set; the set is replaced whenever what we own changes. */
+  private memo(live: OwnedRecord[], key: string, compute: () => MdnsRecord[]): MdnsRecord[] {
+    let m = this.derived.get(live);
+    if (!m) this.derived.set(live, (m = new Map()));
+    let v = m.get(key);
+    if (!v) {
+      if (m.size > 256) m.clear();
+      m.set(key, (v = compute()));
+    }
+    return v;
+  }
   private stopped = false;
 
   constructor(
@@ -77,7 +91,10 @@ export class Responder {
         matched = true;
       }
       if (!matched && q.type !== 'ANY') {
-        const nsec = this.negative(q.name, live, q.type);
+        const nsec = this.memo(live, `nsec|${normalizeName(q.name)}`, () => {
+          const n = this.negative(q.name, live, q.type);
+          return n ? [n] : [];
+        })[0];
         if (nsec) {
           answers.set(recordKey(nsec), { record: nsec, unique: true });
           matched = true;
@@ -174,6 +191,10 @@ export class Responder {
    * answer section holds already.
    */
   private additionalsFor(answers: MdnsRecord[], live: OwnedRecord[]): MdnsRecord[] {
+    return this.memo(live, answers.map((r) => recordKey(r)).join('\n'), () => this.computeAdditionals(answers, live));
+  }
+
+  private computeAdditionals(answers: MdnsRecord[], live: OwnedRecord[]): MdnsRecord[] {
     const inAnswers = new Set(answers.map((r) => recordKey(r)));
     const want = new Map<string, MdnsRecord>();
     const addNamed = (name: string, types: string[]) => {

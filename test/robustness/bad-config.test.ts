@@ -72,17 +72,23 @@ const root = isolated || (process.env.MDNS_AMBASSADOR_TEST_ROOT !== '1' ? 'needs
 // Live networks (issue 11): no usable interface, or one named that is not there yet, is no
 // start-up error any more: the ambassador says so in one warning line and waits.
 test('no multicast interface at all (loopback-only host): the ambassador keeps running and says it waits', { skip: isolated, timeout: 20_000 }, async () => {
-  const amb = new AmbProc(['--advertise', 'redis=6379']);
+  // A target that accepts: the advertisement is ready to go and waits for the network.
+  const target = createServer((s) => s.destroy());
+  target.listen(0, '127.0.0.1');
+  await once(target, 'listening');
+  const amb = new AmbProc(['--advertise', `redis=${(target.address() as { port: number }).port}`]);
   try {
     const w = await amb.waitLog((l) => /no usable network interface: waiting/.test(l.msg), 10_000, 'waiting warning');
     assert.equal(w.level, 40, 'a warning');
+    await amb.waitLog((l) => l.msg === 'advertisement' && l.reason === 'waiting for a network interface', 10_000, 'the advertisement waits');
     await sleep(1500);
     assert.ok(amb.running, 'still running');
     assert.equal(amb.logs().filter((l) => /no usable network interface/.test(l.msg)).length, 1, 'said once');
   } finally {
     amb.child.kill('SIGTERM');
     const st = await amb.exited;
-    assert.equal(st.code, 0, 'a clean stop');
+    target.close();
+    assert.equal(st.code, 0, 'a clean stop, also while waiting');
   }
 });
 
