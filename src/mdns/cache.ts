@@ -168,15 +168,20 @@ export class RecordCache extends EventEmitter {
   }
 
   /**
-   * Refreshes due within `horizonMs` for records `wanted` accepts: they are counted as done and
-   * returned, so the caller can ask for them in the query it is sending now (one packet instead
-   * of one per record, as Avahi's query scheduler does).
+   * Refreshes due within `horizonMs` for records `wanted` accepts and already past their refresh
+   * point (80 %, 85 % … of the TTL: only the random 2 % after it is skipped): they are counted as
+   * done and returned, so the caller can ask for them in the query it is sending now (one packet
+   * instead of one per record, as Avahi's query scheduler does).
    */
   takeDueRefreshes(horizonMs: number, wanted: (e: CacheEntry) => boolean): CacheEntry[] {
-    const limit = this.clock.now() + horizonMs;
+    const now = this.clock.now();
+    const limit = now + horizonMs;
     const out: CacheEntry[] = [];
     for (const e of this.entries.values()) {
       if (e.nextRefreshAt > limit || !wanted(e)) continue;
+      // Never before the refresh point itself (80 %, 85 % …): only its random 2 % may be skipped.
+      const point = e.receivedAt + e.ttl * 1000 * REFRESH_POINTS[Math.min(e.refreshStep, REFRESH_POINTS.length - 1)]!;
+      if (now < point) continue;
       e.refreshStep++;
       this.schedule(e);
       out.push(e);

@@ -61,7 +61,8 @@ export function rdataBytes(r: { type: string; data: unknown }): Buffer {
       const s = data as SrvData;
       data = { ...s, target: normalizeName(s.target) };
     }
-    return Buffer.from(enc.encode(data));
+    // dns-packet's encoders write the 2-byte rdlength first: the rdata is what follows.
+    return Buffer.from(enc.encode(data)).subarray(2);
   } catch {
     return Buffer.from(JSON.stringify(r.data ?? null));
   }

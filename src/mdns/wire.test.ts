@@ -89,3 +89,9 @@ test('names are compressed (RFC 1035 §4.1.4) and decode back to the same record
   const empty = encodePacket({ type: 'response', answers: [{ name: 'x.local', type: 'TXT', ttl: 1, data: [Buffer.alloc(0)] }] });
   assert.deepEqual([...empty.subarray(empty.length - 3)], [0, 1, 0]);
 });
+
+test('§8.2 tiebreak compares the raw rdata: the SRV with the later port wins even with a shorter target name', () => {
+  const srv = (port: number, target: string) => ({ name: 'x._s._tcp.local', type: 'SRV', ttl: 120, data: { priority: 0, weight: 0, port, target } });
+  assert.ok(compareRecordSets([srv(200, 'b.local')], [srv(100, 'a-much-longer-host-name.local')]) > 0);
+  assert.ok(compareRecordSets([srv(100, 'a-much-longer-host-name.local')], [srv(200, 'b.local')]) < 0);
+});
