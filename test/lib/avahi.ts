@@ -25,18 +25,6 @@ import { join } from 'node:path';
 import { canUseNetns, haveCommand, waitFor, type Host, type LabProcess, type ExecResult } from './netns.js';
 
 /** Why avahi interop tests must skip, or undefined. */
-/** A static service file (avahi.service(5)) for one service: `TYPE` on `port`, named `instance`. */
-export function avahiServiceFile(instance: string, type: string, port: number, txt: string[] = []): string {
-  const esc = (x: string) => x.replace(/&/g, '&amp;').replace(/</g, '&lt;');
-  return `<?xml version="1.0" standalone='no'?>
-<!DOCTYPE service-group SYSTEM "avahi-service.dtd">
-<service-group>
-  <name>${esc(instance)}</name>
-  <service><type>${esc(type)}</type><port>${port}</port>${txt.map((t) => `<txt-record>${esc(t)}</txt-record>`).join('')}</service>
-</service-group>
-`;
-}
-
 export function canUseAvahi(): string | undefined {
   const r = canUseNetns();
   if (r) return r;
