@@ -92,7 +92,7 @@ export class Responder {
       }
       if (!matched && q.type !== 'ANY') {
         const nsec = this.memo(live, `nsec|${normalizeName(q.name)}`, () => {
-          const n = this.negative(q.name, live, q.type);
+          const n = this.negative(q.name, live);
           return n ? [n] : [];
         })[0];
         if (nsec) {
@@ -179,7 +179,7 @@ export class Responder {
    * §6.1: for a name we own uniquely (our host name, a service instance), a question for a type
    * we do not have is answered with an NSEC listing the types we do have.
    */
-  private negative(name: string, live: OwnedRecord[], _type: string): MdnsRecord | undefined {
+  private negative(name: string, live: OwnedRecord[]): MdnsRecord | undefined {
     const mine = live.filter((o) => o.unique && sameName(o.record.name, name));
     if (mine.length === 0) return undefined;
     return nsecOf(mine[0]!.record.name, mine.map((o) => o.record));
