@@ -10,8 +10,8 @@ import { MdnsSource } from './discovery/mdns.js';
 import type { DiscoverySource } from './discovery/source.js';
 import { StaticSource } from './discovery/static.js';
 import type { Logger } from './logging/logger.js';
-import { MdnsEngine } from './mdns/engine.js';
-import { InterfaceError, type NetInterface, resolveInterfaces } from './mdns/interfaces.js';
+import { type InterfaceChange, MdnsEngine, type NetworkState } from './mdns/engine.js';
+import { InterfaceError, InterfaceSelection } from './mdns/interfaces.js';
 import { anyAnnouncer, provenIdentity } from './proxy/handshakes/credential-gate.js';
 import { createProtocol } from './proxy/handshakes/index.js';
 import { plaintextConnection } from './proxy/tls-policy.js';
@@ -37,6 +37,7 @@ export class Ambassador {
   private stopping?: Promise<void>;
   /** Set by prepare({ check: true }) when the interfaces cannot be used on this host now. */
   interfaceProblem?: string;
+  private select?: InterfaceSelection;
 
   constructor(readonly config: Config, private readonly log: Logger) {}
 
@@ -66,23 +67,28 @@ export class Ambassador {
       this.admin = admin;
     }
     if (this.needsMdns()) {
-      let interfaces: NetInterface[];
+      let select: InterfaceSelection;
       try {
-        interfaces = resolveInterfaces(c.interfaces);
+        select = InterfaceSelection.parse(c.interfaces, c.excludeInterfaces);
       } catch (err) {
-        if (!(err instanceof InterfaceError)) throw err;
-        // The interfaces are the host's, not the configuration's: --check reports, run refuses.
-        if (!opts.check) throw new ConfigError(err.message);
-        this.interfaceProblem = err.message;
-        interfaces = [];
+        if (err instanceof InterfaceError) throw new ConfigError(err.message);
+        throw err;
       }
-      // Created, not started: no socket until every listener is bound.
+      this.select = select;
+      // Created, not started: no socket until every listener is bound. The interfaces are the
+      // host's, not the configuration's: none usable now is no error (run waits, --check says so).
       this.engine = new MdnsEngine({
-        interfaces,
+        select,
         hostname: c.hostname,
         ipv6: c.ipv6,
         ttl: c.ttl ? { host: c.ttl, txt: c.ttl, ptr: c.ttl } : undefined,
       });
+      if (opts.check) {
+        const now = this.engine.monitor.peek();
+        const missing = select.unmatched(this.engine.monitor.readAll());
+        if (missing.length) this.interfaceProblem = `interface '${missing[0]}' is not there now (run waits for it)`;
+        else if (now.length === 0) this.interfaceProblem = 'no usable network interface now (run waits for one)';
+      }
     }
     for (const spec of c.connect) {
       const conn = this.createConnector(spec);
@@ -121,16 +127,7 @@ export class Ambassador {
       const port = this.admin.address()?.port;
       this.log.info({ admin: `http://${c.admin!.host}:${port}`, resources: ['/healthz', '/peers', '/metrics'] }, 'admin endpoint listening');
     }
-    if (this.engine) {
-      this.engine.on('warning', (err: Error) => this.log.warn({ err: err.message }, 'mDNS'));
-      this.engine.on('host-renamed', (from, to, why) => this.log.warn({ from, to, why }, 'host name conflict: renamed'));
-      try {
-        await this.engine.start();
-      } catch (err) {
-        throw new ConfigError((err as Error).message);
-      }
-      this.log.info({ host: this.engine.hostName, interfaces: this.engine.transport.interfaces.map((i) => `${i.name} ${i.address}`) }, 'mDNS started');
-    }
+    if (this.engine) await this.startMdns(this.engine, this.select!);
     for (const conn of this.connectors) {
       this.admin?.metrics.watchConnector(conn);
       await conn.start();
@@ -145,6 +142,37 @@ export class Ambassador {
       await adv.start();
     }
     this.started = true;
+  }
+
+  /**
+   * The mDNS engine follows the interfaces as they come and go: having none yet (a container's
+   * network coming up late, a laptop without Wi-Fi) is a warning, not an error.
+   */
+  private async startMdns(engine: MdnsEngine, select: InterfaceSelection): Promise<void> {
+    engine.on('warning', (err: Error) => this.log.warn({ err: err.message }, 'mDNS'));
+    engine.on('host-renamed', (from, to, why) => this.log.warn({ from, to, why }, 'host name conflict: renamed'));
+    engine.on('interface-failed', (name: string, err: Error) => this.log.warn({ interface: name, err: err.message }, 'cannot use interface for mDNS; retrying'));
+    await engine.start();
+    const net = engine.network();
+    this.log.info({ host: engine.hostName, interfaces: net.interfaces.map((i) => `${i.name} ${i.addresses.join(' ')}`) }, 'mDNS started');
+    for (const missing of select.unmatched(engine.monitor.readAll())) {
+      this.log.warn({ interface: missing }, `interface '${missing}' is not there (yet): waiting for it`);
+    }
+    if (net.interfaces.length === 0) this.log.warn({ select: select.toString() }, 'no usable network interface: waiting for one (mDNS starts when it appears)');
+    engine.on('interface', (ch: InterfaceChange) => {
+      const msg = ch.change === 'address' ? 'interface address changed' : `interface ${ch.change}`;
+      const fields = { interface: ch.interface, addresses: ch.addresses, ...(ch.change === 'address' ? { added: ch.added, removed: ch.removed } : {}) };
+      if (ch.change === 'down') this.log.warn(fields, msg);
+      else this.log.info(fields, msg);
+    });
+    let inUse = net.interfaces.map((i) => i.name).join(',');
+    engine.on('network', (state: NetworkState) => {
+      const now = state.interfaces.map((i) => i.name).join(',');
+      if (now === inUse) return;
+      inUse = now;
+      if (state.interfaces.length === 0) this.log.warn({ select: select.toString() }, 'no usable network interface: waiting for one');
+      else this.log.info({ interfaces: state.interfaces.map((i) => `${i.name} ${i.addresses.join(' ')}`) }, 'mDNS interfaces in use');
+    });
   }
 
   private createConnector(spec: ConnectSpec): Connector {

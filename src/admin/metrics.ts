@@ -187,6 +187,26 @@ export class AmbassadorMetrics {
     mdns('ambassador_mdns_conflicts_total', 'Name conflicts during probing or announced (led to renames)', (s) => s.conflicts);
     mdns('ambassador_mdns_queries_answered_total', 'mDNS queries answered', (s) => s.queriesAnswered);
     mdns('ambassador_mdns_rate_limited_total', 'mDNS answers held back by the RFC 6762 §6 rate limit', (s) => s.rateLimited);
+    new Counter({
+      name: 'ambassador_mdns_interface_changes_total', help: 'Interfaces coming up, going down, or changing addresses (change: up, down, address)', labelNames: ['change'], registers,
+      collect() {
+        this.reset();
+        const e = self.subject.engine;
+        if (!e) return;
+        const s = e.stats();
+        this.inc({ change: 'up' }, s.interfacesUp);
+        this.inc({ change: 'down' }, s.interfacesDown);
+        this.inc({ change: 'address' }, s.addressChanges);
+      },
+    });
+    new Gauge({
+      name: 'ambassador_mdns_interfaces', help: 'Network interfaces mDNS runs on now (0: waiting for one)', registers,
+      collect() {
+        this.reset();
+        const e = self.subject.engine;
+        if (e) this.set(e.stats().interfaces);
+      },
+    });
     new Gauge({
       name: 'ambassador_mdns_cache_records', help: 'Records in the mDNS cache', registers,
       collect() {

@@ -23,6 +23,8 @@ function endpointJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now
     label: ep.label,
     source: ep.source,
     address: ep.host,
+    /** Every address of the peer, likeliest first (a failed connect moves on to the next). */
+    addresses: ep.addresses,
     port: ep.port,
     priority: ep.priority,
     weight: ep.weight,
@@ -44,9 +46,15 @@ function endpointJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now
 /** The JSON of GET /peers: every cluster with its endpoints, every advertisement. */
 export function peersSnapshot(subject: PeersSubject) {
   const now = Date.now();
+  const net = subject.engine?.network();
   return {
     host: subject.engine?.hostName ?? null,
     draining: subject.draining,
+    /** mDNS interfaces in use (name, addresses, up since); null when nothing uses multicast. */
+    network: net ? {
+      interfaces: net.interfaces.map((i) => ({ name: i.name, addresses: i.addresses, since: new Date(i.since).toISOString() })),
+      noInterfaceSince: net.unusableSince === undefined ? null : new Date(net.unusableSince).toISOString(),
+    } : null,
     clusters: subject.connectors.map((c) => {
       const addr = c.listener.address();
       let pending = 0;

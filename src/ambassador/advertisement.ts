@@ -4,7 +4,7 @@ import { Cluster } from '../cluster/cluster.js';
 import { HealthChecker } from '../cluster/health-checker.js';
 import type { AdvertiseSpec } from '../config/specs.js';
 import type { MdnsEngine } from '../mdns/engine.js';
-import type { Registration } from '../mdns/responder.js';
+import type { Registration } from '../mdns/owned.js';
 import { RelayListener } from '../proxy/relay.js';
 import { TLS_TXT_KEY } from '../proxy/tls-policy.js';
 import type { TlsMaterial } from '../proxy/tls.js';
@@ -68,6 +68,9 @@ export class Advertisement extends EventEmitter {
   private readonly targetCluster: Cluster;
   readonly checker: HealthChecker;
   private stopped = false;
+  /** Resolves when the advertisement stops (ends a wait for the network). */
+  private readonly stoppedSignal: Promise<void>;
+  private markStopped!: () => void;
   private goodbyeAt?: number;
   private deciding?: Promise<void>;
 
@@ -78,6 +81,7 @@ export class Advertisement extends EventEmitter {
     private readonly opts: AdvertisementOptions,
   ) {
     super();
+    this.stoppedSignal = new Promise((r) => (this.markStopped = r));
     this.target = { host: spec.targetHost ?? '127.0.0.1', port: spec.port };
     // The target as a one-endpoint cluster: the same health checker the connect side uses.
     this.targetCluster = new Cluster(`advertise:${spec.name}`, { outlier: false });
@@ -131,13 +135,16 @@ export class Advertisement extends EventEmitter {
   /** Peers reach the target directly only if it is this host and listens on our mDNS addresses. */
   private async needsRelay(): Promise<boolean> {
     if (this.relay) return true; // bound at start: mutual TLS or a fixed relay-port
-    if (this.spec.targetHost !== undefined) {
-      const ours = this.engine.transport.interfaces.map((i) => i.address);
-      return !ours.includes(this.spec.targetHost);
+    if (this.engine.addresses().length === 0) {
+      // Started before the network: which addresses peers will use is known once it is up.
+      this.setState('probing', 'waiting for a network interface');
+      await Promise.race([this.engine.waitForNetwork(), this.stoppedSignal]);
     }
-    const iface = this.engine.transport.interfaces.find((i) => !i.address.startsWith('127.'));
-    if (!iface) return false; // loopback-only mesh: 127.0.0.1 is what peers use anyway
-    return !(await accepts(iface.address, this.target.port, this.opts.healthTimeoutMs));
+    const ours = this.engine.addresses();
+    if (this.spec.targetHost !== undefined) return !ours.includes(this.spec.targetHost);
+    const addr = ours.find((a) => !a.startsWith('127.'));
+    if (!addr) return false; // loopback-only mesh: 127.0.0.1 is what peers use anyway
+    return !(await accepts(addr, this.target.port, this.opts.healthTimeoutMs));
   }
 
   private async startRelay(): Promise<void> {
@@ -148,7 +155,9 @@ export class Advertisement extends EventEmitter {
   }
 
   private async publish(): Promise<void> {
-    if (await this.needsRelay()) {
+    const relay = await this.needsRelay();
+    if (this.stopped) return;
+    if (relay) {
       if (!this.relay) await this.startRelay();
       const port = this.relay!.address()!.port;
       this.announcedPort = port;
@@ -196,6 +205,7 @@ export class Advertisement extends EventEmitter {
   sayGoodbye(): void {
     if (this.stopped) return;
     this.stopped = true;
+    this.markStopped();
     this.checker.stop();
     if (this.registration && this.state !== 'withdrawn') {
       this.engine.unpublish(this.registration, 'shutdown');

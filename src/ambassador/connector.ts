@@ -71,7 +71,7 @@ export class Connector extends EventEmitter {
     // Every line names the listener: two --connect for one service are two clusters.
     const listen = `${this.spec.bind}:${this.spec.port}`;
     const where = (ep: { label: string; host: string; port: number; source: string }) =>
-      ({ service: svc, listen, endpoint: ep.label, address: `${ep.host}:${ep.port}`, source: ep.source });
+      ({ service: svc, listen, endpoint: ep.label, address: ep.host.includes(':') ? `[${ep.host}]:${ep.port}` : `${ep.host}:${ep.port}`, source: ep.source });
     this.cluster.on('endpoint-up', (ep) => this.log.info(where(ep), 'endpoint up'));
     this.cluster.on('endpoint-down', (ep, reason) => {
       // Our own shutdown empties the cluster: that is no news about the endpoint.
@@ -102,7 +102,7 @@ export class Connector extends EventEmitter {
     if (p) {
       // Messages are secret-free by contract; repeats per endpoint and code are folded (10 s).
       p.on('handshake-failed', (ep, code: string, message: string) => this.throttled(`${ep.key}|${code}`, (repeated) =>
-        this.log.warn({ service: svc, listen, protocol: p.name, endpoint: ep.label, address: `${ep.host}:${ep.port}`, code, repeated }, message)));
+        this.log.warn({ service: svc, listen, protocol: p.name, endpoint: ep.label, address: ep.address, code, repeated }, message)));
       p.on('credentials-loaded', (changed: boolean) => {
         if (changed) this.log.info({ service: svc, listen, protocol: p.name }, 'credentials file changed: new connections use the new credentials');
       });

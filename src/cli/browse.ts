@@ -1,16 +1,17 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { MdnsEngine } from '../mdns/engine.js';
-import { InterfaceError, resolveInterfaces } from '../mdns/interfaces.js';
+import { InterfaceError, InterfaceSelection } from '../mdns/interfaces.js';
 import type { ServiceBrowser, ServiceInstance } from '../mdns/browser.js';
 import { redactTxt } from '../admin/peers.js';
 import { fail } from './fail.js';
 
-export const BROWSE_OPTION_NAMES = ['interface', 'json', 'once', 'wait'];
+export const BROWSE_OPTION_NAMES = ['interface', 'exclude-interface', 'json', 'once', 'wait'];
 
 export function browseOptions<T>(y: Argv<T>) {
   return y
     .positional('name', { type: 'string', describe: 'service name (e.g. redis) or type (_redis._tcp); default: every service' })
-    .option('interface', { alias: 'i', type: 'string', array: true, describe: 'mDNS interface by name or IPv4 address (repeatable)' })
+    .option('interface', { alias: 'i', type: 'string', array: true, describe: 'mDNS interface by name, address or glob (repeatable); default: every up multicast interface' })
+    .option('exclude-interface', { type: 'string', array: true, describe: 'interfaces not to use: names, addresses or globs (repeatable)' })
     .option('json', { type: 'boolean', default: false, describe: 'one JSON object per event, for scripts' })
     .option('once', { type: 'boolean', default: false, describe: 'print what is found within --wait ms, then exit' })
     .option('wait', { type: 'number', default: 3000, describe: 'ms to wait with --once' });
@@ -28,21 +29,24 @@ function line(mark: string, i: ServiceInstance): string {
     `${i.priority || i.weight ? ` prio=${i.priority} weight=${i.weight}` : ''}${txt ? `  ${txt}` : ''}`;
 }
 
-export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; interface?: string[]; json: boolean; once: boolean; wait: number }>): Promise<void> {
-  let interfaces;
+export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; interface?: string[]; excludeInterface?: string[]; json: boolean; once: boolean; wait: number }>): Promise<void> {
+  let select;
   try {
-    interfaces = resolveInterfaces(argv.interface ?? []);
+    select = InterfaceSelection.parse(argv.interface ?? [], argv.excludeInterface ?? []);
   } catch (err) {
     if (err instanceof InterfaceError) fail(err.message);
     throw err;
   }
   if (!Number.isFinite(argv.wait) || argv.wait <= 0) fail(`--wait: '${argv.wait}' must be a positive number of ms`);
-  const engine = new MdnsEngine({ interfaces });
+  const engine = new MdnsEngine({ select });
   try {
     await engine.start();
   } catch (err) {
     fail((err as Error).message);
   }
+  // Interfaces come and go while we browse; with none yet, say so once (on stderr) and wait.
+  if (!argv.once) setInterval(() => {}, 1 << 30);
+  if (engine.network().interfaces.length === 0) process.stderr.write(`ambassador: warning: no usable network interface (${select}): waiting for one\n`);
   const print = (event: 'up' | 'update' | 'down', i: ServiceInstance) => {
     if (argv.json) process.stdout.write(JSON.stringify({ event, ...i, txt: redactTxt(i.txt) }) + '\n');
     else process.stdout.write(line(event === 'up' ? '+' : event === 'down' ? '-' : '=', i) + '\n');
@@ -83,7 +87,7 @@ export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; in
       all.sort((a, b) => a.fullName.localeCompare(b.fullName));
       for (const i of all) print('up', i);
       if (all.length === 0) {
-        const on = interfaces.map((i) => `${i.name} (${i.address})`).join(', ');
+        const on = engine.network().interfaces.map((i) => `${i.name} (${i.addresses.join(' ')})`).join(', ') || 'no interface (none usable yet)';
         process.stderr.write(`no ${argv.name ? `'${argv.name}' ` : ''}service found within ${argv.wait} ms on ${on}\n`);
       }
       void stop();

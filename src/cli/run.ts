@@ -7,7 +7,7 @@ import { fail } from './fail.js';
 
 /** Options that may also come from AMBASSADOR_<NAME> environment variables. */
 export const RUN_OPTION_NAMES = [
-  'advertise', 'connect', 'static', 'srv', 'interface', 'hostname', 'ipv6', 'ttl', 'dns-server', 'tls-cert', 'tls-key', 'tls-ca',
+  'advertise', 'connect', 'static', 'srv', 'interface', 'exclude-interface', 'hostname', 'ipv6', 'ttl', 'dns-server', 'tls-cert', 'tls-key', 'tls-ca',
   'health-interval', 'health-timeout', 'connect-timeout', 'idle-timeout', 'wait-for-endpoint', 'drain-timeout', 'keep-connections',
   'trusted-lan', 'admin', 'log-level', 'log-format', 'check', 'exit-when-stranded',
 ];
@@ -24,7 +24,8 @@ export function runOptions<T>(y: Argv<T>) {
     })
     .option('static', { type: 'string', array: true, group: 'Services:', describe: 'fixed endpoints NAME=HOST:PORT[+HOST:PORT…] for a --connect NAME (no multicast)' })
     .option('srv', { type: 'string', array: true, group: 'Services:', describe: 'endpoints from unicast DNS SRV NAME=_svc._tcp.domain (relative names use the search list of /etc/resolv.conf), re-resolved as TTLs run out' })
-    .option('interface', { alias: 'i', type: 'string', array: true, group: 'mDNS:', describe: 'mDNS interface by name or IPv4 address (repeatable); default: every up multicast interface' })
+    .option('interface', { alias: 'i', type: 'string', array: true, group: 'mDNS:', describe: 'mDNS interface by name, address or glob (eth0, 192.168.7.2, \'wl*\'; repeatable); default: every up multicast interface. One that does not exist yet is waited for' })
+    .option('exclude-interface', { type: 'string', array: true, group: 'mDNS:', describe: 'never use these interfaces for mDNS: names, addresses or globs (\'docker*\', \'veth*\'; repeatable)' })
     .option('hostname', { type: 'string', group: 'mDNS:', describe: 'host label to announce as HOSTNAME.local (default: this host\'s name)' })
     .option('ipv6', { type: 'boolean', group: 'mDNS:', default: true, describe: 'also speak mDNS over IPv6 (ff02::fb) where an interface has IPv6; --no-ipv6 to disable' })
     .option('ttl', { type: 'string', group: 'mDNS:', describe: 'TTL in seconds for every published record (default, as RFC 6762 §10 and Avahi: 120 for A/AAAA/SRV, 4500 for PTR/TXT)' })
@@ -97,6 +98,8 @@ export async function runCommand(argv: ArgumentsCamelCase<Record<string, unknown
     });
   }
 
+  // Run until a signal, even with nothing open yet (no network interface to listen on).
+  setInterval(() => {}, 1 << 30);
   try {
     await amb.start();
   } catch (err) {
@@ -120,7 +123,7 @@ async function check(config: Config, warnings: string[]): Promise<void> {
     if (err instanceof ConfigError) fail(err.message);
     fail((err as Error).message, 1);
   }
-  const interfaces = amb.engine?.transport.interfaces.map((i) => `${i.name} (${i.address})`);
+  const interfaces = amb.engine?.monitor.peek().map((l) => `${l.name} (${[...l.ipv4, ...l.ipv6].map((a) => a.address).join(' ')})`);
   await amb.stop();
   if (amb.interfaceProblem) warnings = [...warnings, `mDNS on this host now: ${amb.interfaceProblem}`];
   for (const w of warnings) process.stderr.write(`ambassador: warning: ${w}\n`);

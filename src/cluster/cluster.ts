@@ -198,6 +198,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   /** Active health checks report here. Emits endpoint-up/down (reason 'health-check') on transitions. */
   setHealth(ep: Endpoint, healthy: boolean): void {
     if (ep.removed || this.byKey.get(ep.key) !== ep || ep.checkHealthy === healthy) return;
+    // The peer has another address not tried yet: the next checks go there before it is marked down.
+    if (!healthy && ep.failOver(ep.host)) return;
     const now = Date.now();
     const before = ep.downReasonAt(now);
     ep.checkHealthy = healthy;

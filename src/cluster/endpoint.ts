@@ -21,7 +21,10 @@ export class Endpoint {
   readonly key: string;
   readonly id: string;
   readonly source: SourceKind;
+  /** The address dialled now: one of `addresses`. */
   host: string;
+  /** Every address of the peer, likeliest first. */
+  addresses: string[];
   port: number;
   priority: number;
   weight: number;
@@ -54,12 +57,15 @@ export class Endpoint {
   generation = 0;
   /** True once the cluster dropped it; holders of a reference can notice. */
   removed = false;
+  /** Addresses that failed since the peer's addresses last changed (see failOver). */
+  private failedAddresses: Set<string> | undefined;
 
   constructor(spec: EndpointSpec, now: number = Date.now()) {
     this.key = endpointKey(spec.source, spec.id);
     this.id = spec.id;
     this.source = spec.source;
     this.host = spec.host;
+    this.addresses = addressesOf(spec);
     this.port = spec.port;
     this.priority = spec.priority;
     this.weight = spec.weight;
@@ -107,8 +113,15 @@ export class Endpoint {
     this.lastSeen = now;
     this.expiresAt = spec.expiresAt;
     let change: 'address' | 'meta' | undefined;
-    if (spec.host !== this.host || spec.port !== this.port) {
+    const addresses = addressesOf(spec);
+    const sameAddresses = addresses.length === this.addresses.length && addresses.every((a, i) => a === this.addresses[i]);
+    // Moved: another port, or the address in use is no longer the peer's. An address joining or
+    // leaving beside it (the IPv4 arriving after the IPv6) is no move: open connections stay,
+    // new ones use the likeliest address.
+    if (spec.port !== this.port || !addresses.includes(this.host)) {
       this.host = spec.host;
+      this.addresses = addresses;
+      this.failedAddresses = undefined;
       this.port = spec.port;
       this.generation++;
       this.checkHealthy = true;
@@ -116,6 +129,11 @@ export class Endpoint {
       this.ejections = 0;
       this.consecutiveFailures = 0;
       change = 'address';
+    } else if (!sameAddresses) {
+      this.addresses = addresses;
+      this.host = spec.host;
+      this.failedAddresses = undefined;
+      change = 'meta';
     }
     if ((spec.draining ?? false) !== this.draining) {
       this.draining = spec.draining ?? false;
@@ -136,6 +154,23 @@ export class Endpoint {
     return change;
   }
 
+  /**
+   * A connect (or health check) to `failed`, one of the peer's addresses, did not work: move on
+   * to the next address not tried yet and return true. False when the peer has no other address
+   * or every one failed: then it is the endpoint that is down (and the next round starts over).
+   */
+  failOver(failed: string): boolean {
+    if (this.addresses.length < 2 || !this.addresses.includes(failed)) return false;
+    (this.failedAddresses ??= new Set()).add(failed);
+    const next = this.addresses.find((a) => !this.failedAddresses!.has(a));
+    if (next === undefined) {
+      this.failedAddresses = undefined;
+      return false;
+    }
+    this.host = next;
+    return true;
+  }
+
   /** Plain snapshot for /peers and logs. */
   toJSON(): Record<string, unknown> {
     const now = Date.now();
@@ -145,6 +180,7 @@ export class Endpoint {
       source: this.source,
       label: this.label,
       host: this.host,
+      addresses: this.addresses,
       port: this.port,
       priority: this.priority,
       weight: this.weight,
@@ -160,6 +196,11 @@ export class Endpoint {
       lastSeen: this.lastSeen,
     };
   }
+}
+
+function addressesOf(spec: EndpointSpec): string[] {
+  const list = spec.addresses?.length ? [...spec.addresses] : [spec.host];
+  return list.includes(spec.host) ? list : [spec.host, ...list];
 }
 
 function sameTxt(a: Record<string, string>, b: Record<string, string>): boolean {

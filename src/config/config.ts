@@ -1,4 +1,5 @@
 import { accessSync, constants } from 'node:fs';
+import { InterfaceError, InterfaceSelection } from '../mdns/interfaces.js';
 import { credentialExposure } from './credential-exposure.js';
 import {
   type AdvertiseSpec, type ConnectSpec, type HostPort, type SrvSpec, type StaticSpec, ConfigError,
@@ -20,8 +21,10 @@ export interface Config {
   connect: ConnectSpec[];
   static: StaticSpec[];
   srv: SrvSpec[];
-  /** mDNS interfaces by name or address; empty = all up multicast interfaces. */
+  /** mDNS interfaces by name, address or glob; empty = all up multicast interfaces. */
   interfaces: string[];
+  /** Interfaces never used for mDNS (names, addresses, globs). */
+  excludeInterfaces: string[];
   hostname?: string;
   /** Also run mDNS over IPv6 where interfaces have it. */
   ipv6: boolean;
@@ -63,6 +66,7 @@ export interface RawOptions {
   static?: string[];
   srv?: string[];
   interface?: string[];
+  excludeInterface?: string[];
   hostname?: string;
   ipv6?: boolean;
   ttl?: number | string;
@@ -208,12 +212,23 @@ export function buildConfig(raw: RawOptions): Config {
     throw new ConfigError(`--hostname: '${raw.hostname}' is not a single DNS label`);
   }
 
+  const interfaces = splitList(raw.interface);
+  const excludeInterfaces = splitList(raw.excludeInterface);
+  try {
+    // Only a malformed value is an error: an interface that is not there yet is waited for.
+    InterfaceSelection.parse(interfaces, excludeInterfaces);
+  } catch (err) {
+    if (err instanceof InterfaceError) throw new ConfigError(err.message);
+    throw err;
+  }
+
   return {
     advertise,
     connect,
     static: statics,
     srv,
-    interfaces: splitList(raw.interface),
+    interfaces,
+    excludeInterfaces,
     hostname: raw.hostname,
     ipv6: raw.ipv6 !== false,
     ttl,

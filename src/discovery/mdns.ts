@@ -1,5 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { isIPv4 } from 'node:net';
 import type { MdnsEngine } from '../mdns/engine.js';
 import type { ServiceBrowser, ServiceInstance } from '../mdns/browser.js';
 import type { DiscoverySource, EndpointSpec } from './source.js';
@@ -30,12 +29,13 @@ export class MdnsSource extends EventEmitter implements DiscoverySource {
 }
 
 export function toEndpoint(i: ServiceInstance): EndpointSpec {
-  // Prefer IPv4: the data path and the health checks are IPv4-first like the engine.
-  const host = i.addresses.find((a) => isIPv4(a)) ?? i.addresses[0]!;
+  // The browser orders addresses likeliest first (IPv4, then IPv6; link-local IPv6 with its
+  // zone): the first is dialled, the others are tried before the endpoint is blamed.
   return {
     id: `mdns:${i.fullName.toLowerCase()}`,
     source: 'mdns',
-    host,
+    host: i.addresses[0]!,
+    addresses: i.addresses,
     port: i.port,
     priority: i.priority,
     weight: i.weight,

@@ -11,8 +11,14 @@ export interface EndpointSpec {
   /** Stable identity within the cluster, e.g. the mDNS instance name or "static:host:port". */
   id: string;
   source: SourceKind;
-  /** Address to connect to (an IP literal when the source resolved one). */
+  /** Address to connect to (an IP literal when the source resolved one; IPv6 link-local with its zone). */
   host: string;
+  /**
+   * Every address of the peer, the likeliest to work first, `host` among them (an mDNS host with
+   * IPv4 and IPv6 addresses). A connect that fails on one moves on to the next before the
+   * endpoint is blamed. Absent: `host` is the only one.
+   */
+  addresses?: string[];
   port: number;
   /** RFC 2782 priority (lower is preferred) and weight. */
   priority: number;

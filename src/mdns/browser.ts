@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Clock, TimerHandle } from './clock.js';
 import type { CacheEntry, RecordCache } from './cache.js';
+import { isLinkLocal6, orderAddresses } from './interfaces.js';
 import {
   type MdnsQuestion, type MdnsRecord, type SrvData, decodeTxt, instanceLabel, normalizeName, recordKey, sameName, SERVICES_ENUMERATION,
 } from './records.js';
@@ -15,6 +16,7 @@ export interface ServiceInstance {
   type: string;
   /** SRV target, e.g. `db1.local` */
   host: string;
+  /** Likeliest to work first (IPv4 before IPv6); IPv6 link-local ones carry their zone (`fe80::1%eth0`). */
   addresses: string[];
   port: number;
   priority: number;
@@ -38,6 +40,20 @@ export interface QuerySender {
 const MAX_INTERVAL = 60 * 60 * 1000; // RFC 6762 §5.2: back-off caps at 60 minutes
 
 /**
+ * An instance whose host has only IPv6 addresses so far is reported after this long, unless an
+ * IPv4 address arrives first: a dual-stack host's A record usually travels in the IPv4 packet of
+ * the same announcement, a few milliseconds behind (the resolution delay of Happy Eyeballs).
+ */
+export const IPV4_GRACE_MS = 250;
+
+/** The addresses a cache entry stands for: a link-local IPv6 one once per interface it came in on. */
+function addressesOf(e: CacheEntry): string[] {
+  const a = String(e.record.data);
+  if (e.record.type !== 'AAAA' || !isLinkLocal6(a) || e.links.size === 0) return [a];
+  return [...e.links].map((l) => `${a}%${l}`);
+}
+
+/**
  * Continuous querying for one service type and resolution of its instances
  * (PTR → SRV/TXT → A). Events: 'up', 'update', 'down' (instance, reason on down).
  */
@@ -49,6 +65,8 @@ export class ServiceBrowser extends EventEmitter {
   private lastGap = 0;
   private readonly resolveTimers = new Map<string, TimerHandle>();
   private readonly resolveWant = new Map<string, string>();
+  /** Instances waiting IPV4_GRACE_MS for an IPv4 address (timer), or done waiting (undefined). */
+  private readonly v4Grace = new Map<string, TimerHandle | undefined>();
   private readonly known = new Map<string, { snapshot: string; instance: ServiceInstance }>();
   private stopped = false;
   private readonly onCacheChange = (e: CacheEntry) => this.onRecord(e);
@@ -105,7 +123,9 @@ export class ServiceBrowser extends EventEmitter {
   private tick(): void {
     if (this.stopped) return;
     const first = this.lastGap === 0;
-    this.sender.query([this.question()], [this.question()], first);
+    // RFC 6762 §5.4: the first query asks for unicast replies (QU): a responder that announced
+    // less than a second ago may not multicast again, but it may answer us directly.
+    this.sender.query([{ ...this.question(), ...(first ? { qu: true } : {}) }], [this.question()], first);
     this.scheduleNext();
   }
 
@@ -169,6 +189,7 @@ export class ServiceBrowser extends EventEmitter {
       for (const [name, k] of this.known) if (sameName(k.instance.host, r.name)) this.reevaluate(name);
       // Instances waiting for an address:
       for (const name of this.resolveTimers.keys()) this.reevaluate(name);
+      for (const name of this.v4Grace.keys()) this.reevaluate(name);
     }
   }
 
@@ -235,7 +256,7 @@ export class ServiceBrowser extends EventEmitter {
     const srv = srvEntry.record.data as SrvData;
     const addrEntries = [...this.cache.lookup(srv.target, 'A'), ...this.cache.lookup(srv.target, 'AAAA')];
     const liveAddrs = addrEntries.filter((e) => !e.doomed);
-    const addresses = [...new Set((liveAddrs.length ? liveAddrs : addrEntries).map((e) => String(e.record.data)))].sort();
+    const addresses = orderAddresses((liveAddrs.length ? liveAddrs : addrEntries).flatMap(addressesOf));
     if (addresses.length === 0) {
       if (prev) this.drop(key, prev.instance, 'address records expired');
       this.scheduleResolve(key, fullName, [{ name: srv.target, type: 'A' }]);
@@ -244,6 +265,21 @@ export class ServiceBrowser extends EventEmitter {
     this.cancelResolve(key);
     const leaving = !ptrLive || srvEntry.doomed || liveAddrs.length === 0;
     if (leaving && !prev) return; // a goodbye for something we never had up
+    if (!prev && !addresses.some((a) => !a.includes(':'))) {
+      // Only IPv6 so far: give the IPv4 address a moment (and ask for it), so a dual-stack peer
+      // is not first reported with the address less likely to work.
+      if (!this.v4Grace.has(key)) {
+        this.v4Grace.set(key, this.clock.setTimeout(() => {
+          this.v4Grace.set(key, undefined);
+          this.reevaluate(fullName);
+        }, IPV4_GRACE_MS));
+        this.sender.query([{ name: srv.target, type: 'A' }], [], true);
+        return;
+      }
+      if (this.v4Grace.get(key) !== undefined) return;
+    }
+    this.v4Grace.get(key)?.cancel();
+    this.v4Grace.delete(key);
     const txtEntries = this.cache.lookup(fullName, 'TXT');
     const txtEntry = txtEntries.find((e) => !e.doomed) ?? txtEntries[0];
     const instance: ServiceInstance = {
@@ -274,6 +310,8 @@ export class ServiceBrowser extends EventEmitter {
 
   private drop(key: string, instance: ServiceInstance, reason: string): void {
     this.known.delete(key);
+    this.v4Grace.get(key)?.cancel();
+    this.v4Grace.delete(key);
     this.emit('down', instance, reason);
   }
 
@@ -312,6 +350,8 @@ export class ServiceBrowser extends EventEmitter {
     this.nextTickAt = Infinity;
     for (const t of this.resolveTimers.values()) t.cancel();
     this.resolveTimers.clear();
+    for (const t of this.v4Grace.values()) t?.cancel();
+    this.v4Grace.clear();
     this.cache.off('added', this.onCacheChange);
     this.cache.off('doomed', this.onCacheChange);
     this.cache.off('expired', this.onCacheChange);
@@ -348,6 +388,10 @@ export class TypeBrowser extends EventEmitter {
 
   pullForward(): MdnsQuestion | undefined {
     return this.inner.pullForward();
+  }
+
+  reset(): void {
+    this.inner.reset();
   }
 
   heardQuestion(q: MdnsQuestion, theirKnownAnswers: MdnsRecord[]): boolean {

@@ -98,3 +98,13 @@ test('names compare case-insensitively', () => {
   assert.equal(cache.lookup('X._REDIS._tcp.LOCAL', 'SRV').length, 1);
   assert.equal(cache.lookup('x._redis._tcp.local', 'ANY').length, 1);
 });
+
+test('refreshes ride along with another query only once past their refresh point (never before 80 %)', () => {
+  const clock = new FakeClock();
+  const cache = new RecordCache(clock);
+  cache.add({ name: 'x.local', type: 'A', ttl: 20, data: '10.0.0.1' });
+  clock.advance(14_000); // 70 %: within a 2.5 s horizon of the 80 % point, but before it
+  assert.deepEqual(cache.takeDueRefreshes(2500, () => true), []);
+  clock.advance(2_000); // 80 %
+  assert.equal(cache.takeDueRefreshes(2500, () => true).length, 1);
+});

@@ -15,6 +15,8 @@ export interface CacheEntry {
   refreshStep: number;
   /** Set when a goodbye (TTL 0) or a cache-flush shortened its life to one second. */
   doomed: boolean;
+  /** Interfaces it was received on (a link-local address is reached through them). */
+  links: Set<string>;
   /** When the next refresh query is due (ms), Infinity when none is left. */
   nextRefreshAt: number;
   timer?: TimerHandle;
@@ -68,8 +70,8 @@ export class RecordCache extends EventEmitter {
     return this.entries.size;
   }
 
-  /** Adds or refreshes a record received in a response. */
-  add(record: MdnsRecord): void {
+  /** Adds or refreshes a record received in a response, on interface `link` if known. */
+  add(record: MdnsRecord, link?: string): void {
     const now = this.clock.now();
     const key = recordKey(record);
     const rrset = rrsetKey(record.name, record.type);
@@ -92,6 +94,7 @@ export class RecordCache extends EventEmitter {
     }
 
     if (existing) {
+      if (link !== undefined) existing.links.add(link);
       existing.record = { ...record, name: existing.record.name };
       existing.receivedAt = now;
       existing.ttl = ttl;
@@ -123,6 +126,7 @@ export class RecordCache extends EventEmitter {
       expiresAt: now + ttl * 1000,
       refreshStep: 0,
       doomed: false,
+      links: new Set(link === undefined ? [] : [link]),
       nextRefreshAt: Infinity,
     };
     this.entries.set(key, entry);
@@ -164,20 +168,39 @@ export class RecordCache extends EventEmitter {
   }
 
   /**
-   * Refreshes due within `horizonMs` for records `wanted` accepts: they are counted as done and
-   * returned, so the caller can ask for them in the query it is sending now (one packet instead
-   * of one per record, as Avahi's query scheduler does).
+   * Refreshes due within `horizonMs` for records `wanted` accepts and already past their refresh
+   * point (80 %, 85 % … of the TTL: only the random 2 % after it is skipped): they are counted as
+   * done and returned, so the caller can ask for them in the query it is sending now (one packet
+   * instead of one per record, as Avahi's query scheduler does).
    */
   takeDueRefreshes(horizonMs: number, wanted: (e: CacheEntry) => boolean): CacheEntry[] {
-    const limit = this.clock.now() + horizonMs;
+    const now = this.clock.now();
+    const limit = now + horizonMs;
     const out: CacheEntry[] = [];
     for (const e of this.entries.values()) {
       if (e.nextRefreshAt > limit || !wanted(e)) continue;
+      // Never before the refresh point itself (80 %, 85 % …): only its random 2 % may be skipped.
+      const point = e.receivedAt + e.ttl * 1000 * REFRESH_POINTS[Math.min(e.refreshStep, REFRESH_POINTS.length - 1)]!;
+      if (now < point) continue;
       e.refreshStep++;
       this.schedule(e);
       out.push(e);
     }
     return out;
+  }
+
+  /**
+   * An interface went away: records received only there are dropped (reported 'expired'); the
+   * others just forget it.
+   */
+  dropLink(link: string): number {
+    let dropped = 0;
+    for (const e of [...this.entries.values()]) {
+      if (!e.links.delete(link) || e.links.size > 0) continue;
+      this.remove(e, true);
+      dropped++;
+    }
+    return dropped;
   }
 
   clear(): void {

@@ -1,18 +1,27 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { RemoteInfo } from 'node:dgram';
-import { type Clock, type TimerHandle, systemClock } from './clock.js';
-import { type CacheEntry, RecordCache } from './cache.js';
+import { Announcer } from './announcer.js';
 import { ServiceBrowser, TypeBrowser, type QuerySender } from './browser.js';
-import { type NetInterface } from './interfaces.js';
+import { type CacheEntry, RecordCache } from './cache.js';
+import { type Clock, type TimerHandle, systemClock } from './clock.js';
+import { type Family, InterfaceSelection, type LinkInfo, type NetInterface, linksOf, readLinks } from './interfaces.js';
+import type { Link } from './link.js';
+import { Links } from './links.js';
+import { type LinkDiff, NetworkMonitor } from './monitor.js';
+import { DEFAULT_TTL, HostClaim, OwnedRecords, type Registration, type ServiceSpec, type TtlConfig } from './owned.js';
+import { Prober } from './prober.js';
+import { Publisher } from './publisher.js';
 import { type MdnsQuestion, type MdnsRecord, rrsetKey, serviceType } from './records.js';
-import { DEFAULT_TTL, Registration, Responder, type ServiceSpec, type TtlConfig } from './responder.js';
-import { MdnsTransport, MDNS_PORT } from './transport.js';
+import { Responder } from './responder.js';
+import { type LinkTransportFactory, MDNS_PORT, udpTransport } from './sockets.js';
 import type { MdnsPacket } from './wire.js';
-import { recordLength } from './wire.js';
 
 export interface MdnsEngineOptions {
-  interfaces: readonly NetInterface[];
+  /** A fixed set of interfaces (tests, tools): used as given, never re-read. */
+  interfaces?: readonly NetInterface[];
+  /** Which interfaces to use and follow as they change (default: every up multicast interface). */
+  select?: InterfaceSelection;
   /** Host label (without `.local`); default: this machine's host name, first label. */
   hostname?: string;
   ttl?: Partial<TtlConfig>;
@@ -21,6 +30,12 @@ export interface MdnsEngineOptions {
   ipv6?: boolean;
   clock?: Clock;
   maxCacheEntries?: number;
+  /** How often the interfaces are looked at (ms). Default 1000. */
+  pollMs?: number;
+  /** Reads the interfaces (tests). Default: the system's. */
+  readLinks?: () => LinkInfo[];
+  /** Opens a link's sockets (tests). Default: UDP on `port`. */
+  transport?: LinkTransportFactory;
 }
 
 export interface PublishOptions {
@@ -34,6 +49,28 @@ export interface PublishOptions {
   subtypes?: string[];
 }
 
+/** One change of the interfaces in use, as logged and counted. */
+export interface InterfaceChange {
+  change: 'up' | 'down' | 'address';
+  interface: string;
+  /** Addresses now (for 'down': the ones it had). */
+  addresses: string[];
+  added: string[];
+  removed: string[];
+}
+
+/** The engine's view of the network: the interfaces in use, and since when there is none. */
+export interface NetworkState {
+  interfaces: Array<{ name: string; addresses: string[]; since: number }>;
+  /** Epoch ms since which no interface is usable; undefined while one is. */
+  unusableSince?: number;
+}
+
+/** How long records learned only on a link that went away are kept, in case it comes back (a flap). */
+export const LINK_CACHE_GRACE_MS = 5000;
+/** After a link failed to open (no socket), how long until it is tried again. */
+const LINK_RETRY_MS = 5000;
+
 /** A DNS label made of a host name: first label, only letters, digits and hyphens. */
 export function hostLabelOf(name: string): string {
   const first = name.split('.')[0] ?? 'host';
@@ -42,77 +79,208 @@ export function hostLabelOf(name: string): string {
 }
 
 /**
- * The mDNS engine: one transport, one record cache, one responder, any number of browsers.
- * It never touches sockets that carry user traffic; it only publishes and discovers.
- * Events: 'host-renamed' (old, new), 'malformed' (error, rinfo).
+ * The mDNS engine. A network monitor reports interface diffs; each interface in use is a Link
+ * (its sockets, scheduler, what was probed and announced there); on top of what we own
+ * (OwnedRecords) the Prober, Announcer and Responder do their parts and the Publisher decides
+ * when; browsers share one record cache and one query batcher. It never touches sockets that
+ * carry user traffic; it only publishes and discovers.
+ *
+ * Events: 'host-renamed' (old, new, why), 'malformed' (error, rinfo), 'warning' (error),
+ * 'interface' (InterfaceChange), 'network' (NetworkState), 'interface-failed' (name, error).
  */
 export class MdnsEngine extends EventEmitter implements QuerySender {
-  readonly transport: MdnsTransport;
   readonly cache: RecordCache;
+  readonly links: Links;
+  readonly owned: OwnedRecords;
+  readonly prober: Prober;
+  readonly announcer: Announcer;
   readonly responder: Responder;
+  readonly publisher: Publisher;
+  readonly monitor: NetworkMonitor;
   private readonly clock: Clock;
+  private readonly port: number;
   private readonly browsers = new Set<ServiceBrowser | TypeBrowser>();
-  private readonly stats_ = { duplicateQuestionsSuppressed: 0 };
-  private queryBatch?: { questions: Map<string, MdnsQuestion>; known: Map<string, { name: string; type: string }>; timer: TimerHandle };
   private readonly serviceBrowsers = new Set<ServiceBrowser>();
+  private readonly stats_ = { duplicateQuestionsSuppressed: 0, interfacesUp: 0, interfacesDown: 0, addressChanges: 0 };
+  private queryBatch?: { questions: Map<string, MdnsQuestion>; known: Map<string, { name: string; type: string }>; timer: TimerHandle };
+  private readonly cacheDrops = new Map<string, TimerHandle>();
+  private readonly failedLinks = new Set<string>();
+  private starting = true;
   private started = false;
-  private hostStarted = false;
+  private stopped = false;
 
-  constructor(opts: MdnsEngineOptions) {
+  constructor(opts: MdnsEngineOptions = {}) {
     super();
     this.clock = opts.clock ?? systemClock;
-    this.transport = new MdnsTransport(opts.interfaces, opts.port ?? MDNS_PORT, undefined, opts.ipv6 ?? true);
-    this.transport.on('warning', (err) => this.emit('warning', err));
+    this.port = opts.port ?? MDNS_PORT;
+    const ttl: TtlConfig = { ...DEFAULT_TTL, ...opts.ttl };
+    const fixed = opts.interfaces ? linksOf(opts.interfaces) : undefined;
+    this.monitor = new NetworkMonitor({
+      read: fixed ? () => fixed : opts.readLinks ?? readLinks,
+      select: fixed ? InterfaceSelection.parse(fixed.map((l) => l.name)) : opts.select ?? InterfaceSelection.all(),
+      clock: this.clock,
+      intervalMs: fixed ? 0 : opts.pollMs ?? 1000,
+      ipv6: opts.ipv6 ?? true,
+    });
+    this.links = new Links(this.clock, opts.transport ?? udpTransport(this.port), this.port);
     this.cache = new RecordCache(this.clock, {
       maxEntries: opts.maxCacheEntries,
       isProtected: (e) => [...this.serviceBrowsers].some((b) => b.relies(e.record)),
     });
-    this.responder = new Responder(this.transport, this.clock, hostLabelOf(opts.hostname ?? hostname()), {
-      ...DEFAULT_TTL,
-      ...opts.ttl,
+    this.owned = new OwnedRecords(new HostClaim(hostLabelOf(opts.hostname ?? hostname()), ttl), this.clock);
+    const isOurAddress = (a: string) => this.links.isOurAddress(a);
+    this.prober = new Prober(this.clock, this.owned, {
+      done: (c, l) => this.publisher.probed(c, l),
+      conflict: (c, l, why) => this.publisher.conflict(c, l, why, true),
+      isOurAddress,
     });
-    this.responder.on('host-renamed', (o, n, why) => this.emit('host-renamed', o, n, why));
-    this.transport.on('packet', (p: MdnsPacket, from: RemoteInfo, iface: NetInterface) => this.onPacket(p, from, iface));
-    this.transport.on('malformed', (err, rinfo) => this.emit('malformed', err, rinfo));
+    this.announcer = new Announcer(this.clock, this.owned);
+    this.responder = new Responder(this.clock, this.owned, {
+      conflict: (c, l, why) => this.publisher.conflict(c, l, why, false),
+      isOurAddress,
+    }, this.port);
+    this.publisher = new Publisher(this.clock, this.links, this.owned, this.prober, this.announcer, ttl);
+    this.publisher.on('host-renamed', (o, n, why) => this.emit('host-renamed', o, n, why));
+    this.publisher.on('link-ready', (_l: Link, atStart: boolean) => {
+      // A link that came up later: ask again there (and reconfirm what we knew after a flap).
+      if (!atStart) for (const b of this.browsers) b.reset();
+    });
+
+    this.monitor.on('change', (diffs: LinkDiff[]) => void this.links.apply(diffs));
+    this.monitor.on('warning', (err) => this.emit('warning', err));
+    this.links.on('packet', (p: MdnsPacket, from: RemoteInfo, link: Link, family: Family) => this.onPacket(p, from, link, family));
+    this.links.on('malformed', (err, rinfo) => this.emit('malformed', err, rinfo));
+    this.links.on('warning', (err) => this.emit('warning', err));
+    this.links.on('link-added', (l: Link) => this.onLinkAdded(l));
+    this.links.on('link-changed', (l: Link, d: LinkDiff) => this.onLinkChanged(l, d));
+    this.links.on('link-removed', (l: Link) => this.onLinkRemoved(l));
+    this.links.on('link-failed', (name: string, err: Error) => this.onLinkFailed(name, err));
   }
 
   get hostName(): string {
-    return this.responder.hostName;
+    return this.owned.host.name();
   }
 
+  /**
+   * Starts watching the interfaces and opens the ones usable now. Having none is not an error:
+   * the engine waits for one (see `network()` and the 'network' event).
+   */
   async start(): Promise<void> {
     if (this.started) return;
-    await this.transport.start();
     this.started = true;
+    this.starting = true;
+    this.monitor.start();
+    await this.links.apply([]);
+    this.starting = false;
+    this.emitNetwork();
   }
 
-  private onPacket(p: MdnsPacket, from: RemoteInfo, iface: NetInterface): void {
+  /** The interfaces in use now, and since when there is none. */
+  network(): NetworkState {
+    const since = this.monitor.unusableSince;
+    const interfaces = this.links.all().map((l) => ({ name: l.name, addresses: l.addresses().map((a) => zoned(a, l.name)), since: l.since }));
+    if (interfaces.length > 0) return { interfaces };
+    return { interfaces, unusableSince: since === undefined ? this.clock.now() : since };
+  }
+
+  /** Our IPv4 addresses on the interfaces in use now (for deciding what peers can reach). */
+  addresses(): string[] {
+    return this.links.all().flatMap((l) => l.ipv4.map((a) => a.address));
+  }
+
+  /** Resolves once at least one interface is in use. */
+  waitForNetwork(): Promise<void> {
+    if (this.links.size > 0 || this.stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const on = () => {
+        if (this.links.size === 0 && !this.stopped) return;
+        this.off('network', on);
+        this.off('stopped', on);
+        resolve();
+      };
+      this.on('network', on);
+      this.on('stopped', on);
+    });
+  }
+
+  private emitNetwork(): void {
+    if (!this.stopped) this.emit('network', this.network());
+  }
+
+  private onLinkAdded(link: Link): void {
+    this.failedLinks.delete(link.name);
+    this.cacheDrops.get(link.name)?.cancel();
+    this.cacheDrops.delete(link.name);
+    this.stats_.interfacesUp++;
+    this.publisher.linkAdded(link, this.starting);
+    this.emit('interface', { change: 'up', interface: link.name, addresses: link.addresses().map((a) => zoned(a, link.name)), added: [], removed: [] } satisfies InterfaceChange);
+    this.emitNetwork();
+  }
+
+  private onLinkChanged(link: Link, d: LinkDiff): void {
+    if (d.added.length === 0 && d.removed.length === 0) return;
+    this.stats_.addressChanges++;
+    this.publisher.linkChanged(link);
+    this.emit('interface', {
+      change: 'address', interface: link.name, addresses: link.addresses().map((a) => zoned(a, link.name)),
+      added: d.added.map((a) => zoned(a, link.name)), removed: d.removed.map((a) => zoned(a, link.name)),
+    } satisfies InterfaceChange);
+    this.emitNetwork();
+  }
+
+  private onLinkRemoved(link: Link): void {
+    this.stats_.interfacesDown++;
+    this.publisher.linkRemoved(link);
+    // What was learned only there goes, unless the link is back soon (a flap).
+    const name = link.name;
+    this.cacheDrops.get(name)?.cancel();
+    this.cacheDrops.set(name, this.clock.setTimeout(() => {
+      this.cacheDrops.delete(name);
+      if (!this.links.get(name)) this.cache.dropLink(name);
+    }, LINK_CACHE_GRACE_MS));
+    this.emit('interface', { change: 'down', interface: name, addresses: link.addresses().map((a) => zoned(a, name)), added: [], removed: [] } satisfies InterfaceChange);
+    this.emitNetwork();
+  }
+
+  private onLinkFailed(name: string, err: Error): void {
+    if (!this.failedLinks.has(name)) {
+      this.failedLinks.add(name);
+      this.emit('interface-failed', name, err);
+    }
+    this.clock.setTimeout(() => {
+      if (!this.stopped && !this.links.get(name)) this.monitor.forget(name);
+    }, LINK_RETRY_MS);
+  }
+
+  private onPacket(p: MdnsPacket, from: RemoteInfo, link: Link, family: Family): void {
     if (p.type === 'query') {
-      this.responder.handleQuery(p, from, iface);
+      this.prober.onQuery(p, link);
+      this.responder.handleQuery(p, from, link, family);
       // A query from another host (ours loop back) may make one of our own redundant (§7.3).
-      if (from.port === this.transport.port && !this.ownAddress(from.address)) {
+      if (from.port === this.port && !this.links.isOurAddress(from.address)) {
         for (const q of p.questions) for (const b of this.browsers) if (b.heardQuestion(q, p.answers)) this.stats_.duplicateQuestionsSuppressed++;
       }
       return;
     }
-    this.responder.handleResponse(p, from, iface);
-    for (const r of p.answers) this.cacheRecord(r);
-    for (const r of p.additionals) this.cacheRecord(r);
+    this.prober.onResponse(p, link);
+    this.responder.handleResponse(p, from, link, family);
+    for (const r of p.answers) this.cacheRecord(r, link.name);
+    for (const r of p.additionals) this.cacheRecord(r, link.name);
   }
 
-  private cacheRecord(r: MdnsRecord): void {
+  private cacheRecord(r: MdnsRecord, link: string): void {
     // Only the types DNS-SD resolution uses; everything else would be cache pollution.
     if (r.type === 'PTR' || r.type === 'SRV' || r.type === 'TXT' || r.type === 'A' || r.type === 'AAAA') {
       if (r.type === 'SRV' && !isSrv(r.data)) return;
       if ((r.type === 'PTR') && typeof r.data !== 'string') return;
-      this.cache.add(r);
+      this.cache.add(r, link);
     }
   }
 
   /**
    * Queues a query. Urgent ones (a browser's first, resolution of a new instance) leave at once;
    * the others wait up to 100 ms, and when the batch leaves, every browser query and cache
-   * refresh due soon rides along: one packet per host where a naive engine sends one per
+   * refresh due soon rides along: one packet per link where a naive engine sends one per
    * question (this is how Avahi keeps its idle traffic low).
    */
   query(questions: MdnsQuestion[], knownAnswersFor: Array<{ name: string; type: string }> = [], urgent = false): void {
@@ -131,7 +299,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   private flushQueries(): void {
     const b = this.queryBatch;
     this.queryBatch = undefined;
-    if (!b || !this.started) return;
+    if (!b || !this.started || this.stopped) return;
     const add = (q: MdnsQuestion) => {
       b.questions.set(`${rrsetKey(q.name, q.type)}|0`, q);
       b.known.set(rrsetKey(q.name, q.type), q);
@@ -142,43 +310,16 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     }
     const wanted = (e: CacheEntry) => [...this.browsers].some((br) => br.interestedIn(e.record));
     for (const e of this.cache.takeDueRefreshes(2500, wanted)) add({ name: e.record.name, type: e.record.type });
-    this.sendQuery([...b.questions.values()], [...b.known.values()]);
-  }
-
-  /** Multicasts one query with known answers from the cache (RFC 6762 §7.1). */
-  private sendQuery(questions: MdnsQuestion[], knownAnswersFor: Array<{ name: string; type: string }>): void {
+    const questions = [...b.questions.values()];
+    // Known answers from the cache (RFC 6762 §7.1); what does not fit continues with TC (§7.2).
     const known: MdnsRecord[] = [];
-    for (const k of knownAnswersFor) known.push(...this.cache.knownAnswers(k.name, k.type));
-    for (const iface of this.transport.interfaces) {
-      // Keep one packet under the MTU; further known answers go in follow-up packets with TC set
-      // on the earlier ones (RFC 6762 §7.2).
-      let batch: MdnsRecord[] = [];
-      let size = 12 + questions.reduce((n, q) => n + q.name.length + 6, 0);
-      const chunks: MdnsRecord[][] = [];
-      for (const r of known) {
-        const len = recordLength(r);
-        if (size + len > 1400 && batch.length) {
-          chunks.push(batch);
-          batch = [];
-          size = 12;
-        }
-        batch.push(r);
-        size += len;
-      }
-      chunks.push(batch);
-      chunks.forEach((answers, i) => {
-        const more = i < chunks.length - 1;
-        this.transport.send(
-          { type: 'query', flags: more ? 1 << 9 : 0, questions: i === 0 ? questions : [], answers },
-          iface,
-        );
-      });
-    }
+    for (const k of b.known.values()) known.push(...this.cache.knownAnswers(k.name, k.type));
+    for (const l of this.links.all()) for (const f of l.families()) l.out(f).sendQuery(questions, known);
   }
 
   publish(opts: PublishOptions): Registration {
     const spec: ServiceSpec = {
-      instance: (opts.instance ?? `${opts.name}@${this.responder.hostLabel}`).replace(/\./g, '-'),
+      instance: (opts.instance ?? `${opts.name}@${this.owned.host.label}`).replace(/\./g, '-'),
       type: serviceType(opts.name),
       port: opts.port,
       txt: opts.txt,
@@ -188,19 +329,15 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     };
     // The host name is claimed only once there is something to publish: a browse-only or
     // connect-only ambassador stays silent on the network except for its queries.
-    if (!this.hostStarted) {
-      this.hostStarted = true;
-      this.responder.startHost();
-    }
-    return this.responder.register(spec);
+    return this.publisher.register(spec);
   }
 
   unpublish(reg: Registration, reason?: string): void {
-    this.responder.unregister(reg, reason);
+    this.publisher.unregister(reg, reason);
   }
 
   republish(reg: Registration): void {
-    this.responder.reregister(reg);
+    this.publisher.reregister(reg);
   }
 
   browse(name: string): ServiceBrowser {
@@ -218,31 +355,48 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     return b;
   }
 
-  private ownAddress(address: string): boolean {
-    const a = address.split('%')[0]!;
-    return this.transport.interfaces.some((i) => i.address === a || (i.ipv6 ?? []).some((x) => x.address.split('%')[0] === a));
+  /**
+   * Feeds one datagram as if it had arrived on the interface `name` (tests and fuzzing: the same
+   * path as the socket's, decoding and validation included).
+   */
+  receive(name: string, msg: Buffer, rinfo: RemoteInfo, family: Family = 'IPv4'): void {
+    const link = this.links.get(name);
+    if (link) this.links.receive(link, msg, rinfo, family);
   }
 
   stats() {
     return {
-      ...this.transport.stats, ...this.responder.stats, ...this.stats_,
+      ...this.links.stats, ...this.prober.stats, ...this.announcer.stats, ...this.responder.stats, ...this.publisher.stats,
+      ...this.stats_,
       cacheSize: this.cache.size, cacheEvicted: this.cache.evicted,
+      interfaces: this.links.size,
     };
   }
 
   /** Goodbyes for everything we published, then close the sockets. */
   async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
     for (const b of this.browsers) b.stop();
     this.browsers.clear();
     this.serviceBrowsers.clear();
     this.queryBatch?.timer.cancel();
     this.queryBatch = undefined;
     this.responder.stop();
+    this.publisher.stop();
+    this.prober.stop();
+    this.monitor.stop();
+    for (const t of this.cacheDrops.values()) t.cancel();
+    this.cacheDrops.clear();
     this.cache.clear();
-    // Let the goodbye datagrams leave before the sockets close.
-    await new Promise((r) => setTimeout(r, 20));
-    await this.transport.stop();
+    this.emit('stopped');
+    await this.links.close();
   }
+}
+
+/** `fe80::1` on eth0 → `fe80::1%eth0` (a link-local address means nothing without its zone). */
+function zoned(address: string, link: string): string {
+  return /^fe[89ab][0-9a-f]:/i.test(address) ? `${address}%${link}` : address;
 }
 
 function isSrv(d: unknown): boolean {

@@ -2,85 +2,199 @@ import { networkInterfaces } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 
-/** An IPv6 address of an interface (link-local ones are what mDNS over IPv6 mostly uses). */
-export interface Ipv6Address {
+export type Family = 'IPv4' | 'IPv6';
+
+/** One address of an interface (IPv6 ones without a zone: the interface is the zone). */
+export interface LinkAddress {
   address: string;
   netmask: string;
 }
 
+/** One network interface as seen at one moment: what the network monitor diffs. */
+export interface LinkInfo {
+  name: string;
+  /** Kernel interface index (0 when unknown): a re-created interface with the same name is another link. */
+  index: number;
+  loopback: boolean;
+  /** IFF_MULTICAST (true where the flag cannot be read). */
+  multicast: boolean;
+  /** Link MTU in bytes: packets are sized to fit it without IP fragmentation. */
+  mtu: number;
+  ipv4: LinkAddress[];
+  ipv6: LinkAddress[];
+}
+
 /**
- * One network interface that mDNS runs on: its IPv4 address (required) and, where the
- * interface has them, its IPv6 addresses (mDNS then also runs on ff02::fb).
+ * A fixed interface description (tests and tools that name one address, e.g. loopback):
+ * its IPv4 address and, optionally, IPv6 addresses.
  */
 export interface NetInterface {
   name: string;
   address: string;
   netmask: string;
-  ipv6?: Ipv6Address[];
+  ipv6?: LinkAddress[];
 }
 
 export class InterfaceError extends Error {}
 
 const IFF_UP = 0x1;
+const IFF_LOOPBACK = 0x8;
 const IFF_MULTICAST = 0x1000;
 
-function linkFlags(name: string): number | undefined {
+function sysfs(name: string, file: string): string | undefined {
   try {
-    return parseInt(readFileSync(`/sys/class/net/${name}/flags`, 'utf8').trim(), 16);
+    return readFileSync(`/sys/class/net/${name}/${file}`, 'utf8').trim();
   } catch {
     return undefined;
   }
 }
 
-function ipv4Interfaces(): NetInterface[] {
-  const out: NetInterface[] = [];
+const bareV6 = (a: string) => a.split('%')[0]!.toLowerCase();
+
+/**
+ * The interfaces that are up and running now, with their addresses. Node lists only interfaces
+ * that are UP and RUNNING (libuv skips the others), so a cable pulled or a link set down makes
+ * its interface disappear here; the link flags (sysfs, Linux) add loopback and multicast.
+ */
+export function readLinks(): LinkInfo[] {
+  const out: LinkInfo[] = [];
   for (const [name, addrs] of Object.entries(networkInterfaces())) {
-    // Link-local first: it is always there and is what peers on the link reach.
-    const v6 = (addrs ?? [])
-      .filter((a) => a.family === 'IPv6' && !a.internal)
-      .map((a) => ({ address: a.address, netmask: a.netmask }))
-      .sort((x, y) => Number(!x.address.startsWith('fe80')) - Number(!y.address.startsWith('fe80')));
-    for (const a of addrs ?? []) {
-      if (a.family === 'IPv4') out.push({ name, address: a.address, netmask: a.netmask, ...(v6.length ? { ipv6: v6 } : {}) });
-    }
+    if (!addrs || addrs.length === 0) continue;
+    const flagText = sysfs(name, 'flags');
+    const flags = flagText === undefined ? undefined : parseInt(flagText, 16);
+    if (flags !== undefined && (flags & IFF_UP) === 0) continue;
+    const internal = addrs.some((a) => a.internal);
+    const v6 = addrs.filter((a) => a.family === 'IPv6');
+    out.push({
+      name,
+      index: Number(sysfs(name, 'ifindex') ?? (v6.find((a) => a.scopeid)?.scopeid ?? 0)) || 0,
+      loopback: flags !== undefined ? (flags & IFF_LOOPBACK) !== 0 : internal,
+      multicast: flags !== undefined ? (flags & IFF_MULTICAST) !== 0 : !internal,
+      mtu: Number(sysfs(name, 'mtu')) || 1500,
+      ipv4: addrs.filter((a) => a.family === 'IPv4').map((a) => ({ address: a.address, netmask: a.netmask })),
+      ipv6: v6.map((a) => ({ address: bareV6(a.address), netmask: a.netmask })),
+    });
   }
   return out;
 }
 
+/** LinkInfo for fixed interface descriptions (several entries with one name merge). */
+export function linksOf(fixed: readonly NetInterface[]): LinkInfo[] {
+  const byName = new Map<string, LinkInfo>();
+  for (const f of fixed) {
+    let l = byName.get(f.name);
+    if (!l) {
+      l = { name: f.name, index: 0, loopback: f.address.startsWith('127.'), multicast: true, mtu: 1500, ipv4: [], ipv6: [] };
+      byName.set(f.name, l);
+    }
+    if (!l.ipv4.some((a) => a.address === f.address)) l.ipv4.push({ address: f.address, netmask: f.netmask });
+    for (const v of f.ipv6 ?? []) if (!l.ipv6.some((a) => a.address === bareV6(v.address))) l.ipv6.push({ address: bareV6(v.address), netmask: v.netmask });
+  }
+  return [...byName.values()];
+}
+
+// ---- choosing interfaces ----------------------------------------------------------------------
+
+interface Pattern {
+  raw: string;
+  kind: 'address' | 'name' | 'glob';
+  /** Address (normalised) or name, or the glob as a regular expression. */
+  value: string;
+  re?: RegExp;
+}
+
+function parsePattern(raw: string, flag: string): Pattern {
+  const s = raw.trim();
+  if (isIPv4(s)) return { raw, kind: 'address', value: s };
+  if (isIPv6(bareV6(s))) return { raw, kind: 'address', value: bareV6(s) };
+  const bad = (why: string) => new InterfaceError(`${flag} '${raw}': ${why}`);
+  if (s.length === 0) throw bad('empty');
+  if (/^[\d.]+$/.test(s)) throw bad('not a valid IPv4 address');
+  if (/[\s/\\[\]{}]/.test(s)) throw bad('not an interface name, address or glob (names have no blanks or slashes; globs use * and ?)');
+  if (s.length > 15) throw bad('longer than an interface name can be (15 characters)');
+  if (/[*?]/.test(s)) {
+    const re = new RegExp('^' + s.replace(/[.+^$()|]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$');
+    return { raw, kind: 'glob', value: s, re };
+  }
+  return { raw, kind: 'name', value: s };
+}
+
+function matches(p: Pattern, link: LinkInfo): boolean {
+  switch (p.kind) {
+    case 'name':
+      return link.name === p.value;
+    case 'glob':
+      return p.re!.test(link.name);
+    case 'address':
+      return link.ipv4.some((a) => a.address === p.value) || link.ipv6.some((a) => a.address === p.value);
+  }
+}
+
 /**
- * Turns `--interface` values (names like `eth0`, or addresses like `127.0.0.1`) into
- * interfaces. With none given: every up, multicast-capable, non-loopback IPv4 interface —
- * loopback only when named explicitly, so a test or a dev box opts in to it.
+ * Which interfaces mDNS runs on: `--interface` and `--exclude-interface` values, each a name
+ * (`eth0`), an address (`192.168.7.2`, `fe80::1`) or a glob (`docker*`, `veth?`), as Avahi's
+ * allow-interfaces and deny-interfaces. Without includes: every up, multicast-capable,
+ * non-loopback interface. Loopback only when named exactly (name or address), never by a glob.
+ * An exclude always wins.
+ */
+export class InterfaceSelection {
+  private constructor(
+    private readonly include: readonly Pattern[],
+    private readonly exclude: readonly Pattern[],
+  ) {}
+
+  /** Throws InterfaceError (one line) for a malformed value; an interface that does not exist yet is fine. */
+  static parse(include: readonly string[] = [], exclude: readonly string[] = []): InterfaceSelection {
+    return new InterfaceSelection(
+      include.map((s) => parsePattern(s, '--interface')),
+      exclude.map((s) => parsePattern(s, '--exclude-interface')),
+    );
+  }
+
+  static all(): InterfaceSelection {
+    return new InterfaceSelection([], []);
+  }
+
+  get explicit(): boolean {
+    return this.include.length > 0;
+  }
+
+  selects(link: LinkInfo): boolean {
+    if (this.exclude.some((p) => matches(p, link))) return false;
+    if (this.include.length === 0) return link.multicast && !link.loopback;
+    return this.include.some((p) => {
+      if (!matches(p, link)) return false;
+      return p.kind === 'glob' ? link.multicast && !link.loopback : true;
+    });
+  }
+
+  /** Include values that match none of `links` (waited for, with a warning). */
+  unmatched(links: readonly LinkInfo[]): string[] {
+    return this.include.filter((p) => !links.some((l) => matches(p, l))).map((p) => p.raw);
+  }
+
+  toString(): string {
+    const inc = this.include.length ? this.include.map((p) => p.raw).join(', ') : 'every up multicast interface';
+    return this.exclude.length ? `${inc} except ${this.exclude.map((p) => p.raw).join(', ')}` : inc;
+  }
+}
+
+/**
+ * Resolves `--interface`-style values to the fixed interfaces present now (tools and tests that
+ * need one address, e.g. `127.0.0.1`). Throws InterfaceError when a value matches nothing.
  */
 export function resolveInterfaces(specs: readonly string[] = []): NetInterface[] {
-  const all = ipv4Interfaces();
-  if (specs.length === 0) {
-    const chosen = all.filter((i) => {
-      const flags = linkFlags(i.name);
-      const up = flags === undefined ? true : (flags & IFF_UP) !== 0 && (flags & IFF_MULTICAST) !== 0;
-      return up && !i.address.startsWith('127.');
-    });
-    if (chosen.length === 0) {
-      throw new InterfaceError('no up, multicast-capable IPv4 interface found; name one with --interface');
-    }
-    return chosen;
-  }
-  const out: NetInterface[] = [];
-  for (const spec of specs) {
-    const matches = isIPv4(spec) ? all.filter((i) => i.address === spec) : all.filter((i) => i.name === spec);
-    const flags = matches[0] ? linkFlags(matches[0].name) : undefined;
-    if (flags !== undefined && (flags & IFF_UP) === 0) {
-      throw new InterfaceError(`interface '${spec}' is down`);
-    }
-    if (matches.length === 0) {
-      const known = [...new Set(all.map((i) => `${i.name} (${i.address})`))].join(', ') || 'none';
-      throw new InterfaceError(`interface '${spec}' has no IPv4 address here; known: ${known}`);
-    }
-    const m = matches[0]!;
-    if (!out.some((o) => o.address === m.address)) out.push(m);
-  }
-  return out;
+  const sel = InterfaceSelection.parse(specs);
+  const links = readLinks().filter((l) => sel.selects(l) && l.ipv4.length > 0);
+  const missing = sel.unmatched(links);
+  if (missing.length) throw new InterfaceError(`interface '${missing[0]}' has no IPv4 address here`);
+  if (links.length === 0) throw new InterfaceError('no up, multicast-capable IPv4 interface found; name one with --interface');
+  return links.flatMap((l) => l.ipv4.slice(0, 1).map((a) => ({
+    name: l.name, address: a.address, netmask: a.netmask, ...(l.ipv6.length && !l.loopback ? { ipv6: l.ipv6 } : {}),
+  })));
 }
+
+// ---- on-link checks (RFC 6762 §11) ------------------------------------------------------------
 
 function toInt(ip: string): number {
   const p = ip.split('.').map(Number);
@@ -95,21 +209,46 @@ function v6ToBigInt(ip: string): bigint {
   return groups.reduce((acc, g) => (acc << 16n) + BigInt(parseInt(g || '0', 16)), 0n);
 }
 
-/** Whether an IPv6 source is on this interface's link: link-local with our scope, or in a prefix of ours. */
-function onLink6(iface: NetInterface, address: string): boolean {
-  const [addr, scope] = address.split('%');
-  if (addr!.toLowerCase().startsWith('fe80:')) return scope === undefined || scope === iface.name;
-  const a = v6ToBigInt(addr!);
-  return (iface.ipv6 ?? []).some((x) => {
-    const mask = v6ToBigInt(x.netmask);
-    return (a & mask) === (v6ToBigInt(x.address) & mask);
-  });
+export function isLinkLocal6(address: string): boolean {
+  return /^fe[89ab][0-9a-f]:/i.test(address);
 }
 
-/** Whether `address` is on the same subnet as the interface (RFC 6762 §11 source check). */
-export function onLink(iface: NetInterface, address: string): boolean {
-  if (isIPv6(address.split('%')[0]!)) return onLink6(iface, address);
-  if (!isIPv4(address)) return false;
-  const mask = toInt(iface.netmask);
-  return ((toInt(address) & mask) >>> 0) === ((toInt(iface.address) & mask) >>> 0);
+/**
+ * A peer's addresses, the likeliest to work first: routable IPv4 (what services listen on most,
+ * and what our own health checks use), IPv4 link-local, routable IPv6, IPv6 link-local (which
+ * needs its zone). Ties in text order, so the result does not depend on arrival order.
+ */
+export function orderAddresses(addresses: readonly string[]): string[] {
+  const rank = (a: string) => {
+    const bare = a.split('%')[0]!;
+    if (isIPv4(bare)) return bare.startsWith('169.254.') ? 1 : 0;
+    return isLinkLocal6(bare) ? 3 : 2;
+  };
+  return [...new Set(addresses)].sort((x, y) => rank(x) - rank(y) || (x < y ? -1 : x > y ? 1 : 0));
+}
+
+/** Where a link's addresses come from: a LinkInfo or anything with the same address lists. */
+export interface LinkAddresses {
+  name: string;
+  ipv4: readonly LinkAddress[];
+  ipv6: readonly LinkAddress[];
+}
+
+/** Whether `address` (a packet's source) is on this link: same IPv4 subnet, our zone, or an IPv6 prefix of ours. */
+export function onLink(link: LinkAddresses, address: string): boolean {
+  const [addr, zone] = address.split('%') as [string, string | undefined];
+  if (isIPv6(addr)) {
+    if (isLinkLocal6(addr)) return zone === undefined || zone === link.name;
+    const a = v6ToBigInt(addr);
+    return link.ipv6.some((x) => {
+      const mask = v6ToBigInt(x.netmask);
+      return (a & mask) === (v6ToBigInt(x.address) & mask);
+    });
+  }
+  if (!isIPv4(addr)) return false;
+  const a = toInt(addr);
+  return link.ipv4.some((x) => {
+    const mask = toInt(x.netmask);
+    return ((a & mask) >>> 0) === ((toInt(x.address) & mask) >>> 0);
+  });
 }

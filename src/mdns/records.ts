@@ -21,6 +21,12 @@ export interface MdnsRecord {
   data: unknown;
 }
 
+/** A record we publish, and whether it is unique to us (cache-flush bit, probed) or shared (PTR). */
+export interface OwnedRecord {
+  record: MdnsRecord;
+  unique: boolean;
+}
+
 export interface MdnsQuestion {
   name: string;
   type: RecordType;
@@ -55,15 +61,24 @@ export function rdataBytes(r: { type: string; data: unknown }): Buffer {
       const s = data as SrvData;
       data = { ...s, target: normalizeName(s.target) };
     }
-    return Buffer.from(enc.encode(data));
+    // dns-packet's encoders write the 2-byte rdlength first: the rdata is what follows.
+    return Buffer.from(enc.encode(data)).subarray(2);
   } catch {
     return Buffer.from(JSON.stringify(r.data ?? null));
   }
 }
 
+/** Keys already computed, per record object (records are never mutated once built). */
+const keys = new WeakMap<object, string>();
+
 /** Identity of one record: name, type and rdata (not TTL, not flush). */
 export function recordKey(r: { name: string; type: string; data: unknown }): string {
-  return `${rrsetKey(r.name, r.type)}|${rdataBytes(r).toString('base64')}`;
+  let k = keys.get(r);
+  if (k === undefined) {
+    k = `${rrsetKey(r.name, r.type)}|${rdataBytes(r).toString('base64')}`;
+    keys.set(r, k);
+  }
+  return k;
 }
 
 export function sameRecord(

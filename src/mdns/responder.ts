@@ -1,671 +1,287 @@
-import { EventEmitter } from 'node:events';
 import type { RemoteInfo } from 'node:dgram';
 import type { Clock, TimerHandle } from './clock.js';
-import type { NetInterface } from './interfaces.js';
+import type { Family } from './interfaces.js';
+import type { Link } from './link.js';
+import type { Claim, OwnedRecords } from './owned.js';
 import {
-  type MdnsRecord, type MdnsQuestion, type SrvData,
-  encodeTxt, normalizeName, rdataBytes, recordKey, sameName, SERVICES_ENUMERATION,
+  type MdnsQuestion, type MdnsRecord, type OwnedRecord, type SrvData,
+  normalizeName, recordKey, sameName, SERVICES_ENUMERATION,
 } from './records.js';
-import type { Family, MdnsTransport } from './transport.js';
 import type { MdnsPacket } from './wire.js';
-import { recordLength } from './wire.js';
-
-export interface TtlConfig {
-  /** TTL (s) of records naming a host: A/AAAA, SRV (default 120, as Avahi). */
-  host: number;
-  /** TTL (s) of TXT records (default 4500: RFC 6762 §10 gives 120 s only to records that name a host). */
-  txt: number;
-  /** TTL (s) of PTR records (default 4500, as Avahi). */
-  ptr: number;
-}
-
-export const DEFAULT_TTL: TtlConfig = { host: 120, txt: 4500, ptr: 4500 };
-
-export interface ServiceSpec {
-  /** Instance label, e.g. `redis@db1` (may contain spaces; no dots). */
-  instance: string;
-  /** Full service type, e.g. `_redis._tcp.local`. */
-  type: string;
-  port: number;
-  txt?: Record<string, string>;
-  priority?: number;
-  weight?: number;
-  /** Subtype labels, e.g. `primary` → `_primary._sub._redis._tcp.local`. */
-  subtypes?: string[];
-}
-
-export type RegistrationState = 'probing' | 'announcing' | 'announced' | 'withdrawn';
-
-/**
- * One published service. Events: 'state' (state, reason), 'renamed' (oldInstance, newInstance).
- */
-export class Registration extends EventEmitter {
-  state: RegistrationState = 'probing';
-  stateReason = 'starting';
-  instance: string;
-  conflicts = 0;
-  /** @internal */ timers: TimerHandle[] = [];
-  /** @internal */ probeAttempt = 0;
-
-  constructor(readonly spec: ServiceSpec) {
-    super();
-    this.instance = spec.instance;
-  }
-
-  get fullName(): string {
-    return `${this.instance}.${this.spec.type}`;
-  }
-
-  /** @internal */
-  setState(state: RegistrationState, reason: string): void {
-    if (this.state === state && this.stateReason === reason) return;
-    this.state = state;
-    this.stateReason = reason;
-    this.emit('state', state, reason);
-  }
-
-  /** @internal */
-  clearTimers(): void {
-    for (const t of this.timers) t.cancel();
-    this.timers = [];
-  }
-}
-
-interface OwnedRecord {
-  record: MdnsRecord;
-  unique: boolean;
-}
 
 export interface ResponderStats {
   queriesAnswered: number;
   legacyQueriesAnswered: number;
   answersSuppressed: number;
-  rateLimited: number;
-  conflicts: number;
-  probesSent: number;
-  announcementsSent: number;
-  goodbyesSent: number;
   reannouncedAfterSpoofedGoodbye: number;
 }
 
-const PROBE_INTERVAL = 250;
-const MAX_PACKET = 1400; // stays under a 1500-byte MTU with IP/UDP headers
-
-/** `name (2)` → `name (3)`; `name` → `name (2)` (RFC 6762 §9, Apple/Avahi convention). */
-export function nextInstanceName(name: string): string {
-  const m = /^(.*) \((\d+)\)$/.exec(name);
-  return m ? `${m[1]} (${Number(m[2]) + 1})` : `${name} (2)`;
+export interface ResponderHooks {
+  /** After we announced a name, another host claims it with other data (RFC 6762 §9). */
+  conflict(claim: Claim, link: Link, reason: string): void;
+  /** Whether an address is ours on any link. */
+  isOurAddress(address: string): boolean;
 }
 
-/** `host` → `host-2`; `host-2` → `host-3` (Avahi's host name rename). */
-export function nextHostName(name: string): string {
-  const m = /^(.*)-(\d+)$/.exec(name);
-  return m ? `${m[1]}-${Number(m[2]) + 1}` : `${name}-2`;
-}
-
-/** RFC 6762 §8.2 lexicographic comparison of two record sets; >0 when `a` wins. */
-export function compareRecordSets(a: MdnsRecord[], b: MdnsRecord[]): number {
-  const typeNum: Record<string, number> = { A: 1, PTR: 12, TXT: 16, AAAA: 28, SRV: 33, NSEC: 47 };
-  const sortKey = (r: MdnsRecord) => ({ t: typeNum[r.type] ?? 65535, d: rdataBytes(r) });
-  const cmpOne = (x: { t: number; d: Buffer }, y: { t: number; d: Buffer }) => x.t - y.t || Buffer.compare(x.d, y.d);
-  const sa = a.map(sortKey).sort(cmpOne);
-  const sb = b.map(sortKey).sort(cmpOne);
-  for (let i = 0; i < Math.min(sa.length, sb.length); i++) {
-    const c = cmpOne(sa[i]!, sb[i]!);
-    if (c !== 0) return c;
-  }
-  return sa.length - sb.length;
+/** A reply held back for the known answers of a truncated query (RFC 6762 §7.2). */
+interface Held {
+  link: Link;
+  family: Family;
+  answers: Map<string, OwnedRecord>;
+  probe: boolean;
+  timer: TimerHandle;
 }
 
 /**
- * The responder (RFC 6762 §6, §8, §9, §10; RFC 6763): probes unique names, announces,
- * answers queries (multicast, QU and legacy unicast), suppresses known answers, rate-limits,
- * defends its names, renames on conflict and says goodbye.
- *
- * Events: 'host-renamed' (old, new).
+ * Answers queries for what we own on the link they arrived on (RFC 6762 §6, RFC 6763 §12):
+ * multicast, QU (unicast unless the answer was not multicast within a quarter of its TTL) and
+ * legacy unicast (ID and questions echoed, TTL ≤ 10 s, no cache-flush bit); known-answer
+ * suppression, also across the continuation packets of a truncated query; additional records
+ * (PTR → SRV, TXT, addresses; SRV → addresses; A ↔ AAAA); NSEC for a type we do not have on a
+ * name we own (§6.1). Unique answers leave at once, shared ones after 20–120 ms, all through the
+ * link's scheduler (which keeps the one-second rule). Watches responses for conflicts with our
+ * announced names and for spoofed goodbyes of our live records, which it re-asserts.
  */
-export class Responder extends EventEmitter {
-  readonly stats: ResponderStats = {
-    queriesAnswered: 0, legacyQueriesAnswered: 0, answersSuppressed: 0, rateLimited: 0, conflicts: 0,
-    probesSent: 0, announcementsSent: 0, goodbyesSent: 0, reannouncedAfterSpoofedGoodbye: 0,
-  };
-  readonly registrations = new Set<Registration>();
-  hostLabel: string;
-  private hostState: 'probing' | 'announced' = 'probing';
-  private hostTimers: TimerHandle[] = [];
-  private hostWaiters: Array<() => void> = [];
-  /** recordKey@iface → last multicast time, for the §6 one-second rule. */
-  private readonly lastMulticast = new Map<string, number>();
-  private readonly pending = new Map<string, { iface: NetInterface; family: Family; answers: Map<string, MdnsRecord>; timer: TimerHandle }>();
-  private readonly recentConflicts: number[] = [];
+export class Responder {
+  readonly stats: ResponderStats = { queriesAnswered: 0, legacyQueriesAnswered: 0, answersSuppressed: 0, reannouncedAfterSpoofedGoodbye: 0 };
+  private readonly held = new Map<string, Held>();
+  /** Additionals and negative answers per set of live records (rebuilt when it changes). */
+  private readonly derived = new WeakMap<OwnedRecord[], Map<string, MdnsRecord[]>>();
+
+  /** Memo of `compute` for one live record set; the set is replaced whenever what we own changes. */
+  private memo(live: OwnedRecord[], key: string, compute: () => MdnsRecord[]): MdnsRecord[] {
+    let m = this.derived.get(live);
+    if (!m) this.derived.set(live, (m = new Map()));
+    let v = m.get(key);
+    if (!v) {
+      if (m.size > 256) m.clear();
+      m.set(key, (v = compute()));
+    }
+    return v;
+  }
   private stopped = false;
 
   constructor(
-    private readonly transport: MdnsTransport,
     private readonly clock: Clock,
-    hostLabel: string,
-    private readonly ttl: TtlConfig = DEFAULT_TTL,
-  ) {
-    super();
-    this.hostLabel = hostLabel;
-  }
+    private readonly owned: OwnedRecords,
+    private readonly hooks: ResponderHooks,
+    private readonly mdnsPort: number,
+  ) {}
 
-  get hostName(): string {
-    return `${this.hostLabel}.local`;
-  }
-
-  // ---- records -------------------------------------------------------------------------
-
-  private hostRecords(iface: NetInterface, ttl = this.ttl.host): OwnedRecord[] {
-    const out: OwnedRecord[] = [{ record: { name: this.hostName, type: 'A', ttl, flush: true, data: iface.address }, unique: true }];
-    if (this.transport.families(iface).includes('IPv6')) {
-      for (const v6 of iface.ipv6 ?? []) {
-        out.push({ record: { name: this.hostName, type: 'AAAA', ttl, flush: true, data: v6.address.split('%')[0]! }, unique: true });
-      }
-    }
-    return out;
-  }
-
-  private serviceRecords(reg: Registration): OwnedRecord[] {
-    const s = reg.spec;
-    const full = reg.fullName;
-    const out: OwnedRecord[] = [
-      { record: { name: s.type, type: 'PTR', ttl: this.ttl.ptr, data: full }, unique: false },
-      { record: { name: SERVICES_ENUMERATION, type: 'PTR', ttl: this.ttl.ptr, data: s.type }, unique: false },
-      {
-        record: {
-          name: full, type: 'SRV', ttl: this.ttl.host, flush: true,
-          data: { priority: s.priority ?? 0, weight: s.weight ?? 0, port: s.port, target: this.hostName } satisfies SrvData,
-        },
-        unique: true,
-      },
-      { record: { name: full, type: 'TXT', ttl: this.ttl.txt, flush: true, data: encodeTxt(s.txt ?? {}) }, unique: true },
-    ];
-    for (const sub of s.subtypes ?? []) {
-      out.push({ record: { name: `_${sub}._sub.${s.type}`, type: 'PTR', ttl: this.ttl.ptr, data: full }, unique: false });
-    }
-    return out;
-  }
-
-  /** Every record this responder currently answers for on `iface`. */
-  private answerable(iface: NetInterface): OwnedRecord[] {
-    const out: OwnedRecord[] = [];
-    if (this.hostState === 'announced') out.push(...this.hostRecords(iface));
-    for (const reg of this.registrations) {
-      if (reg.state === 'announced' || reg.state === 'announcing') out.push(...this.serviceRecords(reg));
-    }
-    return out;
-  }
-
-  private ourAddresses(): Set<string> {
-    return new Set(this.transport.interfaces.flatMap((i) => [i.address, ...(i.ipv6 ?? []).map((x) => x.address.split('%')[0]!)]));
-  }
-
-  // ---- host name ------------------------------------------------------------------------
-
-  /** Probes the host name, then announces its address records. */
-  startHost(): void {
-    this.hostState = 'probing';
-    this.probe(
-      () => this.hostName,
-      (iface) => this.hostRecords(iface).map((o) => o.record),
-      this.hostTimers,
-      () => {
-        this.hostState = 'announced';
-        this.announce((iface) => this.hostRecords(iface), this.hostTimers);
-        const waiters = this.hostWaiters;
-        this.hostWaiters = [];
-        for (const w of waiters) w();
-      },
-    );
-  }
-
-  /** Services probe in parallel with the host name but announce only once it is ours. */
-  private afterHostAnnounced(fn: () => void): void {
-    if (this.hostState === 'announced') fn();
-    else this.hostWaiters.push(fn);
-  }
-
-  private renameHost(reason: string): void {
-    const old = this.hostLabel;
-    this.hostLabel = nextHostName(old);
-    this.stats.conflicts++;
-    for (const t of this.hostTimers) t.cancel();
-    this.hostTimers = [];
-    this.emit('host-renamed', old, this.hostLabel, reason);
-    // SRV records point at the host name: every service re-probes with the new target.
-    for (const reg of this.registrations) {
-      if (reg.state !== 'withdrawn') this.restartRegistration(reg, 'host renamed');
-    }
-    this.conflictBackoff(() => this.startHost());
-  }
-
-  // ---- services -------------------------------------------------------------------------
-
-  register(spec: ServiceSpec): Registration {
-    const reg = new Registration(spec);
-    this.registrations.add(reg);
-    // Probed in parallel with the host name (RFC 6762 §8.1 allows probing all unique names
-    // at once); a host rename restarts every registration anyway.
-    this.startRegistration(reg);
-    return reg;
-  }
-
-  private startRegistration(reg: Registration): void {
-    if (reg.state === 'withdrawn' || this.stopped) return;
-    reg.setState('probing', reg.probeAttempt === 0 ? 'starting' : 'conflict');
-    reg.probeAttempt++;
-    this.probe(
-      () => reg.fullName,
-      () => this.serviceRecords(reg).filter((o) => o.unique).map((o) => o.record),
-      reg.timers,
-      () => this.afterHostAnnounced(() => {
-        if (reg.state !== 'probing') return;
-        reg.setState('announcing', 'probed');
-        // The host's address rides along so a browser resolves the instance from one packet.
-        this.announce(
-          (iface) => [...this.serviceRecords(reg), ...this.hostRecords(iface)],
-          reg.timers,
-          () => reg.setState('announced', 'announced'),
-        );
-      }),
-    );
-  }
-
-  private restartRegistration(reg: Registration, reason: string): void {
-    reg.clearTimers();
-    reg.setState('probing', reason);
-    this.startRegistration(reg);
-  }
-
-  /** Withdraws a service: goodbyes (TTL 0) for its records. */
-  unregister(reg: Registration, reason = 'withdrawn'): void {
-    if (reg.state === 'withdrawn') return;
-    const wasPublic = reg.state === 'announced' || reg.state === 'announcing';
-    reg.clearTimers();
-    reg.setState('withdrawn', reason);
-    if (wasPublic) {
-      let records = this.serviceRecords(reg).map((o) => o.record);
-      // Keep the type enumeration PTR while another live registration still has this type.
-      const typeStillPublished = [...this.registrations].some(
-        (r) => r !== reg && r.state !== 'withdrawn' && sameName(r.spec.type, reg.spec.type),
-      );
-      if (typeStillPublished) records = records.filter((r) => !sameName(r.name, SERVICES_ENUMERATION));
-      for (const iface of this.transport.interfaces) this.sendGoodbyes(iface, records);
-    }
-    this.registrations.delete(reg);
-  }
-
-  /** Re-publishes `reg` after a withdrawal (health came back). */
-  reregister(reg: Registration): void {
-    if (this.registrations.has(reg) && reg.state !== 'withdrawn') return;
-    reg.state = 'probing';
-    reg.probeAttempt = 0;
-    this.registrations.add(reg);
-    this.startRegistration(reg);
-  }
-
-  private sendGoodbyes(iface: NetInterface, records: MdnsRecord[]): void {
-    const bye = records.map((r) => ({ ...r, ttl: 0 }));
-    this.sendResponse(iface, bye, [], undefined);
-    this.stats.goodbyesSent += bye.length;
-  }
-
-  // ---- probing & announcing ---------------------------------------------------------------
-
-  private conflictBackoff(fn: () => void): void {
-    // RFC 6762 §8.1: after 15 conflicts within 10 s, wait 5 s before each new attempt.
-    const now = this.clock.now();
-    this.recentConflicts.push(now);
-    while (this.recentConflicts.length && this.recentConflicts[0]! < now - 10_000) this.recentConflicts.shift();
-    const delay = this.recentConflicts.length >= 15 ? 5000 : 0;
-    if (delay) this.clock.setTimeout(fn, delay);
-    else fn();
-  }
-
-  /** Three probes 250 ms apart (after 0–250 ms), then `done` 250 ms after the last. */
-  private probe(name: () => string, proposed: (iface: NetInterface) => MdnsRecord[], timers: TimerHandle[], done: () => void): void {
-    const step = (n: number) => {
-      if (this.stopped) return;
-      if (n === 3) {
-        done();
-        return;
-      }
-      for (const iface of this.transport.interfaces) {
-        this.transport.send(
-          {
-            type: 'query',
-            questions: [{ name: name(), type: 'ANY', qu: n === 0 }],
-            authorities: proposed(iface).map((r) => ({ ...r, flush: false })),
-          },
-          iface,
-        );
-      }
-      this.stats.probesSent++;
-      timers.push(this.clock.setTimeout(() => step(n + 1), PROBE_INTERVAL));
-    };
-    timers.push(this.clock.setTimeout(() => step(0), this.clock.random() * PROBE_INTERVAL));
-  }
-
-  /** Unsolicited responses: immediately, then once more a second later (RFC 6762 §8.3). */
-  private announce(records: (iface: NetInterface) => OwnedRecord[], timers: TimerHandle[], afterFirst?: () => void): void {
-    const send = (n: number) => {
-      if (this.stopped) return;
-      for (const iface of this.transport.interfaces) {
-        const recs = records(iface).map((o) => o.record);
-        this.sendResponse(iface, recs, [], undefined);
-        this.noteMulticast(iface, recs);
-      }
-      this.stats.announcementsSent++;
-      if (n === 0) afterFirst?.();
-      if (n < 1) timers.push(this.clock.setTimeout(() => send(n + 1), 1000));
-    };
-    send(0);
-  }
-
-  // ---- incoming ------------------------------------------------------------------------------
-
-  handleQuery(packet: MdnsPacket, from: RemoteInfo, iface: NetInterface): void {
+  handleQuery(packet: MdnsPacket, from: RemoteInfo, link: Link, family: Family): void {
     if (this.stopped) return;
-    this.checkProbeTiebreak(packet);
-    const legacy = from.port !== this.transport.port;
-    const owned = this.answerable(iface);
-    if (owned.length === 0) return;
+    const source = `${link.name}|${from.address}|${from.port}`;
+    if (packet.questions.length === 0) {
+      // Known answers continuing a truncated query (§7.2): they suppress what we held for it.
+      const h = this.held.get(source);
+      if (h) this.suppress(h.answers, packet.answers);
+      return;
+    }
+    const live = this.owned.live(link);
+    if (live.length === 0) return;
+    const legacy = from.port !== this.mdnsPort;
 
     const answers = new Map<string, OwnedRecord>();
     let anyQu = false;
     for (const q of packet.questions) {
-      for (const o of owned) {
+      let matched = false;
+      for (const o of live) {
         if (!questionMatches(q, o.record)) continue;
         answers.set(recordKey(o.record), o);
-        if (q.qu) anyQu = true;
+        matched = true;
       }
+      if (!matched && q.type !== 'ANY') {
+        const nsec = this.memo(live, `nsec|${normalizeName(q.name)}`, () => {
+          const n = this.negative(q.name, live);
+          return n ? [n] : [];
+        })[0];
+        if (nsec) {
+          answers.set(recordKey(nsec), { record: nsec, unique: true });
+          matched = true;
+        }
+      }
+      if (matched && q.qu) anyQu = true;
     }
     if (answers.size === 0) return;
-
-    // RFC 6762 §7.1 known-answer suppression: skip what the querier already has at ≥ half TTL.
-    for (const known of packet.answers) {
-      const k = recordKey(known);
-      const ours = answers.get(k);
-      if (ours && known.ttl * 2 >= ours.record.ttl) {
-        answers.delete(k);
-        this.stats.answersSuppressed++;
-      }
-    }
+    this.suppress(answers, packet.answers);
     if (answers.size === 0) return;
     const list = [...answers.values()];
-    const additionals = this.additionalsFor(list.map((o) => o.record), owned, answers);
+    const records = list.map((o) => o.record);
+    const additionals = this.additionalsFor(records, live);
+    const out = link.out(family);
 
     if (legacy) {
-      // RFC 6762 §6.7: unicast to the querier's port, ID and questions echoed, TTL ≤ 10 s,
-      // no cache-flush bits (a conventional resolver would not understand them).
       const clip = (r: MdnsRecord): MdnsRecord => ({ ...r, ttl: Math.min(r.ttl, 10), flush: false });
-      this.transport.send(
-        {
-          id: packet.id,
-          type: 'response',
-          questions: packet.questions.map((q) => ({ name: q.name, type: q.type })),
-          answers: list.map((o) => clip(o.record)),
-          additionals: additionals.map(clip),
-        },
-        iface,
-        { address: from.address, port: from.port },
-      );
+      out.sendUnicast({ address: from.address, port: from.port }, records.map(clip), additionals.map(clip), {
+        id: packet.id, questions: packet.questions.map((q) => ({ name: q.name, type: q.type })),
+      });
       this.stats.legacyQueriesAnswered++;
       return;
     }
     this.stats.queriesAnswered++;
 
     if (anyQu) {
-      // RFC 6762 §5.4: QU gets a unicast answer, unless we have not multicast the record
-      // within a quarter of its TTL, in which case everyone benefits from a multicast.
-      const now = this.clock.now();
-      const fam = from.family === 'IPv6' ? 'IPv6' : 'IPv4';
-      const stale = list.some((o) => (this.lastMulticast.get(this.mcastKey(o.record, iface, fam)) ?? -Infinity) < now - (o.record.ttl * 1000) / 4);
-      if (!stale) {
-        this.sendResponse(iface, list.map((o) => o.record), additionals, { address: from.address, port: from.port });
+      // §5.4: a QU question gets a unicast answer, unless the record was not multicast here
+      // within a quarter of its TTL: then everyone benefits from a multicast.
+      const fresh = records.every((r) => out.multicastWithin(r, (r.ttl * 1000) / 4));
+      if (fresh) {
+        out.sendUnicast({ address: from.address, port: from.port }, records, additionals);
         return;
       }
     }
 
-    // RFC 6762 §6: unique answers go out at once; shared ones after 20–120 ms
-    // (400–500 ms when the query was truncated) so answers from many hosts aggregate.
+    const probe = packet.authorities.length > 0;
+    if (packet.truncated) {
+      // §7.2: wait 400–500 ms for the rest of the known answers before answering.
+      const prev = this.held.get(source);
+      prev?.timer.cancel();
+      const merged = new Map([...(prev?.answers ?? []), ...answers]);
+      const h: Held = {
+        link, family, answers: merged, probe,
+        timer: this.clock.setTimeout(() => this.release(source), 400 + this.clock.random() * 100),
+      };
+      this.held.set(source, h);
+      return;
+    }
+    // §6: unique answers at once; shared ones after 20–120 ms so answers of many hosts aggregate.
     const allUnique = list.every((o) => o.unique);
-    const isProbe = packet.authorities.length > 0;
-    const delay = allUnique ? 0 : packet.truncated ? 400 + this.clock.random() * 100 : 20 + this.clock.random() * 100;
-    this.queueMulticast(iface, from.family === 'IPv6' ? 'IPv6' : 'IPv4', list.map((o) => o.record), delay, isProbe ? 250 : 1000);
+    out.multicast(records, {
+      kind: probe ? 'defend' : 'answer',
+      delayMs: allUnique ? 0 : 20 + this.clock.random() * 100,
+      additionals,
+    });
   }
 
-  handleResponse(packet: MdnsPacket, _from: RemoteInfo, iface: NetInterface): void {
-    if (this.stopped) return;
-    const records = [...packet.answers, ...packet.additionals];
-    const ourAddrs = this.ourAddresses();
-    const pend = this.pending.get(`${iface.address}/${_from.family === 'IPv6' ? 'IPv6' : 'IPv4'}`);
+  private release(source: string): void {
+    const h = this.held.get(source);
+    this.held.delete(source);
+    if (!h || h.answers.size === 0 || this.stopped || h.link.closed) return;
+    const records = [...h.answers.values()].map((o) => o.record);
+    h.link.out(h.family).multicast(records, {
+      kind: h.probe ? 'defend' : 'answer',
+      additionals: this.additionalsFor(records, this.owned.live(h.link)),
+    });
+  }
 
-    for (const r of records) {
-      // §7.4 duplicate answer suppression: someone else just multicast what we were about to.
-      if (pend) {
-        const k = recordKey(r);
-        const p = pend.answers.get(k);
-        if (p && r.ttl * 2 >= p.ttl) pend.answers.delete(k);
-      }
-
-      // Host name.
-      if (sameName(r.name, this.hostName) && (r.type === 'A' || r.type === 'AAAA')) {
-        const ours = typeof r.data === 'string' && ourAddrs.has(r.data);
-        if (!ours && r.ttl > 0) {
-          this.renameHost(`another host claims ${this.hostName} (${String(r.data)})`);
-          return;
-        }
-        if (ours && r.ttl === 0 && this.hostState === 'announced') this.reannounce(iface, this.hostRecords(iface));
-        continue;
-      }
-
-      // A goodbye for one of our live shared records (PTR) from elsewhere: re-announce it too.
-      if (r.type === 'PTR' && r.ttl === 0) {
-        const k = recordKey(r);
-        for (const reg of this.registrations) {
-          if (reg.state !== 'announced' && reg.state !== 'announcing') continue;
-          const own = this.serviceRecords(reg).filter((o) => !o.unique && recordKey(o.record) === k);
-          if (own.length) {
-            this.reannounce(iface, own);
-            this.stats.reannouncedAfterSpoofedGoodbye++;
-            break;
-          }
-        }
-        continue;
-      }
-
-      for (const reg of [...this.registrations]) {
-        if (reg.state === 'withdrawn' || !sameName(r.name, reg.fullName)) continue;
-        const mine = this.serviceRecords(reg).filter((o) => o.unique && o.record.type === r.type);
-        if (mine.length === 0) continue;
-        const identical = mine.some((o) => recordKey(o.record) === recordKey(r));
-        if (identical) {
-          // RFC 6762 §10.1: a goodbye for our own live record from elsewhere is answered by
-          // re-announcing it, so peers don't drop a service that is still here.
-          if (r.ttl === 0 && (reg.state === 'announced' || reg.state === 'announcing')) {
-            this.reannounce(iface, this.serviceRecords(reg));
-            this.stats.reannouncedAfterSpoofedGoodbye++;
-          }
-          continue;
-        }
-        if (r.ttl === 0) continue; // a goodbye for someone else's version is no claim
-        this.onServiceConflict(reg, `${r.type} record for ${reg.fullName} with other data`);
+  /** §7.1 known-answer suppression: drop what the querier already has with at least half our TTL. */
+  private suppress(answers: Map<string, OwnedRecord>, known: readonly MdnsRecord[]): void {
+    for (const k of known) {
+      const key = recordKey(k);
+      const ours = answers.get(key);
+      if (ours && k.ttl * 2 >= ours.record.ttl) {
+        answers.delete(key);
+        this.stats.answersSuppressed++;
       }
     }
   }
 
-  private onServiceConflict(reg: Registration, reason: string): void {
-    this.stats.conflicts++;
-    reg.conflicts++;
-    reg.clearTimers();
-    const wasPublic = reg.state === 'announced' || reg.state === 'announcing';
-    if (wasPublic) {
-      // RFC 6762 §9: re-probe; if the other host still claims the name we rename then.
-      reg.setState('probing', `conflict after announcing: ${reason}`);
-      this.conflictBackoff(() => this.startRegistration(reg));
-      return;
-    }
-    const old = reg.instance;
-    reg.instance = nextInstanceName(old);
-    reg.emit('renamed', old, reg.instance, reason);
-    reg.setState('probing', 'conflict');
-    this.conflictBackoff(() => this.startRegistration(reg));
+  /**
+   * §6.1: for a name we own uniquely (our host name, a service instance), a question for a type
+   * we do not have is answered with an NSEC listing the types we do have.
+   */
+  private negative(name: string, live: OwnedRecord[]): MdnsRecord | undefined {
+    const mine = live.filter((o) => o.unique && sameName(o.record.name, name));
+    if (mine.length === 0) return undefined;
+    return nsecOf(mine[0]!.record.name, mine.map((o) => o.record));
   }
 
-  /** RFC 6762 §8.2 simultaneous probe tiebreaking. */
-  private checkProbeTiebreak(packet: MdnsPacket): void {
-    if (packet.authorities.length === 0) return;
-    for (const q of packet.questions) {
-      if (this.hostState === 'probing' && sameName(q.name, this.hostName)) {
-        const theirs = packet.authorities.filter((r) => sameName(r.name, q.name));
-        const ours = this.transport.interfaces.flatMap((i) => this.hostRecords(i).map((o) => o.record));
-        // Any of our addresses equal to theirs means it is (a copy of) our own probe.
-        if (theirs.some((t) => ours.some((o) => recordKey(o) === recordKey(t)))) continue;
-        if (compareRecordSets(ours, theirs) < 0) {
-          for (const t of this.hostTimers) t.cancel();
-          this.hostTimers = [];
-          this.hostTimers.push(this.clock.setTimeout(() => this.startHost(), 1000));
-        }
-      }
-      for (const reg of this.registrations) {
-        if (reg.state !== 'probing' || !sameName(q.name, reg.fullName)) continue;
-        const theirs = packet.authorities.filter((r) => sameName(r.name, q.name));
-        const ours = this.serviceRecords(reg).filter((o) => o.unique).map((o) => o.record);
-        const c = compareRecordSets(ours, theirs);
-        if (c < 0) {
-          // We lost: the other host's data is later. Defer one second, then probe again.
-          reg.clearTimers();
-          reg.timers.push(this.clock.setTimeout(() => this.startRegistration(reg), 1000));
-        }
-      }
-    }
+  /**
+   * Additional records (§6.2, RFC 6763 §12): PTR → SRV, TXT and the target's addresses;
+   * SRV → addresses; A ↔ AAAA (or an NSEC saying the other type does not exist). Nothing the
+   * answer section holds already.
+   */
+  private additionalsFor(answers: MdnsRecord[], live: OwnedRecord[]): MdnsRecord[] {
+    return this.memo(live, answers.map((r) => recordKey(r)).join('\n'), () => this.computeAdditionals(answers, live));
   }
 
-  /** Defends records (spoofed goodbye): at most every 250 ms per record, like probe defense. */
-  private reannounce(iface: NetInterface, owned: OwnedRecord[]): void {
-    const now = this.clock.now();
-    const recs = owned.map((o) => o.record).filter((r) =>
-      this.transport.families(iface).some((f) => now - (this.lastMulticast.get(this.mcastKey(r, iface, f)) ?? -Infinity) >= 250));
-    if (recs.length === 0) {
-      this.stats.rateLimited++;
-      return;
-    }
-    this.sendResponse(iface, recs, [], undefined);
-    this.noteMulticast(iface, recs);
-  }
-
-  /** RFC 6763 §12: PTR answers bring SRV, TXT and addresses; SRV answers bring addresses. */
-  private additionalsFor(answers: MdnsRecord[], owned: OwnedRecord[], already: Map<string, OwnedRecord>): MdnsRecord[] {
+  private computeAdditionals(answers: MdnsRecord[], live: OwnedRecord[]): MdnsRecord[] {
+    const inAnswers = new Set(answers.map((r) => recordKey(r)));
     const want = new Map<string, MdnsRecord>();
-    const add = (name: string, types: string[]) => {
-      for (const o of owned) {
+    const addNamed = (name: string, types: string[]) => {
+      for (const o of live) {
         if (types.includes(o.record.type) && sameName(o.record.name, name)) {
           const k = recordKey(o.record);
-          if (!already.has(k)) want.set(k, o.record);
+          if (!inAnswers.has(k)) want.set(k, o.record);
         }
+      }
+    };
+    const addresses = (host: string) => {
+      addNamed(host, ['A', 'AAAA']);
+      const types = live.filter((o) => sameName(o.record.name, host) && (o.record.type === 'A' || o.record.type === 'AAAA'));
+      const has = new Set(types.map((o) => o.record.type));
+      if (types.length && has.size === 1) {
+        const nsec = nsecOf(types[0]!.record.name, types.map((o) => o.record));
+        want.set(recordKey(nsec), nsec);
       }
     };
     for (const a of answers) {
       if (a.type === 'PTR' && typeof a.data === 'string' && !sameName(a.name, SERVICES_ENUMERATION)) {
-        add(a.data, ['SRV', 'TXT']);
-        add(this.hostName, ['A', 'AAAA']);
+        addNamed(a.data, ['SRV', 'TXT']);
+        for (const o of live) {
+          if (o.record.type === 'SRV' && sameName(o.record.name, a.data)) addresses((o.record.data as SrvData).target);
+        }
       } else if (a.type === 'SRV') {
-        add((a.data as SrvData).target, ['A', 'AAAA']);
+        addresses((a.data as SrvData).target);
+      } else if (a.type === 'A' || a.type === 'AAAA') {
+        addresses(a.name);
       }
     }
     return [...want.values()];
   }
 
-  // ---- sending -------------------------------------------------------------------------------
-
-  private mcastKey(r: MdnsRecord, iface: NetInterface, family: Family): string {
-    return `${recordKey(r)}@${iface.address}/${family}`;
-  }
-
-  private queueMulticast(iface: NetInterface, family: Family, records: MdnsRecord[], delay: number, minInterval: number): void {
-    const now = this.clock.now();
-    const pkey = `${iface.address}/${family}`;
-    let p = this.pending.get(pkey);
-    const fresh: MdnsRecord[] = [];
-    for (const r of records) {
-      const last = this.lastMulticast.get(this.mcastKey(r, iface, family));
-      if (last !== undefined && now - last < minInterval) {
-        this.stats.rateLimited++;
+  handleResponse(packet: MdnsPacket, _from: RemoteInfo, link: Link, family: Family): void {
+    if (this.stopped) return;
+    const out = link.out(family);
+    const live = this.owned.live(link);
+    const liveKeys = new Map(live.map((o) => [recordKey(o.record), o]));
+    for (const r of [...packet.answers, ...packet.additionals]) {
+      // §7.4 duplicate answer suppression: someone just multicast what we were about to.
+      out.heardAnswer(r);
+      const key = recordKey(r);
+      const claim = this.owned.claimNamed(r.name);
+      if (r.ttl === 0) {
+        // A goodbye for a record of ours that is live here: another host (or a spoofer) speaks
+        // for us. Re-assert it, so peers don't drop what is still here (§10.1).
+        const own = liveKeys.get(key);
+        if (own) this.defend(link, family, claim && claim.kind === 'service' ? claimRecords(claim, live) : [own.record]);
         continue;
       }
-      fresh.push(r);
+      if (!claim || !link.established.has(claim)) continue;
+      if (liveKeys.has(key) || this.owned.isEcho(r)) continue;
+      if (claim.kind === 'host') {
+        if ((r.type === 'A' || r.type === 'AAAA') && !(typeof r.data === 'string' && this.hooks.isOurAddress(r.data))) {
+          this.hooks.conflict(claim, link, `another host claims ${claim.name()} (${String(r.data)})`);
+        }
+      } else if (r.type === 'SRV' || r.type === 'TXT') {
+        this.hooks.conflict(claim, link, `${r.type} record for ${claim.name()} with other data`);
+      }
     }
-    if (fresh.length === 0) return;
-    if (!p) {
-      const timer = this.clock.setTimeout(() => this.flushPending(pkey), delay);
-      p = { iface, family, answers: new Map(), timer };
-      this.pending.set(pkey, p);
-    } else if (delay === 0) {
-      p.timer.cancel();
-      p.timer = this.clock.setTimeout(() => this.flushPending(pkey), 0);
-    }
-    for (const r of fresh) p.answers.set(recordKey(r), r);
   }
 
-  private flushPending(pkey: string): void {
-    const p = this.pending.get(pkey);
-    this.pending.delete(pkey);
-    if (!p || p.answers.size === 0 || this.stopped) return;
-    const answers = [...p.answers.values()];
-    const owned = this.answerable(p.iface);
-    const already = new Map(answers.map((a) => [recordKey(a), { record: a, unique: false }]));
-    this.sendResponse(p.iface, answers, this.additionalsFor(answers, owned, already), undefined, p.family);
-    this.noteMulticast(p.iface, answers, p.family);
+  /** Re-asserts records (at most every 250 ms each, as the defence against a probe). */
+  private defend(link: Link, family: Family, records: MdnsRecord[]): void {
+    if (link.out(family).multicast(records, { kind: 'defend' }) > 0) this.stats.reannouncedAfterSpoofedGoodbye++;
   }
 
-  private noteMulticast(iface: NetInterface, records: MdnsRecord[], family?: Family): void {
-    const now = this.clock.now();
-    for (const fam of family ? [family] : this.transport.families(iface)) {
-      for (const r of records) this.lastMulticast.set(this.mcastKey(r, iface, fam), now);
-    }
-    if (this.lastMulticast.size > 10_000) this.lastMulticast.clear();
-  }
-
-  /** Sends a response, split into packets that fit the MTU. Additionals go where they fit. */
-  private sendResponse(iface: NetInterface, answers: MdnsRecord[], additionals: MdnsRecord[], dest?: { address: string; port: number }, family?: Family): void {
-    let batch: MdnsRecord[] = [];
-    let size = 12;
-    const flush = (extra: MdnsRecord[]) => {
-      if (batch.length === 0) return;
-      this.transport.send({ type: 'response', answers: batch, additionals: extra }, iface, dest, family);
-      batch = [];
-      size = 12;
-    };
-    for (const r of answers) {
-      const len = recordLength(r);
-      if (size + len > MAX_PACKET && batch.length) flush([]);
-      batch.push(r);
-      size += len;
-    }
-    const extra: MdnsRecord[] = [];
-    for (const r of additionals) {
-      const len = recordLength(r);
-      if (size + len > MAX_PACKET) break;
-      extra.push(r);
-      size += len;
-    }
-    flush(extra);
-  }
-
-  /** Goodbyes for everything, then silence. */
   stop(): void {
-    if (this.stopped) return;
-    for (const reg of [...this.registrations]) this.unregister(reg, 'shutdown');
-    if (this.hostState === 'announced') {
-      for (const iface of this.transport.interfaces) this.sendGoodbyes(iface, this.hostRecords(iface).map((o) => o.record));
-    }
-    for (const t of this.hostTimers) t.cancel();
-    for (const p of this.pending.values()) p.timer.cancel();
-    this.pending.clear();
     this.stopped = true;
+    for (const h of this.held.values()) h.timer.cancel();
+    this.held.clear();
   }
+}
+
+function claimRecords(claim: Claim, live: OwnedRecord[]): MdnsRecord[] {
+  const name = claim.name();
+  return live
+    .filter((o) => sameName(o.record.name, name) || (o.record.type === 'PTR' && typeof o.record.data === 'string' && sameName(o.record.data, name)))
+    .map((o) => o.record);
+}
+
+/** The NSEC record of RFC 6762 §6.1: next domain = the name itself, the types it has. */
+export function nsecOf(name: string, records: MdnsRecord[]): MdnsRecord {
+  const types = [...new Set(records.map((r) => r.type))].sort();
+  const ttl = Math.min(...records.map((r) => r.ttl));
+  return { name, type: 'NSEC', ttl, flush: true, data: { nextDomain: name, rrtypes: types } };
 }
 
 function questionMatches(q: MdnsQuestion, r: MdnsRecord): boolean {

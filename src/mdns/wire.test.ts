@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodePacket, encodePacket, MalformedPacketError, recordLength } from './wire.js';
 import { decodeTxt, encodeTxt, serviceType } from './records.js';
-import { compareRecordSets, nextHostName, nextInstanceName } from './responder.js';
+import { compareRecordSets, nextHostName, nextInstanceName } from './owned.js';
 
 test('QU bit survives an encode/decode round trip (dns-packet alone loses it)', () => {
   const buf = encodePacket({ type: 'query', questions: [{ name: 'a.local', type: 'ANY', qu: true }, { name: 'b.local', type: 'A' }] });
@@ -88,4 +88,10 @@ test('names are compressed (RFC 1035 §4.1.4) and decode back to the same record
   // An empty TXT is one zero-length string (RFC 6763 §6.1): rdlength 1, byte 0.
   const empty = encodePacket({ type: 'response', answers: [{ name: 'x.local', type: 'TXT', ttl: 1, data: [Buffer.alloc(0)] }] });
   assert.deepEqual([...empty.subarray(empty.length - 3)], [0, 1, 0]);
+});
+
+test('§8.2 tiebreak compares the raw rdata: the SRV with the later port wins even with a shorter target name', () => {
+  const srv = (port: number, target: string) => ({ name: 'x._s._tcp.local', type: 'SRV', ttl: 120, data: { priority: 0, weight: 0, port, target } });
+  assert.ok(compareRecordSets([srv(200, 'b.local')], [srv(100, 'a-much-longer-host-name.local')]) > 0);
+  assert.ok(compareRecordSets([srv(100, 'a-much-longer-host-name.local')], [srv(200, 'b.local')]) < 0);
 });

@@ -61,6 +61,10 @@ function validRdata(type: string, data: unknown): boolean {
     }
     case 'TXT':
       return Array.isArray(data) && data.every((d) => Buffer.isBuffer(d));
+    case 'NSEC': {
+      const n = data as { nextDomain?: unknown; rrtypes?: unknown } | null;
+      return !!n && typeof n.nextDomain === 'string' && Array.isArray(n.rrtypes);
+    }
     default:
       return true;
   }
@@ -212,10 +216,31 @@ function writeRecord(w: CompressingWriter, r: MdnsRecord): void {
       });
       return;
     }
+    case 'NSEC': {
+      // RFC 6762 §6.1: the next domain is the record's own name, so compressed it takes two bytes.
+      const d = r.data as { nextDomain: string; rrtypes: string[] };
+      w.sized(() => {
+        w.name(d.nextDomain);
+        w.bytes(typeBitmap(d.rrtypes));
+      });
+      return;
+    }
     default:
       // Rdata without names to compress: dns-packet's encoders write length + rdata.
       w.bytes(rdataCodec(r.type).encode(r.data));
   }
+}
+
+/** RFC 4034 §4.1.2 type bitmap (window 0 only: the types mDNS uses are all below 256). */
+function typeBitmap(types: string[]): Buffer {
+  const codes = types.map((t) => TYPE_CODES[t]).filter((c): c is number => c !== undefined && c < 256);
+  if (codes.length === 0) return Buffer.alloc(0);
+  const len = (Math.max(...codes) >> 3) + 1;
+  const b = Buffer.alloc(2 + len);
+  b[0] = 0;
+  b[1] = len;
+  for (const c of codes) b[2 + (c >> 3)] = b[2 + (c >> 3)]! | (0x80 >> (c & 7));
+  return b;
 }
 
 export function encodePacket(p: OutgoingPacket): Buffer {

@@ -111,7 +111,7 @@ export type ConnectListenerEvents = {
   'listener-error': [error: Error];
 };
 
-/** Code of a connect given up because its endpoint went down meanwhile. */
+/** Code of a connect given up because its endpoint went down (or moved) meanwhile. */
 export const ENDPOINT_DOWN = 'EENDPOINTDOWN';
 
 /**
@@ -280,9 +280,15 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     if (!this.options.keepConnectionsOnRemoval) this.retireConnectionsTo(ep, 'EREMOVED');
   };
 
-  /** The endpoint moved (migration): connections to its old address go as on a removal. */
+  /**
+   * The endpoint moved (migration, renumbering): connections to its old address go as on a
+   * removal, and connects still pending there are retried at the new address now.
+   */
   private readonly onEndpointUpdated = (ep: Endpoint, addressChanged: boolean): void => {
-    if (addressChanged && !this.options.keepConnectionsOnRemoval) this.retireConnectionsTo(ep, 'EMOVED', true);
+    if (!addressChanged) return;
+    const pending = this.connecting.get(ep);
+    if (pending) for (const cancel of [...pending]) cancel(ENDPOINT_DOWN);
+    if (!this.options.keepConnectionsOnRemoval) this.retireConnectionsTo(ep, 'EMOVED', true);
   };
 
   /**
@@ -391,6 +397,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       conn.attempts++;
       conn.endpoint = ep;
       const generation = ep.generation;
+      const dialled = ep.host;
       let upstream: net.Socket;
       let pending = this.connecting.get(ep);
       if (pending === undefined) this.connecting.set(ep, (pending = new Set()));
@@ -400,7 +407,11 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
         if (signal.aborted) return 'no-endpoint';
         const code = err instanceof ConnectError ? err.code : codeOf(err);
         // Cancelled because the endpoint went down: that is not one more failure of its own.
-        if (code !== ENDPOINT_DOWN) this.cluster.reportConnectFailure(ep);
+        // A peer with another address (IPv4 and IPv6) is tried there before it is blamed.
+        if (code !== ENDPOINT_DOWN) {
+          if (ep.failOver(dialled)) tried.delete(ep);
+          else this.cluster.reportConnectFailure(ep);
+        }
         last.code = code;
         last.message = undefined;
         this.emit('connect-failed', conn, ep, last.code);

@@ -177,7 +177,7 @@ Promise.all(Array.from({ length: 8 }, worker)).then(() => console.log(JSON.strin
     // the redis side saw IPv6 clients: the ambassador dialled the IPv6 literal
     const { laddrs } = await reach(c, 4);
     assert.ok(laddrs.every((l) => /^\[fd00:77::[12]\]:7101$/.test(l)), laddrs.join(' '));
-    assert.ok(conn.find({ msg: 'endpoint up', address: 'fd00:77::1:7101' }));
+    assert.ok(conn.find({ msg: 'endpoint up', address: '[fd00:77::1]:7101' }));
   });
 
   /** Starts the ambassador in `host` inside its own mount namespace, with these files as /etc/resolv.conf and /etc/hosts. */

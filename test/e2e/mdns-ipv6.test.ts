@@ -22,10 +22,12 @@ test('an instance advertised on a dual-stack link resolves to its IPv4 and IPv6 
     await amb.waitForLine(/"state":"announced"/, { timeoutMs: 10_000 });
     const r = await b.exec(process.execPath, [cli, 'browse', 'six', '--once', '--json', '--wait', '4000', '--interface', b.ifname], { timeoutMs: 15_000 });
     assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stdout.trim(), `browse found it: ${r.stderr} ${amb.output}`);
     const e = JSON.parse(r.stdout.trim().split('\n')[0]!);
     console.log(`# resolved over mDNS: ${e.addresses.join(', ')}`);
     assert.ok(e.addresses.includes(a.ip), 'IPv4 address');
-    assert.ok(e.addresses.includes(v6), `IPv6 link-local ${v6} (AAAA)`);
+    assert.ok(e.addresses.includes(`${v6}%${b.ifname}`), `IPv6 link-local ${v6} (AAAA) with its zone, the interface it was learned on`);
+    assert.equal(e.addresses[0], a.ip, 'IPv4 first: likeliest to work');
     // Queried over IPv6 only: the v6 socket answers too (ask with a legacy unicast query over v6).
     const dig = await b.exec('dig', ['+time=2', '+tries=2', '-p', '5353', `@${v6}%${b.ifname}`, 'six-a.local', 'AAAA'], { timeoutMs: 10_000 });
     assert.match(dig.stdout, new RegExp(`six-a\\.local\\.\\s+10\\s+IN\\s+AAAA\\s+${v6}`), dig.stdout);

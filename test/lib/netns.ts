@@ -10,6 +10,9 @@
 // Addresses: each segment is a /24 of 198.18.0.0/15 (RFC 2544 benchmark range), a fresh one per
 // lab; host number i (1-based, in `hosts` order) is .i on every segment it is on. Extra segments
 // (`networks: { back: ['a', 'b'] }`) give hosts more interfaces: host.link('back').ip/.ifname.
+// A live network (issue 11): lab.addNetwork('back', ['a', 'd']) plugs a new segment in while the
+// lab runs, lab.removeLink(host, 'back') deletes an interface, host.addAddress/delAddress
+// renumber, host.linkDown/linkUp cut the cable ('switch') or set the interface down ('host').
 //
 // Safety (see shared/DESIGN.md): the lab never touches a real interface. The bridge lives in a
 // dedicated "switch" namespace created here; each host namespace has exactly one veth plugged
@@ -488,6 +491,21 @@ export class Host {
     else await ip(['-n', this.netns, 'link', 'set', l.ifname, 'down']);
   }
 
+  /** Adds an address to an interface (`10.0.0.5/24`), e.g. a DHCP renumbering. */
+  async addAddress(cidr: string, network = PRIMARY_NETWORK): Promise<void> {
+    await ip(['-n', this.netns, 'addr', 'add', cidr, 'dev', this.link(network).ifname]);
+  }
+
+  /** Removes an address from an interface. */
+  async delAddress(cidr: string, network = PRIMARY_NETWORK): Promise<void> {
+    await ip(['-n', this.netns, 'addr', 'del', cidr, 'dev', this.link(network).ifname]);
+  }
+
+  /** Sets a sysctl inside this host (e.g. net.ipv4.conf.all.promote_secondaries=1). */
+  sysctl(key: string, value: string): Promise<void> {
+    return sysctl(this.netns, key, value);
+  }
+
   async linkUp(side: LinkSide = 'switch', network = PRIMARY_NETWORK): Promise<void> {
     const l = this.link(network);
     if (side === 'switch') await ip(['-n', this.lab.switchNetns, 'link', 'set', l.port, 'up']);
@@ -555,6 +573,8 @@ export class Lab {
   /** @internal every tracked child */
   readonly children = new Set<LabProcess>();
   private readonly hostMap = new Map<string, Host>();
+  private readonly bridges = new Map<string, { bridge: string; base: string; index: number }>();
+  private ipv6 = false;
   private readonly namespaces: string[] = [];
   private attachedIf: string | undefined;
   private destroyed = false;
@@ -614,16 +634,9 @@ export class Lab {
   private async build(opts: LabOptions): Promise<void> {
     const sw = this.switchNetns;
     await this.addNetns(sw);
+    this.ipv6 = opts.ipv6 ?? false;
     const segments: Array<[string, string[]]> = [[PRIMARY_NETWORK, opts.hosts], ...Object.entries(opts.networks ?? {})];
-    const bridges = new Map<string, { bridge: string; base: string; index: number }>();
-    for (const [k, [net]] of segments.entries()) {
-      const bridge = `br${k}`;
-      const base = k === 0 ? this.subnet.replace(/\.0\/24$/, '') : nextSubnet();
-      if (k > 0) this.subnets[net] = `${base}.0/24`;
-      bridges.set(net, { bridge, base, index: k });
-      await ip(['-n', sw, 'link', 'add', bridge, 'type', 'bridge', 'mcast_snooping', '0', 'forward_delay', '0', 'stp_state', '0']);
-      await ip(['-n', sw, 'link', 'set', bridge, 'up']);
-    }
+    for (const [net] of segments) await this.addBridge(net);
     let i = 0;
     for (const name of opts.hosts) {
       i++;
@@ -633,21 +646,7 @@ export class Lab {
       this.hostMap.set(name, host);
       if (!opts.ipv6) await sysctl(ns, 'net.ipv6.conf.all.disable_ipv6', '1');
       for (const [net, members] of segments) {
-        if (!members.includes(name)) continue;
-        const b = bridges.get(net)!;
-        const link: HostLink = {
-          network: net, ifname: `lab${host.links.size}`, ip: `${b.base}.${i}`, cidr: `${b.base}.${i}/24`,
-          port: b.index === 0 ? `p${i}` : `p${i}n${b.index}`, bridge: b.bridge,
-        };
-        // veth pair created straight in the two namespaces: never in the caller's namespace
-        await ip(['-n', sw, 'link', 'add', link.port, 'type', 'veth', 'peer', 'name', link.ifname, 'netns', ns]);
-        await ip(['-n', sw, 'link', 'set', link.port, 'master', b.bridge]);
-        await ip(['-n', sw, 'link', 'set', link.port, 'up']);
-        if (!opts.ipv6) await sysctl(ns, `net.ipv6.conf.${link.ifname}.disable_ipv6`, '1');
-        await ip(['-n', ns, 'addr', 'add', link.cidr, 'dev', link.ifname]);
-        await ip(['-n', ns, 'link', 'set', link.ifname, 'multicast', 'on', 'up']);
-        if (net === PRIMARY_NETWORK) await ip(['-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', link.ifname]);
-        host.links.set(net, link);
+        if (members.includes(name)) await this.plug(host, net);
       }
     }
     if (this.gateway) {
@@ -659,6 +658,58 @@ export class Lab {
       await ip(['addr', 'add', `${this.gateway}/24`, 'dev', ifname]);
       await ip(['link', 'set', ifname, 'up']);
     }
+  }
+
+  private async addBridge(net: string): Promise<void> {
+    const k = this.bridges.size;
+    const bridge = `br${k}`;
+    const base = k === 0 ? this.subnet.replace(/\.0\/24$/, '') : nextSubnet();
+    if (k > 0) this.subnets[net] = `${base}.0/24`;
+    this.bridges.set(net, { bridge, base, index: k });
+    await ip(['-n', this.switchNetns, 'link', 'add', bridge, 'type', 'bridge', 'mcast_snooping', '0', 'forward_delay', '0', 'stp_state', '0']);
+    await ip(['-n', this.switchNetns, 'link', 'set', bridge, 'up']);
+  }
+
+  /** Gives `host` an interface on segment `net` (veth into the segment's bridge), address .index. */
+  private async plug(host: Host, net: string): Promise<HostLink> {
+    const b = this.bridges.get(net)!;
+    const sw = this.switchNetns;
+    const ns = host.netns;
+    const i = host.index;
+    const link: HostLink = {
+      network: net, ifname: `lab${host.links.size}`, ip: `${b.base}.${i}`, cidr: `${b.base}.${i}/24`,
+      port: b.index === 0 ? `p${i}` : `p${i}n${b.index}`, bridge: b.bridge,
+    };
+    // veth pair created straight in the two namespaces: never in the caller's namespace
+    await ip(['-n', sw, 'link', 'add', link.port, 'type', 'veth', 'peer', 'name', link.ifname, 'netns', ns]);
+    await ip(['-n', sw, 'link', 'set', link.port, 'master', b.bridge]);
+    await ip(['-n', sw, 'link', 'set', link.port, 'up']);
+    if (!this.ipv6) await sysctl(ns, `net.ipv6.conf.${link.ifname}.disable_ipv6`, '1');
+    await ip(['-n', ns, 'addr', 'add', link.cidr, 'dev', link.ifname]);
+    await ip(['-n', ns, 'link', 'set', link.ifname, 'multicast', 'on', 'up']);
+    if (net === PRIMARY_NETWORK) await ip(['-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', link.ifname]);
+    host.links.set(net, link);
+    return link;
+  }
+
+  /**
+   * Adds an L2 segment while the lab runs (its own bridge and /24), with an interface on each
+   * listed host: a second NIC, a VPN or a container network coming up. Returns the new links.
+   */
+  async addNetwork(net: string, members: string[]): Promise<Map<string, HostLink>> {
+    this.assertAlive();
+    if (this.bridges.has(net) || !/^[a-z0-9-]+$/i.test(net)) throw new Error(`bad or existing network ${JSON.stringify(net)}`);
+    await this.addBridge(net);
+    const out = new Map<string, HostLink>();
+    for (const m of members) out.set(m, await this.plug(this.host(m), net));
+    return out;
+  }
+
+  /** Deletes a host's interface on `network` (the NIC is gone, not just down). */
+  async removeLink(host: Host, network: string): Promise<void> {
+    const l = host.link(network);
+    await ip(['-n', this.switchNetns, 'link', 'del', l.port]);
+    host.links.delete(network);
   }
 
   get hosts(): Host[] { return [...this.hostMap.values()]; }

@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, isolated } from './kit.js';
+import { AmbProc, CLI, isolated, sleep } from './kit.js';
 
 function run(args: string[]) {
   const r = spawnSync(process.execPath, [CLI, ...args, '--log-level', 'silent'], { encoding: 'utf8', timeout: 20_000 });
@@ -69,22 +69,57 @@ test('bad environment: --admin port already in use by another process', async ()
 // Inside the runner's private namespace only lo exists: we may add links there (never elsewhere).
 const root = isolated || (process.env.MDNS_AMBASSADOR_TEST_ROOT !== '1' ? 'needs root in the private namespace' : false);
 
-test('bad environment: no multicast interface at all (default interface choice, loopback-only host)', { skip: isolated }, () => {
-  assertOneLine(['--advertise', 'redis=6379'], /no up, multicast-capable IPv4 interface found; name one with --interface/);
+// Live networks (issue 11): no usable interface, or one named that is not there yet, is no
+// start-up error any more: the ambassador says so in one warning line and waits.
+test('no multicast interface at all (loopback-only host): the ambassador keeps running and says it waits', { skip: isolated, timeout: 20_000 }, async () => {
+  // A target that accepts: the advertisement is ready to go and waits for the network.
+  const target = createServer((s) => s.destroy());
+  target.listen(0, '127.0.0.1');
+  await once(target, 'listening');
+  const amb = new AmbProc(['--advertise', `redis=${(target.address() as { port: number }).port}`]);
+  try {
+    const w = await amb.waitLog((l) => /no usable network interface: waiting/.test(l.msg), 10_000, 'waiting warning');
+    assert.equal(w.level, 40, 'a warning');
+    await amb.waitLog((l) => l.msg === 'advertisement' && l.reason === 'waiting for a network interface', 10_000, 'the advertisement waits');
+    await sleep(1500);
+    assert.ok(amb.running, 'still running');
+    assert.equal(amb.logs().filter((l) => /no usable network interface/.test(l.msg)).length, 1, 'said once');
+  } finally {
+    amb.child.kill('SIGTERM');
+    const st = await amb.exited;
+    target.close();
+    assert.equal(st.code, 0, 'a clean stop, also while waiting');
+  }
 });
 
-test('bad environment: --interface naming a link without IPv4, or one that is down', { skip: root }, () => {
+test('--interface naming a link that is down, or not there yet: waited for, then used when it comes up', { skip: root, timeout: 30_000 }, async () => {
   const a = `rb${process.pid % 10000}a`;
   const b = `rb${process.pid % 10000}b`;
   const ip = (...args: string[]) => spawnSync('ip', args, { encoding: 'utf8' });
   const add = ip('link', 'add', a, 'type', 'veth', 'peer', 'name', b);
   if (add.status !== 0) return void console.log(`# cannot create a veth pair here: ${add.stderr.trim()}`);
+  const target = createServer((s) => s.destroy());
+  target.listen(0, '0.0.0.0');
+  await once(target, 'listening');
+  const port = (target.address() as { port: number }).port;
+  const amb = new AmbProc(['--advertise', `redis=${port}`, '--interface', b, '--hostname', 'waiter']);
   try {
     ip('addr', 'add', '10.77.0.1/24', 'dev', b); // b has an address but stays down (its peer is down)
-    assertOneLine(['--advertise', 'redis=6379', '--interface', a], new RegExp(`interface '${a}' has no IPv4 address here`));
-    assertOneLine(['--advertise', 'redis=6379', '--interface', b], new RegExp(`interface '${b}'`));
-    assertOneLine(['--advertise', 'redis=6379', '--interface', '10.77.0.1'], /interface '10\.77\.0\.1'/);
+    const w = await amb.waitLog((l) => l.msg.includes(`interface '${b}' is not there (yet): waiting for it`), 10_000, 'waiting for b');
+    assert.equal(w.level, 40);
+    await amb.waitLog((l) => /no usable network interface/.test(l.msg), 5000, 'and says it has none');
+    await sleep(1000);
+    assert.ok(amb.running);
+    ip('link', 'set', a, 'up');
+    ip('link', 'set', b, 'up');
+    const inUse = await amb.waitLog((l) => l.msg === 'mDNS interfaces in use', 10_000, 'b in use');
+    assert.match(JSON.stringify(inUse.interfaces), new RegExp(`${b} 10\\.77\\.0\\.1`));
+    await amb.waitLog((l) => l.msg === 'advertisement' && l.state === 'announced', 10_000, 'announced on b');
+    console.log(`# --interface ${b}: waited while down, in use ${inUse.time - w.time} ms after the warning, announced there`);
   } finally {
+    amb.child.kill('SIGTERM');
+    await amb.exited;
+    target.close();
     ip('link', 'del', a);
   }
 });

@@ -35,21 +35,23 @@ export interface FuzzReport {
 /** Runs `n` cases from `seed` through an in-process engine; returns what happened. */
 export async function fuzzInProcess(seed: number, n: number, log = (s: string) => console.log(s)): Promise<FuzzReport> {
   const clock = new FakeClock();
-  const engine = new MdnsEngine({ interfaces: [iface], hostname: 'alpha', clock });
-  const transport = engine.transport as unknown as {
-    sockets: Map<NetInterface, unknown>;
-    onMessage(i: NetInterface, msg: Buffer, r: RemoteInfo): void;
-  };
   // A fake socket: the engine's sends (encode included) run, nothing leaves the process.
   let sentPackets = 0;
-  transport.sockets.set(iface, {
-    send: (_b: Buffer, _p: number, _a: string, cb?: (e: Error | null) => void) => { sentPackets++; cb?.(null); },
-    close: (cb?: () => void) => cb?.(),
+  const engine = new MdnsEngine({
+    interfaces: [iface], hostname: 'alpha', clock,
+    transport: async () => ({
+      families: () => ['IPv4'],
+      send: (_b, _f, _d, done) => { sentPackets++; done(null); return true; },
+      update: async () => {},
+      close: async () => {},
+    }),
   });
+  await engine.start();
   const handlerErrors: string[] = [];
   const violations: string[] = [];
   let current = -1;
-  engine.transport.on('handler-error', (err: Error) => handlerErrors.push(`case ${current}: ${err.stack ?? err}`));
+  engine.links.on('handler-error', (err: Error) => handlerErrors.push(`case ${current}: ${err.stack ?? err}`));
+  const feed = (buf: Buffer, r: RemoteInfo) => engine.receive(iface.name, buf, r);
 
   const reg = engine.publish({ name: 'redis', port: 6379 });
   let renames = 0;
@@ -58,7 +60,7 @@ export async function fuzzInProcess(seed: number, n: number, log = (s: string) =
   clock.advance(3000);
   assert.equal(reg.state, 'announced', 'our registration is announced before fuzzing');
   const browser = engine.browse('redis');
-  const feedGenuine = () => transport.onMessage(iface, encodePacket({ type: 'response', answers: GENUINE }), peer());
+  const feedGenuine = () => feed(encodePacket({ type: 'response', answers: GENUINE }), peer());
   feedGenuine();
   await flushMicrotasks();
   clock.advance(200);
@@ -94,7 +96,7 @@ export async function fuzzInProcess(seed: number, n: number, log = (s: string) =
     const m0 = engine.stats().malformed;
     const port = i % 10 === 9 ? 40000 + (i % 1000) : 5353; // some legacy-unicast sources
     try {
-      transport.onMessage(iface, c.buf, peer(port));
+      feed(c.buf, peer(port));
       await flushMicrotasks();
     } catch (err) {
       violations.push(`case ${i} (${c.kind} ${c.detail ?? ''}): handler threw ${(err as Error).stack}`);
