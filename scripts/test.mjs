@@ -9,7 +9,7 @@
 // namespace of its own (test/containers/lab.sh), which this runner brings up before them and
 // deletes after. Without root or the packages they skip with one line.
 import { spawnSync, execFileSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const args = process.argv.slice(2);
@@ -42,9 +42,51 @@ const network = all.filter((f) => !f.startsWith(CONTAINERS));
 const pick = (fs) => (filters.length ? fs.filter((f) => filters.some((x) => f.includes(x))) : fs);
 const containers = pick(all.filter((f) => f.startsWith(CONTAINERS)));
 
+/**
+ * The lab engine has one name, one namespace and one cache per machine: two test runs (two
+ * checkouts) at once would tear each other's engine down. A lock directory with the owner's pid
+ * makes the second one wait (a lock left by a dead run is taken over).
+ */
+function takeLabLock() {
+  const dir = '/run/mdns-ambassador-lab.lock';
+  const until = Date.now() + 45 * 60_000;
+  let said = false;
+  for (;;) {
+    try {
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'pid'), String(process.pid));
+      return () => rmSync(dir, { recursive: true, force: true });
+    } catch (err) {
+      if (err.code !== 'EEXIST') throw err;
+    }
+    let pid = 0;
+    try { pid = Number(readFileSync(join(dir, 'pid'), 'utf8')); } catch { /* being written */ }
+    let alive = false;
+    try { if (pid > 0) { process.kill(pid, 0); alive = true; } } catch { /* gone */ }
+    if (pid > 0 && !alive) {
+      rmSync(dir, { recursive: true, force: true });
+      continue;
+    }
+    if (Date.now() > until) throw new Error(`the container lab is still in use by pid ${pid} after 45 min`);
+    if (!said) console.log(`# container lab in use by another test run (pid ${pid}): waiting for it`);
+    said = true;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2000);
+  }
+}
+
 /** The container phase: lab engine up, the files, engine down (by its pid file) whatever happened. */
 function runContainers() {
   if (containers.length === 0) return 0;
+  if (process.getuid?.() !== 0) return runContainersLocked();
+  const release = takeLabLock();
+  try {
+    return runContainersLocked();
+  } finally {
+    release();
+  }
+}
+
+function runContainersLocked() {
   const lab = (...a) => spawnSync('bash', ['test/containers/lab.sh', ...a], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
   const why = lab('check').stdout.trim();
   if (why) {

@@ -127,7 +127,9 @@ chroot_apt() { # DIR ARGS… (apt-get in the chroot, over the host's network: De
   mount -t proc proc "$d/proc"
   local rc=0
   { chroot "$d" apt-get update -qq && chroot "$d" env DEBIAN_FRONTEND=noninteractive apt-get -y -qq --no-install-recommends "$@" >/dev/null; } || rc=$?
-  umount "$d/proc"
+  # A process apt left behind can keep /proc busy: detach it lazily rather than leave it mounted
+  # in the rootfs (an rm -rf of the work tree would then walk into the host's /proc).
+  umount "$d/proc" 2>/dev/null || umount -l "$d/proc"
   return $rc
 }
 

@@ -14,7 +14,8 @@ const UNIQUE_NAMES = [HOST, ...SERVICES.map((s) => s.instance)];
 const SERVICES_ENUM = '_services._dns-sd._udp.local';
 
 /** Probe gap bounds: 250 ms by the RFC; +150 ms for timers late under load, -10 ms send jitter. */
-const PROBE_GAP = { min: 240, max: 400 };
+// The lower bound is the rule; the upper one allows for timers that fire late on a loaded 2-core machine.
+const PROBE_GAP = { min: 240, max: 500 };
 
 export const startup: Trial = {
   name: 'startup',

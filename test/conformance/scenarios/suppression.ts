@@ -7,7 +7,8 @@ import { encode, type Rec } from '../lib/dns.js';
 import { mcastAnswer, ms, named, waitAnnounced, waitQuiet } from '../lib/observe.js';
 import type { Trial } from '../lib/trial.js';
 
-const TC_DELAY = { min: 399, max: 580 };
+// The lower bound is the rule; the upper one allows for timers that fire late on a loaded 2-core machine.
+const TC_DELAY = { min: 399, max: 750 };
 
 /** Known-answer PTRs of made-up instances, to fill a query packet (~1400 bytes). */
 function fillers(type: string, from: number, bytes: number): Rec[] {
