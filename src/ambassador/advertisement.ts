@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { Cluster } from '../cluster/cluster.js';
 import { HealthChecker } from '../cluster/health-checker.js';
+import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';
 import type { AdvertiseSpec } from '../config/specs.js';
 import type { MdnsEngine } from '../mdns/engine.js';
 import type { Registration } from '../mdns/responder.js';
@@ -16,6 +17,8 @@ export interface AdvertisementOptions {
   connectTimeoutMs: number;
   /** Mutual TLS: always relay, accept only clients with a CA-signed certificate, announce TXT tls=1. */
   tls?: TlsMaterial;
+  /** UDP port of this ambassador's host probe responder, announced in TXT (hostprobe=PORT). */
+  probePort?: number;
 }
 
 /**
@@ -88,7 +91,16 @@ export class Advertisement extends EventEmitter {
     this.checker = new HealthChecker(this.targetCluster, {
       intervalMs: opts.healthIntervalMs,
       timeoutMs: opts.healthTimeoutMs,
+      kind: spec.check,
     });
+  }
+
+  /**
+   * Whether peers may use the announced port now: announced (or being announced) and the target
+   * passes its check. Host probe replies carry this (the source check).
+   */
+  get serving(): boolean {
+    return !this.stopped && (this.state === 'probing' || this.state === 'announced');
   }
 
   get instance(): string | undefined {
@@ -159,11 +171,14 @@ export class Advertisement extends EventEmitter {
       this.announcedPort = this.target.port;
     }
     if (this.stopped) return;
+    const txt: Record<string, string> = { ...this.spec.txt };
+    if (this.opts.tls) txt[TLS_TXT_KEY] = '1';
+    if (this.opts.probePort) txt[PROBE_TXT_KEY] = String(this.opts.probePort);
     const reg = this.engine.publish({
       name: this.spec.name,
       port: this.announcedPort,
       instance: this.spec.instance,
-      txt: this.opts.tls ? { ...this.spec.txt, [TLS_TXT_KEY]: '1' } : this.spec.txt,
+      txt,
       priority: this.spec.priority,
       weight: this.spec.weight,
       subtypes: this.spec.subtypes,

@@ -334,7 +334,11 @@ async function runDemo(argv: DemoArgs, say: Narrator, startAmb: StartAmb, replic
   const app = await startAmb(connectFlags);
   const conn = app.connectors[0]!;
   conn.cluster.on('endpoint-up', (ep) => say.line(`✓ endpoint up: ${ep.label}${ep.label === ep.address ? '' : ` at ${ep.address}`} (${ep.source}${Object.keys(ep.txt).length ? `, TXT ${Object.entries(ep.txt).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''})`));
-  const why = { goodbye: 'goodbye received: no new connections, removed a second later', removed: 'removed', outlier: 'outlier: connects to it failed twice in a row', 'health-check': 'active health checks failed' };
+  const why = {
+    goodbye: 'goodbye received: no new connections, removed a second later', removed: 'removed', outlier: 'outlier: connects to it failed',
+    'health-check': 'active health checks failed', 'host-probe': 'its ambassador stopped answering host probes',
+    'source-check': 'its ambassador says the service stopped accepting',
+  };
   conn.cluster.on('endpoint-down', (ep, reason) => say.line(`! endpoint down: ${ep.label} (${why[reason]})`));
   conn.listener.on('failover', (_c, from, to) => say.line(`! a connect to ${from.label} failed; the same client is retried on ${to.label} before it notices anything`));
   for (const ep of conn.cluster.endpoints()) say.line(`✓ endpoint up: ${ep.label} at ${ep.address} (${ep.source})`);
