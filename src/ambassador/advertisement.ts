@@ -129,13 +129,15 @@ export class Advertisement extends EventEmitter {
         firstOk = true;
         this.deciding = this.publish().catch((err) => this.log.error({ err: String(err), service: this.spec.name }, 'cannot advertise'));
       } else if (!ok && !firstOk) {
-        this.setState('waiting-for-target', `target ${this.target.host}:${this.target.port} ${whyNotAccepting(error)}`);
+        // (EBADREPLY / ETIMEDOUT with check=redis: it accepts, but does not answer PING)
+        const why = this.spec.check === 'redis' && (error === 'EBADREPLY' || error === 'ETIMEDOUT') ? `not answering PING (${error})` : whyNotAccepting(error);
+        this.setState('waiting-for-target', `target ${this.target.host}:${this.target.port} ${why}`);
       }
     });
     this.targetCluster.on('endpoint-health', (_ep, healthy) => {
       if (!firstOk || this.stopped) return;
       if (healthy) this.republish();
-      else this.withdraw(`target ${this.target.host}:${this.target.port} stopped accepting connections`);
+      else this.withdraw(`target ${this.target.host}:${this.target.port} ${this.spec.check === 'redis' ? 'stopped answering PING' : 'stopped accepting connections'}`);
     });
     this.checker.start();
   }

@@ -9,41 +9,54 @@
  * streaks.
  */
 
-/** Chance, per streak of misses starting, that loss alone would reach the verdict. */
-export const FALSE_ALARM = 1e-4;
+/**
+ * Chance, per streak of misses starting, that loss alone would reach the verdict. At 30 % loss
+ * each way a streak starts about once a second: one false verdict in ~1 day.
+ */
+export const FALSE_ALARM = 1e-5;
 
 /**
  * Loss rate of a path, learned only from misses whose fate is known: when an answer arrives, the
  * misses since the previous answer were losses. Misses of a streak that ends in a down verdict
  * are never counted (they were a death, not loss), so a real outage does not raise the estimate
  * and slow down the next detection.
+ *
+ * Two exponentially weighted averages, a slow one (steady loss, bursts smoothed out) and a fast
+ * one (loss that just got worse, say a microwave oven next to the access point); the estimate is
+ * the larger: evidence must outlast the worse of the two.
  */
 export class LossEstimate {
-  private r: number;
+  private slow: number;
+  private fast: number;
 
   /**
    * @param prior rate assumed before anything is known
-   * @param weight weight of each new outcome (an exponentially weighted average over about
-   *   2 / weight outcomes)
+   * @param slowWeight weight of each outcome in the slow average (memory of about 2 / weight outcomes)
+   * @param fastWeight the same for the fast one
    */
   constructor(
-    prior = 0.01,
-    private readonly weight = 0.05,
+    prior = 0.003,
+    private readonly slowWeight = 0.03,
+    private readonly fastWeight = 0.2,
   ) {
-    this.r = clamp01(prior);
+    this.slow = this.fast = clamp01(prior);
   }
 
   get rate(): number {
-    return this.r;
+    return Math.max(this.slow, this.fast);
   }
 
   /** An answer arrived after `lostBefore` misses in a row. */
   answered(lostBefore: number): void {
-    const w = this.weight;
-    // A miss moves the average towards 1, the answer towards 0. (Closed form of lostBefore steps.)
-    if (lostBefore > 0) this.r = 1 - (1 - this.r) * (1 - w) ** Math.min(lostBefore, 1000);
-    this.r *= 1 - w;
+    this.slow = update(this.slow, this.slowWeight, lostBefore);
+    this.fast = update(this.fast, this.fastWeight, lostBefore);
   }
+}
+
+/** `lostBefore` steps towards 1, then one towards 0 (closed form). */
+function update(r: number, w: number, lostBefore: number): number {
+  if (lostBefore > 0) r = 1 - (1 - r) * (1 - w) ** Math.min(lostBefore, 1000);
+  return r * (1 - w);
 }
 
 /**

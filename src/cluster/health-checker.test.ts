@@ -224,7 +224,7 @@ test('own checks: the streak of timeouts that convicts grows with the loss seen 
   const at = log.length;
   clock.advance(10_000);
   const streak = log.slice(at).indexOf('DOWN a health-check');
-  // 0.2^6 > 1e-4 > 0.2^7 ... the exact number follows the estimate; clearly more than the clean-LAN 2
+  // the exact number follows the estimate (0.2^8 > 1e-5 > 0.2^7); clearly more than the clean-LAN 2
   assert.ok(streak >= 5, `convicted after ${streak} timeouts in a row`);
   hc.stop();
   c.close();

@@ -169,6 +169,18 @@ test('30 % loss each way: the host keeps its endpoints', () => {
   console.log(`# 30 % loss each way: learned ${host.loss.rate.toFixed(3)}, ${prober.missesNeeded(host)} misses to convict, ${prober.stats.probesSent} probes in 10 min (simulated)`);
 });
 
+test('loss that jumps from none to 30 % each way is believed in time: no false verdict', () => {
+  for (const seed of [1, 2, 3]) {
+    const { clock, peer, cluster, downs } = setup({ loss: 0, seed });
+    peer.serving = new Set([6379]);
+    cluster.setEndpoints('mdns', [viaAmbassador('a', 6379)]);
+    clock.advance(60_000);
+    peer.loss = 0.3;
+    clock.advance(300_000);
+    assert.deepEqual(downs, [], `seed ${seed}`);
+  }
+});
+
 test('a stranger cannot keep a dead host alive: replies must echo our unguessable nonce', () => {
   const { clock, peer, cluster, downs, prober } = setup();
   peer.serving = new Set([6379]);

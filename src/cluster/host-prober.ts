@@ -35,7 +35,7 @@ export interface HostProberOptions {
   minSilenceMs?: number;
   /** Fewest misses in a row for a verdict; more as loss on the path grows (evidence.ts). Default 3. */
   minMisses?: number;
-  /** Most misses in a row ever needed. Default 20. */
+  /** Most misses in a row ever needed. Default 25. */
   maxMisses?: number;
   /** Each interval is scaled by a random factor in [1 - jitter, 1 + jitter]. Default 0.1. */
   jitter?: number;
@@ -154,7 +154,7 @@ export class HostProber extends EventEmitter<HostProberEvents> {
     this.missAfterMs = Math.max(1, options.missAfterMs ?? 100);
     this.minSilenceMs = Math.max(0, options.minSilenceMs ?? 800);
     this.minMisses = Math.max(1, options.minMisses ?? 3);
-    this.maxMisses = Math.max(this.minMisses, options.maxMisses ?? 20);
+    this.maxMisses = Math.max(this.minMisses, options.maxMisses ?? 25);
     this.jitter = Math.min(0.5, Math.max(0, options.jitter ?? 0.1));
     this.clock = options.clock ?? systemClock;
     this.afterPendingIo = options.afterPendingIo ?? ((fn) => void setImmediate(fn));
