@@ -21,8 +21,15 @@ export type AttemptOutcome =
   | { kind: 'failed'; attempt: Attempt; code: string }
   | { kind: 'slow'; attempt: Attempt };
 
-/** Opens an attempt: resolves with the connected socket; calls `onSlow` once if it is still pending after the race delay. */
-export type OpenAttempt = (attempt: Attempt, onSlow: () => void) => Promise<net.Socket>;
+/** Who opens the attempts (the listener). */
+export interface AttemptOpener {
+  /** Resolves with the connected socket; calls `onSlow` once if it is still pending after the race delay. */
+  openAttempt(attempt: Attempt, signal: AbortSignal, onSlow: () => void): Promise<net.Socket>;
+  /** Called once per attempt when it settled (connected or failed), before its outcome is queued. */
+  attemptSettled(attempt: Attempt): void;
+}
+
+const NO_ENDPOINTS: readonly Endpoint[] = [];
 
 /**
  * The connect attempts of one client, raced as Happy Eyeballs (RFC 8305) races addresses: an
@@ -39,7 +46,10 @@ export class ConnectRace {
   private readonly queue: AttemptOutcome[] = [];
   private wake: ((o: AttemptOutcome) => void) | undefined;
 
-  constructor(private readonly open: OpenAttempt) {}
+  constructor(
+    private readonly opener: AttemptOpener,
+    private readonly signal: AbortSignal,
+  ) {}
 
   /** Attempts started and not settled yet. */
   get pending(): number {
@@ -55,22 +65,24 @@ export class ConnectRace {
   }
 
   /** Endpoints with an attempt still pending. */
-  pendingEndpoints(): Endpoint[] {
-    const out: Endpoint[] = [];
-    for (const a of this.attempts) if (!a.settled && !out.includes(a.ep)) out.push(a.ep);
-    return out;
+  pendingEndpoints(): readonly Endpoint[] {
+    let out: Endpoint[] | undefined;
+    for (const a of this.attempts) if (!a.settled && !out?.includes(a.ep)) (out ??= []).push(a.ep);
+    return out ?? NO_ENDPOINTS;
   }
 
   start(ep: Endpoint): Attempt {
     const attempt: Attempt = { ep, generation: ep.generation, socket: undefined, settled: false, lost: false };
     this.attempts.push(attempt);
-    this.open(attempt, () => this.push({ kind: 'slow', attempt })).then(
+    this.opener.openAttempt(attempt, this.signal, () => this.push({ kind: 'slow', attempt })).then(
       (socket) => {
         attempt.settled = true;
+        this.opener.attemptSettled(attempt);
         this.push({ kind: 'connected', attempt, socket });
       },
       (err: unknown) => {
         attempt.settled = true;
+        this.opener.attemptSettled(attempt);
         this.push({ kind: 'failed', attempt, code: err instanceof ConnectError ? err.code : codeOf(err) });
       },
     );

@@ -4,7 +4,7 @@ import { createBalancer, type Balancer } from '../cluster/balancer.js';
 import type { Cluster, EndpointDownReason } from '../cluster/cluster.js';
 import type { Endpoint, HealthJudge } from '../cluster/endpoint.js';
 import { connectSocket } from './connect.js';
-import { ConnectRace, type OpenAttempt } from './connect-race.js';
+import { ConnectRace, type Attempt, type AttemptOpener } from './connect-race.js';
 import { ProxyConnection } from './connection.js';
 import { codeOf, SocketPipe, type PipeResult } from './pipe.js';
 import { connectWithReader } from './reader.js';
@@ -129,7 +129,7 @@ export const ENDPOINT_DOWN = 'EENDPOINTDOWN';
  * `--connect NAME=[BIND:]PORT`: accepts clients and forwards each to an endpoint of a cluster,
  * retrying on the next endpoint when a connect fails, before the client notices anything.
  */
-export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
+export class ConnectListener extends EventEmitter<ConnectListenerEvents> implements AttemptOpener {
   readonly cluster: Cluster;
   readonly balancer: Balancer;
   readonly connectTimeoutMs: number;
@@ -392,7 +392,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     // Endpoints that failed for this client, with the generation (address) tried — one that moved
     // since is worth a retry — and whether the failure was hard (refused: not worth repeating).
     const failed = new Map<Endpoint, FailedTry>();
-    const race = new ConnectRace(this.openAttempt(signal));
+    const race = new ConnectRace(this, signal);
     const waitUntil = Date.now() + this.noEndpointWaitMs;
     let lastFailed: Endpoint | undefined;
     let wantAttempt = true;
@@ -497,20 +497,18 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     return done(failed.size > 0 ? 'all-failed' : 'no-endpoint');
   }
 
-  /** Opens attempts for one client: connectSocket, registered for cancellation when its endpoint goes down. */
-  private openAttempt(signal: AbortSignal): OpenAttempt {
-    return (attempt, onSlow) => {
-      const ep = attempt.ep;
-      let pending = this.connecting.get(ep);
-      if (pending === undefined) this.connecting.set(ep, (pending = new Set()));
-      const registry = pending;
-      const release = (): void => {
-        if (registry.size === 0 && this.connecting.get(ep) === registry) this.connecting.delete(ep);
-      };
-      const p = connectSocket(() => (attempt.socket = this.create(ep)), this.connectTimeoutMs, signal, registry, this.raceDelayMs, onSlow);
-      p.then(release, release);
-      return p;
-    };
+  /** @internal (ConnectRace) An attempt: connectSocket, registered for cancellation when its endpoint goes down. */
+  openAttempt(attempt: Attempt, signal: AbortSignal, onSlow: () => void): Promise<net.Socket> {
+    const ep = attempt.ep;
+    let pending = this.connecting.get(ep);
+    if (pending === undefined) this.connecting.set(ep, (pending = new Set()));
+    return connectSocket(() => (attempt.socket = this.create(ep)), this.connectTimeoutMs, signal, pending, this.raceDelayMs, onSlow);
+  }
+
+  /** @internal (ConnectRace) An attempt settled: forget its endpoint's registry of pending connects once empty. */
+  attemptSettled(attempt: Attempt): void {
+    const pending = this.connecting.get(attempt.ep);
+    if (pending?.size === 0) this.connecting.delete(attempt.ep);
   }
 
   /**

@@ -4,8 +4,11 @@
 import { fileURLToPath } from 'node:url';
 import { type Host, type LabProcess, type RedisServer, redisCli, waitFor } from '../lib/netns.js';
 
-/** The built CLI, as users run it. From .build/test/e2e/ → the repository's dist/cli.js. */
-export const CLI = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
+/**
+ * The built CLI, as users run it. From .build/test/e2e/ → the repository's dist/cli.js.
+ * Benchmarks comparing with another build (say the previous release's) set AMBASSADOR_CLI.
+ */
+export const CLI = process.env.AMBASSADOR_CLI || fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
