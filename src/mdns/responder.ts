@@ -441,6 +441,10 @@ export class Responder extends EventEmitter {
     const records = [...packet.answers, ...packet.additionals];
     const ourAddrs = this.ourAddresses();
     const pend = this.pending.get(`${iface.address}/${_from.family === 'IPv6' ? 'IPv6' : 'IPv4'}`);
+    // One conflict per registration per packet: a peer claiming an instance sends its SRV and its
+    // TXT together, and the second must not count as a conflict during the re-probe the first
+    // started (which would rename at once instead of re-probing, RFC 6762 §9).
+    const conflicted = new Set<Registration>();
 
     for (const r of records) {
       // §7.4 duplicate answer suppression: someone else just multicast what we were about to.
@@ -477,7 +481,7 @@ export class Responder extends EventEmitter {
       }
 
       for (const reg of [...this.registrations]) {
-        if (reg.state === 'withdrawn' || !sameName(r.name, reg.fullName)) continue;
+        if (reg.state === 'withdrawn' || conflicted.has(reg) || !sameName(r.name, reg.fullName)) continue;
         const mine = this.serviceRecords(reg).filter((o) => o.unique && o.record.type === r.type);
         if (mine.length === 0) continue;
         const identical = mine.some((o) => recordKey(o.record) === recordKey(r));
@@ -491,6 +495,7 @@ export class Responder extends EventEmitter {
           continue;
         }
         if (r.ttl === 0) continue; // a goodbye for someone else's version is no claim
+        conflicted.add(reg);
         this.onServiceConflict(reg, `${r.type} record for ${reg.fullName} with other data`);
       }
     }
