@@ -6,7 +6,7 @@ import { Cluster } from './cluster.js';
 import type { Endpoint } from './endpoint.js';
 import { encodeProbe, probePortOf, REPLY, REQUEST } from './host-probe-wire.js';
 import { HostProber, type CreateProbeTransport, type ProbeTransportHandlers } from './host-prober.js';
-import { seeded, spec } from './test-helpers.test.js';
+import { seeded, spec, waitFor } from './test-helpers.test.js';
 
 /**
  * A peer host on a simulated network: its responder answers after `rttMs` unless the host is
@@ -257,4 +257,26 @@ test('endpoints follow their announcement: a new probe port or address moves the
   const sent = prober.stats.probesSent;
   clock.advance(10_000);
   assert.equal(prober.stats.probesSent, sent, 'nothing probed once nothing uses the host');
+});
+
+test('over real UDP on 127.0.0.1: a responder answers, and its end is "port unreachable" at once', async (t) => {
+  const responder = new ProbeResponder({ serving: (p) => p === 6379 });
+  const port = await responder.start();
+  const prober = new HostProber({ intervalMs: 50 });
+  const cluster = new Cluster('redis');
+  t.after(() => {
+    prober.stop();
+    responder.stop();
+    cluster.close();
+  });
+  prober.watch(cluster, (ep) => probePortOf(ep.txt));
+  cluster.setEndpoints('mdns', [viaAmbassador('a', 6379, port, '127.0.0.1'), viaAmbassador('b', 7000, port, '127.0.0.1')]);
+  const [a, b] = cluster.endpoints() as [Endpoint, Endpoint];
+  await waitFor(() => prober.stats.repliesReceived >= 3, 5000, 'replies');
+  assert.equal(a.state, 'up');
+  assert.equal(b.downReason, 'source-check', 'the responder does not serve 7000');
+  assert.equal(responder.stats.replies, prober.stats.repliesReceived);
+  responder.stop();
+  await waitFor(() => a.downReason === 'host-probe', 5000, 'down on ICMP port unreachable');
+  assert.equal(prober.hosts()[0]!.downCode, 'ECONNREFUSED');
 });
