@@ -3,7 +3,7 @@ import { Advertisement } from './ambassador/advertisement.js';
 import { Connector } from './ambassador/connector.js';
 import { ProbeResponder } from './ambassador/probe-responder.js';
 import { StrandedWatch } from './ambassador/stranded.js';
-import { HostProber } from './cluster/host-prober.js';
+import { HostProber, type PeerHost } from './cluster/host-prober.js';
 import type { Config } from './config/config.js';
 import { credentialExposure } from './config/credential-exposure.js';
 import { type ConnectSpec, ConfigError } from './config/specs.js';
@@ -208,11 +208,13 @@ export class Ambassador {
   /** One prober for every cluster browsing mDNS: one probe per peer host, however many use it. */
   private createProber(): HostProber {
     const prober = new HostProber({ intervalMs: this.config.healthInterval });
-    prober.on('host-down', (peer, code) => this.log.warn(
-      { host: peer.address, probePort: peer.probePort, code, endpoints: [...peer.members.keys()].map((e) => e.label),
-        lossRate: round3(peer.loss.rate), misses: peer.misses },
-      code === 'ESILENT' ? 'peer host silent: its endpoints are down' : 'peer host refuses host probes (its ambassador is gone): its endpoints are down'));
-    prober.on('host-up', (peer) => this.log.info({ host: peer.address, probePort: peer.probePort }, 'peer host answers host probes again'));
+    const fields = (peer: PeerHost) => ({ host: peer.address, probePort: peer.probePort, endpoints: [...peer.members.keys()].map((e) => e.label) });
+    prober.on('host-down', (peer, code) => this.log.warn({ ...fields(peer), code, lossRate: round3(peer.loss.rate), misses: peer.misses },
+      code === 'ESILENT' ? 'peer host silent: its endpoints are down' : 'peer host unreachable: its endpoints are down'));
+    prober.on('host-up', (peer) => this.log.info(fields(peer), 'peer host answers host probes again'));
+    prober.on('orphaned', (peer) => this.log.warn(fields(peer),
+      'peer host refuses host probes (its ambassador is gone): checking its endpoints ourselves until it is back or they are withdrawn'));
+    prober.on('adopted', (peer) => this.log.info(fields(peer), 'peer ambassador answers host probes again'));
     return prober;
   }
 

@@ -30,7 +30,7 @@ function healthJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now: 
     sourceCheck: ep.healthOrigin === 'host-probe' ? verdict(ep.sourceServing) : null,
     hostProbe: peer
       ? {
-        state: verdict(peer.alive),
+        state: peer.orphaned ? 'no-ambassador' : verdict(peer.alive),
         host: `${peer.address}:${peer.probePort}`,
         downCode: peer.downCode ?? null,
         lossRate: Math.round(peer.loss.rate * 1000) / 1000,
@@ -110,7 +110,7 @@ export function peersSnapshot(subject: PeersSubject) {
       sent: subject.prober ? { ...subject.prober.stats } : null,
       hosts: (subject.prober?.hosts() ?? []).map((h) => ({
         host: `${h.address}:${h.probePort}`,
-        state: verdict(h.alive),
+        state: h.orphaned ? 'no-ambassador' : verdict(h.alive),
         downCode: h.downCode ?? null,
         lossRate: Math.round(h.loss.rate * 1000) / 1000,
         missesToConvict: subject.prober!.missesNeeded(h),

@@ -62,7 +62,8 @@ export class Connector extends EventEmitter {
       intervalMs: opts.healthIntervalMs,
       timeoutMs: opts.healthTimeoutMs,
       kind: spec.check === 'none' ? 'tcp' : spec.check,
-      skip: (ep) => this.probePort(ep) !== undefined,
+      // Judged by its ambassador — unless that ambassador is gone while its host lives.
+      skip: (ep) => this.probePort(ep) !== undefined && !this.prober!.isOrphaned(ep),
     });
     this.listener = new ConnectListener({
       cluster: this.cluster,
@@ -83,6 +84,11 @@ export class Connector extends EventEmitter {
     this.wireLogs();
     if (spec.balance === 'srv' && spec.failback === 'retire') this.cluster.on('endpoint-up', (ep) => this.failBack(ep));
   }
+
+  /** Host probes took an endpoint over or let it go (its ambassador went, or came back): our own checks follow. */
+  private readonly onHandover = (ep: Endpoint, cluster: Cluster): void => {
+    if (cluster === this.cluster) void this.checker.check(ep);
+  };
 
   /** The host probe port of `ep`'s advertiser, when a peer ambassador vouches for it. */
   probePort(ep: Endpoint): number | undefined {
@@ -177,6 +183,7 @@ export class Connector extends EventEmitter {
       s.on('resolve-error', (err: Error) => this.log.warn({ service: this.spec.name, listen: `${this.spec.bind}:${this.spec.port}`, source: s.kind, err: err.message }, 'discovery lookup failed; keeping last endpoints'));
     }
     this.prober?.watch(this.cluster, (ep) => this.probePort(ep));
+    this.prober?.on('handover', this.onHandover);
     for (const s of this.sources) await s.start();
     if (this.spec.check !== 'none') this.checker.start();
   }
@@ -185,6 +192,7 @@ export class Connector extends EventEmitter {
     this.stopping = true;
     await this.listener.close({ drainMs });
     this.checker.stop();
+    this.prober?.off('handover', this.onHandover);
     this.prober?.unwatch(this.cluster);
     this.protocol?.stop();
     for (const s of this.sources) await s.stop();

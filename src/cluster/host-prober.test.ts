@@ -122,18 +122,44 @@ test('a silent host is down after minSilenceMs of misses; endpoints come back wi
   assert.ok(host.loss.rate < 0.02, `loss estimate untouched by the outage (${host.loss.rate})`);
 });
 
-test('ICMP port unreachable (the ambassador is gone, the host is not): down at once', () => {
+test('ICMP port unreachable (the ambassador is gone, the host is not): its endpoints are handed over, not condemned', () => {
+  const { clock, peer, cluster, downs, prober } = setup();
+  peer.serving = new Set([6379]);
+  cluster.setEndpoints('mdns', [viaAmbassador('a', 6379), viaAmbassador('b', 6380)]);
+  const handed: string[] = [];
+  prober.on('handover', (ep) => handed.push(`${ep.id} ${prober.isOrphaned(ep)}`));
+  clock.advance(2_000);
+  const b = cluster.get('mdns/b')!;
+  assert.equal(b.downReason, 'source-check', 'its ambassador did not serve 6380');
+  peer.refusing = true;
+  clock.advance(600);
+  assert.deepEqual(downs, ['b source-check'], 'nothing more went down');
+  const host = prober.hosts()[0]!;
+  assert.equal(host.orphaned, true);
+  assert.equal(b.state, 'up', 'the source check of a gone ambassador no longer counts');
+  assert.deepEqual(handed, ['a true', 'b true']);
+  // Orphaned: probed at the normal pace (its ambassador may come back on the same port), never convicted.
+  const sent = prober.stats.probesSent;
+  clock.advance(10_000);
+  assert.ok(prober.stats.probesSent - sent <= 22);
+  assert.deepEqual(downs, ['b source-check']);
+  // It is back on the same port: host probes vouch again.
+  peer.refusing = false;
+  clock.advance(600);
+  assert.equal(host.orphaned, false);
+  assert.deepEqual(handed, ['a true', 'b true', 'a false', 'b false']);
+  assert.equal(cluster.get('mdns/a')!.healthOrigin, 'host-probe');
+  assert.equal(b.downReason, 'source-check');
+});
+
+test('host or network unreachable is proof: down at once', () => {
   const { clock, peer, cluster, downs, prober } = setup();
   peer.serving = new Set([6379]);
   cluster.setEndpoints('mdns', [viaAmbassador('a', 6379)]);
   clock.advance(2_000);
-  const t = clock.now();
-  peer.refusing = true;
-  clock.advance(600);
-  assert.equal(downs.length, 1);
-  assert.equal(prober.hosts()[0]!.downCode, 'ECONNREFUSED');
-  assert.ok(cluster.get('mdns/a')!.downReason === 'host-probe');
-  assert.ok(clock.now() - t <= 600);
+  peer.handlers!.error('EHOSTUNREACH');
+  assert.deepEqual(downs, ['a host-probe']);
+  assert.equal(prober.hosts()[0]!.downCode, 'EHOSTUNREACH');
 });
 
 test('10 % loss each way: no false verdict in ten minutes; a cut is still found within ~1.5 s', () => {
@@ -259,7 +285,7 @@ test('endpoints follow their announcement: a new probe port or address moves the
   assert.equal(prober.stats.probesSent, sent, 'nothing probed once nothing uses the host');
 });
 
-test('over real UDP on 127.0.0.1: a responder answers, and its end is "port unreachable" at once', async (t) => {
+test('over real UDP on 127.0.0.1: a responder answers; once it is gone, "port unreachable" hands its endpoints over', async (t) => {
   const responder = new ProbeResponder({ serving: (p) => p === 6379 });
   const port = await responder.start();
   const prober = new HostProber({ intervalMs: 50 });
@@ -277,6 +303,7 @@ test('over real UDP on 127.0.0.1: a responder answers, and its end is "port unre
   assert.equal(b.downReason, 'source-check', 'the responder does not serve 7000');
   assert.equal(responder.stats.replies, prober.stats.repliesReceived);
   responder.stop();
-  await waitFor(() => a.downReason === 'host-probe', 5000, 'down on ICMP port unreachable');
-  assert.equal(prober.hosts()[0]!.downCode, 'ECONNREFUSED');
+  await waitFor(() => prober.isOrphaned(a), 5000, 'orphaned on ICMP port unreachable');
+  assert.equal(a.state, 'up');
+  assert.equal(b.state, 'up', 'a gone ambassador vouches for nothing, either way');
 });

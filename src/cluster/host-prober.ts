@@ -62,9 +62,22 @@ export interface HostProberStats {
 }
 
 export type HostProberEvents = {
-  /** A peer host stopped answering (code 'ESILENT' after silence, or an errno such as ECONNREFUSED). */
+  /** A peer host stopped answering (code 'ESILENT' after silence, or an errno such as EHOSTUNREACH). */
   'host-down': [peer: PeerHost, code: string];
   'host-up': [peer: PeerHost];
+  /**
+   * The peer's host says nothing listens on the probe port (ICMP port unreachable): its
+   * ambassador is gone, the host and maybe its services are not. Nobody vouches for its
+   * endpoints any more: whoever judged the others should judge them now (`isOrphaned`).
+   */
+  orphaned: [peer: PeerHost];
+  /** An orphaned peer's ambassador answers again: its endpoints are judged by host probes again. */
+  adopted: [peer: PeerHost];
+  /**
+   * Whether host probes vouch for `endpoint` changed (it joined or left a peer host, or its
+   * peer was orphaned or adopted): whoever judges the others should look at it again.
+   */
+  handover: [endpoint: Endpoint, cluster: Cluster];
 };
 
 interface Outstanding {
@@ -83,8 +96,10 @@ export class PeerHost {
   /** Endpoints judged through this host, with their cluster. */
   readonly members = new Map<Endpoint, Cluster>();
   alive = true;
-  /** Why it is down ('ESILENT', 'ECONNREFUSED', …). */
+  /** Why it is down ('ESILENT', 'EHOSTUNREACH', …). */
   downCode: string | undefined;
+  /** Its ambassador is gone (ICMP port unreachable) while the host lives: probes vouch for nothing. */
+  orphaned = false;
   readonly loss = new LossEstimate();
   /** Probes in a row without a reply. */
   misses = 0;
@@ -160,6 +175,7 @@ export class HostProber extends EventEmitter<HostProberEvents> {
     this.afterPendingIo = options.afterPendingIo ?? ((fn) => void setImmediate(fn));
     this.createTransport = options.createTransport ?? udpTransport;
     this.randomBytes = options.randomBytes ?? ((b) => void globalThis.crypto.getRandomValues(b));
+    this.setMaxListeners(0); // one 'handover' listener per connector
   }
 
   /** Peer hosts probed now. */
@@ -170,6 +186,11 @@ export class HostProber extends EventEmitter<HostProberEvents> {
   /** The peer host judging `ep`, if any. */
   peerFor(ep: Endpoint): PeerHost | undefined {
     return this.peerOf.get(ep);
+  }
+
+  /** Whether `ep`'s peer ambassador is gone (its host refuses host probes): judge it another way. */
+  isOrphaned(ep: Endpoint): boolean {
+    return this.peerOf.get(ep)?.orphaned === true;
   }
 
   /** Misses in a row that would convict `peer` now. */
@@ -231,13 +252,16 @@ export class HostProber extends EventEmitter<HostProberEvents> {
     }
     peer.members.set(ep, cluster);
     this.peerOf.set(ep, peer);
-    ep.healthOrigin = 'host-probe';
-    // A newcomer takes the host's current word.
-    if (!peer.alive) cluster.setHealth(ep, false, 'host-probe');
-    const st = peer.status.get(ep.port);
-    if (st !== undefined) cluster.setHealth(ep, st === SERVING, 'source-check');
+    if (!peer.orphaned) {
+      ep.healthOrigin = 'host-probe';
+      // A newcomer takes the host's current word.
+      if (!peer.alive) cluster.setHealth(ep, false, 'host-probe');
+      const st = peer.status.get(ep.port);
+      if (st !== undefined) cluster.setHealth(ep, st === SERVING, 'source-check');
+      else if (!fresh && peer.alive) this.probeSoon(peer); // learn its port's status
+    }
     if (fresh) this.open(peer);
-    else if (st === undefined && peer.alive) this.probeSoon(peer); // learn its port's status
+    this.emit('handover', ep, cluster);
   }
 
   /** `ep` is no longer judged through its peer host; `clear` resets the verdicts it had from it. */
@@ -251,6 +275,7 @@ export class HostProber extends EventEmitter<HostProberEvents> {
       if (ep.healthOrigin === 'host-probe') ep.healthOrigin = 'passive';
       cluster.setHealth(ep, true, 'host-probe');
       cluster.setHealth(ep, true, 'source-check');
+      this.emit('handover', ep, cluster);
     }
     if (peer.members.size === 0) this.drop(peer);
   }
@@ -310,11 +335,11 @@ export class HostProber extends EventEmitter<HostProberEvents> {
     this.stats.misses++;
     if (peer.silentSince === 0) peer.silentSince = probe.sentAt;
     const now = this.clock.now();
-    if (peer.alive && peer.misses >= this.missesNeeded(peer) && now - peer.silentSince >= this.minSilenceMs) {
+    if (peer.alive && !peer.orphaned && peer.misses >= this.missesNeeded(peer) && now - peer.silentSince >= this.minSilenceMs) {
       this.convict(peer, 'ESILENT');
     }
-    // Suspect: probe again at once; down: back to the normal pace, waiting for it to return.
-    if (peer.alive) this.send(peer);
+    // Suspect: probe again at once; down (or orphaned): back to the normal pace, waiting for it.
+    if (peer.alive && !peer.orphaned) this.send(peer);
     else this.schedule(peer, probe.sentAt);
   }
 
@@ -354,6 +379,13 @@ export class HostProber extends EventEmitter<HostProberEvents> {
     } else if (!peer.awaiting) {
       this.schedule(peer, probe.sentAt);
     }
+    if (peer.orphaned) {
+      // Its ambassador is back on the same port: probes vouch for its endpoints again.
+      peer.orphaned = false;
+      for (const ep of peer.members.keys()) ep.healthOrigin = 'host-probe';
+      this.emit('adopted', peer);
+      for (const [ep, cluster] of peer.members) this.emit('handover', ep, cluster);
+    }
     if (!peer.alive) {
       peer.alive = true;
       peer.downCode = undefined;
@@ -373,9 +405,29 @@ export class HostProber extends EventEmitter<HostProberEvents> {
   private onError(peer: PeerHost, code: string): void {
     if (this.peers.get(peer.key) !== peer) return;
     this.stats.errors++;
-    // The network's own answer, not a silence: nobody listens there (the ambassador is gone),
-    // or the host cannot be reached.
-    if (isHardFailure(code) && peer.alive) this.convict(peer, code);
+    if (code === 'ECONNREFUSED') {
+      // The host itself answers that nothing listens on the probe port: the ambassador is gone,
+      // the host is not, and its services may well be (a restart, a crash of the ambassador
+      // alone). That says nothing about them: hand them to our own checks, as any endpoint with
+      // no ambassador behind it, until it answers again or its announcement goes.
+      if (!peer.orphaned) this.orphan(peer);
+      return;
+    }
+    // The network's own answer, not a silence: the host cannot be reached.
+    if (isHardFailure(code) && peer.alive && !peer.orphaned) this.convict(peer, code);
+  }
+
+  private orphan(peer: PeerHost): void {
+    peer.orphaned = true;
+    peer.alive = true;
+    peer.downCode = undefined;
+    peer.status.clear();
+    for (const [ep, cluster] of peer.members) {
+      cluster.setHealth(ep, true, 'host-probe');
+      cluster.setHealth(ep, true, 'source-check');
+    }
+    this.emit('orphaned', peer);
+    for (const [ep, cluster] of peer.members) this.emit('handover', ep, cluster);
   }
 
   private convict(peer: PeerHost, code: string): void {
