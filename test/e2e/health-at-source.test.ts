@@ -60,8 +60,10 @@ describe('health at the source: 20 idle connectors', { skip }, () => {
     console.log(`# ${CONNECTORS} idle connectors, ${secs.toFixed(1)} s: redis accepted ${atRedis} connections (${(atRedis / secs).toFixed(1)}/s), ` +
       `the advertiser's own checks ${ownChecks}; host probes received ${probes} (${(probes / secs).toFixed(1)}/s, ` +
       `${(probes / secs / CONNECTORS).toFixed(2)}/s per connector, ${Math.round(probeBytes / Math.max(1, probes))} bytes each), replies ${replies}`);
-    // Only the advertiser's checks reach redis (one may straddle either reading).
-    assert.ok(Math.abs(atRedis - ownChecks) <= 1, `redis saw ${atRedis}, the advertiser checked ${ownChecks} times`);
+    // Only the advertiser's checks reach redis. (Its metrics are read around the redis readings,
+    // each of which takes a process start: the metrics window is a little longer.)
+    assert.ok(atRedis <= ownChecks + 1, `redis saw ${atRedis}, the advertiser checked ${ownChecks} times`);
+    assert.ok(atRedis >= ownChecks - 3, `the two counts describe the same window (${atRedis} vs ${ownChecks})`);
     // One probe per connector host every --health-interval (500 ms ± 10 %), a few more on a miss.
     assert.ok(probes / secs < CONNECTORS * 3, `${(probes / secs).toFixed(1)} probes/s`);
     assert.ok(probes / secs > CONNECTORS * 1.5, 'every connector probes');
