@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Failover and discovery timing (issue 7, section 2) on a network-namespace lab with real
-// redis-server and the real CLI, default settings (health checks every 500 ms, connect timeout 1000 ms):
+// redis-server and the real CLI, default settings (host probes every 500 ms, connects raced after 250 ms):
 //   discovery  advertiser start on host a → first successful request through the connector on c
 //   sigterm    SIGTERM to a's advertiser → a's endpoint removed at c; failed new connections
 //   kill9      kill -9 of a's advertiser and redis (the host dies) → detection at c; failures
@@ -144,7 +144,7 @@ const m = (rows, k) => median(rows.map((r) => r[k]));
 const max = (rows, k) => Math.max(...rows.map((r) => r[k]).filter(Number.isFinite));
 const sum = (rows, k) => rows.reduce((s, r) => s + (r[k] ?? 0), 0);
 const md = [];
-md.push(`Lab: 3 network namespaces on one bridge (a, b: redis-server + \`ambassador --advertise redis=PORT\`; c: \`ambassador --connect redis=6379\`), default settings (health checks every 500 ms, timeout 500 ms, connect timeout 1000 ms). ${rounds} repetitions each, ${new Date().toISOString()}.`);
+md.push(`Lab: 3 network namespaces on one bridge (a, b: redis-server + \`ambassador --advertise redis=PORT\`; c: \`ambassador --connect redis=6379\`), default settings (\`--health-interval 500\`: host probes between ambassadors, checks of advertised targets; connects raced after 250 ms). ${rounds} repetitions each, ${new Date().toISOString()}.`);
 md.push('');
 md.push('| scenario | median | worst | target | failed new connections (all repetitions) | in flight at the event: failed |');
 md.push('|---|---:|---:|---|---|---|');

@@ -210,7 +210,7 @@ function main() {
     writeFileSync(svg, datapathSvg(d));
     md = replaceSection(md, 'datapath', datapathSection(d, relative(dirname(mdFile), svg)));
   }
-  for (const extra of ['failover', 'mesh']) {
+  for (const extra of ['failover', 'mesh', 'health-load', 'lossy']) {
     const file = join(resultsDir, `${extra}.json`);
     if (!existsSync(file)) continue;
     const d = JSON.parse(readFileSync(file, 'utf8'));

@@ -2,7 +2,7 @@
 // `npm run bench`: every benchmark of issue 7 that is implemented, bounded in time, then the
 // report (bench/RESULTS.md + bench/results/*.svg).
 //
-//   node bench/run.mjs [--quick] [--rounds N] [--only datapath,failover,failover-avahi,mesh,live-network]
+//   node bench/run.mjs [--quick] [--rounds N] [--only datapath,failover,failover-avahi,mesh[,live-network,health-load,lossy]]
 //                      [--results DIR] [--md FILE] [-- extra datapath args]
 //
 // Needs root (private network namespaces) and: redis-server, redis-benchmark, haproxy, socat,
@@ -42,7 +42,7 @@ let status = 0;
 for (const part of only) {
   const script = resolve(here, `${part}.mjs`);
   console.error(`\n=== bench ${part} ===`);
-  if (part === 'failover' || part === 'failover-avahi' || part === 'mesh' || part === 'live-network') {
+  if (['failover', 'failover-avahi', 'mesh', 'live-network', 'health-load', 'lossy'].includes(part)) {
     // The failover and mesh parts drive the test lab (test/lib/netns.ts, test/lib/avahi.ts) from .build/.
     const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.test.json'], { cwd: resolve(here, '..'), stdio: 'inherit' });
     if (b.status !== 0) {
@@ -53,7 +53,7 @@ for (const part of only) {
   }
   // Each part bounds its own runs; this is the outer bound per part.
   // failover-avahi waits up to 130 s for Avahi to drop a dead service whatever --quick says.
-  const minutes = { datapath: quick ? 4 : 9, failover: quick ? 2 : 3, 'failover-avahi': quick ? 5 : 6, mesh: quick ? 3 : 8, 'live-network': quick ? 3 : 6 }[part] ?? 5;
+  const minutes = { datapath: quick ? 4 : 9, failover: quick ? 2 : 3, 'failover-avahi': quick ? 5 : 6, mesh: quick ? 3 : 8, 'live-network': quick ? 3 : 6, 'health-load': quick ? 4 : 10, lossy: quick ? 2 : 4 }[part] ?? 5;
   const out = ['--out', resolve(resultsDir, `${part}.json`)];
   const r = spawnSync(process.execPath, [script, ...common, ...out, ...(part === 'datapath' ? passThrough : [])], {
     stdio: 'inherit',

@@ -1,7 +1,9 @@
 import type { AdminServer } from './admin/server.js';
 import { Advertisement } from './ambassador/advertisement.js';
 import { Connector } from './ambassador/connector.js';
+import { ProbeResponder } from './ambassador/probe-responder.js';
 import { StrandedWatch } from './ambassador/stranded.js';
+import { HostProber, type PeerHost } from './cluster/host-prober.js';
 import type { Config } from './config/config.js';
 import { credentialExposure } from './config/credential-exposure.js';
 import { type ConnectSpec, ConfigError } from './config/specs.js';
@@ -34,6 +36,10 @@ export class Ambassador {
   tls?: TlsMaterial;
   /** Whether this network namespace lost every interface it had (a stranded sidecar); /healthz reports it. */
   readonly stranded = new StrandedWatch();
+  /** Host liveness of peer ambassadors, shared by every --connect that browses mDNS. */
+  prober?: HostProber;
+  /** Answers peers' host probes while something is advertised. */
+  responder?: ProbeResponder;
   private stopping?: Promise<void>;
   /** Set by prepare({ check: true }) when the interfaces cannot be used on this host now. */
   interfaceProblem?: string;
@@ -50,7 +56,7 @@ export class Ambassador {
   /**
    * Everything that can refuse the configuration, before the first packet leaves: TLS files,
    * credentials files, and every port we listen on (admin, --connect listeners, fixed relay
-   * ports). `--check` runs exactly this and releases it again.
+   * ports, the host probe port). `--check` runs exactly this and releases it again.
    */
   async prepare(opts: { check?: boolean } = {}): Promise<void> {
     const c = this.config;
@@ -99,12 +105,26 @@ export class Ambassador {
         throw new ConfigError(`--connect ${spec.raw}: ${(err as Error).message}`);
       }
     }
+    if (c.advertise.length > 0) {
+      // Peers ask this host whether it lives and still serves what it announces (host probes).
+      const responder = new ProbeResponder({
+        port: c.probePort,
+        serving: (port) => this.advertisements.some((a) => a.announcedPort === port && a.serving),
+      });
+      try {
+        await responder.start();
+      } catch (err) {
+        throw new ConfigError(`--probe-port ${c.probePort}: cannot bind UDP (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      }
+      this.responder = responder;
+    }
     for (const spec of c.advertise) {
       const adv = new Advertisement(spec, this.engine!, this.log, {
         healthIntervalMs: c.healthInterval,
         healthTimeoutMs: c.healthTimeout,
         connectTimeoutMs: c.connectTimeout,
         tls: this.tls,
+        probePort: this.responder?.port,
       });
       this.advertisements.push(adv);
       try {
@@ -188,11 +208,16 @@ export class Ambassador {
     }
     const credentials = credentialExposure(spec, { tls: !!this.tls, named: sources.length > 0, trustedLan: c.trustedLan });
     for (const warning of credentials?.warnings ?? []) this.log.warn({ service: spec.name, listen: `${spec.bind}:${spec.port}` }, warning);
-    if (sources.length === 0) sources.push(new MdnsSource(this.engine!, spec.name));
+    if (sources.length === 0) {
+      sources.push(new MdnsSource(this.engine!, spec.name));
+      this.prober ??= this.createProber();
+    }
     return new Connector(spec, sources, this.log, {
       healthIntervalMs: c.healthInterval,
       healthTimeoutMs: c.healthTimeout,
       connectTimeoutMs: c.connectTimeout,
+      raceDelayMs: c.raceDelay,
+      prober: sources[0] instanceof MdnsSource ? this.prober : undefined,
       idleTimeoutMs: c.idleTimeout,
       noEndpointWaitMs: c.noEndpointWait,
       keepConnections: c.keepConnections,
@@ -206,6 +231,19 @@ export class Ambassador {
           { service: spec.name, endpoint: ep.label, address: ep.address },
           'endpoint requires mutual TLS (TXT tls=1) but this ambassador has no --tls-cert/--tls-key/--tls-ca: refusing to send it plaintext'))),
     });
+  }
+
+  /** One prober for every cluster browsing mDNS: one probe per peer host, however many use it. */
+  private createProber(): HostProber {
+    const prober = new HostProber({ intervalMs: this.config.healthInterval });
+    const fields = (peer: PeerHost) => ({ host: peer.address, probePort: peer.probePort, endpoints: [...peer.members.keys()].map((e) => e.label) });
+    prober.on('host-down', (peer, code) => this.log.warn({ ...fields(peer), code, lossRate: round3(peer.loss.rate), misses: peer.misses },
+      code === 'ESILENT' ? 'peer host silent: its endpoints are down' : 'peer host unreachable: its endpoints are down'));
+    prober.on('host-up', (peer) => this.log.info(fields(peer), 'peer host answers host probes again'));
+    prober.on('orphaned', (peer) => this.log.warn(fields(peer),
+      'peer host refuses host probes (its ambassador is gone): checking its endpoints ourselves until it is back or they are withdrawn'));
+    prober.on('adopted', (peer) => this.log.info(fields(peer), 'peer ambassador answers host probes again'));
+    return prober;
   }
 
   private async startTls(files: NonNullable<Config['tls']>): Promise<void> {
@@ -257,7 +295,13 @@ export class Ambassador {
       ...this.advertisements.map((a) => a.stop(drainMs)),
     ]);
     this.tls?.stop();
+    this.prober?.stop();
+    this.responder?.stop();
     await this.engine?.stop();
     await this.admin?.close();
   }
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
 }

@@ -1,6 +1,8 @@
 import type * as PromClient from 'prom-client';
 import type { Advertisement, AdvertisementState } from '../ambassador/advertisement.js';
 import type { Connector } from '../ambassador/connector.js';
+import type { ProbeResponder } from '../ambassador/probe-responder.js';
+import type { HostProber } from '../cluster/host-prober.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { HealthChecker } from '../cluster/health-checker.js';
 import type { MdnsEngine } from '../mdns/engine.js';
@@ -31,6 +33,10 @@ export interface MetricsSubject {
   readonly connectors: readonly Connector[];
   readonly advertisements: readonly Advertisement[];
   readonly engine?: MdnsEngine;
+  /** Host liveness of peer ambassadors (connecting side). */
+  readonly prober?: HostProber;
+  /** Answers peers' host probes (advertising side). */
+  readonly responder?: ProbeResponder;
 }
 
 interface ByteTotals {
@@ -52,6 +58,10 @@ export class AmbassadorMetrics {
   private readonly handshakeFailures: Counter<'cluster' | 'endpoint' | 'code'>;
   private readonly clientFailures: Counter<'cluster' | 'reason'>;
   private readonly retries: Counter<'cluster'>;
+  private readonly raced: Counter<'cluster' | 'listener'>;
+  private readonly panics: Counter<'cluster' | 'listener'>;
+  private readonly panicAttempts: Counter<'cluster' | 'listener'>;
+  private readonly flaps: Counter<'cluster' | 'listener' | 'endpoint' | 'was'>;
   private readonly transitions: Counter<'cluster' | 'endpoint' | 'to' | 'reason'>;
   private readonly healthChecks: Counter<'cluster' | 'endpoint' | 'result'>;
   private readonly advTransitions: Counter<'service' | 'state'>;
@@ -71,8 +81,12 @@ export class AmbassadorMetrics {
     this.connectFailures = new Counter({ name: 'ambassador_connect_failures_total', help: 'Failed connects (or handshakes) to an endpoint, by error code', labelNames: ['cluster', 'listener', 'endpoint', 'code'], registers });
     this.handshakeFailures = new Counter({ name: 'ambassador_handshake_failures_total', help: 'Connects whose protocol (e.g. Redis AUTH) or TLS handshake failed', labelNames: ['cluster', 'listener', 'endpoint', 'code'], registers });
     this.retries = new Counter({ name: 'ambassador_connect_retries_total', help: 'Failovers: a client retried on the next endpoint after a failed connect', labelNames: ['cluster', 'listener'], registers });
-    this.transitions = new Counter({ name: 'ambassador_endpoint_transitions_total', help: 'Endpoint up/down transitions (reason: discovered, recovered, goodbye, removed, health-check, outlier)', labelNames: ['cluster', 'listener', 'endpoint', 'to', 'reason'], registers });
-    this.healthChecks = new Counter({ name: 'ambassador_health_checks_total', help: 'Active TCP health checks (cluster advertise:NAME = an advertised target)', labelNames: ['cluster', 'listener', 'endpoint', 'result'], registers });
+    this.raced = new Counter({ name: 'ambassador_connect_attempts_raced_total', help: 'Connect attempts started beside a slow one (after --race-delay) instead of abandoning it', labelNames: ['cluster', 'listener'], registers });
+    this.panics = new Counter({ name: 'ambassador_panic_mode_entered_total', help: 'Times every endpoint of a cluster looked down and those down only on health evidence were tried anyway', labelNames: ['cluster', 'listener'], registers });
+    this.panicAttempts = new Counter({ name: 'ambassador_panic_attempts_total', help: 'Connect attempts to an endpoint judged down, in panic mode', labelNames: ['cluster', 'listener'], registers });
+    this.flaps = new Counter({ name: 'ambassador_endpoint_flaps_total', help: 'Endpoints back up after being judged down while still announced (was: host-probe, health-check, outlier)', labelNames: ['cluster', 'listener', 'endpoint', 'was'], registers });
+    this.transitions = new Counter({ name: 'ambassador_endpoint_transitions_total', help: 'Endpoint up/down transitions (reason: discovered, recovered, goodbye, removed, source-check, host-probe, health-check, outlier)', labelNames: ['cluster', 'listener', 'endpoint', 'to', 'reason'], registers });
+    this.healthChecks = new Counter({ name: 'ambassador_health_checks_total', help: 'Our own active checks (TCP or Redis PING) of endpoints with no ambassador behind them; cluster advertise:NAME = an advertised target', labelNames: ['cluster', 'listener', 'endpoint', 'result'], registers });
     this.advTransitions = new Counter({ name: 'ambassador_advertisement_transitions_total', help: 'Advertisement state changes', labelNames: ['service', 'state'], registers });
     this.relayAccepted = new Counter({ name: 'ambassador_relay_connections_accepted_total', help: 'Connections accepted by an advertisement relay', labelNames: ['service'], registers });
     this.relayFailures = new Counter({ name: 'ambassador_relay_connect_failures_total', help: 'Relay connects to the advertised target that failed', labelNames: ['service', 'code'], registers });
@@ -140,6 +154,22 @@ export class AmbassadorMetrics {
           this.set({ ...listenerLabels(c), state: 'up' }, up);
           this.set({ ...listenerLabels(c), state: 'down' }, all.length - up);
         }
+      },
+    });
+    new Gauge({
+      name: 'ambassador_endpoint_health_origin', help: '1 for who judges each endpoint: host-probe (its ambassador: source check + host probe), own-check, passive (outlier detection only)', labelNames: ['cluster', 'listener', 'endpoint', 'origin'], registers,
+      collect() {
+        this.reset();
+        for (const c of self.subject.connectors) {
+          for (const ep of c.cluster.endpoints()) this.set({ ...listenerLabels(c), endpoint: ep.label, origin: ep.healthOrigin }, 1);
+        }
+      },
+    });
+    new Gauge({
+      name: 'ambassador_panic_mode', help: '1 while every endpoint of the cluster looks down and those down only on health evidence are tried anyway', labelNames: ['cluster', 'listener'], registers,
+      collect() {
+        this.reset();
+        for (const c of self.subject.connectors) this.set(listenerLabels(c), c.cluster.inPanic ? 1 : 0);
       },
     });
     new Gauge({
@@ -216,6 +246,61 @@ export class AmbassadorMetrics {
       },
     });
 
+    // Host probes, read at scrape time.
+    const probe = (name: string, help: string, read: (p: HostProber) => number) =>
+      new Counter({
+        name, help, registers,
+        collect() {
+          this.reset();
+          const p = self.subject.prober;
+          if (p) this.inc(read(p));
+        },
+      });
+    probe('ambassador_host_probes_sent_total', 'Host probes sent to peer ambassadors', (p) => p.stats.probesSent);
+    probe('ambassador_host_probe_bytes_sent_total', 'UDP payload bytes of host probes sent', (p) => p.stats.bytesSent);
+    probe('ambassador_host_probe_replies_total', 'Host probe replies received', (p) => p.stats.repliesReceived);
+    probe('ambassador_host_probe_bytes_received_total', 'UDP payload bytes of host probe replies received', (p) => p.stats.bytesReceived);
+    probe('ambassador_host_probe_misses_total', 'Host probes not answered in time (loss, or a dead host)', (p) => p.stats.misses);
+    probe('ambassador_host_probe_ignored_total', 'Datagrams on probe sockets that answered no probe of ours (dropped)', (p) => p.stats.ignored);
+    probe('ambassador_host_probe_errors_total', 'ICMP errors on probe sockets (refused: the peer\'s ambassador is gone; unreachable)', (p) => p.stats.errors);
+    new Gauge({
+      name: 'ambassador_peer_host_up', help: '1 while a peer host answers host probes', labelNames: ['host'], registers,
+      collect() {
+        this.reset();
+        for (const h of self.subject.prober?.hosts() ?? []) this.set({ host: `${h.address}:${h.probePort}` }, h.alive ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'ambassador_peer_host_loss_ratio', help: 'Share of host probes lost on the way to a peer host and back, while it answered', labelNames: ['host'], registers,
+      collect() {
+        this.reset();
+        for (const h of self.subject.prober?.hosts() ?? []) this.set({ host: `${h.address}:${h.probePort}` }, h.loss.rate);
+      },
+    });
+    const answered = (name: string, help: string, read: (r: ProbeResponder) => number) =>
+      new Counter({
+        name, help, registers,
+        collect() {
+          this.reset();
+          const r = self.subject.responder;
+          if (r) this.inc(read(r));
+        },
+      });
+    answered('ambassador_host_probe_requests_received_total', 'Host probes received from connecting ambassadors', (r) => r.stats.requests);
+    answered('ambassador_host_probe_replies_sent_total', 'Host probe replies sent', (r) => r.stats.replies);
+    answered('ambassador_host_probe_request_bytes_received_total', 'UDP payload bytes received on the host probe port', (r) => r.stats.bytesIn);
+    answered('ambassador_host_probe_reply_bytes_sent_total', 'UDP payload bytes of host probe replies', (r) => r.stats.bytesOut);
+    new Counter({
+      name: 'ambassador_host_probe_requests_dropped_total', help: 'Datagrams on the host probe port not answered (malformed, rate-limited)', labelNames: ['reason'], registers,
+      collect() {
+        this.reset();
+        const r = self.subject.responder;
+        if (!r) return;
+        this.inc({ reason: 'malformed' }, r.stats.malformed);
+        this.inc({ reason: 'rate-limited' }, r.stats.rateLimited);
+      },
+    });
+
     for (const c of subject.connectors) this.watchConnector(c);
     for (const a of subject.advertisements) this.watchAdvertisement(a);
   }
@@ -243,6 +328,14 @@ export class AmbassadorMetrics {
       if (fresh || isHandshakeCode(code)) this.handshakeFailures.inc({ ...cl, endpoint: ep.label, code });
     });
     l.on('failover', () => this.retries.inc(cl));
+    this.raced.inc(cl, 0);
+    this.panics.inc(cl, 0);
+    this.panicAttempts.inc(cl, 0);
+    l.on('connect-raced', () => this.raced.inc(cl));
+    l.on('panic-attempt', () => this.panicAttempts.inc(cl));
+    c.cluster.on('panic', (inPanic) => {
+      if (inPanic) this.panics.inc(cl);
+    });
     l.on('client-closed-no-endpoint', (_conn, reason) => this.clientFailures.inc({ ...cl, reason }));
     l.on('connection-closed', (conn, result) => {
       if (!result || !conn.endpoint) return;
@@ -258,10 +351,11 @@ export class AmbassadorMetrics {
     });
     const added = new WeakSet<Endpoint>();
     c.cluster.on('endpoint-added', (ep) => added.add(ep));
-    c.cluster.on('endpoint-up', (ep) => {
+    c.cluster.on('endpoint-up', (ep, was) => {
       const reason = added.has(ep) ? 'discovered' : 'recovered';
       added.delete(ep);
       this.transitions.inc({ ...cl, endpoint: ep.label, to: 'up', reason });
+      if (was === 'host-probe' || was === 'health-check' || was === 'outlier') this.flaps.inc({ ...cl, endpoint: ep.label, was });
     });
     c.cluster.on('endpoint-down', (ep, reason) => this.transitions.inc({ ...cl, endpoint: ep.label, to: 'down', reason }));
     this.watchChecker(cl, c.checker);

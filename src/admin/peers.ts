@@ -14,6 +14,41 @@ export interface PeersSubject extends MetricsSubject {
   readonly draining: boolean;
 }
 
+const verdict = (ok: boolean): 'up' | 'down' => (ok ? 'up' : 'down');
+
+/**
+ * Where an endpoint's health comes from. 'host-probe': its advertiser's ambassador checks the
+ * service (sourceCheck, reported in host probe replies) and answers our probes of its host
+ * (hostProbe). 'own-check': we check it ourselves (ownCheck). Passive outlier detection always
+ * runs (outlier).
+ */
+function healthJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now: number) {
+  const peer = c.prober?.peerFor(ep);
+  const own = ep.healthOrigin === 'own-check';
+  return {
+    from: ep.healthOrigin,
+    sourceCheck: ep.healthOrigin === 'host-probe' ? verdict(ep.sourceServing) : null,
+    hostProbe: peer
+      ? {
+        state: peer.orphaned ? 'no-ambassador' : verdict(peer.alive),
+        host: `${peer.address}:${peer.probePort}`,
+        downCode: peer.downCode ?? null,
+        lossRate: Math.round(peer.loss.rate * 1000) / 1000,
+        missesToConvict: c.prober!.missesNeeded(peer),
+        rttMs: peer.rttMs === undefined ? null : Math.round(peer.rttMs * 10) / 10,
+        lastReplyMsAgo: peer.lastReplyAt ? now - peer.lastReplyAt : null,
+      }
+      : null,
+    ownCheck: own ? { state: verdict(ep.checkHealthy), kind: c.checker.kind, lossRate: round3(c.checker.lossRate(ep)) } : null,
+    outlier: { ejected: ep.ejectedUntil > now, consecutiveFailures: ep.consecutiveFailures },
+    flaps: ep.flaps,
+  };
+}
+
+function round3(x: number | undefined): number | null {
+  return x === undefined ? null : Math.round(x * 1000) / 1000;
+}
+
 function endpointJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now: number) {
   const { bytesIn, bytesOut } = c.listener.bytesFor(ep);
   let active = 0;
@@ -32,6 +67,7 @@ function endpointJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now
     state: down === undefined ? 'up' : 'down',
     downReason: down ?? null,
     ejectedForMs: ep.ejectedUntil > now ? ep.ejectedUntil - now : 0,
+    health: healthJson(c, ep, now),
     activeConnections: active,
     connections: ep.connections,
     connectFailures: ep.failures,
@@ -69,6 +105,7 @@ export function peersSnapshot(subject: PeersSubject) {
         credentials: c.credentials?.trust ?? null,
         warnings: c.credentials?.warnings ?? [],
         pendingConnections: pending,
+        panic: c.cluster.inPanic,
         endpoints: c.cluster.endpoints().map((ep) => endpointJson(c, ep, now)),
         /** Instances announced but kept out by the where. filter, and why. */
         filteredOut: c.cluster.filteredOut().map(({ spec, why }) => ({
@@ -76,6 +113,21 @@ export function peersSnapshot(subject: PeersSubject) {
         })),
       };
     }),
+    /** Host probes this ambassador sends (connecting side) and answers (advertising side). */
+    hostProbes: {
+      sent: subject.prober ? { ...subject.prober.stats } : null,
+      hosts: (subject.prober?.hosts() ?? []).map((h) => ({
+        host: `${h.address}:${h.probePort}`,
+        state: h.orphaned ? 'no-ambassador' : verdict(h.alive),
+        downCode: h.downCode ?? null,
+        lossRate: Math.round(h.loss.rate * 1000) / 1000,
+        missesToConvict: subject.prober!.missesNeeded(h),
+        probes: h.sent,
+        replies: h.replies,
+        endpoints: [...h.members.keys()].map((e) => e.label),
+      })),
+      answered: subject.responder ? { port: subject.responder.port, ...subject.responder.stats } : null,
+    },
     advertisements: subject.advertisements.map((a) => {
       const relayAddr = a.relay?.address();
       let relayActive = 0;
@@ -91,6 +143,7 @@ export function peersSnapshot(subject: PeersSubject) {
         txt: redactTxt(a.spec.txt),
         state: a.state,
         reason: a.reason,
+        check: a.spec.check,
       };
     }),
   };

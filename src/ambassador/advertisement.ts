@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { Cluster } from '../cluster/cluster.js';
 import { HealthChecker } from '../cluster/health-checker.js';
+import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';
 import type { AdvertiseSpec } from '../config/specs.js';
 import type { MdnsEngine } from '../mdns/engine.js';
 import type { Registration } from '../mdns/owned.js';
@@ -16,6 +17,8 @@ export interface AdvertisementOptions {
   connectTimeoutMs: number;
   /** Mutual TLS: always relay, accept only clients with a CA-signed certificate, announce TXT tls=1. */
   tls?: TlsMaterial;
+  /** UDP port of this ambassador's host probe responder, announced in TXT (hostprobe=PORT). */
+  probePort?: number;
 }
 
 /**
@@ -92,7 +95,16 @@ export class Advertisement extends EventEmitter {
     this.checker = new HealthChecker(this.targetCluster, {
       intervalMs: opts.healthIntervalMs,
       timeoutMs: opts.healthTimeoutMs,
+      kind: spec.check,
     });
+  }
+
+  /**
+   * Whether peers may use the announced port now: announced (or being announced) and the target
+   * passes its check. Host probe replies carry this (the source check).
+   */
+  get serving(): boolean {
+    return !this.stopped && (this.state === 'probing' || this.state === 'announced');
   }
 
   get instance(): string | undefined {
@@ -121,13 +133,15 @@ export class Advertisement extends EventEmitter {
         firstOk = true;
         this.deciding = this.publish().catch((err) => this.log.error({ err: String(err), service: this.spec.name }, 'cannot advertise'));
       } else if (!ok && !firstOk) {
-        this.setState('waiting-for-target', `target ${this.target.host}:${this.target.port} ${whyNotAccepting(error)}`);
+        // (EBADREPLY / ETIMEDOUT with check=redis: it accepts, but does not answer PING)
+        const why = this.spec.check === 'redis' && (error === 'EBADREPLY' || error === 'ETIMEDOUT') ? `not answering PING (${error})` : whyNotAccepting(error);
+        this.setState('waiting-for-target', `target ${this.target.host}:${this.target.port} ${why}`);
       }
     });
     this.targetCluster.on('endpoint-health', (_ep, healthy) => {
       if (!firstOk || this.stopped) return;
       if (healthy) this.republish();
-      else this.withdraw(`target ${this.target.host}:${this.target.port} stopped accepting connections`);
+      else this.withdraw(`target ${this.target.host}:${this.target.port} ${this.spec.check === 'redis' ? 'stopped answering PING' : 'stopped accepting connections'}`);
     });
     this.checker.start();
   }
@@ -168,11 +182,14 @@ export class Advertisement extends EventEmitter {
       this.announcedPort = this.target.port;
     }
     if (this.stopped) return;
+    const txt: Record<string, string> = { ...this.spec.txt };
+    if (this.opts.tls) txt[TLS_TXT_KEY] = '1';
+    if (this.opts.probePort) txt[PROBE_TXT_KEY] = String(this.opts.probePort);
     const reg = this.engine.publish({
       name: this.spec.name,
       port: this.announcedPort,
       instance: this.spec.instance,
-      txt: this.opts.tls ? { ...this.spec.txt, [TLS_TXT_KEY]: '1' } : this.spec.txt,
+      txt,
       priority: this.spec.priority,
       weight: this.spec.weight,
       subtypes: this.spec.subtypes,

@@ -2,6 +2,8 @@ import { EventEmitter } from 'node:events';
 import { Cluster } from '../cluster/cluster.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import { HealthChecker } from '../cluster/health-checker.js';
+import { probePortOf } from '../cluster/host-probe-wire.js';
+import type { HostProber } from '../cluster/host-prober.js';
 import type { CredentialExposure } from '../config/credential-exposure.js';
 import type { ConnectSpec } from '../config/specs.js';
 import type { DiscoverySource, EndpointSpec } from '../discovery/source.js';
@@ -13,6 +15,14 @@ export interface ConnectorOptions {
   healthIntervalMs: number;
   healthTimeoutMs: number;
   connectTimeoutMs: number;
+  /** A connect still pending after this long is raced by another attempt (default: the listener's). */
+  raceDelayMs?: number;
+  /**
+   * Host liveness of peer ambassadors (shared by every connector of the process): endpoints whose
+   * advertiser runs an ambassador are judged by its probes and its own check of the service,
+   * not by connections of ours to the service.
+   */
+  prober?: HostProber;
   /** Close a connection idle this long (ms); 0/undefined = never. */
   idleTimeoutMs?: number;
   noEndpointWaitMs: number;
@@ -33,6 +43,7 @@ export class Connector extends EventEmitter {
   readonly cluster: Cluster;
   readonly listener: ConnectListener;
   readonly checker: HealthChecker;
+  readonly prober: HostProber | undefined;
   readonly protocol: ProtocolHandshake | undefined;
   readonly credentials: CredentialExposure | undefined;
   private stopping = false;
@@ -46,13 +57,21 @@ export class Connector extends EventEmitter {
   ) {
     super();
     this.cluster = new Cluster(spec.name, { where: spec.where });
-    this.checker = new HealthChecker(this.cluster, { intervalMs: opts.healthIntervalMs, timeoutMs: opts.healthTimeoutMs });
+    this.prober = opts.prober;
+    this.checker = new HealthChecker(this.cluster, {
+      intervalMs: opts.healthIntervalMs,
+      timeoutMs: opts.healthTimeoutMs,
+      kind: spec.check === 'none' ? 'tcp' : spec.check,
+      // Judged by its ambassador — unless that ambassador is gone while its host lives.
+      skip: (ep) => this.probePort(ep) !== undefined && !this.prober!.isOrphaned(ep),
+    });
     this.listener = new ConnectListener({
       cluster: this.cluster,
       host: spec.bind,
       port: spec.port,
       balancer: spec.balance,
       connectTimeoutMs: opts.connectTimeoutMs,
+      raceDelayMs: opts.raceDelayMs,
       idleTimeoutMs: opts.idleTimeoutMs,
       noEndpointWaitMs: opts.noEndpointWaitMs,
       keepConnectionsOnRemoval: opts.keepConnections,
@@ -64,6 +83,16 @@ export class Connector extends EventEmitter {
     this.credentials = opts.credentials;
     this.wireLogs();
     if (spec.balance === 'srv' && spec.failback === 'retire') this.cluster.on('endpoint-up', (ep) => this.failBack(ep));
+  }
+
+  /** Host probes took an endpoint over or let it go (its ambassador went, or came back): our own checks follow. */
+  private readonly onHandover = (ep: Endpoint, cluster: Cluster): void => {
+    if (cluster === this.cluster) void this.checker.check(ep);
+  };
+
+  /** The host probe port of `ep`'s advertiser, when a peer ambassador vouches for it. */
+  probePort(ep: Endpoint): number | undefined {
+    return this.prober && ep.source === 'mdns' ? probePortOf(ep.txt) : undefined;
   }
 
   private wireLogs(): void {
@@ -153,14 +182,18 @@ export class Connector extends EventEmitter {
       s.on('endpoints', (specs: EndpointSpec[]) => this.cluster.setEndpoints(s.kind, specs));
       s.on('resolve-error', (err: Error) => this.log.warn({ service: this.spec.name, listen: `${this.spec.bind}:${this.spec.port}`, source: s.kind, err: err.message }, 'discovery lookup failed; keeping last endpoints'));
     }
+    this.prober?.watch(this.cluster, (ep) => this.probePort(ep));
+    this.prober?.on('handover', this.onHandover);
     for (const s of this.sources) await s.start();
-    this.checker.start();
+    if (this.spec.check !== 'none') this.checker.start();
   }
 
   async stop(drainMs: number): Promise<void> {
     this.stopping = true;
     await this.listener.close({ drainMs });
     this.checker.stop();
+    this.prober?.off('handover', this.onHandover);
+    this.prober?.unwatch(this.cluster);
     this.protocol?.stop();
     for (const s of this.sources) await s.stop();
     this.cluster.close();

@@ -2,6 +2,7 @@ import net from 'node:net';
 import { Writable } from 'node:stream';
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { Ambassador } from '../ambassador.js';
+import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';
 import { buildConfig, type RawOptions } from '../config/config.js';
 import { createLogger, type Logger } from '../logging/logger.js';
 import { fail } from './fail.js';
@@ -333,8 +334,14 @@ async function runDemo(argv: DemoArgs, say: Narrator, startAmb: StartAmb, replic
   const t3 = Date.now();
   const app = await startAmb(connectFlags);
   const conn = app.connectors[0]!;
-  conn.cluster.on('endpoint-up', (ep) => say.line(`✓ endpoint up: ${ep.label}${ep.label === ep.address ? '' : ` at ${ep.address}`} (${ep.source}${Object.keys(ep.txt).length ? `, TXT ${Object.entries(ep.txt).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''})`));
-  const why = { goodbye: 'goodbye received: no new connections, removed a second later', removed: 'removed', outlier: 'outlier: connects to it failed twice in a row', 'health-check': 'active health checks failed' };
+  // (the host probe port is plumbing between ambassadors, not part of the story)
+  const txtOf = (ep: { txt: Record<string, string> }) => Object.entries(ep.txt).filter(([k]) => k !== PROBE_TXT_KEY);
+  conn.cluster.on('endpoint-up', (ep) => say.line(`✓ endpoint up: ${ep.label}${ep.label === ep.address ? '' : ` at ${ep.address}`} (${ep.source}${txtOf(ep).length ? `, TXT ${txtOf(ep).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''})`));
+  const why = {
+    goodbye: 'goodbye received: no new connections, removed a second later', removed: 'removed', outlier: 'outlier: connects to it failed',
+    'health-check': 'active health checks failed', 'host-probe': 'its ambassador stopped answering host probes',
+    'source-check': 'its ambassador says the service stopped accepting',
+  };
   conn.cluster.on('endpoint-down', (ep, reason) => say.line(`! endpoint down: ${ep.label} (${why[reason]})`));
   conn.listener.on('failover', (_c, from, to) => say.line(`! a connect to ${from.label} failed; the same client is retried on ${to.label} before it notices anything`));
   for (const ep of conn.cluster.endpoints()) say.line(`✓ endpoint up: ${ep.label} at ${ep.address} (${ep.source})`);

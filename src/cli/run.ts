@@ -8,19 +8,19 @@ import { fail } from './fail.js';
 /** Options that may also come from AMBASSADOR_<NAME> environment variables. */
 export const RUN_OPTION_NAMES = [
   'advertise', 'connect', 'static', 'srv', 'interface', 'exclude-interface', 'hostname', 'ipv6', 'ttl', 'dns-server', 'tls-cert', 'tls-key', 'tls-ca',
-  'health-interval', 'health-timeout', 'connect-timeout', 'idle-timeout', 'wait-for-endpoint', 'drain-timeout', 'keep-connections',
-  'trusted-lan', 'admin', 'log-level', 'log-format', 'check', 'exit-when-stranded',
+  'health-interval', 'health-timeout', 'connect-timeout', 'race-delay', 'probe-port', 'idle-timeout', 'wait-for-endpoint', 'drain-timeout',
+  'keep-connections', 'trusted-lan', 'admin', 'log-level', 'log-format', 'check', 'exit-when-stranded',
 ];
 
 export function runOptions<T>(y: Argv<T>) {
   return y
     .option('advertise', {
       alias: 'a', type: 'string', array: true, group: 'Services:',
-      describe: 'announce NAME=[HOST:]PORT[,priority=N,weight=N,instance=LABEL,subtype=S,relay-port=N,txt.KEY=VALUE] as _NAME._tcp.local while it accepts connections',
+      describe: 'announce NAME=[HOST:]PORT[,priority=N,weight=N,instance=LABEL,subtype=S,relay-port=N,check=tcp|redis,txt.KEY=VALUE] as _NAME._tcp.local while it accepts connections (check=redis: while it answers PING)',
     })
     .option('connect', {
       alias: 'c', type: 'string', array: true, group: 'Services:',
-      describe: 'listen on NAME=[BIND:]PORT[,balance=round-robin|least-conn|random|srv,where.KEY=VALUE,auth-file=FILE,db=N,protocol=redis,tls-name=NAME] (default bind 127.0.0.1) and forward to a peer announcing NAME; auth-file holds Redis credentials (\'password\' or \'user password\'), sent as AUTH on every upstream connection',
+      describe: 'listen on NAME=[BIND:]PORT[,balance=round-robin|least-conn|random|srv,where.KEY=VALUE,auth-file=FILE,db=N,protocol=redis,tls-name=NAME,check=tcp|redis|none] (default bind 127.0.0.1) and forward to a peer announcing NAME; auth-file holds Redis credentials (\'password\' or \'user password\'), sent as AUTH on every upstream connection; check= is how endpoints with no ambassador behind them are checked',
     })
     .option('static', { type: 'string', array: true, group: 'Services:', describe: 'fixed endpoints NAME=HOST:PORT[+HOST:PORT…] for a --connect NAME (no multicast)' })
     .option('srv', { type: 'string', array: true, group: 'Services:', describe: 'endpoints from unicast DNS SRV NAME=_svc._tcp.domain (relative names use the search list of /etc/resolv.conf), re-resolved as TTLs run out' })
@@ -37,9 +37,11 @@ export function runOptions<T>(y: Argv<T>) {
       type: 'boolean', group: 'TLS:', default: false,
       describe: 'without TLS, send auth-file credentials to ANY host that announces the service over mDNS (anyone on the LAN can announce any name); only for a LAN you trust',
     })
-    .option('health-interval', { type: 'string', group: 'Health:', default: 500, describe: 'ms between active TCP health checks (targets and endpoints)' })
-    .option('health-timeout', { type: 'string', group: 'Health:', default: 500, describe: 'ms before a health check connect counts as failed' })
-    .option('connect-timeout', { type: 'string', group: 'Health:', default: 1000, describe: 'ms before a connect to an endpoint fails over to the next one' })
+    .option('health-interval', { type: 'string', group: 'Health:', default: 500, describe: 'ms between host probes of peer ambassadors, and between checks of advertised targets and of endpoints with no ambassador behind them' })
+    .option('health-timeout', { type: 'string', group: 'Health:', default: 500, describe: 'ms before a health check (connect, or PING with check=redis) counts as failed' })
+    .option('connect-timeout', { type: 'string', group: 'Health:', default: 3000, describe: 'ms one connect attempt to an endpoint may take (it is raced by another after --race-delay)' })
+    .option('race-delay', { type: 'string', group: 'Health:', default: 250, describe: 'ms after which a connect still pending is raced by a second attempt (the next endpoint, or the same one again); the first to complete carries the client' })
+    .option('probe-port', { type: 'string', group: 'Health:', describe: 'UDP port answering host probes from connecting ambassadors, announced in TXT hostprobe= (default: any free port)' })
     .option('idle-timeout', { type: 'string', group: 'Health:', default: 0, describe: 'ms without traffic either way after which a proxied connection is closed (0 = never)' })
     .option('wait-for-endpoint', { type: 'string', group: 'Health:', default: 5000, describe: 'ms a client waits for an endpoint to appear before it is closed' })
     .option('drain-timeout', { type: 'string', group: 'Health:', default: 10000, describe: 'ms open connections may take to finish on shutdown' })

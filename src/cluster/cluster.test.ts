@@ -144,7 +144,7 @@ test('outlier: ejected after consecutive failures, back on probation after back-
 
 test('outlier: back-off is capped; disabled outlier detection never ejects', () => {
   const c = new Cluster('svc', { outlier: { consecutiveFailures: 1, baseEjectionMs: 10, maxEjectionMs: 25 } });
-  c.setEndpoints('static', [spec('a', 1)]);
+  c.setEndpoints('static', [spec('a', 1), spec('b', 2)]);
   const a = c.endpoints()[0]!;
   a.ejections = 10;
   const t = Date.now();
@@ -163,12 +163,12 @@ test('outlier: back-off is capped; disabled outlier detection never ejects', () 
 
 test('an address change resets health and ejection', () => {
   const c = new Cluster('svc', { outlier: { consecutiveFailures: 1, baseEjectionMs: 60_000 } });
-  c.setEndpoints('static', [spec('a', 1)]);
+  c.setEndpoints('static', [spec('a', 1), spec('b', 3)]);
   const a = c.endpoints()[0]!;
   c.reportConnectFailure(a);
   assert.equal(a.downReason, 'outlier');
   const log = record(c);
-  c.setEndpoints('static', [spec('a', 2)]);
+  c.setEndpoints('static', [spec('a', 2), spec('b', 3)]);
   assert.deepEqual(log, ['updated a address', 'up a', 'changed']);
   assert.equal(a.state, 'up');
   c.close();
@@ -210,4 +210,71 @@ test('close removes endpoints and clears ejection timers', () => {
   assert.equal(a.removed, true);
   c.setEndpoints('static', [spec('a', 1)]);
   assert.equal(c.size, 0, 'inert after close');
+});
+
+test('outlier: a hard failure (refused, unreachable) ejects at once; a timeout needs the streak', () => {
+  const c = new Cluster('svc', { outlier: { consecutiveFailures: 2, baseEjectionMs: 60_000 } });
+  c.setEndpoints('static', [spec('a', 1), spec('b', 2), spec('c', 3)]);
+  const [a, b] = c.endpoints() as [Endpoint, Endpoint];
+  c.reportConnectFailure(a, 'ETIMEDOUT');
+  assert.equal(a.state, 'up', 'one timeout proves nothing on a lossy path');
+  c.reportConnectFailure(b, 'ECONNREFUSED');
+  assert.equal(b.downReason, 'outlier');
+  c.close();
+});
+
+test('outlier: the last usable endpoint is never ejected on passive evidence alone', () => {
+  const c = new Cluster('svc', { outlier: { consecutiveFailures: 1, baseEjectionMs: 60_000 } });
+  c.setEndpoints('static', [spec('a', 1), spec('b', 2)]);
+  const [a, b] = c.endpoints() as [Endpoint, Endpoint];
+  c.reportConnectFailure(a, 'ECONNREFUSED');
+  assert.equal(a.downReason, 'outlier');
+  for (let i = 0; i < 5; i++) c.reportConnectFailure(b, 'ECONNREFUSED');
+  assert.equal(b.state, 'up', 'b is all that is left');
+  assert.equal(b.failures, 5);
+  assert.equal(c.sparedLast, 5);
+  // Active evidence still counts: a failed health check takes it down.
+  c.setHealth(b, false);
+  assert.equal(b.downReason, 'health-check');
+  c.close();
+});
+
+test('panic mode: no usable endpoint, some down only on evidence; candidates exclude goodbyes and source withdrawals', () => {
+  const c = new Cluster('svc', { outlier: { consecutiveFailures: 1, baseEjectionMs: 60_000 } });
+  const panics: boolean[] = [];
+  c.on('panic', (p) => panics.push(p));
+  c.setEndpoints('mdns', [spec('a', 1, { source: 'mdns' }), spec('b', 2, { source: 'mdns' }), spec('c', 3, { source: 'mdns' })]);
+  const [a, b, cc] = c.endpoints() as [Endpoint, Endpoint, Endpoint];
+  c.setHealth(a, false, 'host-probe');
+  c.setHealth(b, false, 'source-check');
+  assert.equal(c.inPanic, false, 'c is still usable');
+  c.setEndpoints('mdns', [spec('a', 1, { source: 'mdns' }), spec('b', 2, { source: 'mdns' }), spec('c', 3, { source: 'mdns', draining: true })]);
+  assert.equal(cc.downReason, 'goodbye');
+  assert.equal(c.inPanic, true);
+  assert.deepEqual(c.panicCandidates().map((e) => e.id), ['a'], 'host-probe yes; source-check and goodbye no');
+  c.setHealth(a, true, 'host-probe');
+  assert.equal(c.inPanic, false);
+  assert.deepEqual(panics, [true, false]);
+  assert.equal(c.panics, 1);
+  // Nothing but withdrawn/leaving endpoints: no panic (nothing worth trying).
+  c.setHealth(a, false, 'source-check');
+  assert.equal(c.inPanic, false);
+  c.close();
+});
+
+test('flaps: an endpoint judged down and back while announced', () => {
+  const c = new Cluster('svc');
+  c.setEndpoints('static', [spec('a', 1), spec('b', 2)]);
+  const [a] = c.endpoints() as [Endpoint];
+  const ups: string[] = [];
+  c.on('endpoint-up', (e, was) => ups.push(`${e.id} ${was}`));
+  c.setHealth(a, false, 'host-probe');
+  c.setHealth(a, true, 'host-probe');
+  c.setHealth(a, false);
+  c.setHealth(a, true);
+  c.setHealth(a, false, 'source-check');
+  c.setHealth(a, true, 'source-check');
+  assert.equal(a.flaps, 2);
+  assert.deepEqual(ups, ['a host-probe', 'a health-check', 'a source-check']);
+  c.close();
 });

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { EndpointSpec, SourceKind } from '../discovery/source.js';
-import { Endpoint, endpointKey, type DownReason } from './endpoint.js';
+import { Endpoint, endpointKey, type DownReason, type HealthJudge } from './endpoint.js';
+import { isHardFailure } from './evidence.js';
 
 export type EndpointDownReason = 'removed' | DownReason;
 
@@ -9,15 +10,20 @@ export type ClusterEvents = {
   'endpoint-added': [endpoint: Endpoint];
   /** An endpoint left its source's set (an 'endpoint-down' with 'removed' precedes it if it was up). */
   'endpoint-removed': [endpoint: Endpoint];
-  /** An endpoint became usable. */
-  'endpoint-up': [endpoint: Endpoint];
+  /** An endpoint became usable; `was` is why it was down (undefined when it is new). */
+  'endpoint-up': [endpoint: Endpoint, was?: EndpointDownReason];
   /** An endpoint stopped being usable. */
   'endpoint-down': [endpoint: Endpoint, reason: EndpointDownReason];
   /**
-   * Active health checks changed their verdict on an endpoint (emitted even when the endpoint was
-   * already down for another reason, unlike endpoint-down).
+   * An active judge (own check, host probe, source check) changed its verdict on an endpoint
+   * (emitted even when the endpoint was already down for another reason, unlike endpoint-down).
    */
-  'endpoint-health': [endpoint: Endpoint, healthy: boolean];
+  'endpoint-health': [endpoint: Endpoint, healthy: boolean, judge: HealthJudge];
+  /**
+   * Panic mode starts (true) or ends (false): no endpoint is usable, but some are down only on
+   * health evidence (checks, probes, failed connects) and are tried anyway.
+   */
+  panic: [inPanic: boolean];
   /** host/port/priority/weight/txt/label changed; `addressChanged` when host or port did. */
   'endpoint-updated': [endpoint: Endpoint, addressChanged: boolean];
   /** A source reported an instance that the `where` filter keeps out (once, until it leaves or changes). */
@@ -28,10 +34,11 @@ export type ClusterEvents = {
 
 export interface OutlierOptions {
   /**
-   * Consecutive failed connects before ejection. Default 2: one refused or timed-out connect can
-   * be a transient blip (backlog full, restart race) and costs the client only a retry on the next
+   * Consecutive failed connects before ejection. Default 2: a timed-out or reset connect can be a
+   * transient blip (a loss burst, backlog full) and costs the client only a retry on the next
    * endpoint; two in a row is a strong signal, and ejecting then keeps later clients from paying
-   * that retry latency on a dead peer long before an mDNS TTL (75 s–120 min) would drop it.
+   * that retry latency on a dead peer long before an mDNS TTL (75 s–120 min) would drop it. A hard
+   * failure (refused, unreachable: the network's own answer, not a silence) ejects at once.
    */
   consecutiveFailures?: number;
   /** First ejection lasts this long; each further ejection doubles it. Default 1000 ms. */
@@ -60,6 +67,9 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   private readonly filtered = new Map<string, { spec: EndpointSpec; why: string }>();
   private readonly ejectionTimers = new Map<Endpoint, NodeJS.Timeout>();
   private closed = false;
+  private panicking = false;
+  /** Times panic mode started. */
+  panics = 0;
 
   constructor(name: string, options: ClusterOptions = {}) {
     super();
@@ -132,12 +142,14 @@ export class Cluster extends EventEmitter<ClusterEvents> {
         continue;
       }
       const wasUsable = existing.isUsable(now);
+      const was = existing.downReasonAt(now);
       const change = existing.update(spec, now);
       if (change === undefined) continue;
       changed = true;
       if (change === 'address') this.clearEjectionTimer(existing);
       this.emit('endpoint-updated', existing, change === 'address');
-      if (!wasUsable && existing.isUsable(now)) this.emit('endpoint-up', existing);
+      // (A move resets its verdicts: coming back then is no flap.)
+      if (!wasUsable && existing.isUsable(now)) this.emit('endpoint-up', existing, change === 'address' ? undefined : was);
       else if (wasUsable && !existing.isUsable(now)) this.emit('endpoint-down', existing, existing.downReasonAt(now)!);
     }
     for (const [key, ep] of this.byKey) {
@@ -146,7 +158,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       changed = true;
     }
     for (const [key, f] of this.filtered) if (f.spec.source === source && !seenFiltered.has(key)) this.filtered.delete(key);
-    if (changed) this.emit('changed');
+    if (changed) this.changed(now);
   }
 
   /** Every endpoint, usable or not, in insertion order. */
@@ -167,6 +179,26 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const out: Endpoint[] = [];
     for (const ep of this.byKey.values()) if (ep.isUsable(now)) out.push(ep);
     return out;
+  }
+
+  /**
+   * Endpoints to try when none is usable (panic mode, as Envoy's panic threshold or HAProxy's
+   * backup servers): down only on health evidence — our checks, host probes, failed connects —
+   * which a lossy link can fake, and still announced. Not those leaving (goodbye) or whose own
+   * ambassador says the service fails (source check): those are known answers, not silences.
+   */
+  panicCandidates(now: number = Date.now()): Endpoint[] {
+    const out: Endpoint[] = [];
+    for (const ep of this.byKey.values()) {
+      const why = ep.downReasonAt(now);
+      if (why === 'host-probe' || why === 'health-check' || why === 'outlier') out.push(ep);
+    }
+    return out;
+  }
+
+  /** True while no endpoint is usable but some are panic candidates. */
+  get inPanic(): boolean {
+    return this.panicking;
   }
 
   /**
@@ -195,28 +227,45 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     });
   }
 
-  /** Active health checks report here. Emits endpoint-up/down (reason 'health-check') on transitions. */
-  setHealth(ep: Endpoint, healthy: boolean): void {
-    if (ep.removed || this.byKey.get(ep.key) !== ep || ep.checkHealthy === healthy) return;
-    // The peer has another address not tried yet: the next checks go there before it is marked down.
-    if (!healthy && ep.failOver(ep.host)) return;
+  /**
+   * Active judges report here: our own checks ('own-check', reason 'health-check'), the host
+   * prober ('host-probe') and the advertiser's check of its service ('source-check'). Emits
+   * endpoint-health, and endpoint-up/down on transitions.
+   */
+  setHealth(ep: Endpoint, healthy: boolean, judge: HealthJudge = 'own-check'): void {
+    if (ep.removed || this.byKey.get(ep.key) !== ep) return;
+    const field = judge === 'own-check' ? 'checkHealthy' : judge === 'host-probe' ? 'hostAlive' : 'sourceServing';
+    if (ep[field] === healthy) return;
+    // Our check of the address dialled now failed and the peer has another address not tried
+    // yet: the next checks go there before it is marked down.
+    if (!healthy && judge === 'own-check' && ep.failOver(ep.host)) return;
     const now = Date.now();
     const before = ep.downReasonAt(now);
-    ep.checkHealthy = healthy;
-    this.emit('endpoint-health', ep, healthy);
+    ep[field] = healthy;
+    this.emit('endpoint-health', ep, healthy, judge);
     this.emitTransition(ep, before, now);
   }
 
-  /** A connect to `ep` failed (refused, timed out, unreachable). May eject it as an outlier. */
-  reportConnectFailure(ep: Endpoint): void {
+  /**
+   * A connect to `ep` failed with errno-style `code`. May eject it as an outlier: at once on a
+   * hard failure (refused, unreachable), after `consecutiveFailures` in a row otherwise — but
+   * never the last usable endpoint: passive evidence alone cannot tell a dead peer from a lossy
+   * path, and with nothing left every client would wait for an endpoint that is not coming.
+   */
+  reportConnectFailure(ep: Endpoint, code?: string): void {
     ep.failures++;
     ep.consecutiveFailures++;
     const o = this.outlier;
     if (!o || ep.removed || this.closed) return;
     const now = Date.now();
     if (ep.ejectedUntil > now) return; // already out; in-flight attempts failing add nothing
-    if (ep.consecutiveFailures < o.consecutiveFailures) return;
+    if (ep.consecutiveFailures < o.consecutiveFailures && !isHardFailure(code)) return;
     const before = ep.downReasonAt(now);
+    if (before !== undefined) return; // down anyway: ejecting adds nothing
+    if (!this.hasOtherUsable(ep, now)) {
+      this.sparedLast++;
+      return;
+    }
     const ms = Math.min(o.maxEjectionMs, o.baseEjectionMs * 2 ** Math.min(ep.ejections, 30));
     ep.ejections++;
     ep.ejectedUntil = now + ms;
@@ -225,6 +274,14 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     timer.unref();
     this.ejectionTimers.set(ep, timer);
     this.emitTransition(ep, before, now);
+  }
+
+  /** Ejections skipped because the endpoint was the last usable one. */
+  sparedLast = 0;
+
+  private hasOtherUsable(ep: Endpoint, now: number): boolean {
+    for (const other of this.byKey.values()) if (other !== ep && other.isUsable(now)) return true;
+    return false;
   }
 
   /** A connect to `ep` succeeded: clears the failure streak and the ejection back-off. */
@@ -239,6 +296,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const now = Date.now();
     for (const ep of [...this.byKey.values()]) this.remove(ep, now);
     this.closed = true;
+    this.panicking = false;
     this.emit('changed'); // also wakes every waitForEndpoint() with false
   }
 
@@ -246,7 +304,8 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.ejectionTimers.delete(ep);
     if (ep.removed) return;
     const now = Date.now();
-    const before: DownReason | undefined = ep.checkHealthy ? 'outlier' : 'health-check';
+    // As it was just before the ejection ends (the timer may fire a millisecond early or late).
+    const before: DownReason | undefined = ep.downReasonAt(ep.ejectedUntil - 1);
     ep.ejectedUntil = 0;
     // Probation: the next failed connect ejects again at once, with the doubled back-off.
     if (this.outlier) ep.consecutiveFailures = this.outlier.consecutiveFailures - 1;
@@ -274,8 +333,32 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const after = ep.downReasonAt(now);
     if (before === after) return;
     // Only up<->down transitions are events; a down endpoint changing reason is just 'changed'.
-    if (after === undefined) this.emit('endpoint-up', ep);
-    else if (before === undefined) this.emit('endpoint-down', ep, after);
+    if (after === undefined) {
+      // Judged down on evidence and back while still announced: a flap (or a recovery).
+      if (before === 'host-probe' || before === 'health-check' || before === 'outlier') ep.flaps++;
+      this.emit('endpoint-up', ep, before);
+    } else if (before === undefined) this.emit('endpoint-down', ep, after);
+    this.changed(now);
+  }
+
+  /** Emits 'changed', after updating panic mode. */
+  private changed(now: number): void {
+    let usable = false;
+    let candidates = false;
+    for (const ep of this.byKey.values()) {
+      const why = ep.downReasonAt(now);
+      if (why === undefined && !ep.removed) {
+        usable = true;
+        break;
+      }
+      if (why === 'host-probe' || why === 'health-check' || why === 'outlier') candidates = true;
+    }
+    const panic = !usable && candidates && !this.closed;
+    if (panic !== this.panicking) {
+      this.panicking = panic;
+      if (panic) this.panics++;
+      this.emit('panic', panic);
+    }
     this.emit('changed');
   }
 }

@@ -1,11 +1,24 @@
 import type { EndpointSpec, SourceKind } from '../discovery/source.js';
 
 /**
- * Why an endpoint is not usable. 'goodbye': its source says it is leaving; 'health-check':
- * active checks failed; 'outlier': connects failed.
+ * Why an endpoint is not usable. 'goodbye': its source says it is leaving; 'source-check': the
+ * ambassador that advertises it says its own check of the service fails (answered in a host
+ * probe); 'host-probe': the peer's host (its ambassador) stopped answering host probes;
+ * 'health-check': our own active checks failed; 'outlier': connects failed.
  */
-export type DownReason = 'goodbye' | 'health-check' | 'outlier';
+export type DownReason = 'goodbye' | 'source-check' | 'host-probe' | 'health-check' | 'outlier';
 export type HealthState = 'up' | 'down';
+
+/**
+ * Who judges an endpoint's health besides passive outlier detection (which always runs).
+ * 'host-probe': a peer ambassador advertises it; it checks the service itself (source check) and
+ * answers our host probes. 'own-check': nobody else can tell (Avahi, --static, --srv), we check
+ * it ourselves. 'passive': no active check at all (`check=none`).
+ */
+export type HealthOrigin = 'host-probe' | 'own-check' | 'passive';
+
+/** The active verdicts an endpoint carries, one per judge. */
+export type HealthJudge = 'own-check' | 'host-probe' | 'source-check';
 
 /** Unique key of an endpoint inside a cluster: the same id from two sources are two endpoints. */
 export function endpointKey(source: SourceKind, id: string): string {
@@ -34,14 +47,22 @@ export class Endpoint {
 
   /** The source announced its departure (mDNS goodbye); removal follows unless it is revoked. */
   draining: boolean;
-  /** Result of active health checks (true until a checker says otherwise). */
+  /** Result of our own active health checks (true until a checker says otherwise). */
   checkHealthy = true;
+  /** The peer host answers host probes (true until the host prober says otherwise). */
+  hostAlive = true;
+  /** The advertising ambassador says it serves this port (reported in host probe replies). */
+  sourceServing = true;
+  /** Who actively judges this endpoint's health (set by the checker or the host prober adopting it). */
+  healthOrigin: HealthOrigin = 'passive';
   /** Epoch ms until which passive outlier detection keeps this endpoint out; 0 = not ejected. */
   ejectedUntil = 0;
   /** How many times in a row the endpoint was ejected without a successful connect in between. */
   ejections = 0;
   /** Connect failures in a row (reset by a successful connect). */
   consecutiveFailures = 0;
+  /** Times it came back up after being judged down (host probe, own check, outlier) while announced. */
+  flaps = 0;
 
   /** Proxied connections currently open to this endpoint. */
   active = 0;
@@ -87,6 +108,8 @@ export class Endpoint {
 
   downReasonAt(now: number): DownReason | undefined {
     if (this.draining) return 'goodbye';
+    if (!this.sourceServing) return 'source-check';
+    if (!this.hostAlive) return 'host-probe';
     if (!this.checkHealthy) return 'health-check';
     if (this.ejectedUntil > now) return 'outlier';
     return undefined;
@@ -125,6 +148,8 @@ export class Endpoint {
       this.port = spec.port;
       this.generation++;
       this.checkHealthy = true;
+      this.hostAlive = true;
+      this.sourceServing = true;
       this.ejectedUntil = 0;
       this.ejections = 0;
       this.consecutiveFailures = 0;
@@ -187,6 +212,7 @@ export class Endpoint {
       txt: this.txt,
       state: this.stateAt(now),
       downReason: this.downReasonAt(now),
+      healthOrigin: this.healthOrigin,
       ejectedUntil: this.ejectedUntil > now ? this.ejectedUntil : undefined,
       active: this.active,
       connections: this.connections,

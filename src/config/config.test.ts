@@ -6,8 +6,9 @@ import { ConfigError, parseAdvertise, parseConnect, parseDnsServer, parseSrv, pa
 
 test('--advertise: port only, host:port, options and TXT', () => {
   assert.deepEqual(parseAdvertise('redis=6379'), {
-    name: 'redis', targetHost: undefined, port: 6379, priority: 0, weight: 0, txt: {}, subtypes: [], relayPort: 0, raw: 'redis=6379',
+    name: 'redis', targetHost: undefined, port: 6379, priority: 0, weight: 0, txt: {}, subtypes: [], relayPort: 0, check: 'tcp', raw: 'redis=6379',
   });
+  assert.equal(parseAdvertise('redis=6379,check=redis').check, 'redis');
   const a = parseAdvertise('redis=db:6380,priority=10,weight=5,instance=main db,txt.env=prod,txt.Role=primary,subtype=primary');
   assert.equal(a.targetHost, 'db');
   assert.equal(a.port, 6380);
@@ -28,6 +29,9 @@ test('--connect: bind defaults to 127.0.0.1; balance and where filters', () => {
   assert.deepEqual(c.where, { env: 'production' });
   assert.equal(parseConnect('redis=0.0.0.0:7000').bind, '0.0.0.0');
   assert.equal(parseConnect('redis=localhost:7000').bind, '127.0.0.1');
+  assert.equal(c.check, 'tcp');
+  assert.equal(parseConnect('redis=6379,check=redis').check, 'redis');
+  assert.equal(parseConnect('redis=6379,check=none').check, 'none');
 });
 
 test('--static and --srv', () => {
@@ -68,6 +72,9 @@ test('bad specs: one clear message each', () => {
     [() => parseDnsServer('10.0.0.1:99999'), /out of range/],
     [() => parseDnsServer('[fd00::1]:x'), /not a port number/],
     [() => parseDnsServer(''), /expected an IP address/],
+    [() => parseAdvertise('redis=6379,check=http'), /unknown check 'http' \(known: tcp, redis\)/],
+    [() => parseAdvertise('redis=6379,txt.hostprobe=1'), /'hostprobe' is reserved/],
+    [() => parseConnect('redis=6379,check=ping'), /unknown check 'ping' \(known: tcp, redis, none\)/],
   ];
   for (const [fn, re] of bad) {
     assert.throws(fn, (err: Error) => err instanceof ConfigError && re.test(err.message) && !err.message.includes('\n'));
@@ -84,6 +91,8 @@ test('whole-config checks: duplicates, orphans, nothing to do, TLS triple', () =
   assert.throws(() => buildConfig({ advertise: ['a=7000'], ttl: 0 }), /--ttl/);
   assert.throws(() => buildConfig({ advertise: ['a=7000'], hostname: 'a.b' }), /--hostname/);
   assert.throws(() => buildConfig({ connect: ['a=7000'], admin: '127.0.0.1:7000' }), /already used/);
+  assert.throws(() => buildConfig({ advertise: ['a=7000'], probePort: 70000 }), /--probe-port: port 70000 is out of range/);
+  assert.throws(() => buildConfig({ advertise: ['a=7000'], raceDelay: 0 }), /--race-delay/);
 });
 
 test('repeatable options from one environment variable split on whitespace or ;', () => {
@@ -92,6 +101,9 @@ test('repeatable options from one environment variable split on whitespace or ;'
   const c = buildConfig({ advertise: ['redis=6379 api=8080'] });
   assert.deepEqual(c.advertise.map((a) => a.name), ['redis', 'api']);
   assert.equal(c.healthInterval, 500);
+  assert.equal(c.connectTimeout, 3000);
+  assert.equal(c.raceDelay, 250);
+  assert.equal(c.probePort, 0);
 });
 
 test('credentials never go to an unproven announcer: refused at configuration time, with what to do', () => {

@@ -3,7 +3,7 @@ import { InterfaceError, InterfaceSelection } from '../mdns/interfaces.js';
 import { credentialExposure } from './credential-exposure.js';
 import {
   type AdvertiseSpec, type ConnectSpec, type HostPort, type SrvSpec, type StaticSpec, ConfigError,
-  parseAdvertise, parseConnect, parseDnsServer, parseHostPort, parseSrv, parseStatic,
+  parseAdvertise, parseConnect, parseDnsServer, parseHostPort, parsePort, parseSrv, parseStatic,
 } from './specs.js';
 
 export type LogFormat = 'json' | 'pretty';
@@ -34,10 +34,15 @@ export interface Config {
   admin?: { host: string; port: number };
   logLevel: LogLevel;
   logFormat?: LogFormat;
-  /** Active health checks (ms). */
+  /** Active health checks and host probes (ms). */
   healthInterval: number;
   healthTimeout: number;
+  /** Bound on one connect attempt (ms); a slower one is raced by another after raceDelay. */
   connectTimeout: number;
+  /** A connect still pending after this long (ms) is raced by a second attempt. */
+  raceDelay: number;
+  /** UDP port answering host probes when advertising (0 = any free port). */
+  probePort: number;
   /** Close a proxied connection after this long without traffic either way (ms); 0 = never. */
   idleTimeout: number;
   /** How long a client waits for an endpoint to appear when there is none (ms). */
@@ -79,6 +84,8 @@ export interface RawOptions {
   healthInterval?: number | string;
   healthTimeout?: number | string;
   connectTimeout?: number | string;
+  raceDelay?: number | string;
+  probePort?: number | string;
   idleTimeout?: number | string;
   waitForEndpoint?: number | string;
   drainTimeout?: number | string;
@@ -238,7 +245,9 @@ export function buildConfig(raw: RawOptions): Config {
     logFormat,
     healthInterval: parseDuration(raw.healthInterval, 500, '--health-interval'),
     healthTimeout: parseDuration(raw.healthTimeout, 500, '--health-timeout'),
-    connectTimeout: parseDuration(raw.connectTimeout, 1000, '--connect-timeout'),
+    connectTimeout: parseDuration(raw.connectTimeout, 3000, '--connect-timeout'),
+    raceDelay: parseDuration(raw.raceDelay, 250, '--race-delay'),
+    probePort: raw.probePort === undefined || raw.probePort === '' ? 0 : parsePort(String(raw.probePort), '--probe-port', true),
     idleTimeout: parseDuration(raw.idleTimeout, 0, '--idle-timeout', { allowZero: true }),
     noEndpointWait: parseDuration(raw.waitForEndpoint, 5000, '--wait-for-endpoint'),
     drainTimeout: parseDuration(raw.drainTimeout, 10000, '--drain-timeout'),

@@ -1,5 +1,7 @@
 import { isIP } from 'node:net';
 import { BALANCER_NAMES as BALANCERS, type BalancerName } from '../cluster/balancer.js';
+import { CHECK_KINDS, type CheckKind } from '../cluster/health-checker.js';
+import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';
 import { PROTOCOL_NAMES } from '../proxy/handshakes/index.js';
 
 /** A user-facing configuration problem: printed as one line, exit status 2. */
@@ -18,6 +20,8 @@ export interface AdvertiseSpec {
   subtypes: string[];
   /** Port of the relay listener when one is needed (0 = any free port). */
   relayPort: number;
+  /** How the ambassador checks its target before and while announcing it. */
+  check: CheckKind;
   /** The flag as the user wrote it, for messages. */
   raw: string;
 }
@@ -39,6 +43,11 @@ export interface ConnectSpec {
    * at their first pause ('retire', the default) or stay where they are ('keep').
    */
   failback: 'retire' | 'keep';
+  /**
+   * Our own check of endpoints nobody else vouches for (no ambassador behind them: Avahi,
+   * --static, --srv); 'none' leaves them to passive outlier detection.
+   */
+  check: CheckKind | 'none';
   raw: string;
 }
 
@@ -113,7 +122,7 @@ function parseUInt16(v: string, what: string): number {
 
 export function parseAdvertise(raw: string): AdvertiseSpec {
   const flag = '--advertise';
-  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[HOST:]PORT[,priority=,weight=,instance=,txt.KEY=VALUE]');
+  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[HOST:]PORT[,priority=,weight=,instance=,check=,txt.KEY=VALUE]');
   const hp = parseHostPort(value, `${flag} ${raw}`);
   const spec: AdvertiseSpec = {
     name: parseServiceName(name, flag),
@@ -124,6 +133,7 @@ export function parseAdvertise(raw: string): AdvertiseSpec {
     txt: {},
     subtypes: [],
     relayPort: 0,
+    check: 'tcp',
     raw,
   };
   for (const [k, v] of opts) {
@@ -136,18 +146,22 @@ export function parseAdvertise(raw: string): AdvertiseSpec {
       spec.instance = v;
     } else if (k === 'subtype') spec.subtypes.push(parseServiceName(v, `${flag} ${raw}: subtype`));
     else if (k === 'relay-port') spec.relayPort = parsePort(v, `${flag} ${raw}: relay-port`, true);
-    else if (k.startsWith('txt.') && k.length > 4) {
+    else if (k === 'check') {
+      if (!(CHECK_KINDS as readonly string[]).includes(v)) throw new ConfigError(`${flag} ${raw}: unknown check '${v}' (known: ${CHECK_KINDS.join(', ')})`);
+      spec.check = v as CheckKind;
+    } else if (k.startsWith('txt.') && k.length > 4) {
       const key = k.slice(4);
       if (key.includes('=') || Buffer.byteLength(`${key}=${v}`) > 255) throw new ConfigError(`${flag} ${raw}: TXT entry '${key}' too long or has '='`);
+      if (key.toLowerCase() === PROBE_TXT_KEY) throw new ConfigError(`${flag} ${raw}: TXT key '${PROBE_TXT_KEY}' is reserved (the ambassador announces its host probe port there)`);
       spec.txt[key.toLowerCase()] = v;
-    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: priority, weight, instance, subtype, relay-port, txt.KEY)`);
+    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: priority, weight, instance, subtype, relay-port, check, txt.KEY)`);
   }
   return spec;
 }
 
 export function parseConnect(raw: string): ConnectSpec {
   const flag = '--connect';
-  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[BIND:]PORT[,balance=,where.KEY=VALUE,auth-file=,db=,protocol=,tls-name=,failback=]');
+  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[BIND:]PORT[,balance=,where.KEY=VALUE,auth-file=,db=,protocol=,tls-name=,failback=,check=]');
   const hp = parseHostPort(value, `${flag} ${raw}`);
   if (hp.host !== undefined && hp.host !== 'localhost' && isIP(hp.host) === 0) {
     throw new ConfigError(`${flag} ${raw}: bind address '${hp.host}' must be an IP address`);
@@ -159,6 +173,7 @@ export function parseConnect(raw: string): ConnectSpec {
     balance: 'round-robin',
     where: {},
     failback: 'retire',
+    check: 'tcp',
     raw,
   };
   for (const [k, v] of opts) {
@@ -181,7 +196,12 @@ export function parseConnect(raw: string): ConnectSpec {
     } else if (k === 'failback') {
       if (v !== 'retire' && v !== 'keep') throw new ConfigError(`${flag} ${raw}: failback must be retire or keep`);
       spec.failback = v;
-    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: balance, where.KEY, auth-file, db, protocol, tls-name, failback)`);
+    } else if (k === 'check') {
+      if (v !== 'none' && !(CHECK_KINDS as readonly string[]).includes(v)) {
+        throw new ConfigError(`${flag} ${raw}: unknown check '${v}' (known: ${[...CHECK_KINDS, 'none'].join(', ')})`);
+      }
+      spec.check = v as CheckKind | 'none';
+    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: balance, where.KEY, auth-file, db, protocol, tls-name, failback, check)`);
   }
   if ((spec.authFile !== undefined || spec.db !== undefined) && spec.protocol === undefined) spec.protocol = 'redis';
   return spec;

@@ -18,12 +18,16 @@ export class ConnectError extends Error {
  * ConnectError on error, after `timeoutMs`, or when `signal` aborts; the socket is destroyed then.
  * While pending, the attempt's cancel function sits in `cancellers` (if given): calling it fails
  * the attempt with that code. (Cheaper than an AbortController per attempt.)
+ * `onSlow` (if given) is called once when the attempt is still pending after `slowMs`; the attempt
+ * goes on (the same timer, re-armed: nothing more on the fast path).
  */
 export function connectSocket(
   create: () => net.Socket,
   timeoutMs: number,
   signal?: AbortSignal,
   cancellers?: Set<(code: string) => void>,
+  slowMs?: number,
+  onSlow?: () => void,
 ): Promise<net.Socket> {
   if (signal?.aborted) return Promise.reject(new ConnectError('ECANCELED', 'connect aborted'));
   let socket: net.Socket;
@@ -60,7 +64,14 @@ export function connectSocket(
     const onClose = (): void => failWith('ECONNRESET', 'socket closed while connecting');
     const onAbort = (): void => failWith('ECANCELED', 'connect aborted');
     const onCancel = (code: string): void => failWith(code, 'connect cancelled');
-    const timer = setTimeout(() => failWith('ETIMEDOUT', `connect timed out after ${timeoutMs} ms`), timeoutMs);
+    let slowFirst = onSlow !== undefined && slowMs !== undefined && slowMs < timeoutMs;
+    const onTimer = (): void => {
+      if (!slowFirst) return failWith('ETIMEDOUT', `connect timed out after ${timeoutMs} ms`);
+      slowFirst = false;
+      timer = setTimeout(onTimer, timeoutMs - slowMs!);
+      onSlow!();
+    };
+    let timer = setTimeout(onTimer, slowFirst ? slowMs! : timeoutMs);
     socket.once(readyEvent, onReady);
     socket.once('error', onError);
     socket.once('close', onClose);

@@ -120,9 +120,9 @@ test('retries on the next endpoint when one refuses: the client sees no error', 
     c.destroy();
   }
   assert.deepEqual(events.slice(0, 3), ['connect-failed dead ECONNREFUSED', 'failover dead->good', 'connected good #2']);
-  // Two failures in a row (default threshold) ejected the dead endpoint: later clients go straight to good.
+  // A refused connect is a hard failure: the dead endpoint is ejected at once, later clients go straight to good.
   const deadEp = cluster.endpoints().find((e) => e.id === 'dead')!;
-  assert.equal(deadEp.failures, 2);
+  assert.equal(deadEp.failures, 1);
   assert.equal(deadEp.downReason, 'outlier');
   assert.equal(events.at(-1), 'connected good #1');
 });
@@ -146,6 +146,7 @@ test('a pending connect gives up when its endpoint goes down, and the client mov
   let deadAttempts = 0;
   const { cluster, port, events } = await setup(t, {
     connectTimeoutMs: 60_000, // only the endpoint going down can end this attempt in time
+    raceDelayMs: 60_000, // (and no race)
     createConnection: (ep: Endpoint) => {
       if (ep.id !== 'dead') return net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true });
       deadAttempts++;
@@ -163,6 +164,92 @@ test('a pending connect gives up when its endpoint goes down, and the client mov
   assert.equal((await readBytes(c, 1)).toString(), 'x');
   assert.deepEqual(events, ['connect-failed dead EENDPOINTDOWN', 'failover dead->good', 'connected good #2']);
   assert.equal(dead.consecutiveFailures, 0, 'the cancelled attempt is not counted against the endpoint');
+});
+
+test('a slow connect is raced, not abandoned: the next endpoint carries the client, the slow attempt is closed', async (t) => {
+  const good = await server(t);
+  const slow: net.Socket[] = [];
+  const { cluster, port, events, listener } = await setup(t, {
+    connectTimeoutMs: 60_000,
+    raceDelayMs: 20,
+    createConnection: (ep: Endpoint) => {
+      if (ep.id === 'good') return net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true });
+      const s = new net.Socket(); // a lost SYN: still pending
+      slow.push(s);
+      return s;
+    },
+  });
+  let raced = 0;
+  listener.on('connect-raced', () => raced++);
+  cluster.setEndpoints('static', [spec('slow', 1), spec('good', good.port)]);
+  const c = await client(t, port);
+  c.write('x');
+  assert.equal((await readBytes(c, 1)).toString(), 'x');
+  assert.deepEqual(events, ['connected good #2'], 'no failure: the slow attempt lost a race, it did not fail');
+  assert.equal(raced, 1);
+  await waitFor(() => slow[0]!.destroyed, 2000, 'the losing attempt closed');
+  const slowEp = cluster.endpoints().find((e) => e.id === 'slow')!;
+  assert.equal(slowEp.failures, 0);
+});
+
+test('with one endpoint, a slow connect is raced by another to the same endpoint', async (t) => {
+  const good = await server(t);
+  const made: net.Socket[] = [];
+  const { cluster, port, events } = await setup(t, {
+    connectTimeoutMs: 60_000,
+    raceDelayMs: 20,
+    createConnection: (ep: Endpoint) => {
+      // The first SYN is lost; the second goes through.
+      const s = made.length === 0 ? new net.Socket() : net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true });
+      made.push(s);
+      return s;
+    },
+  });
+  cluster.setEndpoints('static', [spec('only', good.port)]);
+  const c = await client(t, port);
+  c.write('y');
+  assert.equal((await readBytes(c, 1)).toString(), 'y');
+  assert.deepEqual(events, ['connected only #2']);
+  await waitFor(() => made[0]!.destroyed, 2000, 'the first attempt closed');
+  assert.equal(good.accepted, 1);
+});
+
+test('when the first attempt completes first after all, the raced one is closed', async (t) => {
+  const good = await server(t);
+  const made: net.Socket[] = [];
+  const { cluster, port, events } = await setup(t, {
+    connectTimeoutMs: 60_000,
+    raceDelayMs: 20,
+    createConnection: (ep: Endpoint) => {
+      const s = new net.Socket();
+      // The first connects once the second has started (its SYN was retransmitted); the second never.
+      if (made.length === 0) setTimeout(() => s.connect({ host: ep.host, port: ep.port }), 80);
+      made.push(s);
+      return s;
+    },
+  });
+  cluster.setEndpoints('static', [spec('a', good.port), spec('b', good.port)]);
+  const c = await client(t, port);
+  c.write('z');
+  assert.equal((await readBytes(c, 1)).toString(), 'z');
+  assert.equal(made.length >= 2, true, 'a second attempt was started');
+  assert.match(events.at(-1)!, /^connected a #\d$/);
+  await waitFor(() => made.slice(1).every((s) => s.destroyed), 2000, 'the raced attempts closed');
+});
+
+test('raced attempts are bounded: every one times out, the client is closed after maxConnectAttempts', async (t) => {
+  const { cluster, port, events } = await setup(t, {
+    connectTimeoutMs: 150,
+    raceDelayMs: 10,
+    maxConnectAttempts: 3,
+    createConnection: () => new net.Socket(),
+  });
+  cluster.setEndpoints('static', [spec('a', 1), spec('b', 2)]);
+  const c = await client(t, port);
+  c.write('hello');
+  await closed(c);
+  assert.equal(events.filter((e) => e.endsWith('ETIMEDOUT')).length, 3);
+  assert.equal(events.at(-1), 'no-endpoint all-failed 3');
 });
 
 test('closes the client when every attempt fails, bounded by maxConnectAttempts', async (t) => {
@@ -194,18 +281,35 @@ test('a client that resets while waiting is dropped quietly', async (t) => {
   assert.deepEqual(events, []);
 });
 
-test('waits when every endpoint is down and proceeds when one comes back', async (t) => {
+test('waits while the only endpoint is withdrawn by its own ambassador, proceeds when it is back', async (t) => {
   const up = await server(t);
   const { cluster, port } = await setup(t);
   cluster.setEndpoints('static', [spec('a', up.port)]);
   const ep = cluster.endpoints()[0]!;
-  cluster.setHealth(ep, false);
+  cluster.setHealth(ep, false, 'source-check');
   const c = await client(t, port);
   c.write('q');
   await sleep(30);
-  assert.equal(up.accepted, 0);
-  cluster.setHealth(ep, true);
+  assert.equal(up.accepted, 0, 'a known answer (the source says it does not serve) is respected');
+  cluster.setHealth(ep, true, 'source-check');
   assert.equal((await readBytes(c, 1)).toString(), 'q');
+});
+
+test('panic mode: every endpoint down on health evidence alone is still tried', async (t) => {
+  const up = await server(t);
+  const { cluster, port, listener } = await setup(t);
+  cluster.setEndpoints('static', [spec('a', up.port), spec('b', up.port)]);
+  let panics = 0;
+  listener.on('panic-attempt', () => panics++);
+  const [a, b] = cluster.endpoints() as [Endpoint, Endpoint];
+  cluster.setHealth(a, false, 'host-probe');
+  cluster.setHealth(b, false);
+  assert.equal(cluster.inPanic, true);
+  const c = await client(t, port);
+  c.write('q');
+  assert.equal((await readBytes(c, 1)).toString(), 'q', 'served at once, not after noEndpointWaitMs');
+  assert.equal(panics, 1);
+  assert.equal(up.accepted, 1);
 });
 
 test('half-close: client end reaches the server, which can still reply', async (t) => {

@@ -2,8 +2,9 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { createBalancer, type Balancer } from '../cluster/balancer.js';
 import type { Cluster, EndpointDownReason } from '../cluster/cluster.js';
-import type { Endpoint } from '../cluster/endpoint.js';
-import { ConnectError, connectSocket } from './connect.js';
+import type { Endpoint, HealthJudge } from '../cluster/endpoint.js';
+import { connectSocket } from './connect.js';
+import { ConnectRace, type Attempt, type AttemptOpener } from './connect-race.js';
 import { ProxyConnection } from './connection.js';
 import { codeOf, SocketPipe, type PipeResult } from './pipe.js';
 import { connectWithReader } from './reader.js';
@@ -51,6 +52,12 @@ export interface ConnectListenerOptions {
   balancer?: Balancer | string;
   /** Per-attempt connect timeout. Default 2000 ms. */
   connectTimeoutMs?: number;
+  /**
+   * A connect still pending after this long is raced by another attempt — to the next endpoint,
+   * or to the same one when it is the only one — and kept: the first to complete carries the
+   * client. Default 250 ms (RFC 8305's connection attempt delay).
+   */
+  raceDelayMs?: number;
   /** Endpoints tried per client before giving up (never more than are usable). Default 5. */
   maxConnectAttempts?: number;
   /** How long a client waits for an endpoint when none is usable. Default 5000 ms. */
@@ -100,6 +107,10 @@ export type ConnectListenerEvents = {
   'connect-failed': [conn: ProxyConnection, endpoint: Endpoint, code: string];
   /** After a failure on `from`, the client is being retried on `to`. */
   failover: [conn: ProxyConnection, from: Endpoint, to: Endpoint];
+  /** A connect was slow: another attempt (to `endpoint`) starts beside it. */
+  'connect-raced': [conn: ProxyConnection, endpoint: Endpoint];
+  /** Every endpoint is down: a client is tried on `endpoint` anyway (panic mode). */
+  'panic-attempt': [endpoint: Endpoint];
   /**
    * The client was closed without an upstream: 'no-endpoint' = none became usable within
    * noEndpointWaitMs; 'all-failed' = every attempt failed.
@@ -118,10 +129,11 @@ export const ENDPOINT_DOWN = 'EENDPOINTDOWN';
  * `--connect NAME=[BIND:]PORT`: accepts clients and forwards each to an endpoint of a cluster,
  * retrying on the next endpoint when a connect fails, before the client notices anything.
  */
-export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
+export class ConnectListener extends EventEmitter<ConnectListenerEvents> implements AttemptOpener {
   readonly cluster: Cluster;
   readonly balancer: Balancer;
   readonly connectTimeoutMs: number;
+  readonly raceDelayMs: number;
   readonly maxConnectAttempts: number;
   readonly noEndpointWaitMs: number;
   readonly handshakeTimeoutMs: number;
@@ -144,6 +156,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     this.balancer =
       typeof options.balancer === 'object' ? options.balancer : createBalancer(options.balancer ?? 'round-robin');
     this.connectTimeoutMs = Math.max(1, options.connectTimeoutMs ?? 2000);
+    this.raceDelayMs = Math.max(1, options.raceDelayMs ?? 250);
     this.maxConnectAttempts = Math.max(1, options.maxConnectAttempts ?? 5);
     this.noEndpointWaitMs = Math.max(0, options.noEndpointWaitMs ?? 5000);
     this.handshakeTimeoutMs = Math.max(1, options.handshakeTimeoutMs ?? 5000);
@@ -298,12 +311,21 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
    */
   private readonly onEndpointDown = (ep: Endpoint, reason: EndpointDownReason): void => {
     if (reason === 'goodbye') return;
+    // With nothing else usable, those connects are the clients' best chance (panic mode).
+    if (reason !== 'removed' && this.cluster.healthy().length === 0) return;
     const pending = this.connecting.get(ep);
     if (pending) for (const cancel of [...pending]) cancel(ENDPOINT_DOWN);
   };
 
-  private readonly onEndpointHealth = (ep: Endpoint, healthy: boolean): void => {
-    if (!healthy && !this.options.keepConnectionsOnRemoval) this.closeConnectionsTo(ep, 'EUNHEALTHY');
+  /**
+   * Our checks or host probes found the endpoint dead: its connections go at once (the peer is
+   * gone). Its own ambassador saying the service stopped (source check) is a withdrawal, handled
+   * like a goodbye: connections go at their first pause.
+   */
+  private readonly onEndpointHealth = (ep: Endpoint, healthy: boolean, judge: HealthJudge): void => {
+    if (healthy || this.options.keepConnectionsOnRemoval) return;
+    if (judge === 'source-check') this.retireConnectionsTo(ep, 'EWITHDRAWN');
+    else this.closeConnectionsTo(ep, 'EUNHEALTHY');
   };
 
   private async handle(client: net.Socket): Promise<void> {
@@ -373,54 +395,72 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
 
   private async connectWithRetry(conn: ProxyConnection, last: LastFailure): Promise<net.Socket | NoEndpointReason> {
     const signal = conn.signal;
-    // Endpoints tried, with the generation (address) tried: one that moved since is worth a retry.
-    const tried = new Map<Endpoint, number>();
-    const untried = (ep: Endpoint): boolean => tried.get(ep) !== ep.generation;
+    // Endpoints that failed for this client, with the generation (address) tried — one that moved
+    // since is worth a retry — and whether the failure was hard (refused: not worth repeating).
+    const failed = new Map<Endpoint, FailedTry>();
+    const race = new ConnectRace(this, signal);
     const waitUntil = Date.now() + this.noEndpointWaitMs;
     let lastFailed: Endpoint | undefined;
-    // Bounded: at most maxConnectAttempts connects, and waits only until waitUntil.
-    for (let round = 0; conn.attempts < this.maxConnectAttempts && round < 1000; round++) {
-      if (signal.aborted) return 'no-endpoint';
-      const exclude = new Set([...tried.keys()].filter((e) => !untried(e)));
-      const ep = this.balancer.pick(this.cluster.healthy(), exclude);
-      if (!ep) {
-        // Nothing (new) to try: wait, within the same bound, for an endpoint to appear or move —
-        // e.g. the genuine owner of a name reclaiming it from a rogue announcement.
-        const remaining = waitUntil - Date.now();
-        if (remaining <= 0 || !(await this.cluster.waitForEndpoint(remaining, signal, untried))) {
-          return tried.size > 0 ? 'all-failed' : 'no-endpoint';
+    let wantAttempt = true;
+    const done = (r: net.Socket | NoEndpointReason): net.Socket | NoEndpointReason => {
+      if (typeof r === 'string') race.close();
+      return r;
+    };
+    // Bounded: at most maxConnectAttempts attempts, and waits only until waitUntil.
+    for (let round = 0; round < 1000; round++) {
+      if (signal.aborted) return done('no-endpoint');
+      if (wantAttempt && conn.attempts < this.maxConnectAttempts) {
+        wantAttempt = false;
+        const ep = this.pickAttempt(race, failed);
+        if (ep) {
+          if (lastFailed) this.emit('failover', conn, lastFailed, ep);
+          lastFailed = undefined;
+          if (race.pending > 0) this.emit('connect-raced', conn, ep);
+          conn.attempts++;
+          conn.endpoint = ep;
+          race.start(ep);
         }
+      }
+      if (race.pending === 0) {
+        if (conn.attempts >= this.maxConnectAttempts) return done(failed.size > 0 ? 'all-failed' : 'no-endpoint');
+        // Nothing (new) to try: wait, within the same bound, for an endpoint to appear, move or
+        // come back — e.g. the genuine owner of a name reclaiming it from a rogue announcement.
+        const remaining = waitUntil - Date.now();
+        const fresh = (ep: Endpoint): boolean => failed.get(ep)?.generation !== ep.generation;
+        if (remaining <= 0 || !(await this.cluster.waitForEndpoint(remaining, signal, fresh))) {
+          return done(failed.size > 0 ? 'all-failed' : 'no-endpoint');
+        }
+        wantAttempt = true;
         continue;
       }
-      if (lastFailed) this.emit('failover', conn, lastFailed, ep);
-      tried.set(ep, ep.generation);
-      conn.attempts++;
-      conn.endpoint = ep;
-      const generation = ep.generation;
-      const dialled = ep.host;
-      let upstream: net.Socket;
-      let pending = this.connecting.get(ep);
-      if (pending === undefined) this.connecting.set(ep, (pending = new Set()));
-      try {
-        upstream = await connectSocket(() => this.create(ep), this.connectTimeoutMs, signal, pending);
-      } catch (err) {
-        if (signal.aborted) return 'no-endpoint';
-        const code = err instanceof ConnectError ? err.code : codeOf(err);
+      const outcome = await race.next();
+      if (outcome.kind === 'slow') {
+        // Still connecting after the race delay: race it, keep it.
+        wantAttempt = true;
+        continue;
+      }
+      const { ep, generation } = outcome.attempt;
+      if (outcome.kind === 'failed') {
+        if (signal.aborted) return done('no-endpoint');
+        const code = outcome.code;
         // Cancelled because the endpoint went down: that is not one more failure of its own.
         // A peer with another address (IPv4 and IPv6) is tried there before it is blamed.
-        if (code !== ENDPOINT_DOWN) {
-          if (ep.failOver(dialled)) tried.delete(ep);
-          else this.cluster.reportConnectFailure(ep);
+        if (code === ENDPOINT_DOWN) failed.set(ep, { generation, hard: false });
+        else if (!ep.failOver(outcome.attempt.dialled)) {
+          this.cluster.reportConnectFailure(ep, code);
+          failed.set(ep, { generation, hard: code !== 'ETIMEDOUT' });
         }
         last.code = code;
         last.message = undefined;
-        this.emit('connect-failed', conn, ep, last.code);
+        this.emit('connect-failed', conn, ep, code);
         lastFailed = ep;
+        wantAttempt = true;
         continue;
       }
-      finally {
-        if (pending.size === 0) this.connecting.delete(ep);
-      }
+      // Connected: the other attempts lost.
+      race.close(outcome.attempt);
+      const upstream = outcome.socket;
+      conn.endpoint = ep;
       if (signal.aborted) {
         upstream.destroy();
         return 'no-endpoint';
@@ -431,12 +471,14 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       if (ep.removed && !this.options.keepConnectionsOnRemoval) {
         // Vanished from discovery while we were connecting: try another without blaming it.
         upstream.destroy();
+        failed.set(ep, { generation, hard: true });
+        wantAttempt = true;
         continue;
       }
       if (ep.generation !== generation && !this.options.keepConnectionsOnRemoval) {
         // Moved while we were connecting (this is its old address): try it where it is now.
         upstream.destroy();
-        tried.delete(ep);
+        wantAttempt = true;
         continue;
       }
       if (this.options.handshake) {
@@ -447,12 +489,14 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
           if (signal.aborted) return 'no-endpoint';
           const verdict = failure.error instanceof HandshakeError ? failure.error : undefined;
           if (verdict?.blameEndpoint === false) ep.failures++;
-          else this.cluster.reportConnectFailure(ep);
+          else this.cluster.reportConnectFailure(ep, failure.code);
+          failed.set(ep, { generation, hard: true });
           last.code = failure.code;
           last.message = verdict?.message;
           this.emit('connect-failed', conn, ep, failure.code);
           if (verdict?.retry === false) return 'rejected';
           lastFailed = ep;
+          wantAttempt = true;
           continue;
         }
         this.cluster.reportConnectSuccess(ep);
@@ -460,7 +504,59 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       this.connectedGeneration.set(conn, generation);
       return upstream;
     }
-    return tried.size > 0 ? 'all-failed' : 'no-endpoint';
+    return done(failed.size > 0 ? 'all-failed' : 'no-endpoint');
+  }
+
+  /** @internal (ConnectRace) An attempt: connectSocket, registered for cancellation when its endpoint goes down. */
+  openAttempt(attempt: Attempt, signal: AbortSignal, onSlow: () => void): Promise<net.Socket> {
+    const ep = attempt.ep;
+    let pending = this.connecting.get(ep);
+    if (pending === undefined) this.connecting.set(ep, (pending = new Set()));
+    return connectSocket(() => (attempt.socket = this.create(ep)), this.connectTimeoutMs, signal, pending, this.raceDelayMs, onSlow);
+  }
+
+  /** @internal (ConnectRace) An attempt settled: forget its endpoint's registry of pending connects once empty. */
+  attemptSettled(attempt: Attempt): void {
+    const pending = this.connecting.get(attempt.ep);
+    if (pending?.size === 0) this.connecting.delete(attempt.ep);
+  }
+
+  /**
+   * The endpoint for a client's next attempt: a usable one not tried yet; racing a slow attempt
+   * with nothing else left, the same endpoint again (a fresh SYN beside the one TCP is
+   * retransmitting); when none is usable, those down only on health evidence (panic mode);
+   * last, one that only timed out for this client (a timeout proves nothing on a lossy path).
+   */
+  private pickAttempt(race: ConnectRace, failed: Map<Endpoint, FailedTry>): Endpoint | undefined {
+    const usable = this.cluster.healthy();
+    const busy = race.pendingEndpoints();
+    let exclude: Set<Endpoint> | undefined;
+    if (failed.size > 0 || busy.length > 0) {
+      exclude = new Set(busy);
+      for (const [ep, f] of failed) if (f.generation === ep.generation) exclude.add(ep);
+    }
+    let ep = this.balancer.pick(usable, exclude);
+    if (ep) return ep;
+    if (busy.length > 0) {
+      for (const b of busy) exclude!.delete(b);
+      ep = this.balancer.pick(usable, exclude);
+      if (ep) return ep;
+    }
+    if (usable.length === 0 || usable.every((u) => exclude?.has(u))) {
+      ep = this.balancer.pick(this.cluster.panicCandidates(), exclude);
+      if (ep) {
+        if (this.cluster.inPanic) this.emit('panic-attempt', ep);
+        return ep;
+      }
+    }
+    if (busy.length === 0 && failed.size > 0) {
+      const retry = [...usable, ...this.cluster.panicCandidates()].filter((e) => {
+        const f = failed.get(e);
+        return f !== undefined && !f.hard && f.generation === e.generation;
+      });
+      return this.balancer.pick(retry);
+    }
+    return undefined;
   }
 
   /** Runs the handshake hook, bounded; resolves undefined on success or the failure. */
@@ -500,6 +596,12 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       );
     });
   }
+}
+
+interface FailedTry {
+  generation: number;
+  /** Refused, reset, handshake failed: deterministic, not retried for this client. */
+  hard: boolean;
 }
 
 interface LastFailure {

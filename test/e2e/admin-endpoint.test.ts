@@ -72,14 +72,25 @@ describe('admin endpoint on real ambassadors', { skip }, () => {
     assert.equal(ep.source, 'mdns');
     assert.equal(ep.address, a.ip);
     assert.equal(ep.port, 6380);
-    assert.deepEqual(ep.txt, { env: 'test', password: '[redacted]' });
+    assert.deepEqual(ep.txt, { env: 'test', password: '[redacted]', hostprobe: ep.txt.hostprobe });
+    assert.match(ep.txt.hostprobe, /^\d+$/, 'the advertiser announces its host probe port');
     assert.equal(ep.state, 'up');
     assert.equal(ep.downReason, null);
+    // Its health comes from its own ambassador: the source check and host probes, not a connection of ours.
+    assert.equal(ep.health.from, 'host-probe');
+    assert.equal(ep.health.sourceCheck, 'up');
+    assert.equal(ep.health.hostProbe.state, 'up');
+    assert.equal(ep.health.hostProbe.host, `${a.ip}:${ep.txt.hostprobe}`);
+    assert.equal(ep.health.ownCheck, null);
+    assert.equal(peers.hostProbes.hosts.length, 1);
+    assert.ok(peers.hostProbes.sent.probesSent >= 1);
     assert.ok(ep.ttlLeft > 0 && ep.ttlLeft <= 120, `ttlLeft ${ep.ttlLeft}`);
     assert.ok(Date.now() - Date.parse(ep.lastSeen) < 60_000);
     assert.equal(dead.name, 'dead');
     assert.equal(dead.endpoints[0].state, 'down');
     assert.equal(dead.endpoints[0].downReason, 'health-check');
+    assert.equal(dead.endpoints[0].health.from, 'own-check');
+    assert.equal(dead.endpoints[0].health.ownCheck.state, 'down');
     assert.equal(dead.endpoints[0].ttlLeft, null);
 
     const ap = JSON.parse((await get(a, 'http://127.0.0.1:9901/peers')).body);
@@ -92,6 +103,9 @@ describe('admin endpoint on real ambassadors', { skip }, () => {
     assert.equal(ad.announcedPort, 6380);
     assert.equal(ad.relay, null);
     assert.equal(ad.txt.password, '[redacted]');
+    assert.equal(ad.check, 'tcp');
+    assert.equal(ap.hostProbes.answered.port, Number(ep.txt.hostprobe));
+    assert.ok(ap.hostProbes.answered.replies >= 1);
   });
 
   test('/metrics after traffic: connections, bytes, endpoint and mDNS counters; no secret anywhere', async () => {
@@ -111,9 +125,19 @@ describe('admin endpoint on real ambassadors', { skip }, () => {
     assert.equal(sample(bm, 'ambassador_endpoint_up', { cluster: 'redis', endpoint: 'redis@a', source: 'mdns' }), 1);
     assert.equal(sample(bm, 'ambassador_endpoint_up', { cluster: 'dead', endpoint: '127.0.0.1:9' }), 0);
     assert.equal(sample(bm, 'ambassador_endpoint_transitions_total', { cluster: 'dead', to: 'down', reason: 'health-check' }), 1);
-    assert.ok(sample(bm, 'ambassador_health_checks_total', { cluster: 'redis', result: 'ok' })! >= 1);
-    assert.ok(sample(bm, 'ambassador_health_checks_total', { cluster: 'dead', result: 'fail' })! >= 2);
-    assert.equal(sample(bm, 'ambassador_connections_failed_total', { cluster: 'dead', reason: 'no-endpoint' }), 2);
+    // The advertised redis is never checked by the connector (its advertiser does, and answers host probes).
+    assert.equal(sample(bm, 'ambassador_health_checks_total', { cluster: 'redis' }), undefined);
+    assert.ok(sample(am, 'ambassador_health_checks_total', { cluster: 'advertise:redis', result: 'ok' })! >= 1);
+    assert.ok(sample(bm, 'ambassador_host_probes_sent_total')! >= 1);
+    assert.ok(sample(bm, 'ambassador_host_probe_replies_total')! >= 1);
+    assert.equal(sample(bm, 'ambassador_peer_host_up'), 1);
+    assert.ok(sample(am, 'ambassador_host_probe_requests_received_total')! >= 1);
+    assert.equal(sample(bm, 'ambassador_endpoint_health_origin', { cluster: 'redis', origin: 'host-probe' }), 1);
+    assert.ok(sample(bm, 'ambassador_health_checks_total', { cluster: 'dead', result: 'fail' })! >= 1);
+    // Every endpoint of 'dead' is down on health evidence alone: clients try it anyway (panic mode).
+    assert.equal(sample(bm, 'ambassador_panic_mode', { cluster: 'dead' }), 1);
+    assert.equal(sample(bm, 'ambassador_panic_attempts_total', { cluster: 'dead' }), 2);
+    assert.equal(sample(bm, 'ambassador_connections_failed_total', { cluster: 'dead', reason: 'all-failed' }), 2);
     assert.ok(sample(bm, 'ambassador_mdns_packets_received_total')! > 0);
     assert.ok(sample(bm, 'ambassador_mdns_packets_sent_total')! > 0, 'queries sent');
     assert.equal(sample(bm, 'ambassador_mdns_packets_malformed_total'), 0);

@@ -4,8 +4,11 @@
 import { fileURLToPath } from 'node:url';
 import { type Host, type LabProcess, type RedisServer, redisCli, waitFor } from '../lib/netns.js';
 
-/** The built CLI, as users run it. From .build/test/e2e/ → the repository's dist/cli.js. */
-export const CLI = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
+/**
+ * The built CLI, as users run it. From .build/test/e2e/ → the repository's dist/cli.js.
+ * Benchmarks comparing with another build (say the previous release's) set AMBASSADOR_CLI.
+ */
+export const CLI = process.env.AMBASSADOR_CLI || fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -118,6 +121,8 @@ export async function whoServes(host: Host, port = 6379, timeoutMs = 8000): Prom
 
 export interface LoopOptions {
   port?: number;
+  /** Address to connect to (default 127.0.0.1: the connector in the same host). */
+  host?: string;
   /** Connections to make (upper bound). */
   count: number;
   /** Pause between the end of one connection and the start of the next (ms). */
@@ -159,13 +164,13 @@ export interface LoopSummary {
 const CLIENT = String.raw`
 const net = require('node:net');
 const o = JSON.parse(process.argv[1]);
-const port = o.port || 6379, count = o.count, interval = o.intervalMs ?? 10, timeoutMs = o.timeoutMs ?? 10000;
+const port = o.port || 6379, address = o.host || '127.0.0.1', count = o.count, interval = o.intervalMs ?? 10, timeoutMs = o.timeoutMs ?? 10000;
 const t0 = Date.now(), deadline = t0 + (o.deadlineMs ?? 60000);
 const hardStop = setTimeout(() => { console.log('ABORT'); process.exit(3); }, (o.deadlineMs ?? 60000) + timeoutMs + 5000);
 function one(i, keepOpen) {
   return new Promise((resolve) => {
     const at = Date.now();
-    const s = net.connect(port, '127.0.0.1');
+    const s = net.connect(port, address);
     let buf = '', done = false;
     const want = keepOpen ? 1 : 2;
     const finish = (ok, who, err) => {
@@ -310,4 +315,34 @@ export async function waitServedBy(host: Host, name: string, opts: { port?: numb
 
 export function fmt(ms: number | undefined): string {
   return ms === undefined ? 'n/a' : `${Math.round(ms)} ms`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin endpoint reads (curl inside the host).
+
+/** GET http://127.0.0.1:PORT/PATH inside `host` (curl); the body. */
+export async function adminGet(host: Host, port: number, path: string): Promise<string> {
+  const r = await host.exec('curl', ['-s', '--max-time', '3', `http://127.0.0.1:${port}${path}`], { timeoutMs: 5000 });
+  if (r.code !== 0) throw new Error(`[${host.name}] GET :${port}${path} failed (${r.code}): ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Sum of the samples of metric `name` whose labels include `labels` (0 when there is none). */
+export function metricSum(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_]+)(\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const ls = Object.fromEntries([...(m[3] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => ls[k] === v)) sum += Number(m[4]);
+  }
+  return sum;
+}
+
+/** `INFO stats` total_connections_received of a redis server (the INFO connection itself included). */
+export async function redisConnectionsReceived(r: RedisServer): Promise<number> {
+  const res = await redisCli(r.host, ['-p', String(r.port), 'info', 'stats']);
+  const m = /total_connections_received:(\d+)/.exec(res.stdout);
+  if (!m) throw new Error(`INFO stats on ${r.host.name}:${r.port}: ${res.stdout}${res.stderr}`);
+  return Number(m[1]);
 }
