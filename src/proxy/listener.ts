@@ -290,6 +290,10 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
   }
 
   private readonly onEndpointRemoved = (ep: Endpoint): void => {
+    // A peer that announced its drain is the one to end its connections: a relaying ambassador
+    // closes them when its drain ends, a service on the LAN address outlives its ambassador.
+    // Closing them here would cut every held connection at the goodbye (issue 19: 3).
+    if (ep.draining) return;
     if (!this.options.keepConnectionsOnRemoval) this.retireConnectionsTo(ep, 'EREMOVED');
   };
 
@@ -324,6 +328,9 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
    */
   private readonly onEndpointHealth = (ep: Endpoint, healthy: boolean, judge: HealthJudge): void => {
     if (healthy || this.options.keepConnectionsOnRemoval) return;
+    // A draining peer stops answering probes and checks as it goes; that is its drain, not a
+    // death (see onEndpointRemoved). TCP keep-alive still ends a connection to a peer that dies.
+    if (ep.draining) return;
     if (judge === 'source-check') this.retireConnectionsTo(ep, 'EWITHDRAWN');
     else this.closeConnectionsTo(ep, 'EUNHEALTHY');
   };
