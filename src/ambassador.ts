@@ -14,6 +14,7 @@ import { type InterfaceChange, MdnsEngine, type NetworkState } from './mdns/engi
 import { InterfaceError, InterfaceSelection } from './mdns/interfaces.js';
 import { anyAnnouncer, provenIdentity } from './proxy/handshakes/credential-gate.js';
 import { createProtocol } from './proxy/handshakes/index.js';
+import { defaultLimits, fileDescriptorLimit, FD_RESERVE, type ListenerLimits } from './proxy/limits.js';
 import { plaintextConnection } from './proxy/tls-policy.js';
 import type { TlsMaterial } from './proxy/tls.js';
 
@@ -39,7 +40,39 @@ export class Ambassador {
   interfaceProblem?: string;
   private select?: InterfaceSelection;
 
-  constructor(readonly config: Config, private readonly log: Logger) {}
+  /** Circuit-breaker defaults of every listener (--connect and relays), from the file-descriptor limit. */
+  readonly defaultLimits: ListenerLimits;
+  private readonly fdLimit: number | undefined;
+
+  constructor(readonly config: Config, private readonly log: Logger) {
+    this.fdLimit = fileDescriptorLimit();
+    this.defaultLimits = defaultLimits(config.connect.length + config.advertise.length, this.fdLimit);
+  }
+
+  /** A --connect listener's circuit breakers: what its spec gives, else the defaults. */
+  private limitsFor(spec: ConnectSpec): ListenerLimits {
+    const d = this.defaultLimits;
+    const maxConnections = spec.limits.maxConnections ?? d.maxConnections;
+    return {
+      maxConnections,
+      maxPending: spec.limits.maxPending ?? Math.min(d.maxPending, maxConnections),
+      maxPerEndpoint: spec.limits.maxPerEndpoint ?? maxConnections,
+    };
+  }
+
+  /** One warning when the listeners may together need more file descriptors than the process may open. */
+  private warnAboutFileDescriptors(): void {
+    if (this.fdLimit === undefined) return;
+    const need = this.connectors.reduce((n, c) => n + c.listener.limits.maxConnections, 0)
+      + this.config.advertise.reduce((n, a) => n + (a.maxConnections ?? this.defaultLimits.maxConnections), 0);
+    if (2 * need + FD_RESERVE > this.fdLimit) {
+      this.log.warn({ fileDescriptorLimit: this.fdLimit, connections: need },
+        `the listeners' max-connections add up to ${need} connections (2 file descriptors each) but this process may open only ${this.fdLimit} files: raise the limit (ulimit -n) or lower max-connections`);
+    } else if (this.defaultLimits.maxConnections < 256) {
+      this.log.warn({ fileDescriptorLimit: this.fdLimit, maxConnections: this.defaultLimits.maxConnections },
+        `the file-descriptor limit (${this.fdLimit}) leaves each listener ${this.defaultLimits.maxConnections} connections by default: raise it (ulimit -n) if clients are refused`);
+    }
+  }
 
   private needsMdns(): boolean {
     const c = this.config;
@@ -105,6 +138,7 @@ export class Ambassador {
         healthTimeoutMs: c.healthTimeout,
         connectTimeoutMs: c.connectTimeout,
         tls: this.tls,
+        maxConnections: spec.maxConnections ?? this.defaultLimits.maxConnections,
       });
       this.advertisements.push(adv);
       try {
@@ -113,6 +147,7 @@ export class Ambassador {
         throw new ConfigError(`--advertise ${spec.raw}: ${(err as Error).message}`);
       }
     }
+    if (!opts.check) this.warnAboutFileDescriptors();
   }
 
   /** prepare(), then go live: mDNS, discovery, health checks, announcements. */
@@ -196,6 +231,7 @@ export class Ambassador {
       idleTimeoutMs: c.idleTimeout,
       noEndpointWaitMs: c.noEndpointWait,
       keepConnections: c.keepConnections,
+      limits: this.limitsFor(spec),
       protocol: spec.protocol
         ? createProtocol(spec.protocol, { authFile: spec.authFile, db: spec.db, credentialGate: c.trustedLan ? anyAnnouncer : provenIdentity })
         : undefined,

@@ -9,6 +9,7 @@ import { RelayListener } from '../proxy/relay.js';
 import { TLS_TXT_KEY } from '../proxy/tls-policy.js';
 import type { TlsMaterial } from '../proxy/tls.js';
 import type { Logger } from '../logging/logger.js';
+import { BurstLog } from '../logging/burst.js';
 
 export interface AdvertisementOptions {
   healthIntervalMs: number;
@@ -16,6 +17,8 @@ export interface AdvertisementOptions {
   connectTimeoutMs: number;
   /** Mutual TLS: always relay, accept only clients with a CA-signed certificate, announce TXT tls=1. */
   tls?: TlsMaterial;
+  /** Circuit breaker of the relay, when there is one: clients open at once. Default: none. */
+  maxConnections?: number;
 }
 
 /**
@@ -73,6 +76,8 @@ export class Advertisement extends EventEmitter {
   private markStopped!: () => void;
   private goodbyeAt?: number;
   private deciding?: Promise<void>;
+  /** Clients the relay refused (max-connections): one line when a burst starts, one when it ends. */
+  private readonly relayRefusals: BurstLog;
 
   constructor(
     readonly spec: AdvertiseSpec,
@@ -93,6 +98,17 @@ export class Advertisement extends EventEmitter {
       intervalMs: opts.healthIntervalMs,
       timeoutMs: opts.healthTimeoutMs,
     });
+    this.relayRefusals = new BurstLog({
+      onStart: () => this.log.warn({ service: spec.name, relay: this.relay?.address()?.port, maxConnections: opts.maxConnections },
+        `relay refusing clients: max-connections reached (${opts.maxConnections} open); further refusals are counted and summed up when it is over`),
+      onSummary: (s, ended) => this.log.warn({ service: spec.name, relay: this.relay?.address()?.port, refused: s.total, durationMs: s.durationMs },
+        ended ? `relay stopped refusing clients: ${s.total} refused in ${s.durationMs} ms` : `relay still refusing clients: ${s.total} refused so far`),
+    });
+  }
+
+  /** The relay is refusing clients at its max-connections right now. */
+  get relayRefusing(): boolean {
+    return this.relayRefusals.inBurst;
   }
 
   get instance(): string | undefined {
@@ -149,8 +165,9 @@ export class Advertisement extends EventEmitter {
 
   private async startRelay(): Promise<void> {
     const relay = new RelayListener({ target: this.target, port: this.spec.relayPort, connectTimeoutMs: this.opts.connectTimeoutMs,
-      createServer: this.opts.tls?.createServer });
+      createServer: this.opts.tls?.createServer, maxConnections: this.opts.maxConnections });
     await relay.listen();
+    relay.on('client-refused', (limit) => this.relayRefusals.hit(limit));
     this.relay = relay;
   }
 
@@ -222,6 +239,7 @@ export class Advertisement extends EventEmitter {
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
     await this.relay?.close({ drainMs });
+    this.relayRefusals.stop();
     this.targetCluster.close();
     this.setState('stopped', 'shutdown');
   }

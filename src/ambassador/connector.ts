@@ -8,6 +8,8 @@ import type { DiscoverySource, EndpointSpec } from '../discovery/source.js';
 import { ConnectListener, type CreateConnection, type Handshake } from '../proxy/listener.js';
 import type { ProtocolHandshake } from '../proxy/handshakes/index.js';
 import type { Logger } from '../logging/logger.js';
+import { BurstLog } from '../logging/burst.js';
+import type { ListenerLimits } from '../proxy/limits.js';
 
 export interface ConnectorOptions {
   healthIntervalMs: number;
@@ -23,6 +25,8 @@ export interface ConnectorOptions {
   protocol?: ProtocolHandshake;
   /** To whom injected credentials may go, and the warnings that go with it (for /peers). */
   credentials?: CredentialExposure;
+  /** Circuit breakers of the listener (resolved: the spec's, else the defaults). */
+  limits?: ListenerLimits;
 }
 
 /**
@@ -37,6 +41,8 @@ export class Connector extends EventEmitter {
   readonly credentials: CredentialExposure | undefined;
   private stopping = false;
   private readonly logged = new Map<string, { at: number; repeated: number }>();
+  /** Clients refused by the circuit breakers: one line when a burst starts, one when it ends. */
+  readonly refusals: BurstLog;
 
   constructor(
     readonly spec: ConnectSpec,
@@ -59,7 +65,17 @@ export class Connector extends EventEmitter {
       handshake: opts.handshake ?? opts.protocol?.handshake,
       errorReply: opts.protocol ? (m) => opts.protocol!.errorReply(m) : undefined,
       createConnection: opts.createConnection,
+      limits: opts.limits,
     });
+    const limits = this.listener.limits;
+    const listen = `${spec.bind}:${spec.port}`;
+    this.refusals = new BurstLog({
+      onStart: (limit) => this.log.warn({ service: spec.name, listen, limit, ...limits },
+        `refusing clients: ${limit} reached (${describeLimit(limit, limits)}); further refusals are counted and summed up when it is over`),
+      onSummary: (s, ended) => this.log.warn({ service: spec.name, listen, refused: s.total, byLimit: s.byKind, durationMs: s.durationMs },
+        ended ? `stopped refusing clients: ${s.total} refused in ${s.durationMs} ms` : `still refusing clients: ${s.total} refused so far`),
+    });
+    this.listener.on('client-refused', (limit) => this.refusals.hit(limit));
     this.protocol = opts.protocol;
     this.credentials = opts.credentials;
     this.wireLogs();
@@ -160,9 +176,16 @@ export class Connector extends EventEmitter {
   async stop(drainMs: number): Promise<void> {
     this.stopping = true;
     await this.listener.close({ drainMs });
+    this.refusals.stop();
     this.checker.stop();
     this.protocol?.stop();
     for (const s of this.sources) await s.stop();
     this.cluster.close();
   }
+}
+
+function describeLimit(limit: string, l: ListenerLimits): string {
+  if (limit === 'max-connections') return `${l.maxConnections} clients open`;
+  if (limit === 'max-pending') return `${l.maxPending} clients waiting for an endpoint`;
+  return `every endpoint has ${l.maxPerEndpoint} clients`;
 }

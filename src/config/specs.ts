@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { BALANCER_NAMES as BALANCERS, type BalancerName } from '../cluster/balancer.js';
 import { PROTOCOL_NAMES } from '../proxy/handshakes/index.js';
+import type { ListenerLimits } from '../proxy/limits.js';
 
 /** A user-facing configuration problem: printed as one line, exit status 2. */
 export class ConfigError extends Error {}
@@ -18,6 +19,8 @@ export interface AdvertiseSpec {
   subtypes: string[];
   /** Port of the relay listener when one is needed (0 = any free port). */
   relayPort: number;
+  /** Circuit breaker of the relay (max-connections=); undefined = the default. */
+  maxConnections?: number;
   /** The flag as the user wrote it, for messages. */
   raw: string;
 }
@@ -39,6 +42,8 @@ export interface ConnectSpec {
    * at their first pause ('retire', the default) or stay where they are ('keep').
    */
   failback: 'retire' | 'keep';
+  /** Circuit breakers given (max-connections=, max-pending=, max-per-endpoint=); the others take their defaults. */
+  limits: Partial<ListenerLimits>;
   raw: string;
 }
 
@@ -106,6 +111,12 @@ function splitSpec(raw: string, flag: string, shape: string): { name: string; va
   return { name, value, opts };
 }
 
+/** A circuit-breaker limit: a whole number of connections, at least 1. */
+function parseLimit(v: string, what: string): number {
+  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 10_000_000) throw new ConfigError(`${what}: '${v}' should be a whole number of connections (at least 1)`);
+  return Number(v);
+}
+
 function parseUInt16(v: string, what: string): number {
   if (!/^\d+$/.test(v) || Number(v) > 65535) throw new ConfigError(`${what}: '${v}' should be 0-65535`);
   return Number(v);
@@ -136,18 +147,19 @@ export function parseAdvertise(raw: string): AdvertiseSpec {
       spec.instance = v;
     } else if (k === 'subtype') spec.subtypes.push(parseServiceName(v, `${flag} ${raw}: subtype`));
     else if (k === 'relay-port') spec.relayPort = parsePort(v, `${flag} ${raw}: relay-port`, true);
+    else if (k === 'max-connections') spec.maxConnections = parseLimit(v, `${flag} ${raw}: max-connections`);
     else if (k.startsWith('txt.') && k.length > 4) {
       const key = k.slice(4);
       if (key.includes('=') || Buffer.byteLength(`${key}=${v}`) > 255) throw new ConfigError(`${flag} ${raw}: TXT entry '${key}' too long or has '='`);
       spec.txt[key.toLowerCase()] = v;
-    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: priority, weight, instance, subtype, relay-port, txt.KEY)`);
+    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: priority, weight, instance, subtype, relay-port, max-connections, txt.KEY)`);
   }
   return spec;
 }
 
 export function parseConnect(raw: string): ConnectSpec {
   const flag = '--connect';
-  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[BIND:]PORT[,balance=,where.KEY=VALUE,auth-file=,db=,protocol=,tls-name=,failback=]');
+  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[BIND:]PORT[,balance=,where.KEY=VALUE,auth-file=,db=,protocol=,tls-name=,failback=,max-connections=,max-pending=,max-per-endpoint=]');
   const hp = parseHostPort(value, `${flag} ${raw}`);
   if (hp.host !== undefined && hp.host !== 'localhost' && isIP(hp.host) === 0) {
     throw new ConfigError(`${flag} ${raw}: bind address '${hp.host}' must be an IP address`);
@@ -159,6 +171,7 @@ export function parseConnect(raw: string): ConnectSpec {
     balance: 'round-robin',
     where: {},
     failback: 'retire',
+    limits: {},
     raw,
   };
   for (const [k, v] of opts) {
@@ -181,7 +194,10 @@ export function parseConnect(raw: string): ConnectSpec {
     } else if (k === 'failback') {
       if (v !== 'retire' && v !== 'keep') throw new ConfigError(`${flag} ${raw}: failback must be retire or keep`);
       spec.failback = v;
-    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: balance, where.KEY, auth-file, db, protocol, tls-name, failback)`);
+    } else if (k === 'max-connections') spec.limits.maxConnections = parseLimit(v, `${flag} ${raw}: max-connections`);
+    else if (k === 'max-pending') spec.limits.maxPending = parseLimit(v, `${flag} ${raw}: max-pending`);
+    else if (k === 'max-per-endpoint') spec.limits.maxPerEndpoint = parseLimit(v, `${flag} ${raw}: max-per-endpoint`);
+    else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: balance, where.KEY, auth-file, db, protocol, tls-name, failback, max-connections, max-pending, max-per-endpoint)`);
   }
   if ((spec.authFile !== undefined || spec.db !== undefined) && spec.protocol === undefined) spec.protocol = 'redis';
   return spec;

@@ -5,6 +5,7 @@ import type { Cluster, EndpointDownReason } from '../cluster/cluster.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import { ConnectError, connectSocket } from './connect.js';
 import { ProxyConnection } from './connection.js';
+import { type LimitName, type ListenerLimits, MAX_LINGERING_REFUSALS, pickWithRoom } from './limits.js';
 import { codeOf, SocketPipe, type PipeResult } from './pipe.js';
 import { connectWithReader } from './reader.js';
 import { ProxyServer, type CloseOptions } from './server.js';
@@ -86,6 +87,8 @@ export interface ConnectListenerOptions {
    * that is closed without an upstream before the close. Default: the client is just closed.
    */
   errorReply?: (message: string) => Buffer | string;
+  /** Circuit breakers; past one a client is refused at once ('client-refused'). Default: none. */
+  limits?: Partial<ListenerLimits>;
 }
 
 /** 'rejected' = a handshake failed with `retry: false` (e.g. the credentials were refused). */
@@ -107,6 +110,11 @@ export type ConnectListenerEvents = {
   'client-closed-no-endpoint': [conn: ProxyConnection, reason: NoEndpointReason, attempts: number];
   /** A connection ended (result undefined if it never got an upstream). */
   'connection-closed': [conn: ProxyConnection, result: PipeResult | undefined];
+  /**
+   * A client was refused at once by a circuit breaker (with `errorReply` when there is one). No
+   * 'connection' nor 'connection-closed' for it: refusing must cost next to nothing.
+   */
+  'client-refused': [limit: LimitName];
   /** The server failed after it was listening (rare). */
   'listener-error': [error: Error];
 };
@@ -127,6 +135,11 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
   readonly handshakeTimeoutMs: number;
   readonly retireQuietMs: number;
   readonly retireMaxMs: number;
+  readonly limits: Readonly<ListenerLimits>;
+  /** Clients accepted and not yet piped nor closed (compared with limits.maxPending). */
+  private pending = 0;
+  /** Refused clients still getting their error reply (bounded by MAX_LINGERING_REFUSALS). */
+  private lingering = 0;
   /** Endpoint.generation (its address) each open connection was connected to. */
   private readonly connectedGeneration = new WeakMap<ProxyConnection, number>();
   private readonly retiring = new WeakSet<ProxyConnection>();
@@ -157,6 +170,16 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
       (client) => void this.handle(client),
       (err) => this.emit('listener-error', err),
     );
+    const l = options.limits ?? {};
+    this.limits = {
+      maxConnections: Math.max(1, l.maxConnections ?? Infinity),
+      maxPending: Math.max(1, l.maxPending ?? Infinity),
+      maxPerEndpoint: Math.max(1, l.maxPerEndpoint ?? Infinity),
+    };
+    if (this.limits.maxConnections !== Infinity) {
+      this.proxy.setLimit(this.limits.maxConnections, (c) => this.refuseClient(c, 'max-connections'), MAX_LINGERING_REFUSALS + 16,
+        () => this.emit('client-refused', 'max-connections'));
+    }
   }
 
   /** Live connections (pending and open). */
@@ -306,7 +329,32 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     if (!healthy && !this.options.keepConnectionsOnRemoval) this.closeConnectionsTo(ep, 'EUNHEALTHY');
   };
 
+  /**
+   * Closes a client refused by a circuit breaker: with the error reply (and a graceful close) while
+   * few are closing, else at once.
+   */
+  private refuseClient(client: net.Socket, limit: LimitName): void {
+    client.on('error', noop);
+    const reply = this.options.errorReply && this.lingering < MAX_LINGERING_REFUSALS
+      ? this.options.errorReply(`ambassador: too many clients for '${this.cluster.name}' (${limit}=${this.limitOf(limit)}); try again later`)
+      : undefined;
+    if (reply === undefined) {
+      client.destroy();
+    } else {
+      this.lingering++;
+      client.once('close', () => this.lingering--);
+      refuse(client, reply);
+    }
+    this.emit('client-refused', limit);
+  }
+
+  private limitOf(limit: LimitName): number {
+    return limit === 'max-connections' ? this.limits.maxConnections : limit === 'max-pending' ? this.limits.maxPending : this.limits.maxPerEndpoint;
+  }
+
   private async handle(client: net.Socket): Promise<void> {
+    if (this.pending >= this.limits.maxPending) return this.refuseClient(client, 'max-pending');
+    this.pending++;
     const conn = new ProxyConnection(client);
     this.proxy.track(conn);
     // While pending: a client that resets or errors aborts the attempt. (A client FIN does not:
@@ -317,7 +365,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     this.emit('connection', conn);
 
     let upstream: net.Socket | undefined;
-    let reason: NoEndpointReason = 'no-endpoint';
+    let reason: NoEndpointReason | 'max-per-endpoint' = 'no-endpoint';
     const last: LastFailure = {};
     try {
       const r = await this.connectWithRetry(conn, last);
@@ -328,15 +376,23 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     }
     client.off('error', onEarlyError);
     client.off('close', onEarlyError);
+    this.pending--;
 
+    if (reason === 'max-per-endpoint' && !upstream && !conn.signal.aborted && !client.destroyed) {
+      conn.endpoint = undefined;
+      this.refuseClient(client, reason);
+      conn.markClosed();
+      this.emit('connection-closed', conn, undefined);
+      return;
+    }
     if (!upstream || conn.signal.aborted || client.destroyed) {
       upstream?.destroy();
       const aborted = conn.signal.aborted || client.destroyed;
       client.on('error', noop);
-      const reply = aborted || !this.options.errorReply ? undefined : this.options.errorReply(this.refusal(reason, conn, last));
+      const reply = aborted || !this.options.errorReply ? undefined : this.options.errorReply(this.refusal(reason as NoEndpointReason, conn, last));
       if (reply !== undefined) refuse(client, reply);
       else client.destroy();
-      if (!aborted) this.emit('client-closed-no-endpoint', conn, reason, conn.attempts);
+      if (!aborted) this.emit('client-closed-no-endpoint', conn, reason as NoEndpointReason, conn.attempts);
       conn.endpoint = undefined;
       conn.markClosed();
       this.emit('connection-closed', conn, undefined);
@@ -371,7 +427,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     return `ambassador: no endpoint for '${name}' took the connection (${conn.attempts} attempt(s)${why ? `, last: ${why}` : ''})`;
   }
 
-  private async connectWithRetry(conn: ProxyConnection, last: LastFailure): Promise<net.Socket | NoEndpointReason> {
+  private async connectWithRetry(conn: ProxyConnection, last: LastFailure): Promise<net.Socket | NoEndpointReason | 'max-per-endpoint'> {
     const signal = conn.signal;
     // Endpoints tried, with the generation (address) tried: one that moved since is worth a retry.
     const tried = new Map<Endpoint, number>();
@@ -382,7 +438,8 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     for (let round = 0; conn.attempts < this.maxConnectAttempts && round < 1000; round++) {
       if (signal.aborted) return 'no-endpoint';
       const exclude = new Set([...tried.keys()].filter((e) => !untried(e)));
-      const ep = this.balancer.pick(this.cluster.healthy(), exclude);
+      const ep = pickWithRoom(this.balancer, this.cluster.healthy(), exclude, this.limits.maxPerEndpoint);
+      if (ep === 'full') return 'max-per-endpoint';
       if (!ep) {
         // Nothing (new) to try: wait, within the same bound, for an endpoint to appear or move —
         // e.g. the genuine owner of a name reclaiming it from a rogue announcement.
