@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
-import net from 'node:net';
+import net, { isIP } from 'node:net';
 import { Cluster } from '../cluster/cluster.js';
+import { formatAddressPort } from '../cluster/address.js';
+import { RELAY_TO_TXT } from '../cluster/endpoint-policy.js';
 import { HealthChecker } from '../cluster/health-checker.js';
 import type { AdvertiseSpec } from '../config/specs.js';
 import type { MdnsEngine } from '../mdns/engine.js';
@@ -19,6 +21,12 @@ export interface AdvertisementOptions {
   tls?: TlsMaterial;
   /** Circuit breaker of the relay, when there is one: clients open at once. Default: none. */
   maxConnections?: number;
+  /**
+   * Why announcing the target would make a loop (it is a listener of this process, or another
+   * ambassador's --connect listener), or undefined. Asked before every announcement and on
+   * recheckLoop().
+   */
+  loopCheck?: () => Promise<string | undefined>;
 }
 
 /**
@@ -76,6 +84,10 @@ export class Advertisement extends EventEmitter {
   private markStopped!: () => void;
   private goodbyeAt?: number;
   private deciding?: Promise<void>;
+  /** The target accepted a first health check (from then on the advertisement decides). */
+  private targetSeen = false;
+  /** Why announcing would make a loop (not announced meanwhile), undefined when it would not. */
+  private loop: string | undefined;
   /** Clients the relay refused (max-connections): one line when a burst starts, one when it ends. */
   private readonly relayRefusals: BurstLog;
 
@@ -131,17 +143,16 @@ export class Advertisement extends EventEmitter {
   }
 
   async start(): Promise<void> {
-    let firstOk = false;
     this.checker.on('check', (_ep, ok, error) => {
-      if (ok && !firstOk) {
-        firstOk = true;
+      if (ok && !this.targetSeen) {
+        this.targetSeen = true;
         this.deciding = this.publish().catch((err) => this.log.error({ err: String(err), service: this.spec.name }, 'cannot advertise'));
-      } else if (!ok && !firstOk) {
+      } else if (!ok && !this.targetSeen) {
         this.setState('waiting-for-target', `target ${this.target.host}:${this.target.port} ${whyNotAccepting(error)}`);
       }
     });
     this.targetCluster.on('endpoint-health', (_ep, healthy) => {
-      if (!firstOk || this.stopped) return;
+      if (!this.targetSeen || this.stopped) return;
       if (healthy) this.republish();
       else this.withdraw(`target ${this.target.host}:${this.target.port} stopped accepting connections`);
     });
@@ -171,7 +182,39 @@ export class Advertisement extends EventEmitter {
     this.relay = relay;
   }
 
+  /**
+   * Asks again whether announcing the target would make a loop (what is known about listeners
+   * changed): withdraws an announcement that would, announces one held back that no longer would.
+   */
+  async recheckLoop(): Promise<void> {
+    await this.deciding;
+    if (this.stopped || !this.targetSeen || !this.opts.loopCheck) return;
+    const why = await this.opts.loopCheck();
+    if (this.stopped || why === this.loop) return;
+    const was = this.loop;
+    this.loop = why;
+    if (why !== undefined) {
+      if (this.registration && this.state !== 'withdrawn') this.engine.unpublish(this.registration, why);
+      this.setState('withdrawn', why);
+    } else if (was !== undefined) {
+      if (!this.targetCluster.endpoints()[0]?.checkHealthy) {
+        this.setState('withdrawn', `target ${this.target.host}:${this.target.port} stopped accepting connections`);
+      } else if (!this.registration) {
+        this.deciding = this.publish().catch((err) => this.log.error({ err: String(err), service: this.spec.name }, 'cannot advertise'));
+      } else {
+        this.setState('probing', 'the target is no longer a loop');
+        this.engine.republish(this.registration);
+      }
+    }
+  }
+
   private async publish(): Promise<void> {
+    this.loop = await this.opts.loopCheck?.();
+    if (this.stopped) return;
+    if (this.loop !== undefined) {
+      this.setState('withdrawn', this.loop);
+      return;
+    }
     const relay = await this.needsRelay();
     if (this.stopped) return;
     if (relay) {
@@ -185,11 +228,15 @@ export class Advertisement extends EventEmitter {
       this.announcedPort = this.target.port;
     }
     if (this.stopped) return;
+    const txt: Record<string, string> = this.opts.tls ? { ...this.spec.txt, [TLS_TXT_KEY]: '1' } : { ...this.spec.txt };
+    // Where the relay forwards to, so that a connector whose listener that is refuses this
+    // endpoint from the first announcement on (a name would mean nothing to it: left out).
+    if (this.relay && isIP(this.target.host) !== 0) txt[RELAY_TO_TXT] = formatAddressPort(this.target.host, this.target.port);
     const reg = this.engine.publish({
       name: this.spec.name,
       port: this.announcedPort,
       instance: this.spec.instance,
-      txt: this.opts.tls ? { ...this.spec.txt, [TLS_TXT_KEY]: '1' } : this.spec.txt,
+      txt,
       priority: this.spec.priority,
       weight: this.spec.weight,
       subtypes: this.spec.subtypes,
@@ -213,7 +260,7 @@ export class Advertisement extends EventEmitter {
   }
 
   private republish(): void {
-    if (!this.registration || this.state !== 'withdrawn') return;
+    if (!this.registration || this.state !== 'withdrawn' || this.loop !== undefined) return;
     this.setState('probing', 'target accepts connections again'); // before the registration says 'probing' too
     this.engine.republish(this.registration);
   }

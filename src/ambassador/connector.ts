@@ -27,6 +27,8 @@ export interface ConnectorOptions {
   credentials?: CredentialExposure;
   /** Circuit breakers of the listener (resolved: the spec's, else the defaults). */
   limits?: ListenerLimits;
+  /** Why an instance must never be an endpoint (a loop), or undefined (see cluster/endpoint-policy.ts). */
+  refuse?: (spec: EndpointSpec) => string | undefined;
 }
 
 /**
@@ -51,7 +53,7 @@ export class Connector extends EventEmitter {
     opts: ConnectorOptions,
   ) {
     super();
-    this.cluster = new Cluster(spec.name, { where: spec.where });
+    this.cluster = new Cluster(spec.name, { where: spec.where, refuse: opts.refuse });
     this.checker = new HealthChecker(this.cluster, { intervalMs: opts.healthIntervalMs, timeoutMs: opts.healthTimeoutMs });
     this.listener = new ConnectListener({
       cluster: this.cluster,
@@ -95,6 +97,7 @@ export class Connector extends EventEmitter {
     });
     this.cluster.on('endpoint-filtered', (spec, why) =>
       this.log.info({ ...where(spec), why }, 'instance ignored: it does not match the where. filter'));
+    this.cluster.on('endpoint-refused', (spec, why) => this.log.warn({ ...where(spec), why }, 'endpoint refused'));
     this.cluster.on('endpoint-updated', (ep, moved) => {
       if (moved) this.log.info(where(ep), 'endpoint moved');
     });

@@ -22,6 +22,8 @@ export type ClusterEvents = {
   'endpoint-updated': [endpoint: Endpoint, addressChanged: boolean];
   /** A source reported an instance that the `where` filter keeps out (once, until it leaves or changes). */
   'endpoint-filtered': [spec: EndpointSpec, why: string];
+  /** A source reported an instance that must never be an endpoint (the `refuse` option: a loop), once until it leaves or changes. */
+  'endpoint-refused': [spec: EndpointSpec, why: string];
   /** Something above happened (coalesced once per setEndpoints call). */
   changed: [];
 };
@@ -45,6 +47,11 @@ export interface ClusterOptions {
   where?: Record<string, string>;
   /** Passive outlier detection; `false` disables ejection (failures are still counted). */
   outlier?: OutlierOptions | false;
+  /**
+   * Why an instance must never be an endpoint (it would make a loop: see endpoint-policy.ts), or
+   * undefined. Asked for every instance a source reports, and again on recheck().
+   */
+  refuse?: (spec: EndpointSpec) => string | undefined;
 }
 
 /**
@@ -57,7 +64,10 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   readonly outlier: Required<OutlierOptions> | undefined;
   private readonly byKey = new Map<string, Endpoint>();
   /** Instances the `where` filter keeps out, with why (shown in /peers and logs: a filter that matches nothing is a common mistake). */
-  private readonly filtered = new Map<string, { spec: EndpointSpec; why: string }>();
+  private readonly filtered = new Map<string, { spec: EndpointSpec; why: string; refused?: true }>();
+  private readonly refuse: ((spec: EndpointSpec) => string | undefined) | undefined;
+  /** The last set of every source, for recheck(). */
+  private readonly lastSets = new Map<SourceKind, readonly EndpointSpec[]>();
   private readonly ejectionTimers = new Map<Endpoint, NodeJS.Timeout>();
   private closed = false;
 
@@ -65,6 +75,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     super();
     this.name = name;
     this.where = { ...(options.where ?? {}) };
+    this.refuse = options.refuse;
     if (options.outlier === false) {
       this.outlier = undefined;
     } else {
@@ -97,12 +108,27 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   /** Instances announced but kept out by the `where` filter, and why. */
   filteredOut(): Array<{ spec: EndpointSpec; why: string }> {
-    return [...this.filtered.values()];
+    return [...this.filtered.values()].filter((f) => !f.refused);
+  }
+
+  /** Instances kept out because they must never be endpoints (the `refuse` option), and why. */
+  refused(): Array<{ spec: EndpointSpec; why: string }> {
+    return [...this.filtered.values()].filter((f) => f.refused);
+  }
+
+  /**
+   * Asks `refuse` again about every instance the sources reported last (what it knows changed:
+   * a local address, a listener, another ambassador's): newly refused endpoints leave, endpoints
+   * no longer refused join.
+   */
+  recheck(): void {
+    for (const [source, specs] of this.lastSets) this.setEndpoints(source, specs);
   }
 
   /** Replace the set of endpoints learned from `source`. */
   setEndpoints(source: SourceKind, specs: readonly EndpointSpec[]): void {
     if (this.closed) return;
+    if (this.refuse) this.lastSets.set(source, specs);
     const now = Date.now();
     const seen = new Set<string>();
     const seenFiltered = new Set<string>();
@@ -110,12 +136,13 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     for (const s of specs) {
       const spec: EndpointSpec = s.source === source ? s : { ...s, source };
       const key = endpointKey(source, spec.id);
-      const why = this.mismatch(spec);
+      const refusal = this.refuse?.(spec);
+      const why = refusal ?? this.mismatch(spec);
       if (why !== undefined) {
         seenFiltered.add(key);
         if (this.filtered.get(key)?.why !== why) {
-          this.filtered.set(key, { spec, why });
-          this.emit('endpoint-filtered', spec, why);
+          this.filtered.set(key, refusal === undefined ? { spec, why } : { spec, why, refused: true });
+          this.emit(refusal === undefined ? 'endpoint-filtered' : 'endpoint-refused', spec, why);
         }
         continue; // an endpoint whose TXT no longer matches leaves below, like a removed one
       }
@@ -238,6 +265,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     if (this.closed) return;
     const now = Date.now();
     for (const ep of [...this.byKey.values()]) this.remove(ep, now);
+    this.lastSets.clear();
     this.closed = true;
     this.emit('changed'); // also wakes every waitForEndpoint() with false
   }

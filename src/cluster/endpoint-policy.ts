@@ -1,0 +1,75 @@
+import type { EndpointSpec } from '../discovery/source.js';
+import { dialledAddresses, formatAddressPort, isLoopback, isUnspecified, parseAddressPort } from './address.js';
+
+/**
+ * TXT key of an announcement made for a relay: where the relay forwards to (`127.0.0.1:6379`,
+ * `198.18.0.2:6379`), an address of the announcing host when it is a loopback one. It travels in
+ * the announcement itself, so a connector knows before its first connection when an endpoint
+ * would send its clients back to it.
+ */
+export const RELAY_TO_TXT = 'relay-to';
+
+/** A listener of this process: what it is, in words ("--connect redis=6379 listener"). */
+export interface OwnListenerInfo {
+  kind: 'connect' | 'relay' | 'admin';
+  what: string;
+}
+
+/** What the loop checks need to know about this process and the other ambassadors. */
+export interface LoopFacts {
+  /** The listener of this process that a connection to address:port reaches. */
+  ownListener(address: string, port: number): OwnListenerInfo | undefined;
+  /**
+   * Another ambassador's --connect listener (one that forwards to endpoints found over mDNS)
+   * reached by a connection to address:port, in words.
+   */
+  peerListener(address: string, port: number): string | undefined;
+  /** Whether `address` is one of this host's. */
+  isLocal(address: string): boolean;
+  /** mDNS runs on a loopback interface here: announcements with a loopback address can come from this host. */
+  mdnsOnLoopback(): boolean;
+}
+
+/**
+ * Why `spec` must never be an endpoint, or undefined when it may be:
+ * - an mDNS announcement at an unspecified address (0.0.0.0, ::), or at a loopback address heard
+ *   on a network where it cannot mean the announcing host;
+ * - an address and port where this process listens (its --connect listeners, admin), its relays
+ *   excepted: a connection would come back here;
+ * - another ambassador's --connect listener fed by mDNS: connections would circle between them;
+ * - an announcement whose relay forwards (TXT relay-to) to a --connect listener of this process or
+ *   of another ambassador.
+ */
+export function loopRefusal(spec: EndpointSpec, facts: LoopFacts): string | undefined {
+  const at = formatAddressPort(spec.host, spec.port);
+  if (spec.source === 'mdns') {
+    if (isUnspecified(spec.host)) return `announced at ${at}, an address that names no host (a connection to it reaches this one): ignored`;
+    if (isLoopback(spec.host) && !facts.mdnsOnLoopback()) {
+      return `announced at ${at}, a loopback address, which cannot mean the announcing host on this network: ignored`;
+    }
+  }
+  for (const a of dialledAddresses(spec.host)) {
+    // Our own relay is the one exception: it forwards to its fixed target (this host both offers
+    // and uses the service), and a relay to one of our listeners is never announced.
+    const own = facts.ownListener(a, spec.port);
+    if (own && own.kind !== 'relay') return `${at} is this ambassador's own ${own.what}: a connection sent there would come straight back (a loop)`;
+    const peer = facts.peerListener(a, spec.port);
+    if (peer) return `${at} is ${peer}: connections would circle between ambassadors (a loop)`;
+  }
+  const relayTo = spec.txt[RELAY_TO_TXT];
+  const target = relayTo === undefined ? undefined : parseAddressPort(relayTo);
+  if (target) {
+    // A loopback target is the announcing host's: ours only when the announcer is this host.
+    const announcerHere = isLoopback(spec.host) || facts.isLocal(spec.host);
+    if (announcerHere || !(isLoopback(target.host) || isUnspecified(target.host))) {
+      for (const a of dialledAddresses(target.host)) {
+        // Only a --connect listener sends a connection on again (a relay of ours goes to its target).
+        const own = facts.ownListener(a, target.port);
+        if (own?.kind === 'connect') return `${at} relays to ${relayTo}, this ambassador's own ${own.what}: a connection sent there would come back (a loop)`;
+        const peer = facts.peerListener(a, target.port);
+        if (peer) return `${at} relays to ${relayTo}, ${peer}: connections would circle between ambassadors (a loop)`;
+      }
+    }
+  }
+  return undefined;
+}
