@@ -182,7 +182,7 @@ export class Ambassador {
       this.own.add({ kind: 'connect', host: spec.bind, port: spec.port, what: `--connect ${spec.raw} listener`, forwardsToMdns: !fixed.has(spec.name) });
     }
     for (const spec of c.advertise) {
-      if (spec.relayPort !== 0) this.own.add({ kind: 'relay', host: '0.0.0.0', port: spec.relayPort, what: `relay of --advertise ${spec.raw} (port ${spec.relayPort})` });
+      if (spec.relayPort !== 0) this.own.add(this.relayListener(spec, spec.relayPort));
     }
   }
 
@@ -244,12 +244,18 @@ export class Ambassador {
     return undefined;
   }
 
+  private relayListener(spec: AdvertiseSpec, port: number): OwnListener {
+    const to = dialledAddresses(spec.targetHost ?? '127.0.0.1');
+    return { kind: 'relay', host: '0.0.0.0', port, what: `relay of --advertise ${spec.raw} (port ${port})`,
+      toThisHost: to.length > 0 && to.every((a) => this.local.has(a)) };
+  }
+
   /** A relay (started at bind, or when first announced) is one of our listeners from now on. */
   private readonly relays = new Map<Advertisement, OwnListener>();
   private registerRelay(adv: Advertisement): void {
     const port = adv.relay?.address()?.port;
     if (port === undefined || adv.spec.relayPort !== 0 || this.relays.has(adv)) return; // a fixed relay-port is registered from the start
-    const l: OwnListener = { kind: 'relay', host: '0.0.0.0', port, what: `relay of --advertise ${adv.spec.raw} (port ${port})` };
+    const l = this.relayListener(adv.spec, port);
     this.relays.set(adv, l);
     this.own.add(l);
     this.recheckLoops();

@@ -17,7 +17,8 @@ function facts(opts: { mdnsOnLoopback?: boolean; peers?: Array<{ address: string
   const own = new OwnListeners(local);
   own.add({ kind: 'connect', host: '127.0.0.1', port: 6379, what: '--connect redis=6379 listener', forwardsToMdns: true });
   own.add({ kind: 'connect', host: '0.0.0.0', port: 7000, what: '--connect api=0.0.0.0:7000 listener', forwardsToMdns: true });
-  own.add({ kind: 'relay', host: '0.0.0.0', port: 40000, what: 'relay of --advertise db=5432 (port 40000)' });
+  own.add({ kind: 'relay', host: '0.0.0.0', port: 40000, what: 'relay of --advertise db=5432 (port 40000)', toThisHost: true });
+  own.add({ kind: 'relay', host: '0.0.0.0', port: 40001, what: 'relay of --advertise redis=10.0.0.2:6379 (port 40001)', toThisHost: false });
   own.add({ kind: 'admin', host: '127.0.0.1', port: 9901, what: 'admin endpoint (--admin 127.0.0.1:9901)' });
   return {
     own,
@@ -68,10 +69,13 @@ test('our own listeners are never endpoints, on any address that reaches them', 
   assert.match(loopRefusal(spec('s', 9901, { host: '127.0.0.1' }), f)!, /admin endpoint/);
 });
 
-test('our own relay may be an endpoint: this host both offers and uses the service', () => {
+test('our own relay to a service of this host may be an endpoint (this host both offers and uses it); to another host, not', () => {
   const { facts: f } = facts();
   assert.equal(loopRefusal(spec('s', 40000, { host: '10.0.0.1' }), f), undefined);
   assert.equal(loopRefusal(mdns('10.0.0.1', 40000, { [RELAY_TO_TXT]: '127.0.0.1:5432' }), f), undefined);
+  // Hosts a and b relaying to each other's sidecar listeners: each would go out through its own relay.
+  assert.match(loopRefusal(mdns('10.0.0.1', 40001, { [RELAY_TO_TXT]: '10.0.0.2:6379' }), f)!,
+    /10\.0\.0\.1:40001 is this ambassador's own relay of --advertise redis=10\.0\.0\.2:6379 \(port 40001\), which forwards to another host: a connector never goes out through its own relay/);
 });
 
 test('another ambassador’s --connect listener is never an endpoint', () => {

@@ -13,6 +13,8 @@ export const RELAY_TO_TXT = 'relay-to';
 export interface OwnListenerInfo {
   kind: 'connect' | 'relay' | 'admin';
   what: string;
+  /** A relay whose target is on this host (loopback or a local address). */
+  toThisHost?: boolean;
 }
 
 /** What the loop checks need to know about this process and the other ambassadors. */
@@ -34,8 +36,8 @@ export interface LoopFacts {
  * Why `spec` must never be an endpoint, or undefined when it may be:
  * - an mDNS announcement at an unspecified address (0.0.0.0, ::), or at a loopback address heard
  *   on a network where it cannot mean the announcing host;
- * - an address and port where this process listens (its --connect listeners, admin), its relays
- *   excepted: a connection would come back here;
+ * - an address and port where this process listens (its --connect listeners, admin, its relays
+ *   to other hosts): a connection would come back here, or leave again towards another;
  * - another ambassador's --connect listener fed by mDNS: connections would circle between them;
  * - an announcement whose relay forwards (TXT relay-to) to a --connect listener of this process or
  *   of another ambassador.
@@ -49,10 +51,15 @@ export function loopRefusal(spec: EndpointSpec, facts: LoopFacts): string | unde
     }
   }
   for (const a of dialledAddresses(spec.host)) {
-    // Our own relay is the one exception: it forwards to its fixed target (this host both offers
-    // and uses the service), and a relay to one of our listeners is never announced.
     const own = facts.ownListener(a, spec.port);
-    if (own && own.kind !== 'relay') return `${at} is this ambassador's own ${own.what}: a connection sent there would come straight back (a loop)`;
+    if (own?.kind === 'relay') {
+      // Our relay to a service on this host is fine (this host both offers and uses it; a relay
+      // to one of our listeners is never announced). Our relay to another host is not: two
+      // ambassadors relaying to each other's listeners would each go out through their own.
+      if (!own.toThisHost) return `${at} is this ambassador's own ${own.what}, which forwards to another host: a connector never goes out through its own relay (two ambassadors relaying to each other's listeners would loop that way)`;
+    } else if (own) {
+      return `${at} is this ambassador's own ${own.what}: a connection sent there would come straight back (a loop)`;
+    }
     const peer = facts.peerListener(a, spec.port);
     if (peer) return `${at} is ${peer}: connections would circle between ambassadors (a loop)`;
   }

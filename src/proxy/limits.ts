@@ -32,9 +32,10 @@ export const FD_RESERVE = 256;
 
 /**
  * Refused clients that get their error reply (a RESP error) and a graceful close at the same
- * time; beyond this they are just closed, so a flood cannot hold file descriptors in replies.
+ * time (each holds its socket for about a round trip); beyond this they are just closed, so a
+ * flood cannot hold file descriptors in replies.
  */
-export const MAX_LINGERING_REFUSALS = 64;
+export const MAX_LINGERING_REFUSALS = 256;
 
 /** The process's limit on open file descriptors (Node raises the soft limit to the hard one at start); undefined when unknown. */
 export function fileDescriptorLimit(): number | undefined {
