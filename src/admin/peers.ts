@@ -12,6 +12,8 @@ export function redactTxt(txt: Readonly<Record<string, string>>): Record<string,
 
 export interface PeersSubject extends MetricsSubject {
   readonly draining: boolean;
+  /** The --connect listeners of the ambassadors on the network (loops are refused against them). */
+  readonly directory?: { list(): Array<{ instance: string; host: string; addresses: string[]; port: number; bind: string; service: string }> };
 }
 
 function endpointJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now: number) {
@@ -97,5 +99,12 @@ export function peersSnapshot(subject: PeersSubject) {
         reason: a.reason,
       };
     }),
+    /**
+     * --connect listeners of the ambassadors on the network (this one's included) that forward to
+     * mDNS endpoints: never endpoints nor advertised targets here (they would make loops).
+     */
+    ambassadorListeners: (subject.directory?.list() ?? []).map((l) => ({
+      instance: l.instance, host: l.host, addresses: l.addresses, port: l.port, bind: l.bind, service: l.service,
+    })),
   };
 }

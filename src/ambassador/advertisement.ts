@@ -191,12 +191,12 @@ export class Advertisement extends EventEmitter {
     if (this.stopped || !this.targetSeen || !this.opts.loopCheck) return;
     const why = await this.opts.loopCheck();
     if (this.stopped || why === this.loop) return;
-    const was = this.loop;
-    this.loop = why;
     if (why !== undefined) {
-      if (this.registration && this.state !== 'withdrawn') this.engine.unpublish(this.registration, why);
-      this.setState('withdrawn', why);
-    } else if (was !== undefined) {
+      this.holdForLoop(why);
+    } else {
+      this.loop = undefined;
+      // Checking the target again (held while it was a loop), from the state it was last seen in.
+      this.checker.start();
       if (!this.targetCluster.endpoints()[0]?.checkHealthy) {
         this.setState('withdrawn', `target ${this.target.host}:${this.target.port} stopped accepting connections`);
       } else if (!this.registration) {
@@ -208,11 +208,23 @@ export class Advertisement extends EventEmitter {
     }
   }
 
+  /**
+   * Announcing the target would make a loop: withdrawn (or never announced), and its health
+   * checks held too — the target is another ambassador's listener, or ours, and every check would
+   * be one more client there waiting for an endpoint.
+   */
+  private holdForLoop(why: string): void {
+    this.loop = why;
+    this.checker.stop();
+    if (this.registration && this.state !== 'withdrawn') this.engine.unpublish(this.registration, why);
+    this.setState('withdrawn', why);
+  }
+
   private async publish(): Promise<void> {
-    this.loop = await this.opts.loopCheck?.();
+    const loop = await this.opts.loopCheck?.();
     if (this.stopped) return;
-    if (this.loop !== undefined) {
-      this.setState('withdrawn', this.loop);
+    if (loop !== undefined) {
+      this.holdForLoop(loop);
       return;
     }
     const relay = await this.needsRelay();

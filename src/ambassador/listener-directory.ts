@@ -79,9 +79,9 @@ export class ListenerDirectory extends EventEmitter {
     return undefined;
   }
 
-  /** How many listeners of other ambassadors (and ours) are known. */
-  get size(): number {
-    return this.peers.size;
+  /** The --connect listeners known (ours included), for /peers. */
+  list(): Array<{ instance: string; host: string; addresses: string[]; port: number; bind: string; service: string }> {
+    return [...this.peers.values()].map((p) => ({ ...p, addresses: [...p.addresses] }));
   }
 
   async stop(): Promise<void> {

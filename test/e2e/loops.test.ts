@@ -141,7 +141,14 @@ describe('loops between ambassadors', { skip }, () => {
     const sidecar = (h: Host) => track(startAmbassador(h, ['--connect', 'redis=0.0.0.0:6379,protocol=redis', '--admin', '9901', ...FAST]));
     const ambA = sidecar(a);
     const ambB = sidecar(b);
-    await sleep(2500); // each has announced its listener (probing ~1 s) and heard the other's
+    // Each knows the other's listener (announced after probing; heard within a second or two).
+    // Before that, a rogue could set off a short-lived loop: see README, Loops and limits.
+    for (const [h, other] of [[a, b], [b, a]] as const) {
+      await waitFor(async () => {
+        const r = await h.exec('curl', ['-s', '--max-time', '3', 'http://127.0.0.1:9901/peers'], { timeoutMs: 5000 });
+        return (JSON.parse(r.stdout).ambassadorListeners as Array<{ addresses: string[] }>).some((l) => l.addresses.includes(other.ip));
+      }, { timeoutMs: 15_000, message: `${h.name} knows ${other.name}'s listener` });
+    }
     track(announcer(r, [{ instance: 'to-a', service: 'redis', port: 6379, address: a.ip }, { instance: 'to-b', service: 'redis', port: 6379, address: b.ip }]));
     for (const [amb, self, other] of [[ambA, a, b], [ambB, b, a]] as const) {
       await amb.waitLog((l) => l.msg === 'endpoint refused' && l.endpoint === `to-${self.name}` && /this ambassador's own --connect redis=0\.0\.0\.0:6379,protocol=redis listener/.test(String(l.why)));

@@ -128,7 +128,8 @@ test('a loop no check catches (two relays pointed at each other) stays bounded b
   const p1 = new AmbProc([...LO, '--hostname', 'one', '--advertise', `x=127.0.0.1:${r2},relay-port=${r1},max-connections=${LIMIT}`, '--admin', String(admin1)]);
   const p2 = new AmbProc([...LO, '--hostname', 'two', '--advertise', `y=127.0.0.1:${r1},relay-port=${r2},max-connections=${LIMIT}`]);
   try {
-    await waitFor(() => metrics(admin1).then(() => true), { timeoutMs: 10_000, intervalMs: 50, message: 'admin up' });
+    // Both relays bound (they are, before mDNS starts).
+    await Promise.all([p1, p2].map((p) => p.waitLog((l) => l.msg === 'mDNS started', 10_000, 'started')));
     const fds0 = p1.fds();
     // A client of relay 1 goes to relay 2, back to relay 1, … until a relay is full; then the
     // chain closes back to the client.
