@@ -7,7 +7,7 @@ import { ListenerDirectory } from './ambassador/listener-directory.js';
 import { LocalAddresses } from './ambassador/local-addresses.js';
 import { type OwnListener, OwnListeners } from './ambassador/own-listeners.js';
 import { dialledAddresses, formatAddressPort, isLoopback } from './cluster/address.js';
-import { type LoopFacts, loopRefusal } from './cluster/endpoint-policy.js';
+import { type LoopFacts, screenEndpoint } from './cluster/endpoint-policy.js';
 import type { Config } from './config/config.js';
 import { credentialExposure } from './config/credential-exposure.js';
 import { type AdvertiseSpec, type ConnectSpec, ConfigError } from './config/specs.js';
@@ -368,7 +368,7 @@ export class Ambassador {
       noEndpointWaitMs: c.noEndpointWait,
       keepConnections: c.keepConnections,
       limits: this.limitsFor(spec),
-      refuse: (ep) => loopRefusal(ep, this.loopFacts),
+      screen: (ep) => screenEndpoint(ep, this.loopFacts),
       protocol: spec.protocol
         ? createProtocol(spec.protocol, { authFile: spec.authFile, db: spec.db, credentialGate: c.trustedLan ? anyAnnouncer : provenIdentity })
         : undefined,

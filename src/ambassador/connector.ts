@@ -27,8 +27,8 @@ export interface ConnectorOptions {
   credentials?: CredentialExposure;
   /** Circuit breakers of the listener (resolved: the spec's, else the defaults). */
   limits?: ListenerLimits;
-  /** Why an instance must never be an endpoint (a loop), or undefined (see cluster/endpoint-policy.ts). */
-  refuse?: (spec: EndpointSpec) => string | undefined;
+  /** The instance as it may be used, or why it must never be an endpoint (see cluster/endpoint-policy.ts). */
+  screen?: (spec: EndpointSpec) => EndpointSpec | string;
 }
 
 /**
@@ -53,7 +53,7 @@ export class Connector extends EventEmitter {
     opts: ConnectorOptions,
   ) {
     super();
-    this.cluster = new Cluster(spec.name, { where: spec.where, refuse: opts.refuse });
+    this.cluster = new Cluster(spec.name, { where: spec.where, screen: opts.screen });
     this.checker = new HealthChecker(this.cluster, { intervalMs: opts.healthIntervalMs, timeoutMs: opts.healthTimeoutMs });
     this.listener = new ConnectListener({
       cluster: this.cluster,

@@ -22,7 +22,7 @@ export type ClusterEvents = {
   'endpoint-updated': [endpoint: Endpoint, addressChanged: boolean];
   /** A source reported an instance that the `where` filter keeps out (once, until it leaves or changes). */
   'endpoint-filtered': [spec: EndpointSpec, why: string];
-  /** A source reported an instance that must never be an endpoint (the `refuse` option: a loop), once until it leaves or changes. */
+  /** A source reported an instance that must never be an endpoint (the `screen` option: a loop), once until it leaves or changes. */
   'endpoint-refused': [spec: EndpointSpec, why: string];
   /** Something above happened (coalesced once per setEndpoints call). */
   changed: [];
@@ -48,10 +48,11 @@ export interface ClusterOptions {
   /** Passive outlier detection; `false` disables ejection (failures are still counted). */
   outlier?: OutlierOptions | false;
   /**
-   * Why an instance must never be an endpoint (it would make a loop: see endpoint-policy.ts), or
-   * undefined. Asked for every instance a source reports, and again on recheck().
+   * Screens every instance a source reports (again on recheck()): the instance as it may be used
+   * (addresses that must never be dialled left out), or why it must never be an endpoint — it
+   * would make a loop, see endpoint-policy.ts.
    */
-  refuse?: (spec: EndpointSpec) => string | undefined;
+  screen?: (spec: EndpointSpec) => EndpointSpec | string;
 }
 
 /**
@@ -65,7 +66,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   private readonly byKey = new Map<string, Endpoint>();
   /** Instances the `where` filter keeps out, with why (shown in /peers and logs: a filter that matches nothing is a common mistake). */
   private readonly filtered = new Map<string, { spec: EndpointSpec; why: string; refused?: true }>();
-  private readonly refuse: ((spec: EndpointSpec) => string | undefined) | undefined;
+  private readonly screen: ((spec: EndpointSpec) => EndpointSpec | string) | undefined;
   /** The last set of every source, for recheck(). */
   private readonly lastSets = new Map<SourceKind, readonly EndpointSpec[]>();
   private readonly ejectionTimers = new Map<Endpoint, NodeJS.Timeout>();
@@ -75,7 +76,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     super();
     this.name = name;
     this.where = { ...(options.where ?? {}) };
-    this.refuse = options.refuse;
+    this.screen = options.screen;
     if (options.outlier === false) {
       this.outlier = undefined;
     } else {
@@ -111,13 +112,13 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     return [...this.filtered.values()].filter((f) => !f.refused);
   }
 
-  /** Instances kept out because they must never be endpoints (the `refuse` option), and why. */
+  /** Instances kept out because they must never be endpoints (the `screen` option), and why. */
   refused(): Array<{ spec: EndpointSpec; why: string }> {
     return [...this.filtered.values()].filter((f) => f.refused);
   }
 
   /**
-   * Asks `refuse` again about every instance the sources reported last (what it knows changed:
+   * Screens again every instance the sources reported last (what it knows changed:
    * a local address, a listener, another ambassador's): newly refused endpoints leave, endpoints
    * no longer refused join.
    */
@@ -128,15 +129,17 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   /** Replace the set of endpoints learned from `source`. */
   setEndpoints(source: SourceKind, specs: readonly EndpointSpec[]): void {
     if (this.closed) return;
-    if (this.refuse) this.lastSets.set(source, specs);
+    if (this.screen) this.lastSets.set(source, specs);
     const now = Date.now();
     const seen = new Set<string>();
     const seenFiltered = new Set<string>();
     let changed = false;
     for (const s of specs) {
-      const spec: EndpointSpec = s.source === source ? s : { ...s, source };
-      const key = endpointKey(source, spec.id);
-      const refusal = this.refuse?.(spec);
+      const reported: EndpointSpec = s.source === source ? s : { ...s, source };
+      const key = endpointKey(source, reported.id);
+      const screened = this.screen ? this.screen(reported) : reported;
+      const refusal = typeof screened === 'string' ? screened : undefined;
+      const spec = typeof screened === 'string' ? reported : screened;
       const why = refusal ?? this.mismatch(spec);
       if (why !== undefined) {
         seenFiltered.add(key);

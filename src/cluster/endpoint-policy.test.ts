@@ -7,7 +7,7 @@ import { LocalAddresses } from '../ambassador/local-addresses.js';
 import { OwnListeners } from '../ambassador/own-listeners.js';
 import { bindAccepts, dialledAddresses, isLoopback, isUnspecified, normalizeAddress, parseAddressPort } from './address.js';
 import { Cluster } from './cluster.js';
-import { type LoopFacts, loopRefusal, RELAY_TO_TXT } from './endpoint-policy.js';
+import { type LoopFacts, loopRefusal, RELAY_TO_TXT, screenEndpoint } from './endpoint-policy.js';
 import { spec } from './test-helpers.test.js';
 
 /** This host: 10.0.0.1 (eth0) and fd00::1, plus loopback. */
@@ -121,7 +121,7 @@ test('the normal paths stay allowed: connector → relay → service, connector 
 
 test('cluster: refused instances stay out (listed with why), and come in or leave on recheck()', () => {
   let banned = new Set(['b']);
-  const c = new Cluster('svc', { refuse: (s) => (banned.has(s.id) ? `${s.id} would loop` : undefined) });
+  const c = new Cluster('svc', { screen: (s) => (banned.has(s.id) ? `${s.id} would loop` : s) });
   const events: string[] = [];
   c.on('endpoint-refused', (s, why) => events.push(`refused ${s.id}: ${why}`));
   c.on('endpoint-added', (ep) => events.push(`added ${ep.id}`));
@@ -154,4 +154,16 @@ test('own listeners: registered by bound address; LocalAddresses says changed on
   (l as unknown as { lookedAt: number }).lookedAt = -Infinity;
   assert.ok(own.reachedAt('10.0.0.5', 6379), 'an address added later is ours');
   assert.equal(changed, 0, 'has() looks, watch() tells');
+});
+
+test('a peer with several addresses keeps those that may be dialled; with none left it is refused', () => {
+  const { facts: f } = facts({ peers: [{ address: '10.0.0.3', port: 6379 }] });
+  const peer = spec('p', 6379, { source: 'mdns', host: '10.0.0.5', addresses: ['10.0.0.5', '127.0.0.1', 'fd00::5'], label: 'redis@p' });
+  assert.deepEqual(screenEndpoint(peer, f), { ...peer, addresses: ['10.0.0.5', 'fd00::5'] }, 'the loopback address heard from another host is dropped');
+  const first = spec('p', 6379, { source: 'mdns', host: '0.0.0.0', addresses: ['0.0.0.0', '10.0.0.5'], label: 'redis@p' });
+  assert.deepEqual(screenEndpoint(first, f), { ...first, host: '10.0.0.5', addresses: ['10.0.0.5'] }, 'the address dialled first moves on');
+  const none = spec('p', 6379, { source: 'mdns', host: '10.0.0.3', addresses: ['10.0.0.3', '127.0.0.1'], label: 'redis@p' });
+  assert.match(screenEndpoint(none, f) as string, /10\.0\.0\.3:6379 is the --connect redis listener/);
+  const clean = spec('p', 6380, { source: 'mdns', host: '10.0.0.5', addresses: ['10.0.0.5', 'fd00::5'] });
+  assert.equal(screenEndpoint(clean, f), clean, 'untouched: the same object, so the cluster sees no change');
 });
