@@ -1,12 +1,18 @@
+import { lookup } from 'node:dns/promises';
 import type { AdminServer } from './admin/server.js';
 import { Advertisement } from './ambassador/advertisement.js';
 import { Connector } from './ambassador/connector.js';
 import { ProbeResponder } from './ambassador/probe-responder.js';
 import { StrandedWatch } from './ambassador/stranded.js';
 import { HostProber, type PeerHost } from './cluster/host-prober.js';
+import { ListenerDirectory } from './ambassador/listener-directory.js';
+import { LocalAddresses } from './ambassador/local-addresses.js';
+import { type OwnListener, OwnListeners } from './ambassador/own-listeners.js';
+import { dialledAddresses, formatAddressPort, isLoopback } from './cluster/address.js';
+import { type LoopFacts, screenEndpoint } from './cluster/endpoint-policy.js';
 import type { Config } from './config/config.js';
 import { credentialExposure } from './config/credential-exposure.js';
-import { type ConnectSpec, ConfigError } from './config/specs.js';
+import { type AdvertiseSpec, type ConnectSpec, ConfigError } from './config/specs.js';
 import { DnsSrvSource } from './discovery/dns-srv.js';
 import { MdnsSource } from './discovery/mdns.js';
 import type { DiscoverySource } from './discovery/source.js';
@@ -16,6 +22,7 @@ import { type InterfaceChange, MdnsEngine, type NetworkState } from './mdns/engi
 import { InterfaceError, InterfaceSelection } from './mdns/interfaces.js';
 import { anyAnnouncer, provenIdentity } from './proxy/handshakes/credential-gate.js';
 import { createProtocol } from './proxy/handshakes/index.js';
+import { defaultLimits, fileDescriptorLimit, FD_RESERVE, type ListenerLimits } from './proxy/limits.js';
 import { plaintextConnection } from './proxy/tls-policy.js';
 import type { TlsMaterial } from './proxy/tls.js';
 
@@ -45,7 +52,51 @@ export class Ambassador {
   interfaceProblem?: string;
   private select?: InterfaceSelection;
 
-  constructor(readonly config: Config, private readonly log: Logger) {}
+  /** This host's addresses, and every listener of this process: what must never be an endpoint. */
+  readonly local = new LocalAddresses();
+  readonly own = new OwnListeners(this.local);
+  /** The --connect listeners of every ambassador on the network (with mDNS). */
+  directory?: ListenerDirectory;
+  /** What the loop checks of endpoints and advertisements know (see cluster/endpoint-policy.ts). */
+  private readonly loopFacts: LoopFacts = {
+    ownListener: (address, port) => this.own.reachedAt(address, port),
+    peerListener: (address, port) => this.directory?.find(address, port),
+    isLocal: (address) => this.local.has(address),
+    mdnsOnLoopback: () => this.engine?.network().interfaces.some((i) => i.addresses.some(isLoopback)) ?? false,
+  };
+  /** Circuit-breaker defaults of every listener (--connect and relays), from the file-descriptor limit. */
+  readonly defaultLimits: ListenerLimits;
+  private readonly fdLimit: number | undefined;
+
+  constructor(readonly config: Config, private readonly log: Logger) {
+    this.fdLimit = fileDescriptorLimit();
+    this.defaultLimits = defaultLimits(config.connect.length + config.advertise.length, this.fdLimit);
+  }
+
+  /** A --connect listener's circuit breakers: what its spec gives, else the defaults. */
+  private limitsFor(spec: ConnectSpec): ListenerLimits {
+    const d = this.defaultLimits;
+    const maxConnections = spec.limits.maxConnections ?? d.maxConnections;
+    return {
+      maxConnections,
+      maxPending: spec.limits.maxPending ?? Math.min(d.maxPending, maxConnections),
+      maxPerEndpoint: spec.limits.maxPerEndpoint ?? maxConnections,
+    };
+  }
+
+  /** One warning when the listeners may together need more file descriptors than the process may open. */
+  private warnAboutFileDescriptors(): void {
+    if (this.fdLimit === undefined) return;
+    const need = this.connectors.reduce((n, c) => n + c.listener.limits.maxConnections, 0)
+      + this.config.advertise.reduce((n, a) => n + (a.maxConnections ?? this.defaultLimits.maxConnections), 0);
+    if (2 * need + FD_RESERVE > this.fdLimit) {
+      this.log.warn({ fileDescriptorLimit: this.fdLimit, connections: need },
+        `the listeners' max-connections add up to ${need} connections (2 file descriptors each) but this process may open only ${this.fdLimit} files: raise the limit (ulimit -n) or lower max-connections`);
+    } else if (this.defaultLimits.maxConnections < 256) {
+      this.log.warn({ fileDescriptorLimit: this.fdLimit, maxConnections: this.defaultLimits.maxConnections },
+        `the file-descriptor limit (${this.fdLimit}) leaves each listener ${this.defaultLimits.maxConnections} connections by default: raise it (ulimit -n) if clients are refused`);
+    }
+  }
 
   private needsMdns(): boolean {
     const c = this.config;
@@ -60,6 +111,10 @@ export class Ambassador {
    */
   async prepare(opts: { check?: boolean } = {}): Promise<void> {
     const c = this.config;
+    // Every port we listen on is in the configuration (none is 0 but a relay's): loops between
+    // them are refused before anything is bound or logged.
+    this.registerConfiguredListeners();
+    this.refuseLoopsInConfiguration();
     if (c.tls) await this.startTls(c.tls);
     if (c.admin) {
       // Loaded only when asked for: prom-client is a few MB of resident memory per process.
@@ -125,6 +180,8 @@ export class Ambassador {
         connectTimeoutMs: c.connectTimeout,
         tls: this.tls,
         probePort: this.responder?.port,
+        maxConnections: spec.maxConnections ?? this.defaultLimits.maxConnections,
+        loopCheck: () => this.advertisementLoop(spec),
       });
       this.advertisements.push(adv);
       try {
@@ -133,6 +190,101 @@ export class Ambassador {
         throw new ConfigError(`--advertise ${spec.raw}: ${(err as Error).message}`);
       }
     }
+    if (!opts.check) this.warnAboutFileDescriptors();
+  }
+
+  /** The listeners the configuration names, with their fixed ports: admin, --connect, relay-port. */
+  private registerConfiguredListeners(): void {
+    const c = this.config;
+    if (c.admin) this.own.add({ kind: 'admin', host: c.admin.host, port: c.admin.port, what: `admin endpoint (--admin ${formatAddressPort(c.admin.host, c.admin.port)})` });
+    const fixed = new Set([...c.static.map((s) => s.name), ...c.srv.map((s) => s.name)]);
+    for (const spec of c.connect) {
+      this.own.add({ kind: 'connect', host: spec.bind, port: spec.port, what: `--connect ${spec.raw} listener`, forwardsToMdns: !fixed.has(spec.name) });
+    }
+    for (const spec of c.advertise) {
+      if (spec.relayPort !== 0) this.own.add(this.relayListener(spec, spec.relayPort));
+    }
+  }
+
+  /**
+   * Loops the configuration shows, refused before anything starts (exit status 2): an
+   * advertisement whose target is a listener of this process, a --static endpoint that is one.
+   * (Names are resolved, and other ambassadors' listeners learned, at run time.)
+   */
+  private refuseLoopsInConfiguration(): void {
+    for (const spec of this.config.advertise) {
+      const why = this.ownTargetLoop(spec, dialledAddresses(spec.targetHost ?? '127.0.0.1'));
+      if (why) throw new ConfigError(`--advertise ${spec.raw}: ${why}`);
+    }
+    for (const s of this.config.static) {
+      for (const e of s.endpoints) {
+        for (const a of dialledAddresses(e.host)) {
+          const own = this.own.reachedAt(a, e.port);
+          if (own && own.kind !== 'relay') {
+            throw new ConfigError(`--static ${s.raw}: ${formatAddressPort(e.host, e.port)} is this ambassador's own ${own.what}: every client would be sent back to it (a loop)`);
+          }
+        }
+      }
+    }
+  }
+
+  /**
+   * Why announcing an advertisement's target (at `addresses`) would loop back into this process:
+   * it is one of our listeners — except a --connect listener that does not forward to mDNS
+   * endpoints (--static, --srv): announcing that one is a gateway, not a loop.
+   */
+  private ownTargetLoop(spec: AdvertiseSpec, addresses: string[]): string | undefined {
+    const target = formatAddressPort(spec.targetHost ?? '127.0.0.1', spec.port);
+    for (const a of addresses) {
+      const own = this.own.reachedAt(a, spec.port);
+      if (own && !(own.kind === 'connect' && !own.forwardsToMdns)) {
+        return `the target ${target} is this ambassador's own ${own.what}: announcing it would send every client back here (a loop); advertise the port of the real service`;
+      }
+    }
+    return undefined;
+  }
+
+  /** Run-time check of an advertisement's target: names resolved, other ambassadors' listeners too. */
+  private async advertisementLoop(spec: AdvertiseSpec): Promise<string | undefined> {
+    const host = spec.targetHost ?? '127.0.0.1';
+    let addresses = dialledAddresses(host);
+    if (addresses.length === 0) {
+      try {
+        addresses = (await lookup(host, { all: true })).map((a) => a.address);
+      } catch {
+        return undefined; // does not resolve: the health check says so
+      }
+    }
+    const own = this.ownTargetLoop(spec, addresses);
+    if (own) return own;
+    for (const a of addresses) {
+      const peer = this.directory?.find(a, spec.port);
+      if (peer) return `the target ${formatAddressPort(host, spec.port)} is ${peer}: announcing it would make connections circle between ambassadors (a loop)`;
+    }
+    return undefined;
+  }
+
+  private relayListener(spec: AdvertiseSpec, port: number): OwnListener {
+    const to = dialledAddresses(spec.targetHost ?? '127.0.0.1');
+    return { kind: 'relay', host: '0.0.0.0', port, what: `relay of --advertise ${spec.raw} (port ${port})`,
+      toThisHost: to.length > 0 && to.every((a) => this.local.has(a)) };
+  }
+
+  /** A relay (started at bind, or when first announced) is one of our listeners from now on. */
+  private readonly relays = new Map<Advertisement, OwnListener>();
+  private registerRelay(adv: Advertisement): void {
+    const port = adv.relay?.address()?.port;
+    if (port === undefined || adv.spec.relayPort !== 0 || this.relays.has(adv)) return; // a fixed relay-port is registered from the start
+    const l = this.relayListener(adv.spec, port);
+    this.relays.set(adv, l);
+    this.own.add(l);
+    this.recheckLoops();
+  }
+
+  /** What is known about listeners changed: every endpoint and advertisement is checked again. */
+  private recheckLoops(): void {
+    for (const c of this.connectors) c.cluster.recheck();
+    for (const a of this.advertisements) void a.recheckLoop();
   }
 
   /** prepare(), then go live: mDNS, discovery, health checks, announcements. */
@@ -148,12 +300,31 @@ export class Ambassador {
       this.log.info({ admin: `http://${c.admin!.host}:${port}`, resources: ['/healthz', '/peers', '/metrics'] }, 'admin endpoint listening');
     }
     if (this.engine) await this.startMdns(this.engine, this.select!);
+    if (this.engine) {
+      const directory = new ListenerDirectory(this.engine, this.local, this.loopFacts.mdnsOnLoopback);
+      this.directory = directory;
+      // Ours first, before any endpoint is used: the listeners that others could reach and that
+      // forward to mDNS endpoints.
+      for (const conn of this.connectors) {
+        if (conn.sources.some((x) => x.kind === 'mdns') && !isLoopback(conn.spec.bind)) {
+          directory.announce(conn.spec.name, conn.spec.bind, conn.listener.address()!.port);
+        }
+      }
+      directory.on('changed', () => this.recheckLoops());
+      directory.start();
+      // The engine sees interface addresses come and go (only its own interfaces: the rest is
+      // looked at by LocalAddresses every two seconds).
+      this.engine.on('interface', () => this.recheckLoops());
+    }
+    this.local.watch();
+    this.local.on('changed', () => this.recheckLoops());
     for (const conn of this.connectors) {
       this.admin?.metrics.watchConnector(conn);
       await conn.start();
     }
     for (const adv of this.advertisements) {
       adv.on('state', (state, reason) => {
+        this.registerRelay(adv);
         const fields = { service: adv.spec.name, instance: adv.instance, port: adv.announcedPort, state, reason };
         if (state === 'withdrawn' || state === 'waiting-for-target') this.log.warn(fields, 'advertisement');
         else this.log.info(fields, 'advertisement');
@@ -221,6 +392,8 @@ export class Ambassador {
       idleTimeoutMs: c.idleTimeout,
       noEndpointWaitMs: c.noEndpointWait,
       keepConnections: c.keepConnections,
+      limits: this.limitsFor(spec),
+      screen: (ep) => screenEndpoint(ep, this.loopFacts),
       protocol: spec.protocol
         ? createProtocol(spec.protocol, { authFile: spec.authFile, db: spec.db, credentialGate: c.trustedLan ? anyAnnouncer : provenIdentity })
         : undefined,
@@ -289,6 +462,8 @@ export class Ambassador {
     this.stranded.stop();
     // Goodbyes first: peers stop sending new connections here before we stop accepting.
     for (const a of this.advertisements) a.sayGoodbye();
+    this.local.stop();
+    await this.directory?.stop();
     const drainMs = this.config.drainTimeout;
     await Promise.all([
       ...this.connectors.map((x) => x.stop(drainMs)),

@@ -105,7 +105,7 @@ test('/healthz: 503 while starting, 200 when started, 503 while draining', async
     r.subject.started = true;
     res = await fetch(`${r.base}/healthz`);
     assert.equal(res.status, 200);
-    assert.deepEqual(await res.json(), { ok: true, status: 'ok', listeners: 1 });
+    assert.deepEqual(await res.json(), { ok: true, status: 'ok', listeners: 1, refusing: [] });
     r.subject.draining = true;
     res = await fetch(`${r.base}/healthz`);
     assert.equal(res.status, 503);

@@ -8,6 +8,7 @@ import type { HealthChecker } from '../cluster/health-checker.js';
 import type { MdnsEngine } from '../mdns/engine.js';
 import type { ProxyConnection } from '../proxy/connection.js';
 import { requireCommonJs } from '../commonjs.js';
+import { LIMIT_NAMES } from '../proxy/limits.js';
 
 const { collectDefaultMetrics, Counter, Gauge, Registry } = requireCommonJs('prom-client') as typeof PromClient;
 type Counter<T extends string> = PromClient.Counter<T>;
@@ -67,6 +68,8 @@ export class AmbassadorMetrics {
   private readonly advTransitions: Counter<'service' | 'state'>;
   private readonly relayAccepted: Counter<'service'>;
   private readonly relayFailures: Counter<'service' | 'code'>;
+  private readonly refused: Counter<'cluster' | 'listener' | 'limit'>;
+  private readonly relayRefused: Counter<'service'>;
   /** Upstream bytes of connections already closed, per cluster → endpoint label. */
   private readonly closedBytes = new Map<Connector, Map<string, ByteTotals>>();
 
@@ -89,6 +92,8 @@ export class AmbassadorMetrics {
     this.healthChecks = new Counter({ name: 'ambassador_health_checks_total', help: 'Our own active checks (TCP or Redis PING) of endpoints with no ambassador behind them; cluster advertise:NAME = an advertised target', labelNames: ['cluster', 'listener', 'endpoint', 'result'], registers });
     this.advTransitions = new Counter({ name: 'ambassador_advertisement_transitions_total', help: 'Advertisement state changes', labelNames: ['service', 'state'], registers });
     this.relayAccepted = new Counter({ name: 'ambassador_relay_connections_accepted_total', help: 'Connections accepted by an advertisement relay', labelNames: ['service'], registers });
+    this.refused = new Counter({ name: 'ambassador_connections_refused_total', help: 'Clients refused at once by a circuit breaker (limit: max-connections, max-pending, max-per-endpoint); not in accepted_total', labelNames: ['cluster', 'listener', 'limit'], registers });
+    this.relayRefused = new Counter({ name: 'ambassador_relay_connections_refused_total', help: 'Clients an advertisement relay refused at once (its max-connections were open)', labelNames: ['service'], registers });
     this.relayFailures = new Counter({ name: 'ambassador_relay_connect_failures_total', help: 'Relay connects to the advertised target that failed', labelNames: ['service', 'code'], registers });
 
     new Gauge({
@@ -336,6 +341,8 @@ export class AmbassadorMetrics {
     c.cluster.on('panic', (inPanic) => {
       if (inPanic) this.panics.inc(cl);
     });
+    for (const limit of LIMIT_NAMES) this.refused.inc({ ...cl, limit }, 0);
+    l.on('client-refused', (limit) => this.refused.inc({ ...cl, limit }));
     l.on('client-closed-no-endpoint', (_conn, reason) => this.clientFailures.inc({ ...cl, reason }));
     l.on('connection-closed', (conn, result) => {
       if (!result || !conn.endpoint) return;
@@ -374,6 +381,8 @@ export class AmbassadorMetrics {
         this.relayAccepted.inc({ service }, 0);
         relay.on('connection', () => this.relayAccepted.inc({ service }));
         relay.on('connect-failed', (_c, code) => this.relayFailures.inc({ service, code }));
+        this.relayRefused.inc({ service }, 0);
+        relay.on('client-refused', () => this.relayRefused.inc({ service }));
       }
     });
     this.watchChecker({ cluster: `advertise:${service}`, listener: '' }, a.checker);

@@ -12,6 +12,8 @@ export function redactTxt(txt: Readonly<Record<string, string>>): Record<string,
 
 export interface PeersSubject extends MetricsSubject {
   readonly draining: boolean;
+  /** The --connect listeners of the ambassadors on the network (loops are refused against them). */
+  readonly directory?: { list(): Array<{ instance: string; host: string; addresses: string[]; port: number; bind: string; service: string }> };
 }
 
 const verdict = (ok: boolean): 'up' | 'down' => (ok ? 'up' : 'down');
@@ -111,6 +113,10 @@ export function peersSnapshot(subject: PeersSubject) {
         filteredOut: c.cluster.filteredOut().map(({ spec, why }) => ({
           label: spec.label, source: spec.source, address: spec.host, port: spec.port, txt: redactTxt(spec.txt), why,
         })),
+        /** Instances that must never be endpoints (a loop: one of our listeners, another ambassador's), and why. */
+        refused: c.cluster.refused().map(({ spec, why }) => ({
+          label: spec.label, source: spec.source, address: spec.host, port: spec.port, txt: redactTxt(spec.txt), why,
+        })),
       };
     }),
     /** Host probes this ambassador sends (connecting side) and answers (advertising side). */
@@ -146,5 +152,12 @@ export function peersSnapshot(subject: PeersSubject) {
         check: a.spec.check,
       };
     }),
+    /**
+     * --connect listeners of the ambassadors on the network (this one's included) that forward to
+     * mDNS endpoints: never endpoints nor advertised targets here (they would make loops).
+     */
+    ambassadorListeners: (subject.directory?.list() ?? []).map((l) => ({
+      instance: l.instance, host: l.host, addresses: l.addresses, port: l.port, bind: l.bind, service: l.service,
+    })),
   };
 }

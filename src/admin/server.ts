@@ -69,14 +69,20 @@ export class AdminServer {
   }
 
   /** Health as /healthz reports it. */
-  health(): { ok: boolean; status: 'ok' | 'starting' | 'draining' | 'listener-down' | 'no-network'; listeners: number } {
+  health(): { ok: boolean; status: 'ok' | 'starting' | 'draining' | 'listener-down' | 'no-network'; listeners: number; refusing: string[] } {
     const s = this.subject;
     const listeners = s.connectors.length;
-    if (s.draining) return { ok: false, status: 'draining', listeners };
-    if (!s.started) return { ok: false, status: 'starting', listeners };
-    if (s.stranded?.state === 'stranded') return { ok: false, status: 'no-network', listeners };
-    for (const c of s.connectors) if (!c.listener.server.listening) return { ok: false, status: 'listener-down', listeners };
-    return { ok: true, status: 'ok', listeners };
+    // Listeners refusing clients at their circuit breakers right now. Still 'ok': the process
+    // serves what its limits allow, and a restart would only drop the connections it carries.
+    const refusing = [
+      ...s.connectors.filter((c) => c.refusals.inBurst).map((c) => `${c.spec.name} ${c.spec.bind}:${c.spec.port}`),
+      ...s.advertisements.filter((a) => a.relayRefusing).map((a) => `${a.spec.name} relay :${a.relay?.address()?.port}`),
+    ];
+    if (s.draining) return { ok: false, status: 'draining', listeners, refusing };
+    if (!s.started) return { ok: false, status: 'starting', listeners, refusing };
+    if (s.stranded?.state === 'stranded') return { ok: false, status: 'no-network', listeners, refusing };
+    for (const c of s.connectors) if (!c.listener.server.listening) return { ok: false, status: 'listener-down', listeners, refusing };
+    return { ok: true, status: 'ok', listeners, refusing };
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
-import net from 'node:net';
+import net, { isIP } from 'node:net';
 import { Cluster } from '../cluster/cluster.js';
+import { formatAddressPort } from '../cluster/address.js';
+import { RELAY_TO_TXT } from '../cluster/endpoint-policy.js';
 import { HealthChecker } from '../cluster/health-checker.js';
 import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';
 import type { AdvertiseSpec } from '../config/specs.js';
@@ -10,6 +12,7 @@ import { RelayListener } from '../proxy/relay.js';
 import { TLS_TXT_KEY } from '../proxy/tls-policy.js';
 import type { TlsMaterial } from '../proxy/tls.js';
 import type { Logger } from '../logging/logger.js';
+import { BurstLog } from '../logging/burst.js';
 
 export interface AdvertisementOptions {
   healthIntervalMs: number;
@@ -19,6 +22,14 @@ export interface AdvertisementOptions {
   tls?: TlsMaterial;
   /** UDP port of this ambassador's host probe responder, announced in TXT (hostprobe=PORT). */
   probePort?: number;
+  /** Circuit breaker of the relay, when there is one: clients open at once. Default: none. */
+  maxConnections?: number;
+  /**
+   * Why announcing the target would make a loop (it is a listener of this process, or another
+   * ambassador's --connect listener), or undefined. Asked before every announcement and on
+   * recheckLoop().
+   */
+  loopCheck?: () => Promise<string | undefined>;
 }
 
 /**
@@ -76,6 +87,12 @@ export class Advertisement extends EventEmitter {
   private markStopped!: () => void;
   private goodbyeAt?: number;
   private deciding?: Promise<void>;
+  /** The target accepted a first health check (from then on the advertisement decides). */
+  private targetSeen = false;
+  /** Why announcing would make a loop (not announced meanwhile), undefined when it would not. */
+  private loop: string | undefined;
+  /** Clients the relay refused (max-connections): one line when a burst starts, one when it ends. */
+  private readonly relayRefusals: BurstLog;
 
   constructor(
     readonly spec: AdvertiseSpec,
@@ -97,6 +114,17 @@ export class Advertisement extends EventEmitter {
       timeoutMs: opts.healthTimeoutMs,
       kind: spec.check,
     });
+    this.relayRefusals = new BurstLog({
+      onStart: () => this.log.warn({ service: spec.name, relay: this.relay?.address()?.port, maxConnections: opts.maxConnections },
+        `relay refusing clients: max-connections reached (${opts.maxConnections} open); further refusals are counted and summed up when it is over`),
+      onSummary: (s, ended) => this.log.warn({ service: spec.name, relay: this.relay?.address()?.port, refused: s.total, durationMs: s.durationMs },
+        ended ? `relay stopped refusing clients: ${s.total} refused in ${s.durationMs} ms` : `relay still refusing clients: ${s.total} refused so far`),
+    });
+  }
+
+  /** The relay is refusing clients at its max-connections right now. */
+  get relayRefusing(): boolean {
+    return this.relayRefusals.inBurst;
   }
 
   /**
@@ -127,19 +155,18 @@ export class Advertisement extends EventEmitter {
   }
 
   async start(): Promise<void> {
-    let firstOk = false;
     this.checker.on('check', (_ep, ok, error) => {
-      if (ok && !firstOk) {
-        firstOk = true;
+      if (ok && !this.targetSeen) {
+        this.targetSeen = true;
         this.deciding = this.publish().catch((err) => this.log.error({ err: String(err), service: this.spec.name }, 'cannot advertise'));
-      } else if (!ok && !firstOk) {
+      } else if (!ok && !this.targetSeen) {
         // (EBADREPLY / ETIMEDOUT with check=redis: it accepts, but does not answer PING)
         const why = this.spec.check === 'redis' && (error === 'EBADREPLY' || error === 'ETIMEDOUT') ? `not answering PING (${error})` : whyNotAccepting(error);
         this.setState('waiting-for-target', `target ${this.target.host}:${this.target.port} ${why}`);
       }
     });
     this.targetCluster.on('endpoint-health', (_ep, healthy) => {
-      if (!firstOk || this.stopped) return;
+      if (!this.targetSeen || this.stopped) return;
       if (healthy) this.republish();
       else this.withdraw(`target ${this.target.host}:${this.target.port} ${this.spec.check === 'redis' ? 'stopped answering PING' : 'stopped accepting connections'}`);
     });
@@ -163,12 +190,57 @@ export class Advertisement extends EventEmitter {
 
   private async startRelay(): Promise<void> {
     const relay = new RelayListener({ target: this.target, port: this.spec.relayPort, connectTimeoutMs: this.opts.connectTimeoutMs,
-      createServer: this.opts.tls?.createServer });
+      createServer: this.opts.tls?.createServer, maxConnections: this.opts.maxConnections });
     await relay.listen();
+    relay.on('client-refused', (limit) => this.relayRefusals.hit(limit));
     this.relay = relay;
   }
 
+  /**
+   * Asks again whether announcing the target would make a loop (what is known about listeners
+   * changed): withdraws an announcement that would, announces one held back that no longer would.
+   */
+  async recheckLoop(): Promise<void> {
+    await this.deciding;
+    if (this.stopped || !this.targetSeen || !this.opts.loopCheck) return;
+    const why = await this.opts.loopCheck();
+    if (this.stopped || why === this.loop) return;
+    if (why !== undefined) {
+      this.holdForLoop(why);
+    } else {
+      this.loop = undefined;
+      // Checking the target again (held while it was a loop), from the state it was last seen in.
+      this.checker.start();
+      if (!this.targetCluster.endpoints()[0]?.checkHealthy) {
+        this.setState('withdrawn', `target ${this.target.host}:${this.target.port} stopped accepting connections`);
+      } else if (!this.registration) {
+        this.deciding = this.publish().catch((err) => this.log.error({ err: String(err), service: this.spec.name }, 'cannot advertise'));
+      } else {
+        this.setState('probing', 'the target is no longer a loop');
+        this.engine.republish(this.registration);
+      }
+    }
+  }
+
+  /**
+   * Announcing the target would make a loop: withdrawn (or never announced), and its health
+   * checks held too — the target is another ambassador's listener, or ours, and every check would
+   * be one more client there waiting for an endpoint.
+   */
+  private holdForLoop(why: string): void {
+    this.loop = why;
+    this.checker.stop();
+    if (this.registration && this.state !== 'withdrawn') this.engine.unpublish(this.registration, why);
+    this.setState('withdrawn', why);
+  }
+
   private async publish(): Promise<void> {
+    const loop = await this.opts.loopCheck?.();
+    if (this.stopped) return;
+    if (loop !== undefined) {
+      this.holdForLoop(loop);
+      return;
+    }
     const relay = await this.needsRelay();
     if (this.stopped) return;
     if (relay) {
@@ -185,6 +257,9 @@ export class Advertisement extends EventEmitter {
     const txt: Record<string, string> = { ...this.spec.txt };
     if (this.opts.tls) txt[TLS_TXT_KEY] = '1';
     if (this.opts.probePort) txt[PROBE_TXT_KEY] = String(this.opts.probePort);
+    // Where the relay forwards to, so that a connector whose listener that is refuses this
+    // endpoint from the first announcement on (a name would mean nothing to it: left out).
+    if (this.relay && isIP(this.target.host) !== 0) txt[RELAY_TO_TXT] = formatAddressPort(this.target.host, this.target.port);
     const reg = this.engine.publish({
       name: this.spec.name,
       port: this.announcedPort,
@@ -213,7 +288,7 @@ export class Advertisement extends EventEmitter {
   }
 
   private republish(): void {
-    if (!this.registration || this.state !== 'withdrawn') return;
+    if (!this.registration || this.state !== 'withdrawn' || this.loop !== undefined) return;
     this.setState('probing', 'target accepts connections again'); // before the registration says 'probing' too
     this.engine.republish(this.registration);
   }
@@ -239,6 +314,7 @@ export class Advertisement extends EventEmitter {
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
     await this.relay?.close({ drainMs });
+    this.relayRefusals.stop();
     this.targetCluster.close();
     this.setState('stopped', 'shutdown');
   }

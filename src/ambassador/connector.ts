@@ -10,6 +10,8 @@ import type { DiscoverySource, EndpointSpec } from '../discovery/source.js';
 import { ConnectListener, type CreateConnection, type Handshake } from '../proxy/listener.js';
 import type { ProtocolHandshake } from '../proxy/handshakes/index.js';
 import type { Logger } from '../logging/logger.js';
+import { BurstLog } from '../logging/burst.js';
+import type { ListenerLimits } from '../proxy/limits.js';
 
 export interface ConnectorOptions {
   healthIntervalMs: number;
@@ -33,6 +35,10 @@ export interface ConnectorOptions {
   protocol?: ProtocolHandshake;
   /** To whom injected credentials may go, and the warnings that go with it (for /peers). */
   credentials?: CredentialExposure;
+  /** Circuit breakers of the listener (resolved: the spec's, else the defaults). */
+  limits?: ListenerLimits;
+  /** The instance as it may be used, or why it must never be an endpoint (see cluster/endpoint-policy.ts). */
+  screen?: (spec: EndpointSpec) => EndpointSpec | string;
 }
 
 /**
@@ -48,6 +54,8 @@ export class Connector extends EventEmitter {
   readonly credentials: CredentialExposure | undefined;
   private stopping = false;
   private readonly logged = new Map<string, { at: number; repeated: number }>();
+  /** Clients refused by the circuit breakers: one line when a burst starts, one when it ends. */
+  readonly refusals: BurstLog;
 
   constructor(
     readonly spec: ConnectSpec,
@@ -56,7 +64,7 @@ export class Connector extends EventEmitter {
     opts: ConnectorOptions,
   ) {
     super();
-    this.cluster = new Cluster(spec.name, { where: spec.where });
+    this.cluster = new Cluster(spec.name, { where: spec.where, screen: opts.screen });
     this.prober = opts.prober;
     this.checker = new HealthChecker(this.cluster, {
       intervalMs: opts.healthIntervalMs,
@@ -78,7 +86,17 @@ export class Connector extends EventEmitter {
       handshake: opts.handshake ?? opts.protocol?.handshake,
       errorReply: opts.protocol ? (m) => opts.protocol!.errorReply(m) : undefined,
       createConnection: opts.createConnection,
+      limits: opts.limits,
     });
+    const limits = this.listener.limits;
+    const listen = `${spec.bind}:${spec.port}`;
+    this.refusals = new BurstLog({
+      onStart: (limit) => this.log.warn({ service: spec.name, listen, limit, ...limits },
+        `refusing clients: ${limit} reached (${describeLimit(limit, limits)}); further refusals are counted and summed up when it is over`),
+      onSummary: (s, ended) => this.log.warn({ service: spec.name, listen, refused: s.total, byLimit: s.byKind, durationMs: s.durationMs },
+        ended ? `stopped refusing clients: ${s.total} refused in ${s.durationMs} ms` : `still refusing clients: ${s.total} refused so far`),
+    });
+    this.listener.on('client-refused', (limit) => this.refusals.hit(limit));
     this.protocol = opts.protocol;
     this.credentials = opts.credentials;
     this.wireLogs();
@@ -108,6 +126,7 @@ export class Connector extends EventEmitter {
     });
     this.cluster.on('endpoint-filtered', (spec, why) =>
       this.log.info({ ...where(spec), why }, 'instance ignored: it does not match the where. filter'));
+    this.cluster.on('endpoint-refused', (spec, why) => this.log.warn({ ...where(spec), why }, 'endpoint refused'));
     this.cluster.on('endpoint-updated', (ep, moved) => {
       if (moved) this.log.info(where(ep), 'endpoint moved');
     });
@@ -191,6 +210,7 @@ export class Connector extends EventEmitter {
   async stop(drainMs: number): Promise<void> {
     this.stopping = true;
     await this.listener.close({ drainMs });
+    this.refusals.stop();
     this.checker.stop();
     this.prober?.off('handover', this.onHandover);
     this.prober?.unwatch(this.cluster);
@@ -198,4 +218,10 @@ export class Connector extends EventEmitter {
     for (const s of this.sources) await s.stop();
     this.cluster.close();
   }
+}
+
+function describeLimit(limit: string, l: ListenerLimits): string {
+  if (limit === 'max-connections') return `${l.maxConnections} clients open`;
+  if (limit === 'max-pending') return `${l.maxPending} clients waiting for an endpoint`;
+  return `every endpoint has ${l.maxPerEndpoint} clients`;
 }

@@ -16,11 +16,11 @@ export function runOptions<T>(y: Argv<T>) {
   return y
     .option('advertise', {
       alias: 'a', type: 'string', array: true, group: 'Services:',
-      describe: 'announce NAME=[HOST:]PORT[,priority=N,weight=N,instance=LABEL,subtype=S,relay-port=N,check=tcp|redis,txt.KEY=VALUE] as _NAME._tcp.local while it accepts connections (check=redis: while it answers PING)',
+      describe: 'announce NAME=[HOST:]PORT[,priority=N,weight=N,instance=LABEL,subtype=S,relay-port=N,max-connections=N,check=tcp|redis,txt.KEY=VALUE] as _NAME._tcp.local while it accepts connections (check=redis: while it answers PING)',
     })
     .option('connect', {
       alias: 'c', type: 'string', array: true, group: 'Services:',
-      describe: 'listen on NAME=[BIND:]PORT[,balance=round-robin|least-conn|random|srv,where.KEY=VALUE,auth-file=FILE,db=N,protocol=redis,tls-name=NAME,check=tcp|redis|none] (default bind 127.0.0.1) and forward to a peer announcing NAME; auth-file holds Redis credentials (\'password\' or \'user password\'), sent as AUTH on every upstream connection; check= is how endpoints with no ambassador behind them are checked',
+      describe: 'listen on NAME=[BIND:]PORT[,balance=round-robin|least-conn|random|srv,where.KEY=VALUE,auth-file=FILE,db=N,protocol=redis,tls-name=NAME,check=tcp|redis|none,max-connections=N,max-pending=N,max-per-endpoint=N] (default bind 127.0.0.1) and forward to a peer announcing NAME; auth-file holds Redis credentials (\'password\' or \'user password\'), sent as AUTH on every upstream connection; check= is how endpoints with no ambassador behind them are checked; past a max-… limit a client is refused at once',
     })
     .option('static', { type: 'string', array: true, group: 'Services:', describe: 'fixed endpoints NAME=HOST:PORT[+HOST:PORT…] for a --connect NAME (no multicast)' })
     .option('srv', { type: 'string', array: true, group: 'Services:', describe: 'endpoints from unicast DNS SRV NAME=_svc._tcp.domain (relative names use the search list of /etc/resolv.conf), re-resolved as TTLs run out' })

@@ -28,6 +28,8 @@ export type ClusterEvents = {
   'endpoint-updated': [endpoint: Endpoint, addressChanged: boolean];
   /** A source reported an instance that the `where` filter keeps out (once, until it leaves or changes). */
   'endpoint-filtered': [spec: EndpointSpec, why: string];
+  /** A source reported an instance that must never be an endpoint (the `screen` option: a loop), once until it leaves or changes. */
+  'endpoint-refused': [spec: EndpointSpec, why: string];
   /** Something above happened (coalesced once per setEndpoints call). */
   changed: [];
 };
@@ -52,6 +54,12 @@ export interface ClusterOptions {
   where?: Record<string, string>;
   /** Passive outlier detection; `false` disables ejection (failures are still counted). */
   outlier?: OutlierOptions | false;
+  /**
+   * Screens every instance a source reports (again on recheck()): the instance as it may be used
+   * (addresses that must never be dialled left out), or why it must never be an endpoint — it
+   * would make a loop, see endpoint-policy.ts.
+   */
+  screen?: (spec: EndpointSpec) => EndpointSpec | string;
 }
 
 /**
@@ -64,7 +72,10 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   readonly outlier: Required<OutlierOptions> | undefined;
   private readonly byKey = new Map<string, Endpoint>();
   /** Instances the `where` filter keeps out, with why (shown in /peers and logs: a filter that matches nothing is a common mistake). */
-  private readonly filtered = new Map<string, { spec: EndpointSpec; why: string }>();
+  private readonly filtered = new Map<string, { spec: EndpointSpec; why: string; refused?: true }>();
+  private readonly screen: ((spec: EndpointSpec) => EndpointSpec | string) | undefined;
+  /** The last set of every source, for recheck(). */
+  private readonly lastSets = new Map<SourceKind, readonly EndpointSpec[]>();
   private readonly ejectionTimers = new Map<Endpoint, NodeJS.Timeout>();
   private closed = false;
   private panicking = false;
@@ -75,6 +86,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     super();
     this.name = name;
     this.where = { ...(options.where ?? {}) };
+    this.screen = options.screen;
     if (options.outlier === false) {
       this.outlier = undefined;
     } else {
@@ -107,25 +119,43 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   /** Instances announced but kept out by the `where` filter, and why. */
   filteredOut(): Array<{ spec: EndpointSpec; why: string }> {
-    return [...this.filtered.values()];
+    return [...this.filtered.values()].filter((f) => !f.refused);
+  }
+
+  /** Instances kept out because they must never be endpoints (the `screen` option), and why. */
+  refused(): Array<{ spec: EndpointSpec; why: string }> {
+    return [...this.filtered.values()].filter((f) => f.refused);
+  }
+
+  /**
+   * Screens again every instance the sources reported last (what it knows changed:
+   * a local address, a listener, another ambassador's): newly refused endpoints leave, endpoints
+   * no longer refused join.
+   */
+  recheck(): void {
+    for (const [source, specs] of this.lastSets) this.setEndpoints(source, specs);
   }
 
   /** Replace the set of endpoints learned from `source`. */
   setEndpoints(source: SourceKind, specs: readonly EndpointSpec[]): void {
     if (this.closed) return;
+    if (this.screen) this.lastSets.set(source, specs);
     const now = Date.now();
     const seen = new Set<string>();
     const seenFiltered = new Set<string>();
     let changed = false;
     for (const s of specs) {
-      const spec: EndpointSpec = s.source === source ? s : { ...s, source };
-      const key = endpointKey(source, spec.id);
-      const why = this.mismatch(spec);
+      const reported: EndpointSpec = s.source === source ? s : { ...s, source };
+      const key = endpointKey(source, reported.id);
+      const screened = this.screen ? this.screen(reported) : reported;
+      const refusal = typeof screened === 'string' ? screened : undefined;
+      const spec = typeof screened === 'string' ? reported : screened;
+      const why = refusal ?? this.mismatch(spec);
       if (why !== undefined) {
         seenFiltered.add(key);
         if (this.filtered.get(key)?.why !== why) {
-          this.filtered.set(key, { spec, why });
-          this.emit('endpoint-filtered', spec, why);
+          this.filtered.set(key, refusal === undefined ? { spec, why } : { spec, why, refused: true });
+          this.emit(refusal === undefined ? 'endpoint-filtered' : 'endpoint-refused', spec, why);
         }
         continue; // an endpoint whose TXT no longer matches leaves below, like a removed one
       }
@@ -295,6 +325,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     if (this.closed) return;
     const now = Date.now();
     for (const ep of [...this.byKey.values()]) this.remove(ep, now);
+    this.lastSets.clear();
     this.closed = true;
     this.panicking = false;
     this.emit('changed'); // also wakes every waitForEndpoint() with false

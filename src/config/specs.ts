@@ -3,6 +3,7 @@ import { BALANCER_NAMES as BALANCERS, type BalancerName } from '../cluster/balan
 import { CHECK_KINDS, type CheckKind } from '../cluster/health-checker.js';
 import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';
 import { PROTOCOL_NAMES } from '../proxy/handshakes/index.js';
+import type { ListenerLimits } from '../proxy/limits.js';
 
 /** A user-facing configuration problem: printed as one line, exit status 2. */
 export class ConfigError extends Error {}
@@ -22,6 +23,8 @@ export interface AdvertiseSpec {
   relayPort: number;
   /** How the ambassador checks its target before and while announcing it. */
   check: CheckKind;
+  /** Circuit breaker of the relay (max-connections=); undefined = the default. */
+  maxConnections?: number;
   /** The flag as the user wrote it, for messages. */
   raw: string;
 }
@@ -48,6 +51,8 @@ export interface ConnectSpec {
    * --static, --srv); 'none' leaves them to passive outlier detection.
    */
   check: CheckKind | 'none';
+  /** Circuit breakers given (max-connections=, max-pending=, max-per-endpoint=); the others take their defaults. */
+  limits: Partial<ListenerLimits>;
   raw: string;
 }
 
@@ -115,6 +120,12 @@ function splitSpec(raw: string, flag: string, shape: string): { name: string; va
   return { name, value, opts };
 }
 
+/** A circuit-breaker limit: a whole number of connections, at least 1. */
+function parseLimit(v: string, what: string): number {
+  if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 10_000_000) throw new ConfigError(`${what}: '${v}' should be a whole number of connections (at least 1)`);
+  return Number(v);
+}
+
 function parseUInt16(v: string, what: string): number {
   if (!/^\d+$/.test(v) || Number(v) > 65535) throw new ConfigError(`${what}: '${v}' should be 0-65535`);
   return Number(v);
@@ -149,19 +160,20 @@ export function parseAdvertise(raw: string): AdvertiseSpec {
     else if (k === 'check') {
       if (!(CHECK_KINDS as readonly string[]).includes(v)) throw new ConfigError(`${flag} ${raw}: unknown check '${v}' (known: ${CHECK_KINDS.join(', ')})`);
       spec.check = v as CheckKind;
-    } else if (k.startsWith('txt.') && k.length > 4) {
+    } else if (k === 'max-connections') spec.maxConnections = parseLimit(v, `${flag} ${raw}: max-connections`);
+    else if (k.startsWith('txt.') && k.length > 4) {
       const key = k.slice(4);
       if (key.includes('=') || Buffer.byteLength(`${key}=${v}`) > 255) throw new ConfigError(`${flag} ${raw}: TXT entry '${key}' too long or has '='`);
       if (key.toLowerCase() === PROBE_TXT_KEY) throw new ConfigError(`${flag} ${raw}: TXT key '${PROBE_TXT_KEY}' is reserved (the ambassador announces its host probe port there)`);
       spec.txt[key.toLowerCase()] = v;
-    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: priority, weight, instance, subtype, relay-port, check, txt.KEY)`);
+    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: priority, weight, instance, subtype, relay-port, check, max-connections, txt.KEY)`);
   }
   return spec;
 }
 
 export function parseConnect(raw: string): ConnectSpec {
   const flag = '--connect';
-  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[BIND:]PORT[,balance=,where.KEY=VALUE,auth-file=,db=,protocol=,tls-name=,failback=,check=]');
+  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[BIND:]PORT[,balance=,where.KEY=VALUE,auth-file=,db=,protocol=,tls-name=,failback=,check=,max-connections=,max-pending=,max-per-endpoint=]');
   const hp = parseHostPort(value, `${flag} ${raw}`);
   if (hp.host !== undefined && hp.host !== 'localhost' && isIP(hp.host) === 0) {
     throw new ConfigError(`${flag} ${raw}: bind address '${hp.host}' must be an IP address`);
@@ -174,6 +186,7 @@ export function parseConnect(raw: string): ConnectSpec {
     where: {},
     failback: 'retire',
     check: 'tcp',
+    limits: {},
     raw,
   };
   for (const [k, v] of opts) {
@@ -201,7 +214,10 @@ export function parseConnect(raw: string): ConnectSpec {
         throw new ConfigError(`${flag} ${raw}: unknown check '${v}' (known: ${[...CHECK_KINDS, 'none'].join(', ')})`);
       }
       spec.check = v as CheckKind | 'none';
-    } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: balance, where.KEY, auth-file, db, protocol, tls-name, failback, check)`);
+    } else if (k === 'max-connections') spec.limits.maxConnections = parseLimit(v, `${flag} ${raw}: max-connections`);
+    else if (k === 'max-pending') spec.limits.maxPending = parseLimit(v, `${flag} ${raw}: max-pending`);
+    else if (k === 'max-per-endpoint') spec.limits.maxPerEndpoint = parseLimit(v, `${flag} ${raw}: max-per-endpoint`);
+    else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: balance, where.KEY, auth-file, db, protocol, tls-name, failback, check, max-connections, max-pending, max-per-endpoint)`);
   }
   if ((spec.authFile !== undefined || spec.db !== undefined) && spec.protocol === undefined) spec.protocol = 'redis';
   return spec;

@@ -6,6 +6,7 @@ import type { Endpoint, HealthJudge } from '../cluster/endpoint.js';
 import { connectSocket } from './connect.js';
 import { ConnectRace, type Attempt, type AttemptOpener } from './connect-race.js';
 import { ProxyConnection } from './connection.js';
+import { type LimitName, type ListenerLimits, MAX_LINGERING_REFUSALS } from './limits.js';
 import { codeOf, SocketPipe, type PipeResult } from './pipe.js';
 import { connectWithReader } from './reader.js';
 import { ProxyServer, type CloseOptions } from './server.js';
@@ -93,6 +94,8 @@ export interface ConnectListenerOptions {
    * that is closed without an upstream before the close. Default: the client is just closed.
    */
   errorReply?: (message: string) => Buffer | string;
+  /** Circuit breakers; past one a client is refused at once ('client-refused'). Default: none. */
+  limits?: Partial<ListenerLimits>;
 }
 
 /** 'rejected' = a handshake failed with `retry: false` (e.g. the credentials were refused). */
@@ -118,6 +121,11 @@ export type ConnectListenerEvents = {
   'client-closed-no-endpoint': [conn: ProxyConnection, reason: NoEndpointReason, attempts: number];
   /** A connection ended (result undefined if it never got an upstream). */
   'connection-closed': [conn: ProxyConnection, result: PipeResult | undefined];
+  /**
+   * A client was refused at once by a circuit breaker (with `errorReply` when there is one). No
+   * 'connection' nor 'connection-closed' for it: refusing must cost next to nothing.
+   */
+  'client-refused': [limit: LimitName];
   /** The server failed after it was listening (rare). */
   'listener-error': [error: Error];
 };
@@ -139,6 +147,11 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
   readonly handshakeTimeoutMs: number;
   readonly retireQuietMs: number;
   readonly retireMaxMs: number;
+  readonly limits: Readonly<ListenerLimits>;
+  /** Clients accepted and not yet piped nor closed (compared with limits.maxPending). */
+  private pending = 0;
+  /** Refused clients still getting their error reply (bounded by MAX_LINGERING_REFUSALS). */
+  private lingering = 0;
   /** Endpoint.generation (its address) each open connection was connected to. */
   private readonly connectedGeneration = new WeakMap<ProxyConnection, number>();
   private readonly retiring = new WeakSet<ProxyConnection>();
@@ -170,6 +183,16 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
       (client) => void this.handle(client),
       (err) => this.emit('listener-error', err),
     );
+    const l = options.limits ?? {};
+    this.limits = {
+      maxConnections: Math.max(1, l.maxConnections ?? Infinity),
+      maxPending: Math.max(1, l.maxPending ?? Infinity),
+      maxPerEndpoint: Math.max(1, l.maxPerEndpoint ?? Infinity),
+    };
+    if (this.limits.maxConnections !== Infinity) {
+      this.proxy.setLimit(this.limits.maxConnections, (c) => this.refuseClient(c, 'max-connections'), MAX_LINGERING_REFUSALS + 16,
+        () => this.emit('client-refused', 'max-connections'));
+    }
   }
 
   /** Live connections (pending and open). */
@@ -335,7 +358,32 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     else this.closeConnectionsTo(ep, 'EUNHEALTHY');
   };
 
+  /**
+   * Closes a client refused by a circuit breaker: with the error reply (and a graceful close) while
+   * few are closing, else at once.
+   */
+  private refuseClient(client: net.Socket, limit: LimitName): void {
+    client.on('error', noop);
+    const reply = this.options.errorReply && this.lingering < MAX_LINGERING_REFUSALS
+      ? this.options.errorReply(`ambassador: too many clients for '${this.cluster.name}' (${limit}=${this.limitOf(limit)}); try again later`)
+      : undefined;
+    if (reply === undefined) {
+      client.destroy();
+    } else {
+      this.lingering++;
+      client.once('close', () => this.lingering--);
+      refuse(client, reply);
+    }
+    this.emit('client-refused', limit);
+  }
+
+  private limitOf(limit: LimitName): number {
+    return limit === 'max-connections' ? this.limits.maxConnections : limit === 'max-pending' ? this.limits.maxPending : this.limits.maxPerEndpoint;
+  }
+
   private async handle(client: net.Socket): Promise<void> {
+    if (this.pending >= this.limits.maxPending) return this.refuseClient(client, 'max-pending');
+    this.pending++;
     const conn = new ProxyConnection(client);
     this.proxy.track(conn);
     // While pending: a client that resets or errors aborts the attempt. (A client FIN does not:
@@ -346,7 +394,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     this.emit('connection', conn);
 
     let upstream: net.Socket | undefined;
-    let reason: NoEndpointReason = 'no-endpoint';
+    let reason: NoEndpointReason | 'max-per-endpoint' = 'no-endpoint';
     const last: LastFailure = {};
     try {
       const r = await this.connectWithRetry(conn, last);
@@ -357,15 +405,23 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     }
     client.off('error', onEarlyError);
     client.off('close', onEarlyError);
+    this.pending--;
 
+    if (reason === 'max-per-endpoint' && !upstream && !conn.signal.aborted && !client.destroyed) {
+      conn.endpoint = undefined;
+      this.refuseClient(client, reason);
+      conn.markClosed();
+      this.emit('connection-closed', conn, undefined);
+      return;
+    }
     if (!upstream || conn.signal.aborted || client.destroyed) {
       upstream?.destroy();
       const aborted = conn.signal.aborted || client.destroyed;
       client.on('error', noop);
-      const reply = aborted || !this.options.errorReply ? undefined : this.options.errorReply(this.refusal(reason, conn, last));
+      const reply = aborted || !this.options.errorReply ? undefined : this.options.errorReply(this.refusal(reason as NoEndpointReason, conn, last));
       if (reply !== undefined) refuse(client, reply);
       else client.destroy();
-      if (!aborted) this.emit('client-closed-no-endpoint', conn, reason, conn.attempts);
+      if (!aborted) this.emit('client-closed-no-endpoint', conn, reason as NoEndpointReason, conn.attempts);
       conn.endpoint = undefined;
       conn.markClosed();
       this.emit('connection-closed', conn, undefined);
@@ -400,7 +456,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     return `ambassador: no endpoint for '${name}' took the connection (${conn.attempts} attempt(s)${why ? `, last: ${why}` : ''})`;
   }
 
-  private async connectWithRetry(conn: ProxyConnection, last: LastFailure): Promise<net.Socket | NoEndpointReason> {
+  private async connectWithRetry(conn: ProxyConnection, last: LastFailure): Promise<net.Socket | NoEndpointReason | 'max-per-endpoint'> {
     const signal = conn.signal;
     // Endpoints that failed for this client, with the generation (address) tried — one that moved
     // since is worth a retry — and whether the failure was hard (refused: not worth repeating).
@@ -409,7 +465,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     const waitUntil = Date.now() + this.noEndpointWaitMs;
     let lastFailed: Endpoint | undefined;
     let wantAttempt = true;
-    const done = (r: net.Socket | NoEndpointReason): net.Socket | NoEndpointReason => {
+    const done = <R extends net.Socket | NoEndpointReason | 'max-per-endpoint'>(r: R): R => {
       if (typeof r === 'string') race.close();
       return r;
     };
@@ -419,6 +475,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
       if (wantAttempt && conn.attempts < this.maxConnectAttempts) {
         wantAttempt = false;
         const ep = this.pickAttempt(race, failed);
+        if (ep === 'full') return done('max-per-endpoint');
         if (ep) {
           if (lastFailed) this.emit('failover', conn, lastFailed, ep);
           lastFailed = undefined;
@@ -534,9 +591,13 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
    * retransmitting); when none is usable, those down only on health evidence (panic mode);
    * last, one that only timed out for this client (a timeout proves nothing on a lossy path).
    */
-  private pickAttempt(race: ConnectRace, failed: Map<Endpoint, FailedTry>): Endpoint | undefined {
-    const usable = this.cluster.healthy();
+  /** 'full': every usable endpoint is at max-per-endpoint, and nothing is being tried. */
+  private pickAttempt(race: ConnectRace, failed: Map<Endpoint, FailedTry>): Endpoint | undefined | 'full' {
+    const max = this.limits.maxPerEndpoint;
+    const healthy = this.cluster.healthy();
+    const usable = max === Infinity ? healthy : healthy.filter((ep) => ep.active < max);
     const busy = race.pendingEndpoints();
+    if (usable.length === 0 && healthy.length > 0 && busy.length === 0) return 'full';
     let exclude: Set<Endpoint> | undefined;
     if (failed.size > 0 || busy.length > 0) {
       exclude = new Set(busy);
@@ -550,7 +611,8 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
       if (ep) return ep;
     }
     if (usable.length === 0 || usable.every((u) => exclude?.has(u))) {
-      ep = this.balancer.pick(this.cluster.panicCandidates(), exclude);
+      const candidates = this.cluster.panicCandidates();
+      ep = this.balancer.pick(max === Infinity ? candidates : candidates.filter((c) => c.active < max), exclude);
       if (ep) {
         if (this.cluster.inPanic) this.emit('panic-attempt', ep);
         return ep;

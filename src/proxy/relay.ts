@@ -3,6 +3,7 @@ import net from 'node:net';
 import { ConnectError, connectSocket } from './connect.js';
 import { ProxyConnection } from './connection.js';
 import { codeOf, SocketPipe, type PipeResult } from './pipe.js';
+import { MAX_LINGERING_REFUSALS } from './limits.js';
 import { connectWithReader } from './reader.js';
 import { ProxyServer, type CloseOptions, type CreateServer } from './server.js';
 
@@ -27,6 +28,8 @@ export interface RelayListenerOptions {
   createConnection?: (target: RelayTarget) => net.Socket;
   /** Makes the accepting server (e.g. a tls.Server for mutual TLS); default a plain net.Server. */
   createServer?: CreateServer;
+  /** Circuit breaker: clients open at once; one more is closed at once ('client-refused'). Default: none. */
+  maxConnections?: number;
 }
 
 export type RelayListenerEvents = {
@@ -36,6 +39,8 @@ export type RelayListenerEvents = {
   'connect-failed': [conn: ProxyConnection, code: string];
   'connection-closed': [conn: ProxyConnection, result: PipeResult | undefined];
   'listener-error': [error: Error];
+  /** A client was closed at once: maxConnections were open. */
+  'client-refused': [limit: 'max-connections'];
 };
 
 /**
@@ -46,6 +51,7 @@ export type RelayListenerEvents = {
 export class RelayListener extends EventEmitter<RelayListenerEvents> {
   readonly target: RelayTarget;
   readonly connectTimeoutMs: number;
+  readonly maxConnections: number;
   private readonly options: RelayListenerOptions;
   private readonly proxy: ProxyServer;
   private readonly create: () => net.Socket;
@@ -66,6 +72,16 @@ export class RelayListener extends EventEmitter<RelayListenerEvents> {
       (err) => this.emit('listener-error', err),
       options.createServer,
     );
+    this.maxConnections = Math.max(1, options.maxConnections ?? Infinity);
+    if (this.maxConnections !== Infinity) {
+      // No error reply: a relay does not speak the service's protocol.
+      const refused = (): boolean => this.emit('client-refused', 'max-connections');
+      this.proxy.setLimit(this.maxConnections, (client) => {
+        client.on('error', noop);
+        client.destroy();
+        refused();
+      }, MAX_LINGERING_REFUSALS, refused);
+    }
   }
 
   get connections(): ReadonlySet<ProxyConnection> {

@@ -26,6 +26,9 @@ export interface CloseOptions {
 export class ProxyServer {
   readonly server: net.Server;
   readonly connections = new Set<ProxyConnection>();
+  /** Circuit breaker: a client accepted while this many connections are tracked goes to onOverflow. */
+  private maxConnections = Infinity;
+  private onOverflow: (client: net.Socket) => void = (client) => client.destroy();
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -45,6 +48,10 @@ export class ProxyServer {
         client.destroy();
         return;
       }
+      if (this.connections.size >= this.maxConnections) {
+        this.onOverflow(client);
+        return;
+      }
       // Hold the client's first bytes (buffered up to the socket's high-water mark) until an
       // upstream is ready; the pipe flushes them in order. Reading goes on meanwhile, so a
       // client that resets while pending is noticed.
@@ -57,6 +64,18 @@ export class ProxyServer {
     this.server.on('error', (err) => {
       if (this.server.listening) onError(err);
     });
+  }
+
+  /**
+   * At most `max` tracked connections: a client beyond goes to `onOverflow` (which must close it).
+   * Node's own server.maxConnections backs this up with `headroom` more (refusals still closing),
+   * closing further sockets before any JavaScript sees them; `onDrop` counts those.
+   */
+  setLimit(max: number, onOverflow: (client: net.Socket) => void, headroom: number, onDrop: () => void): void {
+    this.maxConnections = max;
+    this.onOverflow = onOverflow;
+    this.server.maxConnections = max + headroom;
+    this.server.on('drop', onDrop);
   }
 
   get isClosing(): boolean {

@@ -1,0 +1,42 @@
+import { bindAccepts } from '../cluster/address.js';
+import type { OwnListenerInfo } from '../cluster/endpoint-policy.js';
+import type { LocalAddresses } from './local-addresses.js';
+
+/** A socket this process listens on. */
+export interface OwnListener extends OwnListenerInfo {
+  /** Bound address (0.0.0.0 and :: take every local address) and port. */
+  host: string;
+  port: number;
+  /** A --connect listener whose endpoints come from mDNS: what it receives may be sent on to any announcer. */
+  forwardsToMdns?: boolean;
+}
+
+/**
+ * Every listener of this process (--connect listeners, advertisement relays, the admin
+ * endpoint), to tell whether a connection to an address and port would come back to us.
+ */
+export class OwnListeners {
+  private readonly listeners = new Set<OwnListener>();
+
+  constructor(readonly local: LocalAddresses) {}
+
+  add(l: OwnListener): void {
+    this.listeners.add(l);
+  }
+
+  delete(l: OwnListener): void {
+    this.listeners.delete(l);
+  }
+
+  /** The listener that a connection to `address`:`port` (an IP address) reaches, if it is ours. */
+  reachedAt(address: string, port: number): OwnListener | undefined {
+    for (const l of this.listeners) {
+      if (l.port === port && bindAccepts(l.host, address, (a) => this.local.has(a))) return l;
+    }
+    return undefined;
+  }
+
+  all(): OwnListener[] {
+    return [...this.listeners];
+  }
+}
