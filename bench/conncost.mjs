@@ -8,25 +8,30 @@
 //
 //   node bench/conncost.mjs [--paths haproxy,ambassador] [--tools callgrind,strace]
 //                           [--n 2000] [--warmup 1000] [--clients 10] [--idle-s 10]
-//                           [--out bench/results/conncost.json]
+//                           [--out bench/results/conncost.json] [--keep DIR (callgrind dumps)]
 //                           [path options of datapath.mjs: --node, --amb, --variant, --ambassador-bin]
 //
 // Per path and tool: start the proxy under the tool, warm it up (--warmup connections: V8 has
 // compiled the hot code), wait --settle-s, zero the counters, count --idle-s seconds with no
 // client (timers), zero again, count --n connections, and report
-// (counted − idle rate × duration) ÷ n. Under valgrind a run lasts ~20× longer than natively,
+// (counted − idle rate × duration) ÷ n. Callgrind's count is also split by what the
+// instructions were for (bench/lib/callgrind.mjs): V8's JIT compilers, garbage collection, the
+// rest; "without JIT compiling" is the figure to compare, since V8 still (re)compiles hot
+// functions thousands of connections into a run under valgrind (a third of the count on
+// Node 20 after 2 000 connections), work a long-running proxy does once. Under valgrind a run lasts ~20× longer than natively,
 // so time-driven work (health checks) weighs 20× more: the ambassador's health checks are best
 // slowed down for this count (--amb-args "--health-interval 60000 --health-timeout 10000
 // --connect-timeout 10000"; they are not per-connection work and timeouts do not change the
 // path a connection takes). Runs in a private network namespace like datapath.mjs.
 import { enterPrivateNetns } from './lib/private-netns.mjs';
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import { startProcess, run, sh, sleep, waitPort } from './lib/proc.mjs';
 import { pathDefinitions } from './lib/paths.mjs';
 import { benchArgs } from './lib/args.mjs';
+import { classify } from './lib/callgrind.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
@@ -42,6 +47,8 @@ const idleS = Number(opt('idle-s', 10));
 const settleS = Number(opt('settle-s', 15));
 const tools = opt('tools', 'callgrind,strace').split(',');
 const outFile = resolve(root, opt('out', 'bench/results/conncost.json'));
+// --keep DIR: keep the callgrind dumps of the counted windows (for callgrind_annotate)
+const keepDir = opt('keep');
 const REDIS = 7001;
 const IPERF = 5201;
 const work = join(os.tmpdir(), `conncost-${process.pid}`);
@@ -76,7 +83,15 @@ const counters = {
           for (const f of fresh) {
             const text = readFileSync(join(work, f), 'utf8');
             const m = text.match(/^(?:summary|totals): (\d+)/m);
-            if (m) return { total: Number(m[1]), detail: {} };
+            if (m) {
+              if (keepDir) {
+                mkdirSync(keepDir, { recursive: true });
+                copyFileSync(join(work, f), join(keepDir, f));
+              }
+              // By what the instructions were for: JIT compilers (warm-up), GC, the rest.
+              const c = classify(join(work, f), 0);
+              return { total: Number(m[1]), detail: { compile: c.compile, gc: c.gc, rest: c.rest } };
+            }
           }
           await sleep(100);
         }
@@ -154,12 +169,16 @@ async function main() {
         const detail = {};
         for (const [k, v] of Object.entries(busy.detail)) {
           const d = (v - idleShare(idle.detail[k] ?? 0)) / n;
-          if (d >= 0.05) detail[k] = +d.toFixed(2);
+          if (d >= 0.05 || tool === 'callgrind') detail[k] = +d.toFixed(2);
         }
         const idleSharePct = (100 * idleShare(idle.total)) / busy.total;
-        const row = { tool, path: name, node: node[name], n, busyMs, idleMs, busyTotal: busy.total, idleTotal: idle.total, idleSharePct, perConn, detail };
+        // Without the JIT compilers: what a connection costs once the process is warm (V8 still
+        // (re)compiles hot functions thousands of connections into a run under valgrind).
+        const steady = detail.compile !== undefined ? perConn - detail.compile : undefined;
+        const row = { tool, path: name, node: node[name], n, busyMs, idleMs, busyTotal: busy.total, idleTotal: idle.total, idleSharePct, perConn, steady, detail };
         results.push(row);
-        log(`${tool} ${name}: ${fmt(perConn)} per connection (idle ${fmt(idle.total / (idleMs / 1000))}/s = ${idleSharePct.toFixed(1)} % of the count, subtracted; ${(busyMs / 1000).toFixed(1)} s for ${n}) ${Object.keys(detail).length ? JSON.stringify(detail) : ''}`);
+        const fmtDetail = Object.entries(detail).map(([k, v]) => `${k} ${tool === 'callgrind' ? fmt(v) : v}`).join(', ');
+        log(`${tool} ${name}: ${fmt(perConn)} per connection${steady !== undefined ? `, ${fmt(steady)} without JIT compiling` : ''} (idle ${fmt(idle.total / (idleMs / 1000))}/s = ${idleSharePct.toFixed(1)} % of the count, subtracted; ${(busyMs / 1000).toFixed(1)} s for ${n}) ${fmtDetail}`);
       } catch (err) {
         log(`${tool} ${name}: ${err.message.split('\n')[0]}`);
         results.push({ tool, path: name, error: err.message });
@@ -175,7 +194,10 @@ async function main() {
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, JSON.stringify(out, null, 1));
   console.log(`\nper connection (${n} connections, -c ${clients}):`);
-  for (const r of results) console.log(`  ${r.tool.padEnd(10)} ${r.path.padEnd(14)} ${(r.node ?? '').padEnd(9)} ${r.error ? 'error' : fmt(r.perConn)}`);
+  for (const r of results) {
+    const steady = r.steady !== undefined ? `  (${fmt(r.steady)} without JIT compiling: GC ${fmt(r.detail.gc)}, other ${fmt(r.detail.rest)})` : '';
+    console.log(`  ${r.tool.padEnd(10)} ${r.path.padEnd(14)} ${(r.node ?? '').padEnd(9)} ${r.error ? 'error' : fmt(r.perConn)}${steady}`);
+  }
 }
 
 function fmt(x) {

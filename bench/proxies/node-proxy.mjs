@@ -11,7 +11,11 @@
 //   --hwm   readable/writable highWaterMark of both sockets
 //   --workers N  N processes sharing the listening socket (cluster, SCHED_NONE: the kernel
 //                spreads accepts, as SO_REUSEPORT would)
+//   --reuse-port N  N independent processes, each with its own listening socket on the same
+//                port (listen({ reusePort: true }), Node 22.12+ / 23.1+): the kernel spreads
+//                connections over them
 import cluster from 'node:cluster';
+import { fork } from 'node:child_process';
 import net from 'node:net';
 import { benchArgs, listenArgs } from '../lib/args.mjs';
 
@@ -28,8 +32,16 @@ const mode = opt('mode', 'pipe');
 const noDelay = opt('no-delay', '1') === '1';
 const hwm = opt('hwm') ? Number(opt('hwm')) : undefined;
 const workers = Number(opt('workers', '1'));
+const reusePort = Number(opt('reuse-port', '0'));
 
-if (workers > 1 && cluster.isPrimary) {
+if (reusePort > 1 && process.env.NODE_PROXY_CHILD !== '1') {
+  const children = [];
+  for (let i = 0; i < reusePort; i++) children.push(fork(process.argv[1], process.argv.slice(2), { env: { ...process.env, NODE_PROXY_CHILD: '1' } }));
+  process.on('SIGTERM', () => {
+    for (const c of children) c.kill('SIGTERM');
+    process.exit(0);
+  });
+} else if (workers > 1 && cluster.isPrimary) {
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   for (let i = 0; i < workers; i++) cluster.fork();
   process.on('SIGTERM', () => {
@@ -100,7 +112,7 @@ if (workers > 1 && cluster.isPrimary) {
         client.resume();
       });
     });
-    server.listen(l.port, '127.0.0.1');
+    server.listen({ port: l.port, host: '127.0.0.1', reusePort: reusePort > 1 });
   }
   process.on('SIGTERM', () => process.exit(0));
 }
