@@ -176,7 +176,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     this.retireQuietMs = Math.max(0, options.retireQuietMs ?? 250);
     this.retireMaxMs = Math.max(this.retireQuietMs, options.retireMaxMs ?? 5000);
     this.create =
-      options.createConnection ?? ((ep) => connectWithReader({ host: ep.host, port: ep.port, allowHalfOpen: true }));
+      options.createConnection ?? ((ep) => connectWithReader(ep.host, ep.port));
     this.proxy = new ProxyServer(
       options.host ?? '127.0.0.1',
       options.port,

@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { readerOf } from './reader.js';
+import { readerOf, type UserBufferReader } from './reader.js';
 
 export interface PipeOptions {
   /** Destroy both sides after this long without traffic in either direction. 0/undefined = never. */
@@ -24,15 +24,15 @@ export interface PipeResult {
 /**
  * A bidirectional byte pipe between two connected sockets.
  *
- * Hot path: sockets opened by this package read into reusable buffers and write each chunk
- * straight to the other side (UserBufferReader, reader.ts); other sockets (TLS, custom hooks) use
- * Readable.pipe(). Both pause the source when write() returns false and resume on 'drain', so
- * back-pressure is honoured; nothing is logged per chunk, and byte counts come from the
- * sockets' own counters when the pipe closes.
+ * Hot path: a socket opened by this package (the upstream) reads into reusable buffers and
+ * writes each chunk straight to the other side (UserBufferReader, reader.ts); any other socket
+ * (the accepted client, TLS, custom hooks) forwards its 'data' chunks. Both stop reading when
+ * write() returns false and go on at 'drain', so back-pressure is honoured; nothing is logged
+ * per chunk, and byte counts come from the sockets' own counters when the pipe closes.
  *
- * Half-close: both sockets get allowHalfOpen, and pipe() ends the destination when the source
- * ends, so a FIN travels through while the other direction keeps flowing. Any error, an abnormal
- * close of one side, or the idle timeout destroys both sockets.
+ * Half-close: both sockets get allowHalfOpen, and the end of one side's input ends the other
+ * side's output, so a FIN travels through while the other direction keeps flowing. Any error,
+ * an abnormal close of one side, or the idle timeout destroys both sockets.
  */
 export class SocketPipe {
   readonly closed: Promise<PipeResult>;
@@ -41,6 +41,7 @@ export class SocketPipe {
   private errorSide: 'client' | 'upstream' | undefined;
   private open = 2;
   private finished = false;
+  private readonly readers: (UserBufferReader | undefined)[];
 
   constructor(
     readonly client: net.Socket,
@@ -63,6 +64,7 @@ export class SocketPipe {
       // timer covers both directions.
       client.setTimeout(options.idleTimeoutMs, this.onIdle);
     }
+    this.readers = [];
     if (client.destroyed || upstream.destroyed) {
       this.fail(client.destroyed ? 'client' : 'upstream', 'ECONNRESET');
       // 'close' may already have fired: count what is closed.
@@ -70,8 +72,13 @@ export class SocketPipe {
       if (this.open === 0) queueMicrotask(() => this.finish());
       return;
     }
-    pump(client, upstream);
-    pump(upstream, client);
+    client.on('end', () => upstream.end());
+    upstream.on('end', () => client.end());
+    // A side whose input ended while the upstream was being connected (a client that sent its
+    // request and half-closed; a server that closed during the handshake) had its 'end' already.
+    if (client.readableEnded) upstream.end();
+    if (upstream.readableEnded) client.end();
+    this.readers = [pump(client, upstream), pump(upstream, client)];
   }
 
   /** Tear both sides down now (removal of the endpoint, end of a drain). */
@@ -109,6 +116,7 @@ export class SocketPipe {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
+    for (const r of this.readers) r?.release();
     this.client.setTimeout(0);
     this.resolveClosed({
       clientBytesRead: this.client.bytesRead,
@@ -121,11 +129,28 @@ export class SocketPipe {
   }
 }
 
-/** src → dst: straight from the reader's buffers when src has one (see reader.ts), else pipe(). */
-function pump(src: net.Socket, dst: net.Socket): void {
+/** src → dst: straight from the reader's buffers when src has one (see reader.ts), else its 'data' chunks. */
+function pump(src: net.Socket, dst: net.Socket): UserBufferReader | undefined {
   const reader = readerOf(src);
   if (reader) reader.pipeTo(dst);
-  else src.pipe(dst);
+  else forwardData(src, dst);
+  return reader;
+}
+
+/**
+ * src → dst for a socket without a reader: every 'data' chunk is written on; reading pauses
+ * while dst is over its high-water mark. Bytes that arrived before (held while the upstream was
+ * being connected) come first: attaching the listener starts the flow from the buffer.
+ */
+function forwardData(src: net.Socket, dst: net.Socket): void {
+  let resume: (() => void) | undefined;
+  src.on('data', (chunk: Buffer) => {
+    if (!dst.write(chunk)) {
+      src.pause();
+      dst.once('drain', (resume ??= () => src.resume()));
+    }
+  });
+  src.resume();
 }
 
 export function codeOf(err: unknown): string {

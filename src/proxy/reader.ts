@@ -17,6 +17,9 @@ import net from 'node:net';
  * socket (50 clients: 1.6 instead of 6.4 MB) and bulk transfers still read 64 KiB at a time. Measured in bench/ (issue 7): about 20 % less proxy CPU per request, bulk
  * throughput up, peak RSS under bulk down by a third.
  *
+ * Only sockets this package connects have one (net.connect's documented `onread` option):
+ * net.Server has no such option for accepted sockets, which forward their 'data' chunks.
+ *
  * Before piping starts (e.g. during a Redis handshake) every chunk is copied into the socket's
  * Readable side, so 'data' listeners, pause() and unshift() behave as usual. While piping,
  * 'data' listeners (observers) are still called, with a view that is only valid during the call.
@@ -59,23 +62,18 @@ export class UserBufferReader {
 
   /**
    * Forward everything read from `socket` to `dst`: first what sits in the Readable buffer
-   * (bytes read or unshifted before piping), then every chunk as it arrives; end `dst` at EOF.
+   * (bytes read or unshifted before piping), then every chunk as it arrives. The end of the
+   * input ('end') is the caller's to pass on (SocketPipe), and so is release() once closed.
    */
   pipeTo(dst: net.Socket): void {
     const src = this.socket!;
     for (let c = src.read() as Buffer | null; c !== null; c = src.read() as Buffer | null) dst.write(c);
     this.dst = dst;
-    // A peer that closed before piping started (e.g. a TCP health check: connect, then FIN) may
-    // have had its 'end' emitted already while the socket waited for its upstream; Readable.pipe()
-    // handles that case too. Without this the FIN never reached the other side, and the
-    // connection stayed open until a drain timeout.
-    if (src.readableEnded) dst.end();
-    else src.once('end', () => dst.end());
-    src.once('close', () => this.release());
     src.resume();
   }
 
-  private release(): void {
+  /** The socket is closed: its buffer goes back to the free list. */
+  release(): void {
     if (this.buf !== undefined) giveBack(this.buf);
     this.buf = undefined;
   }
@@ -104,41 +102,16 @@ export function readerOf(socket: net.Socket): UserBufferReader | undefined {
   return readers.get(socket);
 }
 
-/** net.connect with a UserBufferReader. */
-export function connectWithReader(options: net.TcpNetConnectOpts): net.Socket {
-  const reader = new UserBufferReader();
-  const socket = net.connect({ ...options, onread: reader.onread });
-  reader.socket = socket;
-  readers.set(socket, reader);
-  return socket;
-}
-
 /**
- * Give an accepted socket (from a net.Server created with `pauseOnConnect: true`) a
- * UserBufferReader. net.Server has no `onread` option, so the connection's handle is moved to a
- * new net.Socket that has one; the original object is retired (it owns no file descriptor any
- * more). Returns the socket unchanged when this Node.js does not allow it.
+ * A half-open TCP connection to host:port with a UserBufferReader (net.connect's documented
+ * `onread` option). The options are one literal of always the same shape: an object spread here
+ * sent V8 through its slow property-definition path on every connect, and a `noDelay` option
+ * (Node 20) made the option reads in net.Socket's constructor miss V8's inline caches on every
+ * socket, thousands of instructions each; TCP_NODELAY is set by the pipe instead.
  */
-export function adoptWithReader(accepted: net.Socket): net.Socket {
-  const holder = accepted as unknown as { _handle: unknown };
-  const handle = holder._handle;
-  if (!handle || accepted.destroyed || accepted.readableFlowing === true) return accepted;
+export function connectWithReader(host: string, port: number): net.Socket {
   const reader = new UserBufferReader();
-  let socket: net.Socket;
-  try {
-    socket = new net.Socket({
-      handle,
-      allowHalfOpen: true,
-      readable: true,
-      writable: true,
-      pauseOnCreate: true,
-      onread: reader.onread,
-    } as net.SocketConstructorOpts);
-  } catch {
-    return accepted;
-  }
-  holder._handle = null;
-  accepted.destroy(); // bookkeeping only (server connection count); closes no descriptor
+  const socket = net.connect({ host, port, allowHalfOpen: true, onread: reader.onread });
   reader.socket = socket;
   readers.set(socket, reader);
   return socket;

@@ -64,7 +64,7 @@ export class RelayListener extends EventEmitter<RelayListenerEvents> {
     const hook = options.createConnection;
     this.create = hook
       ? () => hook(this.target)
-      : () => connectWithReader({ host: this.target.host, port: this.target.port, allowHalfOpen: true });
+      : () => connectWithReader(this.target.host, this.target.port);
     this.proxy = new ProxyServer(
       options.host ?? '0.0.0.0',
       options.port ?? 0,

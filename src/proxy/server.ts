@@ -1,6 +1,5 @@
 import net from 'node:net';
 import type { ProxyConnection } from './connection.js';
-import { adoptWithReader, readerOf } from './reader.js';
 
 /** Creates a server calling `onClient` with every accepted (ready to use) client socket. */
 export type CreateServer = (onClient: (client: net.Socket) => void) => net.Server;
@@ -38,10 +37,11 @@ export class ProxyServer {
     onError: (err: Error) => void,
     /**
      * Makes the server that accepts clients (e.g. a tls.Server, which hands over sockets once
-     * their handshake is done). Default: a net.Server with half-open sockets.
+     * their handshake is done). Default: a net.Server with half-open sockets and TCP_NODELAY
+     * (set as part of the accept).
      */
     createServer: CreateServer = (onConn) =>
-      net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (c) => onConn(adoptWithReader(c))),
+      net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, onConn),
   ) {
     this.server = createServer((client) => {
       if (this.closing) {
@@ -54,10 +54,9 @@ export class ProxyServer {
       }
       // Hold the client's first bytes (buffered up to the socket's high-water mark) until an
       // upstream is ready; the pipe flushes them in order. Reading goes on meanwhile, so a
-      // client that resets while pending is noticed.
-      // (pause() on a reader socket would stop reading altogether; read(0) starts reading
-      // without switching to flowing mode, also for sockets accepted with pauseOnConnect.)
-      if (!readerOf(client)) client.pause();
+      // client that resets while pending is noticed. (read(0) starts reading without switching
+      // to flowing mode, also for sockets accepted with pauseOnConnect.)
+      client.pause();
       client.read(0);
       onClient(client);
     });

@@ -27,7 +27,7 @@ export function plaintextConnection(onRefuse?: (ep: Endpoint) => void): CreateCo
       throw err;
     }
     // The listener's own default (reusable read buffers), so refusing costs the data path nothing.
-    return connectWithReader({ host: ep.host, port: ep.port, allowHalfOpen: true });
+    return connectWithReader(ep.host, ep.port);
   };
 }
 
