@@ -1,4 +1,5 @@
 import type net from 'node:net';
+import { deferKeepAlive, withdrawKeepAlive, type KeepAliveTarget } from './keepalive.js';
 import { readerOf, type UserBufferReader } from './reader.js';
 
 export interface PipeOptions {
@@ -33,8 +34,11 @@ export interface PipeResult {
  * Half-close: both sockets get allowHalfOpen, and the end of one side's input ends the other
  * side's output, so a FIN travels through while the other direction keeps flowing. Any error,
  * an abnormal close of one side, or the idle timeout destroys both sockets.
+ *
+ * TCP keep-alive is switched on only for connections that live a second or two (keepalive.ts):
+ * a short connection does not pay its eight setsockopt() calls.
  */
-export class SocketPipe {
+export class SocketPipe implements KeepAliveTarget {
   readonly closed: Promise<PipeResult>;
   private resolveClosed!: (r: PipeResult) => void;
   private error: string | undefined;
@@ -42,6 +46,7 @@ export class SocketPipe {
   private open = 2;
   private finished = false;
   private readonly readers: (UserBufferReader | undefined)[];
+  private readonly keepAliveDelay: number;
 
   constructor(
     readonly client: net.Socket,
@@ -49,12 +54,12 @@ export class SocketPipe {
     options: PipeOptions = {},
   ) {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
-    const keepAliveDelay = options.keepAliveInitialDelayMs ?? 30_000;
-    for (const s of [client, upstream]) {
-      s.allowHalfOpen = true;
-      s.setNoDelay(true);
-      s.setKeepAlive(true, keepAliveDelay);
-    }
+    this.keepAliveDelay = options.keepAliveInitialDelayMs ?? 30_000;
+    client.allowHalfOpen = true;
+    upstream.allowHalfOpen = true;
+    // A no-op (no system call) for a client accepted with TCP_NODELAY (ProxyServer).
+    client.setNoDelay(true);
+    upstream.setNoDelay(true);
     client.on('error', this.onClientError);
     upstream.on('error', this.onUpstreamError);
     client.once('close', this.onClose);
@@ -72,6 +77,7 @@ export class SocketPipe {
       if (this.open === 0) queueMicrotask(() => this.finish());
       return;
     }
+    deferKeepAlive(this);
     client.on('end', () => upstream.end());
     upstream.on('end', () => client.end());
     // A side whose input ended while the upstream was being connected (a client that sent its
@@ -84,6 +90,11 @@ export class SocketPipe {
   /** Tear both sides down now (removal of the endpoint, end of a drain). */
   destroy(code = 'ECANCELED'): void {
     this.fail(undefined, code);
+  }
+
+  enableKeepAlive(): void {
+    this.client.setKeepAlive(true, this.keepAliveDelay);
+    this.upstream.setKeepAlive(true, this.keepAliveDelay);
   }
 
   private readonly onClientError = (err: Error): void => this.fail('client', codeOf(err));
@@ -116,6 +127,7 @@ export class SocketPipe {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
+    withdrawKeepAlive(this);
     for (const r of this.readers) r?.release();
     this.client.setTimeout(0);
     this.resolveClosed({
