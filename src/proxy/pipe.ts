@@ -32,8 +32,11 @@ export interface PipeResult {
  * per chunk, and byte counts come from the sockets' own counters when the pipe closes.
  *
  * Half-close: both sockets get allowHalfOpen, and the end of one side's input ends the other
- * side's output, so a FIN travels through while the other direction keeps flowing. Any error,
- * an abnormal close of one side, or the idle timeout destroys both sockets.
+ * side's output, so a FIN travels through while the other direction keeps flowing. When that
+ * other side has already sent its own FIN and every byte for it was handed to the kernel, it is
+ * closed instead of shut down: close() sends the same FIN after the queued bytes, without a
+ * shutdown() call and its round trip through the event loop. Any error, an abnormal close of one
+ * side, or the idle timeout destroys both sockets.
  *
  * TCP keep-alive is switched on only for connections that live a second or two (keepalive.ts):
  * a short connection does not pay its eight setsockopt() calls.
@@ -45,6 +48,9 @@ export class SocketPipe implements KeepAliveTarget {
   private errorSide: 'client' | 'upstream' | undefined;
   private open = 2;
   private finished = false;
+  /** A side this pipe closed on purpose once both directions were done (not an abnormal close). */
+  private clientDone = false;
+  private upstreamDone = false;
   private readonly readers: (UserBufferReader | undefined)[];
   private readonly keepAliveDelay: number;
 
@@ -78,12 +84,12 @@ export class SocketPipe implements KeepAliveTarget {
       return;
     }
     deferKeepAlive(this);
-    client.on('end', () => upstream.end());
-    upstream.on('end', () => client.end());
+    client.on('end', this.onClientEnd);
+    upstream.on('end', this.onUpstreamEnd);
     // A side whose input ended while the upstream was being connected (a client that sent its
     // request and half-closed; a server that closed during the handshake) had its 'end' already.
-    if (client.readableEnded) upstream.end();
-    if (upstream.readableEnded) client.end();
+    if (client.readableEnded) this.onClientEnd();
+    if (upstream.readableEnded) this.onUpstreamEnd();
     this.readers = [pump(client, upstream), pump(upstream, client)];
   }
 
@@ -100,16 +106,21 @@ export class SocketPipe implements KeepAliveTarget {
   private readonly onClientError = (err: Error): void => this.fail('client', codeOf(err));
   private readonly onUpstreamError = (err: Error): void => this.fail('upstream', codeOf(err));
   private readonly onIdle = (): void => this.fail(undefined, 'EIDLE');
+  private readonly onClientEnd = (): void => {
+    if (endOrClose(this.upstream)) this.upstreamDone = true;
+  };
+  private readonly onUpstreamEnd = (): void => {
+    if (endOrClose(this.client)) this.clientDone = true;
+  };
 
   private readonly onClose = (): void => {
     // A side that closed without both finishing reading and writing went away abnormally
     // (e.g. destroyed): the other side has nothing left to talk to.
     if (this.error === undefined) {
-      for (const s of [this.client, this.upstream]) {
-        if (s.closed && !(s.readableEnded && s.writableFinished)) {
-          this.fail(s === this.client ? 'client' : 'upstream', 'ECONNRESET');
-          break;
-        }
+      if (this.client.closed && !this.clientDone && !(this.client.readableEnded && this.client.writableFinished)) {
+        this.fail('client', 'ECONNRESET');
+      } else if (this.upstream.closed && !this.upstreamDone && !(this.upstream.readableEnded && this.upstream.writableFinished)) {
+        this.fail('upstream', 'ECONNRESET');
       }
     }
     if (--this.open <= 0) this.finish();
@@ -139,6 +150,21 @@ export class SocketPipe implements KeepAliveTarget {
       errorSide: this.errorSide,
     });
   }
+}
+
+/**
+ * The input that feeds `dst` ended: pass the FIN on. Returns true when `dst` was closed instead
+ * of shut down, because its own input had ended too and nothing waits to be written: close()
+ * then sends the same FIN, after whatever the kernel still holds. (Not for TLS, whose orderly
+ * end also sends a close_notify alert.)
+ */
+function endOrClose(dst: net.Socket): boolean {
+  if (dst.readableEnded && dst.writableLength === 0 && !dst.destroyed && (dst as { encrypted?: boolean }).encrypted !== true) {
+    dst.destroy();
+    return true;
+  }
+  dst.end();
+  return false;
 }
 
 /** src → dst: straight from the reader's buffers when src has one (see reader.ts), else its 'data' chunks. */
