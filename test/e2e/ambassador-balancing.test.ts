@@ -58,9 +58,12 @@ describe('ambassador: balancing', { skip }, () => {
 
   test('least-conn: new connections go to the backend with fewer open connections', async () => {
     // three long-lived connections: a, b, a (ties rotate) → a has 2 open, b 1
-    // 50 ms between short connections: each one's close must have reached the ambassador before
-    // the next connects (a closing connection still counts as open there, as it should).
-    const loop = runLoop(lab.host('c'), { port: 6380, hold: 3, count: 20, intervalMs: 50, deadlineMs: 30_000 });
+    // A short connection counts as open until both its sides are closed: after the client closes,
+    // that takes the ambassador a round trip to the server (FIN forwarded, FIN back), a few ms on
+    // a loaded machine. The next short connection waits well beyond that (100 ms), else it may
+    // find a tie and go to the other backend (seen with 5 ms under load, before and after
+    // issue 13's changes, on Node 20 and 24).
+    const loop = runLoop(lab.host('c'), { port: 6380, hold: 3, count: 20, intervalMs: 100, deadlineMs: 30_000 });
     const s = await loop.finished;
     const held = loop.results().filter((r) => r.held).map((r) => r.who).join('');
     console.log(`# least-conn: held ${held}; then 20 short connections: ${JSON.stringify(s.byWho)}`);
