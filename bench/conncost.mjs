@@ -8,7 +8,7 @@
 //
 //   node bench/conncost.mjs [--paths haproxy,ambassador] [--tools callgrind,strace]
 //                           [--n 2000] [--warmup 1000] [--clients 10] [--idle-s 10]
-//                           [--out bench/results/conncost.json] [--keep DIR (callgrind dumps)]
+//                           [--out bench/results/conncost-TOOLS.json] [--keep DIR (callgrind dumps)]
 //                           [path options of datapath.mjs: --node, --amb, --variant, --ambassador-bin]
 //
 // Per path and tool: start the proxy under the tool, warm it up (--warmup connections: V8 has
@@ -46,7 +46,8 @@ const clients = Number(opt('clients', 10));
 const idleS = Number(opt('idle-s', 10));
 const settleS = Number(opt('settle-s', 15));
 const tools = opt('tools', 'callgrind,strace').split(',');
-const outFile = resolve(root, opt('out', 'bench/results/conncost.json'));
+// bench/report.mjs renders bench/results/conncost-callgrind.json and conncost-strace.json
+const outFile = resolve(root, opt('out', `bench/results/conncost-${tools.join('-')}.json`));
 // --keep DIR: keep the callgrind dumps of the counted windows (for callgrind_annotate)
 const keepDir = opt('keep');
 const REDIS = 7001;

@@ -15,6 +15,7 @@ import { startProcess, waitPort, waitListen, sleep, sh } from './proc.mjs';
  *   --variant "NAME=FILE[ ARGS][^NODE]"    a Node proxy taking --listen PORT=HOST:PORT
  *   --amb-args "ARGS"                      more ambassador options, every ambassador path (e.g.
  *                                          longer timeouts for a run under valgrind)
+ *   --node-args "ARGS"                     node/V8 flags for every Node path (e.g. --single-threaded)
  * `wrap(cmd, args, name)` may return another command line to run a proxy under (valgrind,
  * strace); `startTimeoutMs` bounds the wait for its port (a proxy under valgrind starts slowly).
  * Returns { defs: name → async () => { pids, redis, bulk, stop }, names (every path, in order),
@@ -24,6 +25,7 @@ export function pathDefinitions({ root, argv, opt, redisPort, bulkPort, wrap = (
   const ambBin = resolve(root, opt('ambassador-bin', 'dist/cli.js'));
   const nodeBin = opt('node', process.execPath);
   const ambArgs = (opt('amb-args') ?? '').split(' ').filter(Boolean);
+  const nodeArgsAll = (opt('node-args') ?? '').split(' ').filter(Boolean);
   const versions = new Map();
   const versionOf = (bin) => {
     if (!versions.has(bin)) versions.set(bin, sh(bin, ['--version']));
@@ -86,6 +88,7 @@ listen bulk
   const ambassador = (name, bin, nodeArgs, nodeBinary) => async () => {
     const p = ports();
     const proc = start(name, nodeBinary, [
+      ...nodeArgsAll,
       ...nodeArgs.split(' ').filter(Boolean),
       bin,
       '--connect', `redis=${p.redis}`, '--static', `redis=127.0.0.1:${redisPort}`,
@@ -119,6 +122,7 @@ listen bulk
       defs[name] = async () => {
         const p = ports();
         const proc = start(name, nodeOpt || nodeBin, [
+          ...nodeArgsAll,
           resolve(root, file), ...args,
           '--listen', `${p.redis}=127.0.0.1:${redisPort}`, '--listen', `${p.bulk}=127.0.0.1:${bulkPort}`,
         ]);
