@@ -377,9 +377,8 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
 
   /**
    * Closes a client refused by a circuit breaker: with the error reply (and a graceful close) while
-   * few are closing, else at once.
+   * few are closing, else at once. @internal (also ClientHandler)
    */
-  /** @internal (ClientHandler) */
   refuseClient(client: net.Socket, limit: LimitName): void {
     client.on('error', noop);
     const reply = this.options.errorReply && this.lingering < MAX_LINGERING_REFUSALS
@@ -623,9 +622,9 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
    * with nothing else left, the same endpoint again (a fresh SYN beside the one TCP is
    * retransmitting); when none is usable, those down only on health evidence (panic mode);
    * last, one that only timed out for this client (a timeout proves nothing on a lossy path).
+   * 'full': every usable endpoint is at max-per-endpoint, and nothing is being tried. `busy`:
+   * endpoints with an attempt of this client pending. @internal (also ClientHandler)
    */
-  /** 'full': every usable endpoint is at max-per-endpoint, and nothing is being tried. `busy`: endpoints with an attempt of this client pending. */
-  /** @internal (ClientHandler) */
   pickAttempt(busy: readonly Endpoint[], failed: ReadonlyMap<Endpoint, FailedTry>): Endpoint | undefined | 'full' {
     const max = this.limits.maxPerEndpoint;
     const healthy = this.cluster.healthy();
