@@ -186,6 +186,23 @@ test('/metrics counts connections, bytes, retries, handshake failures; /peers sh
   }
 });
 
+test('established connections stay counted after their endpoint leaves the cluster', async () => {
+  const r = await rig();
+  try {
+    const payload = 'x';
+    for (let i = 0; i < 3; i++) assert.equal(await roundTrip(r.conn.listener.address()!.port, payload), payload);
+    const good = `127.0.0.1:${r.good}`;
+    const before = await (await fetch(`${r.base}/metrics`)).text();
+    assert.equal(sample(before, 'ambassador_connections_established_total', { cluster: 'kv', endpoint: good }), 3);
+    r.conn.cluster.setEndpoints('static', []); // both endpoints leave
+    const after = await (await fetch(`${r.base}/metrics`)).text();
+    assert.equal(sample(after, 'ambassador_connections_established_total', { cluster: 'kv', endpoint: good }), 3);
+    assert.equal(sample(after, 'ambassador_connections_accepted_total', { cluster: 'kv' }), 3);
+  } finally {
+    await r.close();
+  }
+});
+
 test('two admin servers in one process keep separate registries', async () => {
   const r1 = await rig();
   const r2 = await rig();

@@ -6,7 +6,6 @@ import type { HostProber } from '../cluster/host-prober.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { HealthChecker } from '../cluster/health-checker.js';
 import type { MdnsEngine } from '../mdns/engine.js';
-import type { ProxyConnection } from '../proxy/connection.js';
 import { requireCommonJs } from '../commonjs.js';
 import { LIMIT_NAMES } from '../proxy/limits.js';
 
@@ -53,8 +52,6 @@ interface ByteTotals {
  */
 export class AmbassadorMetrics {
   readonly registry = new Registry();
-  private readonly accepted: Counter<'cluster'>;
-  private readonly established: Counter<'cluster' | 'endpoint'>;
   private readonly connectFailures: Counter<'cluster' | 'endpoint' | 'code'>;
   private readonly handshakeFailures: Counter<'cluster' | 'endpoint' | 'code'>;
   private readonly clientFailures: Counter<'cluster' | 'reason'>;
@@ -72,14 +69,36 @@ export class AmbassadorMetrics {
   private readonly relayRefused: Counter<'service'>;
   /** Upstream bytes of connections already closed, per cluster → endpoint label. */
   private readonly closedBytes = new Map<Connector, Map<string, ByteTotals>>();
+  /** Connections established to endpoints no longer in their cluster, per connector → endpoint label. */
+  private readonly removedEstablished = new Map<Connector, Map<string, number>>();
+  /** Connectors watched (read at scrape time). */
+  private readonly connectors: Connector[] = [];
 
   constructor(private readonly subject: MetricsSubject, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     const self = this;
 
-    this.accepted = new Counter({ name: 'ambassador_connections_accepted_total', help: 'Client connections accepted by a --connect listener', labelNames: ['cluster', 'listener'], registers });
-    this.established = new Counter({ name: 'ambassador_connections_established_total', help: 'Client connections piped to an endpoint (after retries and handshake)', labelNames: ['cluster', 'listener', 'endpoint'], registers });
+    // Read from the listeners' and endpoints' own counters at scrape time: a connection costs
+    // these metrics no label lookup (a label string built and hashed per inc()).
+    new Counter({
+      name: 'ambassador_connections_accepted_total', help: 'Client connections accepted by a --connect listener', labelNames: ['cluster', 'listener'], registers,
+      collect() {
+        this.reset();
+        for (const c of self.connectors) this.inc(listenerLabels(c), c.listener.accepted);
+      },
+    });
+    new Counter({
+      name: 'ambassador_connections_established_total', help: 'Client connections piped to an endpoint (after retries and handshake)', labelNames: ['cluster', 'listener', 'endpoint'], registers,
+      collect() {
+        this.reset();
+        for (const c of self.connectors) {
+          const totals = new Map(self.removedEstablished.get(c));
+          for (const ep of c.cluster.endpoints()) totals.set(ep.label, (totals.get(ep.label) ?? 0) + ep.connections);
+          for (const [endpoint, n] of totals) if (n > 0) this.inc({ ...listenerLabels(c), endpoint }, n);
+        }
+      },
+    });
     this.clientFailures = new Counter({ name: 'ambassador_connections_failed_total', help: 'Client connections closed without any upstream (reason: no-endpoint, all-failed)', labelNames: ['cluster', 'listener', 'reason'], registers });
     this.connectFailures = new Counter({ name: 'ambassador_connect_failures_total', help: 'Failed connects (or handshakes) to an endpoint, by error code', labelNames: ['cluster', 'listener', 'endpoint', 'code'], registers });
     this.handshakeFailures = new Counter({ name: 'ambassador_handshake_failures_total', help: 'Connects whose protocol (e.g. Redis AUTH) or TLS handshake failed', labelNames: ['cluster', 'listener', 'endpoint', 'code'], registers });
@@ -314,23 +333,28 @@ export class AmbassadorMetrics {
   watchConnector(c: Connector): void {
     if (this.watched.has(c)) return;
     this.watched.add(c);
+    this.connectors.push(c);
     const cl = listenerLabels(c);
     const l = c.listener;
-    this.accepted.inc(cl, 0);
     this.retries.inc(cl, 0);
-    // A handshake failure is a connect-failed after the TCP connect succeeded: the listener then
-    // has set conn.upstream to the new socket. Remember which upstream each failure saw.
-    const seenUpstream = new WeakMap<ProxyConnection, unknown>();
-    l.on('connection', (conn) => {
-      this.accepted.inc(cl);
-      seenUpstream.set(conn, conn.upstream);
-    });
-    l.on('upstream-connected', (_conn, ep) => this.established.inc({ ...cl, endpoint: ep.label }));
-    l.on('connect-failed', (conn, ep, code) => {
+    l.on('connect-failed', (_conn, ep, code, phase) => {
       this.connectFailures.inc({ ...cl, endpoint: ep.label, code });
-      const fresh = conn.upstream !== undefined && conn.upstream !== seenUpstream.get(conn);
-      seenUpstream.set(conn, conn.upstream);
-      if (fresh || isHandshakeCode(code)) this.handshakeFailures.inc({ ...cl, endpoint: ep.label, code });
+      // 'handshake': the TCP connect worked, the protocol handshake after it did not; TLS
+      // failures show in their codes.
+      if (phase === 'handshake' || isHandshakeCode(code)) this.handshakeFailures.inc({ ...cl, endpoint: ep.label, code });
+    });
+    // Keeps the established count of an endpoint that leaves (the counter must not go down), and
+    // counts connections established to it afterwards (a connect in flight at its removal, with
+    // keepConnectionsOnRemoval).
+    const keepEstablished = (ep: Endpoint, n: number): void => {
+      if (n === 0) return;
+      let byLabel = this.removedEstablished.get(c);
+      if (!byLabel) this.removedEstablished.set(c, (byLabel = new Map()));
+      byLabel.set(ep.label, (byLabel.get(ep.label) ?? 0) + n);
+    };
+    c.cluster.on('endpoint-removed', (ep) => keepEstablished(ep, ep.connections));
+    l.on('upstream-connected', (_conn, ep) => {
+      if (ep.removed) keepEstablished(ep, 1);
     });
     l.on('failover', () => this.retries.inc(cl));
     this.raced.inc(cl, 0);

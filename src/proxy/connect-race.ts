@@ -27,6 +27,11 @@ export type AttemptOutcome =
 export interface AttemptOpener {
   /** Resolves with the connected socket; calls `onSlow` once if it is still pending after the race delay. */
   openAttempt(attempt: Attempt, signal: AbortSignal, onSlow: () => void): Promise<net.Socket>;
+  /**
+   * Like openAttempt for an attempt whose socket is already connecting and past the race delay
+   * (a fast-path connect handed over, see ClientHandler): no `onSlow`.
+   */
+  adoptAttempt(attempt: Attempt, signal: AbortSignal): Promise<net.Socket>;
   /** Called once per attempt when it settled (connected or failed), before its outcome is queued. */
   attemptSettled(attempt: Attempt): void;
 }
@@ -76,7 +81,23 @@ export class ConnectRace {
   start(ep: Endpoint): Attempt {
     const attempt: Attempt = { ep, generation: ep.generation, dialled: ep.host, socket: undefined, settled: false, lost: false };
     this.attempts.push(attempt);
-    this.opener.openAttempt(attempt, this.signal, () => this.push({ kind: 'slow', attempt })).then(
+    this.track(attempt, this.opener.openAttempt(attempt, this.signal, () => this.push({ kind: 'slow', attempt })));
+    return attempt;
+  }
+
+  /**
+   * Takes over an attempt started elsewhere (a fast-path connect still pending after the race
+   * delay): it is pending here from now on, as if start() had made it and it had been slow.
+   */
+  adopt(ep: Endpoint, generation: number, dialled: string, socket: net.Socket): Attempt {
+    const attempt: Attempt = { ep, generation, dialled, socket, settled: false, lost: false };
+    this.attempts.push(attempt);
+    this.track(attempt, this.opener.adoptAttempt(attempt, this.signal));
+    return attempt;
+  }
+
+  private track(attempt: Attempt, connected: Promise<net.Socket>): void {
+    connected.then(
       (socket) => {
         attempt.settled = true;
         this.opener.attemptSettled(attempt);
@@ -88,7 +109,6 @@ export class ConnectRace {
         this.push({ kind: 'failed', attempt, code: err instanceof ConnectError ? err.code : codeOf(err) });
       },
     );
-    return attempt;
   }
 
   /** The next outcome (in the order they happened). Only one caller may wait at a time. */

@@ -1,4 +1,5 @@
-import net from 'node:net';
+import type net from 'node:net';
+import type { DeadlineQueue } from './deadlines.js';
 import { codeOf } from './pipe.js';
 
 /** Error from connectSocket; `code` is an errno-style string such as ECONNREFUSED or ETIMEDOUT. */
@@ -35,6 +36,26 @@ export function connectSocket(
     socket = create();
   } catch (err) {
     return Promise.reject(new ConnectError(codeOf(err), err instanceof Error ? err.message : String(err)));
+  }
+  return awaitConnect(socket, timeoutMs, signal, cancellers, slowMs, onSlow);
+}
+
+/**
+ * connectSocket for a socket already connecting (one a ConnectAttempt released): the same
+ * settlement, timeout, abort and cancellation.
+ */
+export function awaitConnect(
+  socket: net.Socket,
+  timeoutMs: number,
+  signal?: AbortSignal,
+  cancellers?: Set<(code: string) => void>,
+  slowMs?: number,
+  onSlow?: () => void,
+): Promise<net.Socket> {
+  if (signal?.aborted) {
+    socket.on('error', noop);
+    socket.destroy();
+    return Promise.reject(new ConnectError('ECANCELED', 'connect aborted'));
   }
   // A tls.TLSSocket says so (`encrypted`); not importing node:tls keeps it out of plaintext processes.
   const readyEvent = (socket as { encrypted?: unknown }).encrypted === true ? 'secureConnect' : 'connect';
@@ -80,4 +101,85 @@ export function connectSocket(
   });
 }
 
-function noop(): void {}
+/**
+ * One connect, callback style, for the common case (see ClientHandler in listener.ts): opens a
+ * socket with `create` and reports through `done` once it is usable — 'connect' for plain
+ * sockets, 'secureConnect' for TLS sockets — or has failed (error, close, cancel(code)). No
+ * promise, no timer and no AbortSignal of its own: three listeners on the socket, removed when it
+ * settles, and a deadline in a DeadlineQueue shared by every attempt of a listener, whose expiry
+ * callback decides what a late attempt becomes (fail with timeout(), or release() it to a slower
+ * path that keeps waiting).
+ */
+export class ConnectAttempt<T> {
+  readonly socket: net.Socket | undefined;
+  private settled = false;
+  private readonly readyEvent: 'connect' | 'secureConnect' = 'connect';
+
+  constructor(
+    /** Who made the attempt (read by the queue's expiry callback and by cancellation scans). */
+    readonly owner: T,
+    create: () => net.Socket,
+    private readonly deadlines: DeadlineQueue<ConnectAttempt<T>>,
+    /** `done(socket)` once connected, `done(undefined, code, message)` once failed (the socket is destroyed then). */
+    private readonly done: (socket: net.Socket | undefined, code: string, message: string) => void,
+  ) {
+    let socket: net.Socket;
+    try {
+      socket = create();
+    } catch (err) {
+      // Reported synchronously: the caller checks `pending` after construction.
+      this.settled = true;
+      done(undefined, codeOf(err), err instanceof Error ? err.message : String(err));
+      return;
+    }
+    this.socket = socket;
+    // A tls.TLSSocket says so (`encrypted`); not importing node:tls keeps it out of plaintext processes.
+    if ((socket as { encrypted?: unknown }).encrypted === true) this.readyEvent = 'secureConnect';
+    socket.on(this.readyEvent, this.onReady);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+    deadlines.add(this);
+  }
+
+  get pending(): boolean {
+    return !this.settled;
+  }
+
+  /** Give up now with `code` (the client went away, the endpoint went down, the deadline passed). */
+  cancel(code: string, message = 'connect cancelled'): void {
+    if (!this.settle()) return;
+    const socket = this.socket!;
+    socket.on('error', noop); // errors racing the destroy must not go unhandled
+    socket.destroy();
+    this.done(undefined, code, message);
+  }
+
+  /**
+   * Stop watching the socket without closing it, and hand it over (to be awaited by someone
+   * else, see awaitConnect). `done` is not called. Undefined if the attempt had settled.
+   */
+  release(): net.Socket | undefined {
+    return this.settle() ? this.socket : undefined;
+  }
+
+  private readonly onReady = (): void => {
+    if (this.settle()) this.done(this.socket, '', '');
+  };
+
+  private readonly onError = (err: Error): void => this.cancel(codeOf(err), err.message);
+  private readonly onClose = (): void => this.cancel('ECONNRESET', 'socket closed while connecting');
+
+  /** Ends the attempt: false if it had ended already. */
+  private settle(): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    this.deadlines.delete(this);
+    const socket = this.socket!;
+    socket.removeListener(this.readyEvent, this.onReady);
+    socket.removeListener('error', this.onError);
+    socket.removeListener('close', this.onClose);
+    return true;
+  }
+}
+
+export function noop(): void {}

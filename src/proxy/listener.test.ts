@@ -281,6 +281,27 @@ test('a client that resets while waiting is dropped quietly', async (t) => {
   assert.deepEqual(events, []);
 });
 
+test('a client that resets while its connect is pending cancels the connect, quietly', async (t) => {
+  const pending: net.Socket[] = [];
+  const { cluster, listener, port, events } = await setup(t, {
+    connectTimeoutMs: 60_000,
+    raceDelayMs: 60_000, // the fast path's own attempt, never handed to the race
+    createConnection: () => {
+      const s = new net.Socket(); // a cut cable: never connects
+      pending.push(s);
+      return s;
+    },
+  });
+  cluster.setEndpoints('static', [spec('slow', 1)]);
+  const c = await client(t, port);
+  await waitFor(() => pending.length === 1, 2000, 'connect pending');
+  c.resetAndDestroy();
+  await waitFor(() => listener.connections.size === 0, 3000, 'pending connection dropped');
+  assert.ok(pending[0]!.destroyed, 'the pending connect was given up');
+  assert.deepEqual(events, [], 'no connect failure reported against the endpoint');
+  assert.equal(cluster.endpoints()[0]!.consecutiveFailures, 0);
+});
+
 test('waits while the only endpoint is withdrawn by its own ambassador, proceeds when it is back', async (t) => {
   const up = await server(t);
   const { cluster, port } = await setup(t);

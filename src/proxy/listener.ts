@@ -3,9 +3,10 @@ import net from 'node:net';
 import { createBalancer, type Balancer } from '../cluster/balancer.js';
 import type { Cluster, EndpointDownReason } from '../cluster/cluster.js';
 import type { Endpoint, HealthJudge } from '../cluster/endpoint.js';
-import { connectSocket } from './connect.js';
+import { awaitConnect, ConnectAttempt, connectSocket, noop } from './connect.js';
 import { ConnectRace, type Attempt, type AttemptOpener } from './connect-race.js';
 import { ProxyConnection } from './connection.js';
+import { DeadlineQueue } from './deadlines.js';
 import { type LimitName, type ListenerLimits, MAX_LINGERING_REFUSALS } from './limits.js';
 import { codeOf, SocketPipe, type PipeResult } from './pipe.js';
 import { connectWithReader } from './reader.js';
@@ -98,6 +99,8 @@ export interface ConnectListenerOptions {
   limits?: Partial<ListenerLimits>;
 }
 
+export type ConnectFailurePhase = 'connect' | 'handshake';
+
 /** 'rejected' = a handshake failed with `retry: false` (e.g. the credentials were refused). */
 export type NoEndpointReason = 'no-endpoint' | 'all-failed' | 'rejected';
 
@@ -106,8 +109,11 @@ export type ConnectListenerEvents = {
   connection: [conn: ProxyConnection];
   /** The client is now piped to `endpoint` (after `attempt` tries, handshake done). */
   'upstream-connected': [conn: ProxyConnection, endpoint: Endpoint, attempt: number];
-  /** A connect (or handshake) to `endpoint` failed; `code` e.g. ECONNREFUSED, ETIMEDOUT, EHANDSHAKE. */
-  'connect-failed': [conn: ProxyConnection, endpoint: Endpoint, code: string];
+  /**
+   * A connect (or handshake) to `endpoint` failed; `code` e.g. ECONNREFUSED, ETIMEDOUT, EHANDSHAKE;
+   * `phase` 'handshake' when the TCP (and TLS) connect worked and the protocol handshake did not.
+   */
+  'connect-failed': [conn: ProxyConnection, endpoint: Endpoint, code: string, phase: ConnectFailurePhase];
   /** After a failure on `from`, the client is being retried on `to`. */
   failover: [conn: ProxyConnection, from: Endpoint, to: Endpoint];
   /** A connect was slow: another attempt (to `endpoint`) starts beside it. */
@@ -152,14 +158,22 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
   private pending = 0;
   /** Refused clients still getting their error reply (bounded by MAX_LINGERING_REFUSALS). */
   private lingering = 0;
-  /** Endpoint.generation (its address) each open connection was connected to. */
-  private readonly connectedGeneration = new WeakMap<ProxyConnection, number>();
+  /** Clients accepted so far (refused ones not included; read by the metrics at scrape time). */
+  accepted = 0;
+  /**
+   * @internal Fast-path connects in flight (ClientHandler), each due min(raceDelayMs,
+   * connectTimeoutMs) after it started, on one timer; also how those to an endpoint that goes
+   * down are found.
+   */
+  readonly fastConnects: DeadlineQueue<ConnectAttempt<ClientHandler>>;
   private readonly retiring = new WeakSet<ProxyConnection>();
-  /** Pending connects per endpoint, so they can give up at once when it goes down. */
+  /** Pending connects of the slow path per endpoint, so they can give up at once when it goes down. */
   private readonly connecting = new Map<Endpoint, Set<(code: string) => void>>();
-  private readonly options: ConnectListenerOptions;
+  /** @internal (ClientHandler) */
+  readonly options: ConnectListenerOptions;
   private readonly proxy: ProxyServer;
-  private readonly create: CreateConnection;
+  /** @internal (ClientHandler) */
+  readonly create: CreateConnection;
   private attached = false;
 
   constructor(options: ConnectListenerOptions) {
@@ -177,12 +191,8 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     this.retireMaxMs = Math.max(this.retireQuietMs, options.retireMaxMs ?? 5000);
     this.create =
       options.createConnection ?? ((ep) => connectWithReader(ep.host, ep.port));
-    this.proxy = new ProxyServer(
-      options.host ?? '127.0.0.1',
-      options.port,
-      (client) => void this.handle(client),
-      (err) => this.emit('listener-error', err),
-    );
+    this.fastConnects = new DeadlineQueue(Math.min(this.raceDelayMs, this.connectTimeoutMs), expireFastConnect);
+    this.proxy = new ProxyServer(options.host ?? '127.0.0.1', options.port, this.onClient, (err) => this.emit('listener-error', err));
     const l = options.limits ?? {};
     this.limits = {
       maxConnections: Math.max(1, l.maxConnections ?? Infinity),
@@ -270,7 +280,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     let n = 0;
     for (const c of this.proxy.connections) {
       if (c.state !== 'open' || c.endpoint !== ep) continue;
-      if (onlyMoved && this.connectedGeneration.get(c) === ep.generation) continue;
+      if (onlyMoved && c.endpointGeneration === ep.generation) continue;
       this.retire(c, code, maxMs);
       n++;
     }
@@ -326,8 +336,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
    */
   private readonly onEndpointUpdated = (ep: Endpoint, addressChanged: boolean): void => {
     if (!addressChanged) return;
-    const pending = this.connecting.get(ep);
-    if (pending) for (const cancel of [...pending]) cancel(ENDPOINT_DOWN);
+    this.cancelConnectsTo(ep);
     if (!this.options.keepConnectionsOnRemoval) this.retireConnectionsTo(ep, 'EMOVED', true);
   };
 
@@ -340,9 +349,17 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     if (reason === 'goodbye') return;
     // With nothing else usable, those connects are the clients' best chance (panic mode).
     if (reason !== 'removed' && this.cluster.healthy().length === 0) return;
+    this.cancelConnectsTo(ep);
+  };
+
+  /** Connects pending to `ep` (slow path and fast) give up with ENDPOINT_DOWN: their clients move on. */
+  private cancelConnectsTo(ep: Endpoint): void {
     const pending = this.connecting.get(ep);
     if (pending) for (const cancel of [...pending]) cancel(ENDPOINT_DOWN);
-  };
+    let doomed: ConnectAttempt<ClientHandler>[] | undefined;
+    for (const a of this.fastConnects.items()) if (a.owner.endpoint === ep) (doomed ??= []).push(a);
+    if (doomed) for (const a of doomed) a.cancel(ENDPOINT_DOWN);
+  }
 
   /**
    * Our checks or host probes found the endpoint dead: its connections go at once (the peer is
@@ -360,9 +377,9 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
 
   /**
    * Closes a client refused by a circuit breaker: with the error reply (and a graceful close) while
-   * few are closing, else at once.
+   * few are closing, else at once. @internal (also ClientHandler)
    */
-  private refuseClient(client: net.Socket, limit: LimitName): void {
+  refuseClient(client: net.Socket, limit: LimitName): void {
     client.on('error', noop);
     const reply = this.options.errorReply && this.lingering < MAX_LINGERING_REFUSALS
       ? this.options.errorReply(`ambassador: too many clients for '${this.cluster.name}' (${limit}=${this.limitOf(limit)}); try again later`)
@@ -381,42 +398,45 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     return limit === 'max-connections' ? this.limits.maxConnections : limit === 'max-pending' ? this.limits.maxPending : this.limits.maxPerEndpoint;
   }
 
-  private async handle(client: net.Socket): Promise<void> {
+  /** A client was accepted: the circuit breaker on pending clients, then a ClientHandler. */
+  private readonly onClient = (client: net.Socket): void => {
     if (this.pending >= this.limits.maxPending) return this.refuseClient(client, 'max-pending');
     this.pending++;
+    this.accepted++;
     const conn = new ProxyConnection(client);
     this.proxy.track(conn);
-    // While pending: a client that resets or errors aborts the attempt. (A client FIN does not:
-    // it may have sent a request and half-closed; that still gets forwarded.)
-    const onEarlyError = (): void => conn.close('ECONNRESET');
-    client.on('error', onEarlyError);
-    client.once('close', onEarlyError);
-    this.emit('connection', conn);
+    new ClientHandler(this, conn).start();
+  };
 
-    let upstream: net.Socket | undefined;
-    let reason: NoEndpointReason | 'max-per-endpoint' = 'no-endpoint';
-    const last: LastFailure = {};
+  /**
+   * @internal (ClientHandler) The slow path: the raced, retried, waiting, handshaking connect,
+   * from `start` (what the fast path already did) to an upstream, or the reason there is none.
+   */
+  async connectSlowly(conn: ProxyConnection, last: LastFailure, start: SlowStart): Promise<net.Socket | NoEndpointReason | 'max-per-endpoint'> {
     try {
-      const r = await this.connectWithRetry(conn, last);
-      if (typeof r === 'string') reason = r;
-      else upstream = r;
+      return await this.connectWithRetry(conn, last, start);
     } catch {
-      upstream = undefined;
+      return 'no-endpoint';
     }
-    client.off('error', onEarlyError);
-    client.off('close', onEarlyError);
-    this.pending--;
+  }
 
-    if (reason === 'max-per-endpoint' && !upstream && !conn.signal.aborted && !client.destroyed) {
+  /**
+   * @internal (ClientHandler) The client's pending time is over: pipe it to `upstream` (connected
+   * to conn.endpoint at `generation`), or close it without one, telling it why.
+   */
+  finish(conn: ProxyConnection, upstream: net.Socket | undefined, reason: NoEndpointReason | 'max-per-endpoint', last: LastFailure, generation: number): void {
+    const client = conn.client;
+    this.pending--;
+    const aborted = conn.cancelled || client.destroyed;
+    if (reason === 'max-per-endpoint' && !upstream && !aborted) {
       conn.endpoint = undefined;
       this.refuseClient(client, reason);
       conn.markClosed();
       this.emit('connection-closed', conn, undefined);
       return;
     }
-    if (!upstream || conn.signal.aborted || client.destroyed) {
-      upstream?.destroy();
-      const aborted = conn.signal.aborted || client.destroyed;
+    if (!upstream || aborted) {
+      if (upstream) destroyQuietly(upstream);
       client.on('error', noop);
       const reply = aborted || !this.options.errorReply ? undefined : this.options.errorReply(this.refusal(reason as NoEndpointReason, conn, last));
       if (reply !== undefined) refuse(client, reply);
@@ -429,22 +449,24 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     }
 
     const ep = conn.endpoint!;
+    conn.onCancel = undefined;
     conn.upstream = upstream;
-    const pipe = new SocketPipe(client, upstream, {
+    conn.endpointGeneration = generation;
+    conn.pipe = new SocketPipe(client, upstream, {
       idleTimeoutMs: this.options.idleTimeoutMs,
       keepAliveInitialDelayMs: this.options.keepAliveInitialDelayMs,
+      onClosed: (result) => {
+        ep.active--;
+        ep.bytesIn += result.upstreamBytesRead;
+        ep.bytesOut += result.upstreamBytesWritten;
+        conn.markClosed(result);
+        this.emit('connection-closed', conn, result);
+      },
     });
-    conn.pipe = pipe;
     conn.state = 'open';
     ep.active++;
     ep.connections++;
     this.emit('upstream-connected', conn, ep, conn.attempts);
-    const result = await pipe.closed;
-    ep.active--;
-    ep.bytesIn += result.upstreamBytesRead;
-    ep.bytesOut += result.upstreamBytesWritten;
-    conn.markClosed(result);
-    this.emit('connection-closed', conn, result);
   }
 
   /** Resolves with a ready (handshaken) upstream, or the reason there is none. */
@@ -456,15 +478,17 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     return `ambassador: no endpoint for '${name}' took the connection (${conn.attempts} attempt(s)${why ? `, last: ${why}` : ''})`;
   }
 
-  private async connectWithRetry(conn: ProxyConnection, last: LastFailure): Promise<net.Socket | NoEndpointReason | 'max-per-endpoint'> {
+  private async connectWithRetry(conn: ProxyConnection, last: LastFailure, start: SlowStart): Promise<net.Socket | NoEndpointReason | 'max-per-endpoint'> {
     const signal = conn.signal;
     // Endpoints that failed for this client, with the generation (address) tried — one that moved
     // since is worth a retry — and whether the failure was hard (refused: not worth repeating).
-    const failed = new Map<Endpoint, FailedTry>();
+    const failed = start.failed ?? new Map<Endpoint, FailedTry>();
     const race = new ConnectRace(this, signal);
-    const waitUntil = Date.now() + this.noEndpointWaitMs;
-    let lastFailed: Endpoint | undefined;
-    let wantAttempt = true;
+    // Before any await: a released fast-path socket must be watched at once.
+    if (start.adopt) race.adopt(start.adopt.ep, start.adopt.generation, start.adopt.dialled, start.adopt.socket);
+    const waitUntil = conn.startedAt + this.noEndpointWaitMs;
+    let lastFailed = start.lastFailed;
+    let wantAttempt = start.wantAttempt;
     const done = <R extends net.Socket | NoEndpointReason | 'max-per-endpoint'>(r: R): R => {
       if (typeof r === 'string') race.close();
       return r;
@@ -474,7 +498,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
       if (signal.aborted) return done('no-endpoint');
       if (wantAttempt && conn.attempts < this.maxConnectAttempts) {
         wantAttempt = false;
-        const ep = this.pickAttempt(race, failed);
+        const ep = this.pickAttempt(race.pendingEndpoints(), failed);
         if (ep === 'full') return done('max-per-endpoint');
         if (ep) {
           if (lastFailed) this.emit('failover', conn, lastFailed, ep);
@@ -516,7 +540,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
         }
         last.code = code;
         last.message = undefined;
-        this.emit('connect-failed', conn, ep, code);
+        this.emit('connect-failed', conn, ep, code, 'connect');
         lastFailed = ep;
         wantAttempt = true;
         continue;
@@ -557,7 +581,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
           failed.set(ep, { generation, hard: true });
           last.code = failure.code;
           last.message = verdict?.message;
-          this.emit('connect-failed', conn, ep, failure.code);
+          this.emit('connect-failed', conn, ep, failure.code, 'handshake');
           if (verdict?.retry === false) return 'rejected';
           lastFailed = ep;
           wantAttempt = true;
@@ -565,7 +589,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
         }
         this.cluster.reportConnectSuccess(ep);
       }
-      this.connectedGeneration.set(conn, generation);
+      last.generation = generation;
       return upstream;
     }
     return done(failed.size > 0 ? 'all-failed' : 'no-endpoint');
@@ -579,6 +603,14 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     return connectSocket(() => (attempt.socket = this.create(ep)), this.connectTimeoutMs, signal, pending, this.raceDelayMs, onSlow);
   }
 
+  /** @internal (ConnectRace) A fast-path connect past the race delay: awaited for what is left of connectTimeoutMs. */
+  adoptAttempt(attempt: Attempt, signal: AbortSignal): Promise<net.Socket> {
+    const ep = attempt.ep;
+    let pending = this.connecting.get(ep);
+    if (pending === undefined) this.connecting.set(ep, (pending = new Set()));
+    return awaitConnect(attempt.socket!, Math.max(1, this.connectTimeoutMs - this.raceDelayMs), signal, pending);
+  }
+
   /** @internal (ConnectRace) An attempt settled: forget its endpoint's registry of pending connects once empty. */
   attemptSettled(attempt: Attempt): void {
     const pending = this.connecting.get(attempt.ep);
@@ -590,13 +622,13 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
    * with nothing else left, the same endpoint again (a fresh SYN beside the one TCP is
    * retransmitting); when none is usable, those down only on health evidence (panic mode);
    * last, one that only timed out for this client (a timeout proves nothing on a lossy path).
+   * 'full': every usable endpoint is at max-per-endpoint, and nothing is being tried. `busy`:
+   * endpoints with an attempt of this client pending. @internal (also ClientHandler)
    */
-  /** 'full': every usable endpoint is at max-per-endpoint, and nothing is being tried. */
-  private pickAttempt(race: ConnectRace, failed: Map<Endpoint, FailedTry>): Endpoint | undefined | 'full' {
+  pickAttempt(busy: readonly Endpoint[], failed: ReadonlyMap<Endpoint, FailedTry>): Endpoint | undefined | 'full' {
     const max = this.limits.maxPerEndpoint;
     const healthy = this.cluster.healthy();
     const usable = max === Infinity ? healthy : healthy.filter((ep) => ep.active < max);
-    const busy = race.pendingEndpoints();
     if (usable.length === 0 && healthy.length > 0 && busy.length === 0) return 'full';
     let exclude: Set<Endpoint> | undefined;
     if (failed.size > 0 || busy.length > 0) {
@@ -667,6 +699,16 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
   }
 }
 
+/** Where the slow path starts: what the fast path did before it handed the client over. */
+interface SlowStart {
+  failed?: Map<Endpoint, FailedTry>;
+  lastFailed?: Endpoint;
+  /** Pick an attempt first (false: the fast path found none to pick: wait for an endpoint). */
+  wantAttempt: boolean;
+  /** A fast-path connect still pending after the race delay: raced from the start. */
+  adopt?: { ep: Endpoint; generation: number; dialled: string; socket: net.Socket };
+}
+
 interface FailedTry {
   generation: number;
   /** Refused, reset, handshake failed: deterministic, not retried for this client. */
@@ -677,6 +719,145 @@ interface LastFailure {
   code?: string;
   /** Message of the last HandshakeError (safe to show). */
   message?: string;
+  /** Endpoint.generation (address) the upstream returned was connected at. */
+  generation?: number;
+}
+
+const NO_ENDPOINTS: readonly Endpoint[] = [];
+const NO_FAILURES: ReadonlyMap<Endpoint, FailedTry> = new Map();
+
+/**
+ * One client of a ConnectListener while it waits for an upstream: the fast path.
+ *
+ * The common case — an endpoint is usable, its connect succeeds within the race delay, no
+ * handshake — is callbacks only: one ConnectAttempt (three socket listeners, a deadline in the
+ * listener's shared queue), no promise, no timer, no AbortSignal. Anything else hands the client
+ * to the listener's promise-based slow path (connectWithRetry: raced connects, retries, panic,
+ * waiting for an endpoint, handshakes) in the state the fast path left, so every slow behaviour
+ * is the slow path's own:
+ * - a handshake is configured, or the client was closed at once: slow path from the start;
+ * - no endpoint to pick: slow path, waiting for one;
+ * - the connect failed: reported and counted as the slow path does, then the slow path retries;
+ * - still connecting after the race delay: the slow path adopts the socket and races it;
+ * - the endpoint vanished or moved while connecting: the slow path tries again.
+ */
+class ClientHandler {
+  /** Endpoint of the fast-path attempt (read by the listener to cancel attempts to an endpoint that went down). */
+  endpoint: Endpoint | undefined;
+  private generation = 0;
+  private dialled = '';
+  private attempt: ConnectAttempt<ClientHandler> | undefined;
+
+  constructor(
+    private readonly listener: ConnectListener,
+    private readonly conn: ProxyConnection,
+  ) {}
+
+  start(): void {
+    const { listener, conn } = this;
+    const client = conn.client;
+    // While pending: a client that resets or errors aborts the attempt. (A client FIN does not:
+    // it may have sent a request and half-closed; that still gets forwarded.)
+    client.on('error', this.onEarlyError);
+    client.on('close', this.onEarlyError);
+    listener.emit('connection', conn);
+    if (listener.options.handshake !== undefined || conn.cancelled) return this.slow({ wantAttempt: true });
+    const ep = listener.pickAttempt(NO_ENDPOINTS, NO_FAILURES);
+    if (ep === 'full') return this.done(undefined, 'max-per-endpoint', {});
+    if (ep === undefined) return this.slow({ wantAttempt: false });
+    conn.attempts++;
+    conn.endpoint = ep;
+    this.endpoint = ep;
+    this.generation = ep.generation;
+    this.dialled = ep.host;
+    const attempt = new ConnectAttempt(this, () => listener.create(ep), listener.fastConnects, this.onConnectDone);
+    // (A socket that could not even be made has reported already.)
+    if (attempt.pending) {
+      this.attempt = attempt;
+      conn.onCancel = this.onCancel;
+    }
+  }
+
+  /** The race delay (or the connect timeout, whichever is first) passed: see expireFastConnect. */
+  expire(): void {
+    const attempt = this.attempt!;
+    const { listener } = this;
+    if (listener.connectTimeoutMs <= listener.raceDelayMs) {
+      attempt.cancel('ETIMEDOUT', `connect timed out after ${listener.connectTimeoutMs} ms`);
+      return;
+    }
+    const socket = attempt.release()!;
+    this.attempt = undefined;
+    this.conn.onCancel = undefined;
+    this.slow({ wantAttempt: true, adopt: { ep: this.endpoint!, generation: this.generation, dialled: this.dialled, socket } });
+  }
+
+  private readonly onEarlyError = (): void => this.conn.close('ECONNRESET');
+
+  /** close() while the fast attempt is pending: it ends, and its callback closes the client. */
+  private readonly onCancel = (): void => this.attempt?.cancel('ECANCELED', 'connect aborted');
+
+  private readonly onConnectDone = (upstream: net.Socket | undefined, code: string): void => {
+    const { listener, conn } = this;
+    const ep = this.endpoint!;
+    const generation = this.generation;
+    this.attempt = undefined;
+    conn.onCancel = undefined;
+    if (upstream === undefined) {
+      if (conn.cancelled) return this.done(undefined, 'no-endpoint', {});
+      // As connectWithRetry does with a failed attempt (see there).
+      const failed = new Map<Endpoint, FailedTry>();
+      if (code === ENDPOINT_DOWN) failed.set(ep, { generation, hard: false });
+      else if (!ep.failOver(this.dialled)) {
+        listener.cluster.reportConnectFailure(ep, code);
+        failed.set(ep, { generation, hard: code !== 'ETIMEDOUT' });
+      }
+      const last: LastFailure = { code };
+      listener.emit('connect-failed', conn, ep, code, 'connect');
+      return this.slow({ failed, lastFailed: ep, wantAttempt: true }, last);
+    }
+    if (conn.cancelled) {
+      destroyQuietly(upstream);
+      return this.done(undefined, 'no-endpoint', {});
+    }
+    const keep = listener.options.keepConnectionsOnRemoval;
+    listener.cluster.reportConnectSuccess(ep);
+    if (ep.removed && !keep) {
+      // Vanished from discovery while we were connecting: try another without blaming it.
+      destroyQuietly(upstream);
+      return this.slow({ failed: new Map([[ep, { generation, hard: true }]]), wantAttempt: true });
+    }
+    if (ep.generation !== generation && !keep) {
+      // Moved while we were connecting (this is its old address): try it where it is now.
+      destroyQuietly(upstream);
+      return this.slow({ wantAttempt: true });
+    }
+    this.done(upstream, 'no-endpoint', { generation });
+  };
+
+  private slow(start: SlowStart, last: LastFailure = {}): void {
+    void this.listener.connectSlowly(this.conn, last, start).then((r) => {
+      if (typeof r === 'string') this.done(undefined, r, last);
+      else this.done(r, 'no-endpoint', last);
+    });
+  }
+
+  private done(upstream: net.Socket | undefined, reason: NoEndpointReason | 'max-per-endpoint', last: LastFailure): void {
+    const client = this.conn.client;
+    client.removeListener('error', this.onEarlyError);
+    client.removeListener('close', this.onEarlyError);
+    this.listener.finish(this.conn, upstream, reason, last, last.generation ?? 0);
+  }
+}
+
+/** The DeadlineQueue callback of fast-path connects. */
+function expireFastConnect(attempt: ConnectAttempt<ClientHandler>): void {
+  attempt.owner.expire();
+}
+
+function destroyQuietly(socket: net.Socket): void {
+  socket.on('error', noop);
+  socket.destroy();
 }
 
 /**
@@ -698,4 +879,3 @@ function handshakeCode(err: unknown): string {
   return c === 'Error' || c === 'EUNKNOWN' ? 'EHANDSHAKE' : c;
 }
 
-function noop(): void {}

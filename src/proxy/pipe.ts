@@ -7,6 +7,8 @@ export interface PipeOptions {
   idleTimeoutMs?: number;
   /** TCP keep-alive initial delay on both sockets. Default 30000 ms. */
   keepAliveInitialDelayMs?: number;
+  /** Called once, when both sockets are closed (what `closed` resolves with, without a promise). */
+  onClosed?: (result: PipeResult) => void;
 }
 
 export interface PipeResult {
@@ -21,6 +23,8 @@ export interface PipeResult {
   /** Which side failed first, if any. */
   errorSide: 'client' | 'upstream' | undefined;
 }
+
+type Side = 'client' | 'upstream';
 
 /**
  * A bidirectional byte pipe between two connected sockets.
@@ -38,29 +42,32 @@ export interface PipeResult {
  * shutdown() call and its round trip through the event loop. Any error, an abnormal close of one
  * side, or the idle timeout destroys both sockets.
  *
- * TCP keep-alive is switched on only for connections that live a second or two (keepalive.ts):
- * a short connection does not pay its eight setsockopt() calls.
+ * Per connection it adds no timer (keep-alive is switched on later, for connections that live,
+ * see keepalive.ts; the idle timeout is the socket's own) and no promise unless `closed` is read.
  */
 export class SocketPipe implements KeepAliveTarget {
-  readonly closed: Promise<PipeResult>;
-  private resolveClosed!: (r: PipeResult) => void;
   private error: string | undefined;
-  private errorSide: 'client' | 'upstream' | undefined;
+  private errorSide: Side | undefined;
   private open = 2;
   private finished = false;
   /** A side this pipe closed on purpose once both directions were done (not an abnormal close). */
   private clientDone = false;
   private upstreamDone = false;
-  private readonly readers: (UserBufferReader | undefined)[];
+  private result: PipeResult | undefined;
+  private resultPromise: Promise<PipeResult> | undefined;
+  private resolveResult: ((r: PipeResult) => void) | undefined;
   private readonly keepAliveDelay: number;
+  private readonly onClosed: ((r: PipeResult) => void) | undefined;
+  private readonly upstreamReader: UserBufferReader | undefined;
+  private readonly clientReader: UserBufferReader | undefined;
 
   constructor(
     readonly client: net.Socket,
     readonly upstream: net.Socket,
     options: PipeOptions = {},
   ) {
-    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
     this.keepAliveDelay = options.keepAliveInitialDelayMs ?? 30_000;
+    this.onClosed = options.onClosed;
     client.allowHalfOpen = true;
     upstream.allowHalfOpen = true;
     // A no-op (no system call) for a client accepted with TCP_NODELAY (ProxyServer).
@@ -68,14 +75,13 @@ export class SocketPipe implements KeepAliveTarget {
     upstream.setNoDelay(true);
     client.on('error', this.onClientError);
     upstream.on('error', this.onUpstreamError);
-    client.once('close', this.onClose);
-    upstream.once('close', this.onClose);
+    client.on('close', this.onClose);
+    upstream.on('close', this.onClose);
     if (options.idleTimeoutMs && options.idleTimeoutMs > 0) {
       // Every byte in either direction passes through the client socket, so its inactivity
       // timer covers both directions.
       client.setTimeout(options.idleTimeoutMs, this.onIdle);
     }
-    this.readers = [];
     if (client.destroyed || upstream.destroyed) {
       this.fail(client.destroyed ? 'client' : 'upstream', 'ECONNRESET');
       // 'close' may already have fired: count what is closed.
@@ -90,7 +96,22 @@ export class SocketPipe implements KeepAliveTarget {
     // request and half-closed; a server that closed during the handshake) had its 'end' already.
     if (client.readableEnded) this.onClientEnd();
     if (upstream.readableEnded) this.onUpstreamEnd();
-    this.readers = [pump(client, upstream), pump(upstream, client)];
+    this.clientReader = readerOf(client);
+    this.upstreamReader = readerOf(upstream);
+    if (this.clientReader) this.clientReader.pipeTo(upstream);
+    else forwardData(client, upstream);
+    if (this.upstreamReader) this.upstreamReader.pipeTo(client);
+    else forwardData(upstream, client);
+  }
+
+  /** Resolves once both sockets are closed. */
+  get closed(): Promise<PipeResult> {
+    if (this.resultPromise === undefined) {
+      this.resultPromise = this.result
+        ? Promise.resolve(this.result)
+        : new Promise<PipeResult>((resolve) => (this.resolveResult = resolve));
+    }
+    return this.resultPromise;
   }
 
   /** Tear both sides down now (removal of the endpoint, end of a drain). */
@@ -126,7 +147,7 @@ export class SocketPipe implements KeepAliveTarget {
     if (--this.open <= 0) this.finish();
   };
 
-  private fail(side: 'client' | 'upstream' | undefined, code: string): void {
+  private fail(side: Side | undefined, code: string): void {
     if (this.error === undefined) {
       this.error = code;
       this.errorSide = side;
@@ -139,16 +160,20 @@ export class SocketPipe implements KeepAliveTarget {
     if (this.finished) return;
     this.finished = true;
     withdrawKeepAlive(this);
-    for (const r of this.readers) r?.release();
-    this.client.setTimeout(0);
-    this.resolveClosed({
+    this.clientReader?.release();
+    this.upstreamReader?.release();
+    if (this.client.timeout) this.client.setTimeout(0);
+    const result: PipeResult = {
       clientBytesRead: this.client.bytesRead,
       clientBytesWritten: this.client.bytesWritten,
       upstreamBytesRead: this.upstream.bytesRead,
       upstreamBytesWritten: this.upstream.bytesWritten,
       error: this.error,
       errorSide: this.errorSide,
-    });
+    };
+    this.result = result;
+    this.resolveResult?.(result);
+    this.onClosed?.(result);
   }
 }
 
@@ -165,14 +190,6 @@ function endOrClose(dst: net.Socket): boolean {
   }
   dst.end();
   return false;
-}
-
-/** src → dst: straight from the reader's buffers when src has one (see reader.ts), else its 'data' chunks. */
-function pump(src: net.Socket, dst: net.Socket): UserBufferReader | undefined {
-  const reader = readerOf(src);
-  if (reader) reader.pipeTo(dst);
-  else forwardData(src, dst);
-  return reader;
 }
 
 /**

@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { ConnectError, connectSocket } from './connect.js';
+import { ConnectAttempt, noop } from './connect.js';
 import { ProxyConnection } from './connection.js';
-import { codeOf, SocketPipe, type PipeResult } from './pipe.js';
+import { DeadlineQueue } from './deadlines.js';
+import { SocketPipe, type PipeResult } from './pipe.js';
 import { MAX_LINGERING_REFUSALS } from './limits.js';
 import { connectWithReader } from './reader.js';
 import { ProxyServer, type CloseOptions, type CreateServer } from './server.js';
@@ -52,9 +53,13 @@ export class RelayListener extends EventEmitter<RelayListenerEvents> {
   readonly target: RelayTarget;
   readonly connectTimeoutMs: number;
   readonly maxConnections: number;
-  private readonly options: RelayListenerOptions;
+  /** @internal (RelayClient) */
+  readonly options: RelayListenerOptions;
   private readonly proxy: ProxyServer;
-  private readonly create: () => net.Socket;
+  /** @internal (RelayClient) */
+  readonly create: () => net.Socket;
+  /** @internal (RelayClient) Connects in flight, each timing out connectTimeoutMs after it started, on one timer. */
+  readonly deadlines: DeadlineQueue<ConnectAttempt<RelayClient>>;
 
   constructor(options: RelayListenerOptions) {
     super();
@@ -65,10 +70,11 @@ export class RelayListener extends EventEmitter<RelayListenerEvents> {
     this.create = hook
       ? () => hook(this.target)
       : () => connectWithReader(this.target.host, this.target.port);
+    this.deadlines = new DeadlineQueue(this.connectTimeoutMs, expireRelayConnect);
     this.proxy = new ProxyServer(
       options.host ?? '0.0.0.0',
       options.port ?? 0,
-      (client) => void this.handle(client),
+      this.onClient,
       (err) => this.emit('listener-error', err),
       options.createServer,
     );
@@ -105,34 +111,69 @@ export class RelayListener extends EventEmitter<RelayListenerEvents> {
     return this.proxy.close({ cancelPending: false, ...options });
   }
 
-  private async handle(client: net.Socket): Promise<void> {
+  private readonly onClient = (client: net.Socket): void => {
     const conn = new ProxyConnection(client);
     this.proxy.track(conn);
-    const onEarlyError = (): void => conn.close('ECONNRESET');
-    client.on('error', onEarlyError);
-    client.once('close', onEarlyError);
-    this.emit('connection', conn);
-    let upstream: net.Socket | undefined;
-    try {
-      conn.attempts = 1;
-      upstream = await connectSocket(this.create, this.connectTimeoutMs, conn.signal);
-    } catch (err) {
-      if (!conn.signal.aborted) this.emit('connect-failed', conn, err instanceof ConnectError ? err.code : codeOf(err));
+    new RelayClient(this, conn).start();
+  };
+}
+
+/**
+ * One client of a RelayListener: connects to the target and pipes, callbacks only (one
+ * ConnectAttempt, its deadline in the listener's shared queue; no promise, timer or AbortSignal).
+ */
+class RelayClient {
+  private attempt: ConnectAttempt<RelayClient> | undefined;
+
+  constructor(
+    private readonly relay: RelayListener,
+    private readonly conn: ProxyConnection,
+  ) {}
+
+  start(): void {
+    const { relay, conn } = this;
+    const client = conn.client;
+    client.on('error', this.onEarlyError);
+    client.on('close', this.onEarlyError);
+    relay.emit('connection', conn);
+    if (conn.cancelled) return this.closeWithout();
+    conn.attempts = 1;
+    const attempt = new ConnectAttempt(this, relay.create, relay.deadlines, this.onConnectDone);
+    if (attempt.pending) {
+      this.attempt = attempt;
+      conn.onCancel = this.onCancel;
     }
-    client.off('error', onEarlyError);
-    client.off('close', onEarlyError);
-    if (!upstream || conn.signal.aborted || client.destroyed) {
-      upstream?.destroy();
-      client.on('error', noop);
-      client.destroy();
-      conn.markClosed();
-      this.emit('connection-closed', conn, undefined);
-      return;
+  }
+
+  /** The connect timeout passed (see expireRelayConnect). */
+  expire(): void {
+    this.attempt?.cancel('ETIMEDOUT', `connect timed out after ${this.relay.connectTimeoutMs} ms`);
+  }
+
+  private readonly onEarlyError = (): void => this.conn.close('ECONNRESET');
+  private readonly onCancel = (): void => this.attempt?.cancel('ECANCELED', 'connect aborted');
+
+  private readonly onConnectDone = (upstream: net.Socket | undefined, code: string): void => {
+    const { relay, conn } = this;
+    const client = conn.client;
+    this.attempt = undefined;
+    conn.onCancel = undefined;
+    if (upstream === undefined) {
+      if (!conn.cancelled) relay.emit('connect-failed', conn, code);
+      return this.closeWithout();
     }
+    if (conn.cancelled || client.destroyed) {
+      upstream.on('error', noop);
+      upstream.destroy();
+      return this.closeWithout();
+    }
+    client.removeListener('error', this.onEarlyError);
+    client.removeListener('close', this.onEarlyError);
     conn.upstream = upstream;
     const pipe = new SocketPipe(client, upstream, {
-      idleTimeoutMs: this.options.idleTimeoutMs,
-      keepAliveInitialDelayMs: this.options.keepAliveInitialDelayMs,
+      idleTimeoutMs: relay.options.idleTimeoutMs,
+      keepAliveInitialDelayMs: relay.options.keepAliveInitialDelayMs,
+      onClosed: this.onPipeClosed,
     });
     conn.pipe = pipe;
     conn.state = 'open';
@@ -140,16 +181,33 @@ export class RelayListener extends EventEmitter<RelayListenerEvents> {
     // for no answer: close the target side too. Half-closing it instead would leave the
     // connection open for as long as a target that never reads keeps quiet (and a stop would
     // then wait out the whole drain).
-    const onClientEnd = (): void => {
-      if (client.bytesRead === 0) pipe.destroy('ECLIENTEOF');
-    };
-    if (client.readableEnded) onClientEnd();
-    else client.once('end', onClientEnd);
-    this.emit('upstream-connected', conn);
-    const result = await pipe.closed;
-    conn.markClosed(result);
-    this.emit('connection-closed', conn, result);
+    if (client.readableEnded) this.onClientEnd();
+    else client.once('end', this.onClientEnd);
+    relay.emit('upstream-connected', conn);
+  };
+
+  private readonly onClientEnd = (): void => {
+    if (this.conn.client.bytesRead === 0) this.conn.pipe!.destroy('ECLIENTEOF');
+  };
+
+  private readonly onPipeClosed = (result: PipeResult): void => {
+    this.conn.markClosed(result);
+    this.relay.emit('connection-closed', this.conn, result);
+  };
+
+  private closeWithout(): void {
+    const { relay, conn } = this;
+    const client = conn.client;
+    client.removeListener('error', this.onEarlyError);
+    client.removeListener('close', this.onEarlyError);
+    conn.onCancel = undefined;
+    client.on('error', noop);
+    client.destroy();
+    conn.markClosed();
+    relay.emit('connection-closed', conn, undefined);
   }
 }
 
-function noop(): void {}
+function expireRelayConnect(attempt: ConnectAttempt<RelayClient>): void {
+  attempt.owner.expire();
+}

@@ -113,9 +113,10 @@ export class ProxyServer {
     return a && typeof a === 'object' ? a : undefined;
   }
 
+  /** Registers a live connection; it leaves the registry by itself when marked closed. */
   track(conn: ProxyConnection): void {
     this.connections.add(conn);
-    void conn.done.then(() => this.connections.delete(conn));
+    conn.registry = this.connections;
   }
 
   close(options: CloseOptions = {}): Promise<void> {
