@@ -5,14 +5,12 @@
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createBalancer } from '../cluster/balancer.js';
 import { Cluster } from '../cluster/cluster.js';
-import { Endpoint } from '../cluster/endpoint.js';
 import { closed, connectTo, readBytes, spec, startServer, waitFor, type TestServer } from '../cluster/test-helpers.test.js';
 import { FakeClock } from '../mdns/clock.js';
 import { BurstLog, type BurstSummary } from '../logging/burst.js';
 import { ConnectListener, type ConnectListenerOptions } from './listener.js';
-import { defaultLimits, FD_RESERVE, type LimitName, MAX_LINGERING_REFUSALS, pickWithRoom } from './limits.js';
+import { defaultLimits, FD_RESERVE, type LimitName, MAX_LINGERING_REFUSALS } from './limits.js';
 import { RelayListener } from './relay.js';
 
 /** Error replies as a RESP error line, like the redis protocol's. */
@@ -168,25 +166,6 @@ test('relay: max-connections closes the clients past the limit, the others are r
   assert.equal(refused, 1);
   assert.equal(up.accepted, 2);
   await echoes(a, 'still');
-});
-
-test('pickWithRoom: the balancer pick when it has room, another with room, or full', () => {
-  const eps = ['a', 'b', 'c'].map((id) => new Endpoint(spec(id, 1)));
-  const rr = createBalancer('round-robin');
-  eps[0]!.active = 2;
-  eps[1]!.active = 2;
-  const got = new Set<string>();
-  for (let i = 0; i < 6; i++) {
-    const p = pickWithRoom(rr, eps, new Set(), 2);
-    assert.ok(p && p !== 'full');
-    got.add(p.id);
-  }
-  assert.deepEqual([...got], ['c']);
-  eps[2]!.active = 2;
-  assert.equal(pickWithRoom(rr, eps, new Set(), 2), 'full');
-  assert.equal(pickWithRoom(rr, eps, new Set(), 3)?.constructor, Endpoint);
-  assert.equal(pickWithRoom(rr, [], new Set(), 2), undefined, 'no endpoint is not full');
-  assert.equal(pickWithRoom(rr, eps, new Set(eps), 2), undefined, 'all tried is not full');
 });
 
 test('defaultLimits: 4096 per listener when the file descriptors allow it, else their share (two per connection)', () => {

@@ -1,6 +1,4 @@
 import { readFileSync } from 'node:fs';
-import type { Balancer } from '../cluster/balancer.js';
-import type { Endpoint } from '../cluster/endpoint.js';
 
 /**
  * Circuit breakers of one listener (as Envoy's per-cluster thresholds and HAProxy's maxconn): past
@@ -65,19 +63,3 @@ export function defaultLimits(listeners: number, fdLimit: number | undefined): L
   return { maxConnections, maxPending: Math.min(DEFAULT_MAX_PENDING, maxConnections), maxPerEndpoint: maxConnections };
 }
 
-/**
- * The balancer's pick among endpoints that still have room under `maxPerEndpoint`; 'full' when
- * there are usable endpoints but every one is at its limit. The common case (the first pick has
- * room) costs one comparison.
- */
-export function pickWithRoom(
-  balancer: Balancer,
-  healthy: Endpoint[],
-  exclude: ReadonlySet<Endpoint>,
-  maxPerEndpoint: number,
-): Endpoint | undefined | 'full' {
-  const first = balancer.pick(healthy, exclude);
-  if (first === undefined || first.active < maxPerEndpoint) return first;
-  const withRoom = healthy.filter((ep) => ep.active < maxPerEndpoint);
-  return balancer.pick(withRoom, exclude) ?? 'full';
-}

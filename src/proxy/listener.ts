@@ -627,8 +627,9 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
    */
   pickAttempt(busy: readonly Endpoint[], failed: ReadonlyMap<Endpoint, FailedTry>): Endpoint | undefined | 'full' {
     const max = this.limits.maxPerEndpoint;
+    const withRoom = (eps: Endpoint[]): Endpoint[] => (max === Infinity ? eps : eps.filter((ep) => ep.active < max));
     const healthy = this.cluster.healthy();
-    const usable = max === Infinity ? healthy : healthy.filter((ep) => ep.active < max);
+    const usable = withRoom(healthy);
     if (usable.length === 0 && healthy.length > 0 && busy.length === 0) return 'full';
     let exclude: Set<Endpoint> | undefined;
     if (failed.size > 0 || busy.length > 0) {
@@ -643,8 +644,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
       if (ep) return ep;
     }
     if (usable.length === 0 || usable.every((u) => exclude?.has(u))) {
-      const candidates = this.cluster.panicCandidates();
-      ep = this.balancer.pick(max === Infinity ? candidates : candidates.filter((c) => c.active < max), exclude);
+      ep = this.balancer.pick(withRoom(this.cluster.panicCandidates()), exclude);
       if (ep) {
         if (this.cluster.inPanic) this.emit('panic-attempt', ep);
         return ep;
