@@ -4,7 +4,7 @@
 // inside a private network namespace, interleaved round by round, every run bounded.
 //
 //   node bench/datapath.mjs [--quick] [--rounds N] [--paths direct,haproxy,socat,ambassador]
-//                           [--tests p1,p16,c1,c1pin,bulk,churn] [--out FILE]
+//                           [--tests p1,p16,c1,c1pin,bulk,bulkdown,churn] [--out FILE]
 //                           [--ambassador-bin dist/cli.js] [--node BIN]
 //                           [--amb "NAME=[NODE ARGS][@BIN][^NODE]"] [--variant "NAME=FILE[ ARGS][^NODE]"]
 //
@@ -39,7 +39,7 @@ const REDIS = 7001;
 const IPERF = 5201;
 const { defs: pathDefs, names: allPaths, node: nodeOfPath } = pathDefinitions({ root, argv, opt, redisPort: REDIS, bulkPort: IPERF });
 const pathNames = opt('paths', allPaths.join(',')).split(',');
-const testNames = opt('tests', 'p1,p16,c1,c1pin,bulk,churn').split(',');
+const testNames = opt('tests', 'p1,p16,c1,c1pin,bulk,bulkdown,churn').split(',');
 const outFile = resolve(root, opt('out', 'bench/results/datapath.json'));
 const ncpu = os.cpus().length;
 const allCpus = `0-${ncpu - 1}`;
@@ -109,25 +109,36 @@ const tests = {
     ops: () => N.churn,
     run: async (pt) => combine(await redisBench(pt.redis, ['-c', '50', '-k', '0', '-t', 'get', '-n', String(N.churn)], 120_000)),
   },
+  // Both directions: client → upstream (iperf3's default) reads the accepted client socket,
+  // whose chunks are Buffers Node allocates per read (net.Server has no `onread` option);
+  // upstream → client (-R) reads the socket the ambassador connected, into reusable buffers
+  // (src/proxy/reader.ts). The two differ by up to 2× in the ambassador, not in HAProxy.
   bulk: {
-    title: `iperf3 -t ${N.bulkS} (one stream)`,
+    title: `iperf3 -t ${N.bulkS} (one stream, client → server)`,
     ops: () => NaN,
-    run: async (pt) => {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await iperf(pt);
-        } catch (err) {
-          if (attempt >= 3) throw err;
-          log(`${err.message.split('\n')[0]}; retrying`);
-          await sleep(1000);
-        }
-      }
-    },
+    run: (pt) => iperfWithRetry(pt, false),
+  },
+  bulkdown: {
+    title: `iperf3 -R -t ${N.bulkS} (one stream, server → client)`,
+    ops: () => NaN,
+    run: (pt) => iperfWithRetry(pt, true),
   },
 };
 
-async function iperf(pt) {
-  const r = await run('iperf3', ['-c', '127.0.0.1', '-p', String(pt.bulk), '-t', String(N.bulkS), '-J'], { timeoutMs: (N.bulkS + 20) * 1000 });
+async function iperfWithRetry(pt, reverse) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await iperf(pt, reverse);
+    } catch (err) {
+      if (attempt >= 3) throw err;
+      log(`${err.message.split('\n')[0]}; retrying`);
+      await sleep(1000);
+    }
+  }
+}
+
+async function iperf(pt, reverse) {
+  const r = await run('iperf3', ['-c', '127.0.0.1', '-p', String(pt.bulk), '-t', String(N.bulkS), '-J', ...(reverse ? ['-R'] : [])], { timeoutMs: (N.bulkS + 20) * 1000 });
   let j;
   try {
     j = JSON.parse(r.stdout);

@@ -79,13 +79,17 @@ function datapathSection(d, svgRel) {
     }
     L.push('');
   }
-  if (s.bulk) {
-    L.push(`### bulk throughput, iperf3 one stream ${d.sizes.bulkS} s`);
+  for (const [t, title] of [
+    ['bulk', `bulk throughput, iperf3 one stream ${d.sizes.bulkS} s, client → server (reads the accepted socket)`],
+    ['bulkdown', `bulk throughput, iperf3 -R one stream ${d.sizes.bulkS} s, server → client (reads the connected socket)`],
+  ]) {
+    if (!s[t]) continue;
+    L.push(`### ${title}`);
     L.push('');
     L.push('| path | Gbit/s | × direct | × HAProxy | proxy CPU s | peak RSS MB |');
     L.push('|---|---:|---:|---:|---:|---:|');
     for (const p of paths) {
-      const r = s.bulk[p];
+      const r = s[t][p];
       if (!r || !r.n) continue;
       L.push(`| ${p} | ${f(r.gbps, 2)} | ${fr(r.vsDirect.gbps)} | ${fr(r.vsHaproxy.gbps)} | ${f(r.proxyCpuS, 2)} | ${f(r.peakRssMb, 1)} |`);
     }
@@ -107,6 +111,7 @@ export function datapathSvg(d) {
     ['churn', 'conn/s (churn, -k 0)', 'ops'],
     ['c1pin', 'ops/s -c 1 (pinned)', 'ops'],
     ['bulk', 'Gbit/s iperf3', 'gbps'],
+    ['bulkdown', 'Gbit/s iperf3 -R', 'gbps'],
   ].filter(([t]) => d.summary[t]);
   const paths = d.paths;
   const colors = ['#7f7f7f', '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
