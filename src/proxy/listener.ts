@@ -297,7 +297,8 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     let last = Date.now();
     let timer: NodeJS.Timeout | undefined;
     // Extra 'data' listeners only observe: they do not change the sockets' flowing mode, so the
-    // pipe's back-pressure handling is untouched.
+    // pipe's back-pressure handling is untouched. (They run after the pipe's own listener, which
+    // may have released the chunk already: only its arrival counts here, not its bytes.)
     const bump = (): void => {
       last = Date.now();
     };
