@@ -112,7 +112,8 @@ const tests = {
   // Both directions: client → upstream (iperf3's default) reads the accepted client socket,
   // whose chunks are Buffers Node allocates per read (net.Server has no `onread` option);
   // upstream → client (-R) reads the socket the ambassador connected, into reusable buffers
-  // (src/proxy/reader.ts). The two differ by up to 2× in the ambassador, not in HAProxy.
+  // (src/proxy/reader.ts). They differed by 2× before upload chunks were released once written
+  // (src/proxy/pipe.ts); on Node 20, which cannot release them, they still do.
   bulk: {
     title: `iperf3 -t ${N.bulkS} (one stream, client → server)`,
     ops: () => NaN,
