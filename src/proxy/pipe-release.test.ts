@@ -12,6 +12,28 @@ function sha(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
 }
 
+/**
+ * A one-connection proxy on loopback built like the listeners (accepted client forwarding its
+ * 'data' chunks, upstream with a reader); `piped` runs once the pipe exists, e.g. to add an
+ * observer after the pipe's own 'data' listener, as the retiring watch does.
+ */
+async function proxyTo(
+  targetPort: number,
+  piped: (client: net.Socket, upstream: net.Socket) => void,
+): Promise<{ port: number; pipe: () => SocketPipe; close: () => void }> {
+  let pipe: SocketPipe | undefined;
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (client) => {
+    client.read(0);
+    const upstream = connectWithReader('127.0.0.1', targetPort);
+    upstream.once('connect', () => {
+      pipe = new SocketPipe(client, upstream);
+      piped(client, upstream);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as net.AddressInfo).port, pipe: () => pipe!, close: () => server.close() };
+}
+
 test('release: frees a chunk only when it is the sole view of its ArrayBuffer', () => {
   const own = Buffer.alloc(4096, 1); // Buffer.alloc never takes from the pool: its own ArrayBuffer
   release(own);
@@ -41,21 +63,14 @@ test('pipe: an upload from an accepted socket arrives intact, and its chunks are
 
   let chunks = 0;
   let released = 0;
-  let pipe: SocketPipe | undefined;
-  const proxy = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (client) => {
-    client.read(0);
-    const upstream = connectWithReader('127.0.0.1', targetPort);
-    upstream.once('connect', () => {
-      pipe = new SocketPipe(client, upstream);
-      // An observer after the pipe's listener, as the retiring watch is: it sees what the pipe left.
-      client.on('data', (c: Buffer) => {
-        chunks++;
-        if (c.byteLength === 0) released++;
-      });
-    });
-  });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  const c = net.connect({ port: (proxy.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+  // An observer after the pipe's listener, as the retiring watch is: it sees what the pipe left.
+  const proxy = await proxyTo(targetPort, (client) =>
+    client.on('data', (c: Buffer) => {
+      chunks++;
+      if (c.byteLength === 0) released++;
+    }),
+  );
+  const c = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
   const back: Buffer[] = [];
   c.on('data', (d: Buffer) => back.push(d));
   const ended = new Promise<void>((r) => c.on('end', r));
@@ -63,7 +78,7 @@ test('pipe: an upload from an accepted socket arrives intact, and its chunks are
   c.end(up);
   await ended;
   c.destroy();
-  const result = await pipe!.closed;
+  const result = await proxy.pipe().closed;
   proxy.close();
   target.close();
 
@@ -89,20 +104,13 @@ test('pipe: chunks still queued for a destination that does not read are kept un
   });
   await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
   const targetPort = (target.address() as net.AddressInfo).port;
-  let pipe: SocketPipe | undefined;
   let queuedWrites = 0;
-  const proxy = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (client) => {
-    client.read(0);
-    const upstream = connectWithReader('127.0.0.1', targetPort);
-    upstream.once('connect', () => {
-      pipe = new SocketPipe(client, upstream);
-      client.on('data', () => {
-        if (upstream.writableLength > 0) queuedWrites++;
-      });
-    });
-  });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  const c = net.connect({ port: (proxy.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+  const proxy = await proxyTo(targetPort, (client, upstream) =>
+    client.on('data', () => {
+      if (upstream.writableLength > 0) queuedWrites++;
+    }),
+  );
+  const c = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
   const ended = new Promise<void>((r) => c.on('end', r));
   c.on('data', () => {});
   await new Promise<void>((r) => c.once('connect', r));
@@ -113,7 +121,7 @@ test('pipe: chunks still queued for a destination that does not read are kept un
   sink!.resume();
   await ended;
   c.destroy();
-  await pipe!.closed;
+  await proxy.pipe().closed;
   proxy.close();
   target.close();
   assert.equal(sha(Buffer.concat(received)), sha(up));

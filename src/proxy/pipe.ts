@@ -205,9 +205,8 @@ function endOrClose(dst: net.Socket): boolean {
  * (Node's read buffers do; pooled slices never) and the write completed at once, so the kernel
  * has the bytes and nothing queues the chunk — is released at once with the standard
  * `ArrayBuffer.prototype.transfer(0)` (ES2024; Node 22 and later, skipped on Node 20): its memory
- * goes back at once, and no collection is needed for it. Measured on Node 24: 46–49 → 2
- * mark-compacts in 5 s of upload, 2.8–3.3 → 6.4 Gbit/s; in the datapath run 0.59 → 1.03× HAProxy
- * (Node 24) and 0.65 → 1.20× (Node 26), peak RSS 163–165 → 82–83 MB. Later 'data' listeners
+ * goes back at once, and no collection is needed for it (uploads about twice as fast, half the
+ * peak RSS: figures in bench/RESULTS.md). Later 'data' listeners
  * (observers such as the retiring watch in listener.ts) may see an empty, detached chunk: they
  * must not read it.
  */
@@ -231,11 +230,12 @@ function forwardData(src: net.Socket, dst: net.Socket): void {
  */
 const RELEASE_MIN_BYTES = 16 * 1024;
 
-type Transferable = ArrayBuffer & { transfer?: (length: number) => ArrayBuffer };
+/** ES2024's ArrayBuffer.prototype.transfer, absent on Node 20 (and from this project's TypeScript lib). */
+type TransferableArrayBuffer = ArrayBuffer & { transfer?: (length: number) => ArrayBuffer };
 
 /** Frees a chunk's memory now when the chunk is the only view of its ArrayBuffer (see forwardData). */
 export function release(chunk: Buffer): void {
-  const ab = chunk.buffer as Transferable;
+  const ab = chunk.buffer as TransferableArrayBuffer;
   if (chunk.byteOffset === 0 && chunk.byteLength === ab.byteLength && ab.transfer !== undefined) ab.transfer(0);
 }
 
