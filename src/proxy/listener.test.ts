@@ -588,3 +588,33 @@ test('back-pressure: a client that does not read keeps the proxy buffer bounded'
   });
   assert.equal(got, TOTAL);
 });
+
+test('a bug while serving a client (a balancer that throws) closes that client, is reported once, and the next client is served', async (t) => {
+  const up = await server(t);
+  let broken = true;
+  const balancer = {
+    name: 'round-robin' as const,
+    pick: (eps: readonly Endpoint[]) => {
+      if (broken) throw new Error('balancer bug');
+      return eps[0];
+    },
+  };
+  const { cluster, listener, port, events } = await setup(t, { balancer });
+  cluster.setEndpoints('static', [spec('a', up.port)]);
+  const errors: unknown[] = [];
+  let closedConns = 0;
+  listener.on('internal-error', (_c, err) => errors.push(err));
+  listener.on('connection-closed', () => closedConns++);
+  const c = await client(t, port);
+  c.write('x');
+  await closed(c);
+  assert.equal(errors.length, 1);
+  assert.match(String(errors[0]), /balancer bug/);
+  await waitFor(() => listener.connections.size === 0 && closedConns === 1, 3000, 'the client accounted for');
+  assert.deepEqual(events, [], 'not a failure of the endpoint, nor a refusal');
+  broken = false;
+  const d = await client(t, port);
+  d.write('ok');
+  assert.equal((await readBytes(d, 2)).toString(), 'ok');
+  assert.deepEqual(events, ['connected a #1']);
+});

@@ -11,7 +11,6 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { Cluster } from '../cluster/cluster.js';
 import { connectTo, readBytes, spec, startServer, waitFor, type TestServer } from '../cluster/test-helpers.test.js';
-import { connectSocket } from './connect.js';
 import { ConnectListener, type CreateConnection } from './listener.js';
 import { RelayListener } from './relay.js';
 import { haveOpenssl, makeCa, selfSigned, type TestCa } from './tls-helpers.test.js';
@@ -253,6 +252,14 @@ test('a connector without TLS refuses endpoints announcing tls=1 and uses the ot
   assert.equal(wantsTls({ txt: {} }), false);
 });
 
+/** Resolves once `s` is usable: connected, and for a TLS socket its handshake done. */
+function ready(s: net.Socket): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    s.once((s as { encrypted?: unknown }).encrypted === true ? 'secureConnect' : 'connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
 test('handshake cost: TLS 1.3 mutual handshake vs plain TCP connect (printed, not asserted)', { skip }, async (t) => {
   const server = await material(t, ca.issue('server7'));
   const client = await material(t, ca.issue('client7'));
@@ -267,11 +274,11 @@ test('handshake cost: TLS 1.3 mutual handshake vs plain TCP connect (printed, no
   const secure: number[] = [];
   for (let i = 0; i < n; i++) {
     let t0 = performance.now();
-    const p = await connectSocket(() => net.connect({ host: '127.0.0.1', port: plainTarget.port }), 2000);
+    const p = await ready(net.connect({ host: '127.0.0.1', port: plainTarget.port }));
     plain.push(performance.now() - t0);
     p.destroy();
     t0 = performance.now();
-    const s = await connectSocket(() => create(ep(tlsPort)), 2000);
+    const s = await ready(create(ep(tlsPort)));
     secure.push(performance.now() - t0);
     s.destroy();
   }
