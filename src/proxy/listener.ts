@@ -3,7 +3,7 @@ import type net from 'node:net';
 import { createBalancer, type Balancer } from '../cluster/balancer.js';
 import type { Cluster, EndpointDownReason } from '../cluster/cluster.js';
 import type { Endpoint, HealthJudge } from '../cluster/endpoint.js';
-import { destroyQuietly, noop } from './connect.js';
+import { destroyQuietly, noop, type ConnectAttempt } from './connect.js';
 import type { ProxyConnection } from './connection.js';
 import { DeadlineQueue } from './deadlines.js';
 import type { Handshake } from './handshake.js';
@@ -390,6 +390,10 @@ class ConnectSessions implements SessionHost {
 
   raced(s: ClientSession, ep: Endpoint): void {
     this.listener.emit('connect-raced', s, ep);
+  }
+
+  lost(_s: ClientSession, attempt: ConnectAttempt): void {
+    attempt.drop();
   }
 
   opened(s: ClientSession): void {

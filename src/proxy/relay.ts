@@ -152,6 +152,7 @@ class RelaySessions implements SessionHost {
   stopWaiting(): void {}
   failover(): void {}
   raced(): void {}
+  lost(): void {} // one attempt: never raced
 
   accepted(s: ClientSession): void {
     this.relay.emit('connection', s);

@@ -9,6 +9,7 @@ import { Cluster } from '../cluster/cluster.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import { readBytes, refusedPort, spec, startServer, waitFor } from '../cluster/test-helpers.test.js';
 import { FakeClock } from '../mdns/clock.js';
+import type { ConnectAttempt } from './connect.js';
 import { DeadlineQueue } from './deadlines.js';
 import { HandshakeError, type Handshake } from './handshake.js';
 import { pickEndpoint, type FailedTries, type Pick } from './pick.js';
@@ -89,6 +90,10 @@ class RecordingHost implements SessionHost {
   }
   raced(_s: ClientSession, ep: Endpoint): void {
     this.note('raced', `raced ${ep.id}`);
+  }
+  lost(_s: ClientSession, attempt: ConnectAttempt): void {
+    this.note('lost', `lost ${attempt.ep.id}`);
+    attempt.drop();
   }
   opened(s: ClientSession): void {
     this.note('opened', `opened ${s.endpoint!.id} #${s.attempts}`);
@@ -203,8 +208,8 @@ test('connect → race at the race point; race → open when the racer connects 
   assert.equal(s.phase, 'race');
   assert.deepEqual(host.log, ['accepted', 'raced b']);
   await opened(s);
-  assert.deepEqual(host.log, ['accepted', 'raced b', 'evidence b ok', 'opened b #2']);
-  assert.ok(host.made[0]!.destroyed, 'the losing attempt closed');
+  assert.deepEqual(host.log, ['accepted', 'raced b', 'lost slow', 'evidence b ok', 'opened b #2']);
+  assert.ok(host.made[0]!.destroyed, 'the losing attempt given to the host (which closed it)');
   assert.equal(host.deadlines.size, 0);
 });
 
@@ -221,7 +226,7 @@ test('race: with one endpoint the racer goes to the same one; the first completi
   late!.connect({ host: '127.0.0.1', port: good }); // the first SYN's retransmission got through
   await opened(s);
   assert.ok(host.made[1]!.destroyed, 'the racer closed');
-  assert.deepEqual(host.log.slice(2), ['evidence only ok', 'opened only #2']);
+  assert.deepEqual(host.log.slice(2), ['lost only', 'evidence only ok', 'opened only #2']);
 });
 
 test('race → connect: the racer fails; the first goes on alone, raced again since it is past its race point', async (t) => {

@@ -86,6 +86,8 @@ export interface SessionHost {
   connectFailed(s: ClientSession, ep: Endpoint, code: string, phase: ConnectFailurePhase): void;
   failover(s: ClientSession, from: Endpoint, to: Endpoint): void;
   raced(s: ClientSession, ep: Endpoint): void;
+  /** `attempt`, still pending, lost the race to another attempt of `s`: it is the host's now (drop() it, or own its outcome). */
+  lost(s: ClientSession, attempt: ConnectAttempt): void;
   /** Piped (s.pipe, s.endpoint set). */
   opened(s: ClientSession): void;
   /** The pipe closed: account for it, then s.markClosed(result). */
@@ -315,7 +317,7 @@ export class ClientSession extends ProxyConnection implements AttemptOwner, Dead
     this.attempt = undefined;
     this.racer = undefined;
     this.host.deadlines.clear(this);
-    loser?.drop();
+    if (loser !== undefined) this.host.lost(this, loser);
     const rules = this.host.rules;
     const ep = a.ep;
     // With a handshake, success is reported once it is done (else an endpoint failing every
