@@ -41,8 +41,9 @@ dl.kv dd{margin:0;min-width:0}
 .s-warn{color:var(--warn);background:var(--warnbg)}
 .s-info{color:var(--info);background:var(--infobg)}
 ul.plain{list-style:none;margin:0;padding:0}
-li.ep{border-top:1px solid var(--line);padding:.5rem 0}
-li.ep:first-child{border-top:0}
+ul.eps{display:grid;gap:.6rem;grid-template-columns:repeat(auto-fill,minmax(min(100%,24rem),1fr));margin:.5rem 0}
+li.ep{border:1px solid var(--line);border-radius:6px;padding:.5rem .6rem;min-width:0}
+.listeners{display:grid;gap:.8rem}
 .row{display:flex;flex-wrap:wrap;gap:.2rem .6rem;align-items:baseline}
 .spark{display:flex;gap:.5rem;align-items:center;margin:.2rem 0}
 .spark svg{flex:1 1 8rem;height:1.6rem;min-width:5rem;border-bottom:1px solid var(--line)}
@@ -66,6 +67,7 @@ const SCRIPT = String.raw`
   var root = document.getElementById('app');
   var live = document.getElementById('live');
   var banner = document.getElementById('banner');
+  var title = document.getElementById('title');
   var model = null;
   var offset = 0;
   var lastMessage = 0;
@@ -305,7 +307,7 @@ const SCRIPT = String.raw`
       ]),
       spark(acc.c, 'accepted/s', false),
       c.warnings.map(function (w, i) { return h('p', { 'class': 'small', 'data-key': 'w' + i }, badge('warn', '\u26A0', 'warning'), ' ' + w); }),
-      c.endpoints.length ? h('ul', { 'class': 'plain' }, c.endpoints.map(endpoint)) : h('p', { 'class': 'muted' }, 'No endpoint known yet.'),
+      c.endpoints.length ? h('ul', { 'class': 'plain eps' }, c.endpoints.map(endpoint)) : h('p', { 'class': 'muted' }, 'No endpoint known yet.'),
       aside.length ? h('ul', { 'class': 'plain small' }, aside) : null);
   }
 
@@ -348,7 +350,7 @@ const SCRIPT = String.raw`
       h('h2', { id: 'h-peers' }, 'Peers'),
       h('div', { 'class': 'card' },
         rows.length
-          ? h('table', null, h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Peer (host probe port)'), h('th', { scope: 'col' }, 'Host'), h('th', { scope: 'col' }, 'Announces'))), h('tbody', null, rows))
+          ? h('table', null, h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Peer (host probe port)'), h('th', { scope: 'col' }, 'Host probe'), h('th', { scope: 'col' }, 'Announces'))), h('tbody', null, rows))
           : h('p', { 'class': 'muted' }, 'No peer announces anything this ambassador connects to.'),
         dir.length ? [h('h3', null, 'Ambassadors\u2019 listeners on the network'), h('ul', { 'class': 'plain small' }, dir.map(function (l) {
           return h('li', { 'data-key': l.instance }, l.service + ' on ' + l.host + ' port ' + l.port + ' (' + l.addresses.join(', ') + ')');
@@ -360,11 +362,13 @@ const SCRIPT = String.raw`
   function render() {
     var m = model;
     if (!m) return;
-    document.title = (m.ambassador.health.ok ? '' : '\u2717 ') + 'ambassador ' + (m.host || '') + ' \u2014 status';
+    var heading = 'ambassador ' + (m.host || 'on :' + location.port);
+    document.title = (m.ambassador.health.ok ? '' : '\u2717 ') + heading + ' \u2014 status';
+    if (title.textContent !== heading) title.textContent = heading;
     patch(root, [
       self(m),
       h('section', { 'aria-labelledby': 'h-listeners' }, h('h2', { id: 'h-listeners' }, 'Listeners (--connect)'),
-        m.clusters.length ? h('div', { 'class': 'grid' }, m.clusters.map(listener)) : h('p', { 'class': 'muted' }, 'None.')),
+        m.clusters.length ? h('div', { 'class': 'listeners' }, m.clusters.map(listener)) : h('p', { 'class': 'muted' }, 'None.')),
       h('section', { 'aria-labelledby': 'h-ads' }, h('h2', { id: 'h-ads' }, 'Advertisements (--advertise)'),
         m.advertisements.length ? h('div', { 'class': 'grid' }, m.advertisements.map(advertisement)) : h('p', { 'class': 'muted' }, 'None.')),
       peers(m)
@@ -440,7 +444,7 @@ const SCRIPT = String.raw`
 
 const BODY = `<a class="skip" href="#h-listeners">Skip to the listeners</a>
 <header class="top">
-<h1>ambassador status</h1>
+<h1 id="title">ambassador status</h1>
 <nav class="sections" aria-label="Sections"><a href="#h-self">This ambassador</a><a href="#h-listeners">Listeners</a><a href="#h-ads">Advertisements</a><a href="#h-peers">Peers</a></nav>
 <p class="live" id="live" role="status" aria-live="polite">\u2026 connecting</p>
 </header>
