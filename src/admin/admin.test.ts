@@ -60,7 +60,10 @@ interface Rig {
   bad: number;
 }
 
-/** One connector `kv` with two static endpoints: `good` (echo) and `bad` (echo, but its handshake fails). */
+/**
+ * One connector `kv` with two static endpoints: `good` (echo) and `bad` (echo, but its handshake
+ * fails). The status pages' rates and updates move only when a test says so (tick()).
+ */
 async function rig(): Promise<Rig> {
   const a = await echoServer();
   const b = await echoServer();
@@ -72,7 +75,7 @@ async function rig(): Promise<Rig> {
     },
   });
   const subject = { connectors: [conn], advertisements: [], draining: false, started: false };
-  const admin = new AdminServer(subject, { host: '127.0.0.1', port: 0, defaultMetrics: true });
+  const admin = new AdminServer(subject, { host: '127.0.0.1', port: 0, defaultMetrics: true, statusTickMs: 3_600_000 });
   const addr = await admin.listen();
   admin.metrics.watchConnector(conn);
   await conn.bind();
@@ -363,10 +366,12 @@ test('/events: the whole model first, then samples and models; a change goes out
     assert.equal(model!.event, 'model');
     assert.equal(model!.data.history.withRates, false);
     assert.equal(model!.data.clusters[0].endpoints[0].rates, undefined);
-    // a change in the cluster: a model within the coalescing delay, not at the next tick
+    // a change in the cluster: a model goes out by itself, without waiting for a tick (a tick
+    // would send a sample first)
     const m = s.events.length;
-    r.conn.cluster.setHealth(r.conn.cluster.endpoints()[0]!, false);
-    await until(() => s.events.slice(m).some((e) => e.event === 'model' && e.data.clusters[0].endpoints[0].state === 'down'), 'the change pushed');
+    r.conn.cluster.setEndpoints('static', []);
+    await until(() => s.events.slice(m).some((e) => e.event === 'model' && e.data.clusters[0].endpoints.length === 0), 'the change pushed');
+    assert.deepEqual(s.events.slice(m).map((e) => e.event), ['model']);
     // at most 16 pages: the 17th is told to come back later
     for (let i = 1; i < 16; i++) streams.push(await eventStream(`${r.base}/events`));
     await until(() => r.admin.stream.size === 16, '16 pages open');

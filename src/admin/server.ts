@@ -31,6 +31,8 @@ export interface AdminServerOptions {
   port: number;
   /** Include prom-client's default process metrics. Default true. */
   defaultMetrics?: boolean;
+  /** How often the rates are sampled and open status pages updated. Default 1000 ms (tests: longer, and tick by hand). */
+  statusTickMs?: number;
 }
 
 /**
@@ -110,7 +112,7 @@ export class AdminServer {
       this.watchChanges();
       this.history.sample();
       this.stream.tick();
-    }, 1000);
+    }, this.options.statusTickMs ?? 1000);
     this.ticker.unref();
   }
 

@@ -7,6 +7,8 @@ export interface StatusStreamOptions {
   maxBufferedBytes?: number;
   /** After a change, the model goes out this much later (a burst of changes is one message). Default 50 ms. */
   coalesceMs?: number;
+  /** Changes never send models closer than this (a flapping mesh costs at most 1000/gap extra a second). Default 250 ms. */
+  minGapMs?: number;
 }
 
 /** What the stream sends: the model as JSON (with or without the rate history), the newest sample as JSON. */
@@ -18,7 +20,8 @@ export interface StatusFeed {
 /**
  * GET /events: Server-Sent Events for the status page. A page gets the whole model with the rate
  * history when it connects; then, every second, the newest sample and the model (without history);
- * and the model within `coalesceMs` of a change the ambassador reports (changed()). One JSON
+ * and the model within `coalesceMs` of a change the ambassador reports (changed()), at most one
+ * every `minGapMs`. One JSON
  * build per message is shared by every page; a page that stops reading is dropped, so an open
  * page costs the process no memory beyond its socket, however long it stays open.
  */
@@ -27,7 +30,9 @@ export class StatusStream {
   private readonly maxClients: number;
   private readonly maxBufferedBytes: number;
   private readonly coalesceMs: number;
+  private readonly minGapMs: number;
   private soon: NodeJS.Timeout | undefined;
+  private lastModelAt = 0;
   /** Messages written (for the tests and the cost figures). */
   sent = 0;
 
@@ -35,6 +40,7 @@ export class StatusStream {
     this.maxClients = options.maxClients ?? 16;
     this.maxBufferedBytes = options.maxBufferedBytes ?? 256 * 1024;
     this.coalesceMs = options.coalesceMs ?? 50;
+    this.minGapMs = options.minGapMs ?? 250;
   }
 
   get size(): number {
@@ -69,16 +75,19 @@ export class StatusStream {
     if (this.clients.size === 0) return;
     clearTimeout(this.soon);
     this.soon = undefined;
+    this.lastModelAt = Date.now();
     this.broadcast(frame('sample', this.feed.sample()) + frame('model', this.feed.model(false)));
   }
 
   /** Something changed: the model goes out within coalesceMs instead of at the next tick. */
   changed(): void {
     if (this.clients.size === 0 || this.soon) return;
+    const wait = Math.max(this.coalesceMs, this.lastModelAt + this.minGapMs - Date.now());
     this.soon = setTimeout(() => {
       this.soon = undefined;
+      this.lastModelAt = Date.now();
       this.broadcast(frame('model', this.feed.model(false)));
-    }, this.coalesceMs);
+    }, wait);
     this.soon.unref();
   }
 
