@@ -6,7 +6,7 @@ import type { HostProber } from '../cluster/host-prober.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { HealthChecker } from '../cluster/health-checker.js';
 import type { MdnsEngine } from '../mdns/engine.js';
-import { requireCommonJs } from '../commonjs.js';
+import { requireCommonJs } from '../base/commonjs.js';
 import { LIMIT_NAMES } from '../proxy/limits.js';
 
 const { collectDefaultMetrics, Counter, Gauge, Registry } = requireCommonJs('prom-client') as typeof PromClient;

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import net, { isIP } from 'node:net';
 import { Cluster } from '../cluster/cluster.js';
-import { formatAddressPort } from '../cluster/address.js';
+import { formatAddressPort } from '../base/address.js';
 import { RELAY_TO_TXT } from '../cluster/endpoint-policy.js';
 import { HealthChecker } from '../cluster/health-checker.js';
 import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { formatAddressPort, isLoopback, isUnspecified, normalizeAddress } from '../cluster/address.js';
+import { formatAddressPort, isLoopback, isUnspecified, normalizeAddress } from '../base/address.js';
 import type { ServiceBrowser, ServiceInstance } from '../mdns/browser.js';
 import type { MdnsEngine } from '../mdns/engine.js';
 import type { Registration } from '../mdns/owned.js';

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { FakeClock } from '../mdns/clock.js';
+import { FakeClock } from '../base/clock.js';
 import { decodeProbe, encodeProbe, REPLY, REQUEST } from '../cluster/host-probe-wire.js';
 import { ProbeResponder } from './probe-responder.js';
 

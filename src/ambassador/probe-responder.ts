@@ -1,6 +1,6 @@
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import { systemClock, type Clock } from '../mdns/clock.js';
+import { systemClock, type Clock } from '../base/clock.js';
 import { decodeProbe, encodeProbe, NOT_SERVING, REPLY, REQUEST, SERVING } from '../cluster/host-probe-wire.js';
 
 export interface ProbeResponderOptions {

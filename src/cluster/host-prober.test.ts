@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeClock } from '../mdns/clock.js';
+import { FakeClock } from '../base/clock.js';
 import { ProbeResponder } from '../ambassador/probe-responder.js';
 import { Cluster } from './cluster.js';
 import type { Endpoint } from './endpoint.js';
 import { encodeProbe, probePortOf, REPLY, REQUEST } from './host-probe-wire.js';
 import { HostProber, type CreateProbeTransport, type ProbeTransportHandlers } from './host-prober.js';
-import { seeded, spec, waitFor } from './test-helpers.test.js';
+import { seeded, spec, waitFor } from '../testing/tcp-kit.js';
 
 /**
  * A peer host on a simulated network: its responder answers after `rttMs` unless the host is

@@ -1,4 +1,4 @@
-import type { Clock } from './clock.js';
+import type { Clock } from '../base/clock.js';
 import type { Link } from './link.js';
 import type { OwnedRecords } from './owned.js';
 import { type OwnedRecord, recordKey, rrsetKey } from './records.js';

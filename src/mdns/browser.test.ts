@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeClock } from './clock.js';
+import { FakeClock } from '../base/clock.js';
 import { RecordCache } from './cache.js';
 import { ServiceBrowser, type ServiceInstance } from './browser.js';
 import type { MdnsQuestion, MdnsRecord } from './records.js';

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Clock, TimerHandle } from './clock.js';
+import type { Clock, TimerHandle } from '../base/clock.js';
 import type { CacheEntry, RecordCache } from './cache.js';
 import { isLinkLocal6, orderAddresses } from './interfaces.js';
 import {

@@ -4,7 +4,7 @@ import type { RemoteInfo } from 'node:dgram';
 import { Announcer } from './announcer.js';
 import { ServiceBrowser, TypeBrowser, type QuerySender } from './browser.js';
 import { type CacheEntry, RecordCache } from './cache.js';
-import { type Clock, type TimerHandle, systemClock } from './clock.js';
+import { type Clock, type TimerHandle, systemClock } from '../base/clock.js';
 import { type Family, InterfaceSelection, type LinkInfo, type NetInterface, linksOf, readLinks } from './interfaces.js';
 import type { Link } from './link.js';
 import { Links } from './links.js';

@@ -1,4 +1,4 @@
-import type { Clock } from './clock.js';
+import type { Clock } from '../base/clock.js';
 import { type Family, type LinkInfo, onLink } from './interfaces.js';
 import type { Claim } from './owned.js';
 import type { OwnedRecord } from './records.js';

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { RemoteInfo } from 'node:dgram';
-import type { Clock } from './clock.js';
+import type { Clock } from '../base/clock.js';
 import type { Family, LinkInfo } from './interfaces.js';
 import { Link, type TransportStats } from './link.js';
 import type { LinkDiff } from './monitor.js';

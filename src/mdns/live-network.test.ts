@@ -3,7 +3,7 @@
 // fake clock: every time here is exact.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeNet, from, inject } from './fake-net.test.js';
+import { FakeNet, from, inject } from '../testing/fake-net.js';
 import type { ServiceInstance } from './browser.js';
 import type { NetworkState } from './engine.js';
 import { FLAP_SETTLE_MS, LINK_SETTLE_MS } from './publisher.js';

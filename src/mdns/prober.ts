@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from './clock.js';
+import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Link } from './link.js';
 import { type Claim, compareRecordSets, type OwnedRecords } from './owned.js';
 import type { ProbeUnit } from './packets.js';

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Clock, TimerHandle } from './clock.js';
+import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Announcer } from './announcer.js';
 import type { Link } from './link.js';
 import type { Links } from './links.js';

@@ -2,7 +2,7 @@
 // fake network and the fake clock.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeNet, from, inject, settle } from './fake-net.test.js';
+import { FakeNet, from, inject, settle } from '../testing/fake-net.js';
 import type { MdnsRecord } from './records.js';
 import type { OutgoingPacket } from './wire.js';
 

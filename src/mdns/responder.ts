@@ -1,5 +1,5 @@
 import type { RemoteInfo } from 'node:dgram';
-import type { Clock, TimerHandle } from './clock.js';
+import type { Clock, TimerHandle } from '../base/clock.js';
 import type { Family } from './interfaces.js';
 import type { Link } from './link.js';
 import type { Claim, OwnedRecords } from './owned.js';

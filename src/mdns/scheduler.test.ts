@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeClock } from './clock.js';
+import { FakeClock } from '../base/clock.js';
 import { packProbe, packQuery, packResponse, TC_FLAG } from './packets.js';
 import type { MdnsRecord } from './records.js';
 import { OutgoingScheduler } from './scheduler.js';

@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from './clock.js';
+import type { Clock, TimerHandle } from '../base/clock.js';
 import type { MdnsQuestion, MdnsRecord } from './records.js';
 import { recordKey } from './records.js';
 import { packProbe, packQuery, packResponse, type ProbeUnit } from './packets.js';

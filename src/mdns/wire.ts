@@ -1,5 +1,5 @@
 import type * as DnsPacket from 'dns-packet';
-import { requireCommonJs } from '../commonjs.js';
+import { requireCommonJs } from '../base/commonjs.js';
 import { isIPv4, isIPv6 } from 'node:net';
 import { answerLength, nameLength, rdataCodec } from './dns-packet-internals.js';
 import type { MdnsQuestion, MdnsRecord } from './records.js';

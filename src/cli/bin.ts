@@ -3,4 +3,4 @@
 // (see lean-heap.ts); the command line itself is cli/main.ts.
 import './lean-heap.js';
 
-await import('./cli/main.js');
+await import('./main.js');

@@ -2,11 +2,11 @@
 // that record what the engine sends (decoded) instead of sending it. Runs on the FakeClock.
 // Named *.test.ts so it is never part of the shipped build; it registers no tests itself.
 import type { RemoteInfo } from 'node:dgram';
-import { FakeClock } from './clock.js';
-import { MdnsEngine, type MdnsEngineOptions } from './engine.js';
-import type { Family, LinkInfo } from './interfaces.js';
-import type { Destination, LinkTransportFactory } from './sockets.js';
-import { decodePacket, encodePacket, type MdnsPacket, type OutgoingPacket } from './wire.js';
+import { FakeClock } from '../base/clock.js';
+import { MdnsEngine, type MdnsEngineOptions } from '../mdns/engine.js';
+import type { Family, LinkInfo } from '../mdns/interfaces.js';
+import type { Destination, LinkTransportFactory } from '../mdns/sockets.js';
+import { decodePacket, encodePacket, type MdnsPacket, type OutgoingPacket } from '../mdns/wire.js';
 
 export interface Sent {
   at: number;

@@ -1,30 +1,30 @@
 import { lookup } from 'node:dns/promises';
-import type { AdminServer } from './admin/server.js';
-import { Advertisement } from './ambassador/advertisement.js';
-import { Connector } from './ambassador/connector.js';
-import { ProbeResponder } from './ambassador/probe-responder.js';
-import { StrandedWatch } from './ambassador/stranded.js';
-import { HostProber, type PeerHost } from './cluster/host-prober.js';
-import { ListenerDirectory } from './ambassador/listener-directory.js';
-import { LocalAddresses } from './ambassador/local-addresses.js';
-import { type OwnListener, OwnListeners } from './ambassador/own-listeners.js';
-import { dialledAddresses, formatAddressPort, isLoopback } from './cluster/address.js';
-import { type LoopFacts, screenEndpoint } from './cluster/endpoint-policy.js';
-import type { Config } from './config/config.js';
-import { credentialExposure } from './config/credential-exposure.js';
-import { type AdvertiseSpec, type ConnectSpec, ConfigError } from './config/specs.js';
-import { DnsSrvSource } from './discovery/dns-srv.js';
-import { MdnsSource } from './discovery/mdns.js';
-import type { DiscoverySource } from './discovery/source.js';
-import { StaticSource } from './discovery/static.js';
-import type { Logger } from './logging/logger.js';
-import { type InterfaceChange, MdnsEngine, type NetworkState } from './mdns/engine.js';
-import { InterfaceError, InterfaceSelection } from './mdns/interfaces.js';
-import { anyAnnouncer, provenIdentity } from './proxy/handshakes/credential-gate.js';
-import { createProtocol } from './proxy/handshakes/index.js';
-import { defaultLimits, fileDescriptorLimit, FD_RESERVE, type ListenerLimits } from './proxy/limits.js';
-import { plaintextConnection } from './proxy/tls-policy.js';
-import type { TlsMaterial } from './proxy/tls.js';
+import type { AdminServer } from '../admin/http-server.js';
+import { Advertisement } from './advertisement.js';
+import { Connector } from './connector.js';
+import { ProbeResponder } from './probe-responder.js';
+import { StrandedWatch } from './stranded.js';
+import { HostProber, type PeerHost } from '../cluster/host-prober.js';
+import { ListenerDirectory } from './listener-directory.js';
+import { LocalAddresses } from './local-addresses.js';
+import { type OwnListener, OwnListeners } from './own-listeners.js';
+import { dialledAddresses, formatAddressPort, isLoopback } from '../base/address.js';
+import { type LoopFacts, screenEndpoint } from '../cluster/endpoint-policy.js';
+import type { Config } from '../config/config.js';
+import { credentialExposure } from '../config/credential-exposure.js';
+import { type AdvertiseSpec, type ConnectSpec, ConfigError } from '../config/specs.js';
+import { DnsSrvSource } from '../discovery/dns-srv.js';
+import { MdnsSource } from '../discovery/mdns.js';
+import type { DiscoverySource } from '../discovery/source.js';
+import { StaticSource } from '../discovery/static.js';
+import type { Logger } from '../logging/logger.js';
+import { type InterfaceChange, MdnsEngine, type NetworkState } from '../mdns/engine.js';
+import { InterfaceError, InterfaceSelection } from '../mdns/interfaces.js';
+import { anyAnnouncer, provenIdentity } from '../proxy/handshakes/credential-gate.js';
+import { createProtocol } from '../proxy/handshakes/index.js';
+import { defaultLimits, fileDescriptorLimit, FD_RESERVE, type ListenerLimits } from '../proxy/limits.js';
+import { plaintextConnection } from '../proxy/tls-policy.js';
+import type { TlsMaterial } from '../proxy/tls.js';
 
 /**
  * Wires advertisements and connections together. Start: mDNS engine (only if something needs
@@ -118,7 +118,7 @@ export class Ambassador {
     if (c.tls) await this.startTls(c.tls);
     if (c.admin) {
       // Loaded only when asked for: prom-client is a few MB of resident memory per process.
-      const { AdminServer } = await import('./admin/server.js');
+      const { AdminServer } = await import('../admin/http-server.js');
       const admin = new AdminServer(this, c.admin);
       try {
         await admin.listen();
@@ -421,7 +421,7 @@ export class Ambassador {
 
   private async startTls(files: NonNullable<Config['tls']>): Promise<void> {
     // Loaded only with --tls-* (see tls-policy.ts).
-    const { TlsMaterial } = await import('./proxy/tls.js');
+    const { TlsMaterial } = await import('../proxy/tls.js');
     let tls: TlsMaterial;
     try {
       tls = await TlsMaterial.load(files, { handshakeTimeoutMs: this.config.connectTimeout });
