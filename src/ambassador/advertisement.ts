@@ -7,7 +7,7 @@ import { HealthChecker } from '../cluster/health-checker.js';
 import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';
 import type { AdvertiseSpec } from '../config/specs.js';
 import type { MdnsEngine } from '../mdns/engine.js';
-import type { Registration } from '../mdns/owned.js';
+import type { Registration } from '../mdns/publish/owned.js';
 import { RelayListener } from '../proxy/relay.js';
 import { TLS_TXT_KEY } from '../proxy/tls-policy.js';
 import type { TlsMaterial } from '../proxy/tls.js';

@@ -19,7 +19,7 @@ import type { DiscoverySource } from '../discovery/source.js';
 import { StaticSource } from '../discovery/static.js';
 import type { Logger } from '../logging/logger.js';
 import { type InterfaceChange, MdnsEngine, type NetworkState } from '../mdns/engine.js';
-import { InterfaceError, InterfaceSelection } from '../mdns/interfaces.js';
+import { InterfaceError, InterfaceSelection } from '../mdns/link/interfaces.js';
 import { anyAnnouncer, provenIdentity } from '../proxy/handshakes/credential-gate.js';
 import { createProtocol } from '../proxy/handshakes/index.js';
 import { defaultLimits, fileDescriptorLimit, FD_RESERVE, type ListenerLimits } from '../proxy/limits.js';

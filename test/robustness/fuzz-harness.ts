@@ -5,9 +5,9 @@ import type { RemoteInfo } from 'node:dgram';
 import { FakeClock } from '../../src/base/clock.js';
 import { MdnsEngine } from '../../src/mdns/engine.js';
 import { FUZZ_KINDS, MdnsFuzzer } from './mdns-fuzzer.js';
-import type { NetInterface } from '../../src/mdns/interfaces.js';
-import { recordKey, sameName, type MdnsRecord } from '../../src/mdns/records.js';
-import { decodePacket, encodePacket, MalformedPacketError, type MdnsPacket } from '../../src/mdns/wire.js';
+import type { NetInterface } from '../../src/mdns/link/interfaces.js';
+import { recordKey, sameName, type MdnsRecord } from '../../src/mdns/wire/records.js';
+import { decodePacket, encodePacket, MalformedPacketError, type MdnsPacket } from '../../src/mdns/wire/codec.js';
 
 export const iface: NetInterface = { name: 'lo', address: '127.0.0.1', netmask: '255.0.0.0' };
 const peer = (port = 5353): RemoteInfo => ({ address: '127.0.0.2', port, family: 'IPv4', size: 0 });

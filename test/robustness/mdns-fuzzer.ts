@@ -8,8 +8,8 @@
  * Every case is a pure function of (seed, index): a failure is reproduced with the seed and the
  * case number printed by the test.
  */
-import { encodePacket } from '../../src/mdns/wire.js';
-import type { MdnsRecord } from '../../src/mdns/records.js';
+import { encodePacket } from '../../src/mdns/wire/codec.js';
+import type { MdnsRecord } from '../../src/mdns/wire/records.js';
 
 /** mulberry32: small, fast, good enough for fuzzing; deterministic across platforms. */
 export class Rng {

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeClock } from '../base/clock.js';
-import { packProbe, packQuery, packResponse, TC_FLAG } from './packets.js';
-import type { MdnsRecord } from './records.js';
+import { FakeClock } from '../../base/clock.js';
+import { packProbe, packQuery, packResponse, TC_FLAG } from '../wire/packets.js';
+import type { MdnsRecord } from '../wire/records.js';
 import { OutgoingScheduler } from './scheduler.js';
-import { encodePacket, type OutgoingPacket } from './wire.js';
+import { encodePacket, type OutgoingPacket } from '../wire/codec.js';
 
 function setup(mtu = 1500) {
   const clock = new FakeClock();

@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeClock } from '../base/clock.js';
+import { FakeClock } from '../../base/clock.js';
 import { RecordCache } from './cache.js';
 import { ServiceBrowser, type ServiceInstance } from './browser.js';
-import type { MdnsQuestion, MdnsRecord } from './records.js';
+import type { MdnsQuestion, MdnsRecord } from '../wire/records.js';
 
 const flush = () => new Promise((r) => setImmediate(r));
 

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeClock } from '../base/clock.js';
+import { FakeClock } from '../../base/clock.js';
 import { RecordCache, type CacheEntry } from './cache.js';
-import type { MdnsRecord } from './records.js';
+import type { MdnsRecord } from '../wire/records.js';
 
 const srv = (port: number, ttl = 120, flush = true): MdnsRecord => ({
   name: 'x._redis._tcp.local', type: 'SRV', ttl, flush, data: { priority: 0, weight: 0, port, target: 'h.local' },

@@ -1,9 +1,9 @@
-import type { Clock, TimerHandle } from '../base/clock.js';
-import type { Link } from './link.js';
+import type { Clock, TimerHandle } from '../../base/clock.js';
+import type { Link } from '../link/link.js';
 import { type Claim, compareRecordSets, type OwnedRecords } from './owned.js';
-import type { ProbeUnit } from './packets.js';
-import { type MdnsRecord, recordKey, sameName } from './records.js';
-import type { MdnsPacket } from './wire.js';
+import type { ProbeUnit } from '../wire/packets.js';
+import { type MdnsRecord, recordKey, sameName } from '../wire/records.js';
+import type { MdnsPacket } from '../wire/codec.js';
 
 export const PROBE_INTERVAL = 250;
 

@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
-import type { Clock, TimerHandle } from '../base/clock.js';
+import type { Clock, TimerHandle } from '../../base/clock.js';
 import type { CacheEntry, RecordCache } from './cache.js';
-import { isLinkLocal6, orderAddresses } from './interfaces.js';
+import { isLinkLocal6, orderAddresses } from '../link/interfaces.js';
 import {
   type MdnsQuestion, type MdnsRecord, type SrvData, decodeTxt, instanceLabel, normalizeName, recordKey, sameName, SERVICES_ENUMERATION,
-} from './records.js';
+} from '../wire/records.js';
 
 /** A resolved service instance, as browsers report it. */
 export interface ServiceInstance {

@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events';
 import type { RemoteInfo } from 'node:dgram';
-import type { Clock } from '../base/clock.js';
+import type { Clock } from '../../base/clock.js';
 import type { Family, LinkInfo } from './interfaces.js';
 import { Link, type TransportStats } from './link.js';
 import type { LinkDiff } from './monitor.js';
 import type { SchedulerStats } from './scheduler.js';
 import type { LinkTransportFactory } from './sockets.js';
-import { decodePacket, MalformedPacketError, type MdnsPacket } from './wire.js';
+import { decodePacket, MalformedPacketError, type MdnsPacket } from '../wire/codec.js';
 
 /**
  * The links mDNS runs on, kept in step with the network monitor's diffs, and the intake of

@@ -1,11 +1,11 @@
-import type { Clock } from '../base/clock.js';
+import type { Clock } from '../../base/clock.js';
 import { type Family, type LinkInfo, onLink } from './interfaces.js';
-import type { Claim } from './owned.js';
-import type { OwnedRecord } from './records.js';
+import type { Claim } from '../publish/owned.js';
+import type { OwnedRecord } from '../wire/records.js';
 import { HEADER_BYTES, OutgoingScheduler, type SchedulerStats } from './scheduler.js';
 import type { Destination, LinkTransport } from './sockets.js';
-import { packetBytes } from './packets.js';
-import type { OutgoingPacket } from './wire.js';
+import { packetBytes } from '../wire/packets.js';
+import type { OutgoingPacket } from '../wire/codec.js';
 
 export interface TransportStats {
   packetsIn: number;

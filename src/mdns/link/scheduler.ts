@@ -1,9 +1,9 @@
-import type { Clock, TimerHandle } from '../base/clock.js';
-import type { MdnsQuestion, MdnsRecord } from './records.js';
-import { recordKey } from './records.js';
-import { packProbe, packQuery, packResponse, type ProbeUnit } from './packets.js';
+import type { Clock, TimerHandle } from '../../base/clock.js';
+import type { MdnsQuestion, MdnsRecord } from '../wire/records.js';
+import { recordKey } from '../wire/records.js';
+import { packProbe, packQuery, packResponse, type ProbeUnit } from '../wire/packets.js';
 import type { Destination } from './sockets.js';
-import type { OutgoingPacket } from './wire.js';
+import type { OutgoingPacket } from '../wire/codec.js';
 
 /**
  * Why a record is multicast: an answer to a query (RFC 6762 §6), an announcement (§8.3), a

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
-import type { Clock, TimerHandle } from '../base/clock.js';
-import { type MdnsRecord, recordKey, rrsetKey, normalizeName } from './records.js';
+import type { Clock, TimerHandle } from '../../base/clock.js';
+import { type MdnsRecord, recordKey, rrsetKey, normalizeName } from '../wire/records.js';
 
 export interface CacheEntry {
   record: MdnsRecord;

@@ -1,13 +1,13 @@
 import type { RemoteInfo } from 'node:dgram';
-import type { Clock, TimerHandle } from '../base/clock.js';
-import type { Family } from './interfaces.js';
-import type { Link } from './link.js';
+import type { Clock, TimerHandle } from '../../base/clock.js';
+import type { Family } from '../link/interfaces.js';
+import type { Link } from '../link/link.js';
 import type { Claim, OwnedRecords } from './owned.js';
 import {
   type MdnsQuestion, type MdnsRecord, type OwnedRecord, type SrvData,
   normalizeName, recordKey, sameName, SERVICES_ENUMERATION,
-} from './records.js';
-import type { MdnsPacket } from './wire.js';
+} from '../wire/records.js';
+import type { MdnsPacket } from '../wire/codec.js';
 
 export interface ResponderStats {
   queriesAnswered: number;

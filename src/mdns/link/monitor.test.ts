@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeClock } from '../base/clock.js';
+import { FakeClock } from '../../base/clock.js';
 import { InterfaceError, InterfaceSelection, type LinkInfo, orderAddresses } from './interfaces.js';
 import { type LinkDiff, NetworkMonitor } from './monitor.js';
-import { linkInfo } from '../testing/fake-net.js';
+import { linkInfo } from '../../testing/fake-net.js';
 
 function setup(select = InterfaceSelection.all()) {
   const clock = new FakeClock();

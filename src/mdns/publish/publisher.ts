@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
-import type { Clock, TimerHandle } from '../base/clock.js';
+import type { Clock, TimerHandle } from '../../base/clock.js';
 import type { Announcer } from './announcer.js';
-import type { Link } from './link.js';
-import type { Links } from './links.js';
+import type { Link } from '../link/link.js';
+import type { Links } from '../link/links.js';
 import {
   type Claim, type OwnedRecords, Registration, type ServiceSpec, type TtlConfig, nextHostName, nextInstanceName,
 } from './owned.js';

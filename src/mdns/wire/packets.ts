@@ -1,5 +1,5 @@
 import type { MdnsQuestion, MdnsRecord } from './records.js';
-import { encodePacket, type OutgoingPacket } from './wire.js';
+import { encodePacket, type OutgoingPacket } from './codec.js';
 
 /** DNS header flag: more known answers follow in the next packet (RFC 6762 §7.2, §18.5). */
 export const TC_FLAG = 1 << 9;

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Clock, TimerHandle } from '../base/clock.js';
+import type { Clock, TimerHandle } from '../../base/clock.js';
 import type { InterfaceSelection, LinkInfo } from './interfaces.js';
 
 /** How one interface changed between two looks. */

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodePacket, encodePacket, MalformedPacketError, recordLength } from './wire.js';
+import { decodePacket, encodePacket, MalformedPacketError, recordLength } from './codec.js';
 import { decodeTxt, encodeTxt, serviceType } from './records.js';
-import { compareRecordSets, nextHostName, nextInstanceName } from './owned.js';
+import { compareRecordSets, nextHostName, nextInstanceName } from '../publish/owned.js';
 
 test('QU bit survives an encode/decode round trip (dns-packet alone loses it)', () => {
   const buf = encodePacket({ type: 'query', questions: [{ name: 'a.local', type: 'ANY', qu: true }, { name: 'b.local', type: 'A' }] });

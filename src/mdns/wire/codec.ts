@@ -1,7 +1,7 @@
 import type * as DnsPacket from 'dns-packet';
-import { requireCommonJs } from '../base/commonjs.js';
+import { requireCommonJs } from '../../base/commonjs.js';
 import { isIPv4, isIPv6 } from 'node:net';
-import { answerLength, nameLength, rdataCodec } from './dns-packet-internals.js';
+import { answerLength, nameLength, rdataCodec } from './dns-packet-api.js';
 import type { MdnsQuestion, MdnsRecord } from './records.js';
 
 const dns = requireCommonJs('dns-packet') as typeof DnsPacket;

@@ -1,7 +1,7 @@
-import type { Clock } from '../base/clock.js';
-import type { Link } from './link.js';
+import type { Clock } from '../../base/clock.js';
+import type { Link } from '../link/link.js';
 import type { OwnedRecords } from './owned.js';
-import { type OwnedRecord, recordKey, rrsetKey } from './records.js';
+import { type OwnedRecord, recordKey, rrsetKey } from '../wire/records.js';
 
 /**
  * Announcements and goodbyes (RFC 6762 §8.3, §10.1, §10.2), per link: keeps what a link has out

@@ -1,4 +1,4 @@
-import { rdataCodec } from './dns-packet-internals.js';
+import { rdataCodec } from './dns-packet-api.js';
 
 /** The record types the engine understands; anything else is cached as opaque data. */
 export type RecordType = 'A' | 'AAAA' | 'PTR' | 'SRV' | 'TXT' | 'NSEC' | 'ANY' | string;

@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
-import type { Clock, TimerHandle } from '../base/clock.js';
-import type { LinkAddresses } from './interfaces.js';
-import type { Link } from './link.js';
+import type { Clock, TimerHandle } from '../../base/clock.js';
+import type { LinkAddresses } from '../link/interfaces.js';
+import type { Link } from '../link/link.js';
 import {
   type MdnsRecord, type OwnedRecord, type SrvData,
   encodeTxt, rdataBytes, recordKey, sameName, SERVICES_ENUMERATION,
-} from './records.js';
+} from '../wire/records.js';
 
 export interface TtlConfig {
   /** TTL (s) of records naming a host: A/AAAA, SRV (default 120, as Avahi). */

@@ -2,9 +2,9 @@
 // fake network and the fake clock.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeNet, from, inject, settle } from '../testing/fake-net.js';
-import type { MdnsRecord } from './records.js';
-import type { OutgoingPacket } from './wire.js';
+import { FakeNet, from, inject, settle } from '../../testing/fake-net.js';
+import type { MdnsRecord } from '../wire/records.js';
+import type { OutgoingPacket } from '../wire/codec.js';
 
 const PEER = '198.18.0.9';
 

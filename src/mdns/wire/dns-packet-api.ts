@@ -1,5 +1,5 @@
 import type * as DnsPacket from 'dns-packet';
-import { requireCommonJs } from '../base/commonjs.js';
+import { requireCommonJs } from '../../base/commonjs.js';
 
 const dns = requireCommonJs('dns-packet') as typeof DnsPacket;
 
