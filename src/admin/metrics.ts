@@ -1,8 +1,8 @@
 import type * as PromClient from 'prom-client';
 import type { Advertisement, AdvertisementState } from '../ambassador/advertisement.js';
 import type { Connector } from '../ambassador/connector.js';
-import type { ProbeResponder } from '../ambassador/probe-responder.js';
-import type { HostProber } from '../cluster/host-prober.js';
+import type { ProbeResponder } from '../cluster/liveness-answerer.js';
+import type { HostProber } from '../cluster/host-liveness.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { HealthChecker } from '../cluster/health-checker.js';
 import type { MdnsEngine } from '../mdns/engine.js';

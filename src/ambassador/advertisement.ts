@@ -4,7 +4,7 @@ import { Cluster } from '../cluster/cluster.js';
 import { formatAddressPort } from '../base/address.js';
 import { RELAY_TO_TXT } from '../cluster/endpoint-policy.js';
 import { HealthChecker } from '../cluster/health-checker.js';
-import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';
+import { PROBE_TXT_KEY } from '../cluster/liveness-wire.js';
 import type { AdvertiseSpec } from '../config/specs.js';
 import type { MdnsEngine } from '../mdns/engine.js';
 import type { Registration } from '../mdns/publish/owned.js';

@@ -2,7 +2,7 @@ import net from 'node:net';
 import { Writable } from 'node:stream';
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { Ambassador } from '../ambassador/ambassador.js';
-import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';
+import { PROBE_TXT_KEY } from '../cluster/liveness-wire.js';
 import { buildConfig, type RawOptions } from '../config/config.js';
 import { createLogger, type Logger } from '../logging/logger.js';
 import { fail } from './fail.js';

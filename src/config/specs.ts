@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { BALANCER_NAMES as BALANCERS, type BalancerName } from '../cluster/balancer.js';
 import { CHECK_KINDS, type CheckKind } from '../cluster/health-checker.js';
-import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';
+import { PROBE_TXT_KEY } from '../cluster/liveness-wire.js';
 import { PROTOCOL_NAMES } from '../proxy/handshakes/index.js';
 import type { ListenerLimits } from '../proxy/limits.js';
 

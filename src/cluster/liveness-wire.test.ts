@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeProbe, encodeProbe, HEADER_BYTES, MAX_PORTS, probePortOf, REPLY, REQUEST } from './host-probe-wire.js';
+import { decodeProbe, encodeProbe, HEADER_BYTES, MAX_PORTS, probePortOf, REPLY, REQUEST } from './liveness-wire.js';
 
 const nonce = Buffer.from('0123456789abcdef', 'hex');
 

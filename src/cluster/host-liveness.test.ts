@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from '../base/clock.js';
-import { ProbeResponder } from '../ambassador/probe-responder.js';
+import { ProbeResponder } from './liveness-answerer.js';
 import { Cluster } from './cluster.js';
 import type { Endpoint } from './endpoint.js';
-import { encodeProbe, probePortOf, REPLY, REQUEST } from './host-probe-wire.js';
-import { HostProber, type CreateProbeTransport, type ProbeTransportHandlers } from './host-prober.js';
+import { encodeProbe, probePortOf, REPLY, REQUEST } from './liveness-wire.js';
+import { HostProber, type CreateProbeTransport, type ProbeTransportHandlers } from './host-liveness.js';
 import { seeded, spec, waitFor } from '../testing/tcp-kit.js';
 
 /**

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { FakeClock } from '../base/clock.js';
-import { decodeProbe, encodeProbe, REPLY, REQUEST } from '../cluster/host-probe-wire.js';
-import { ProbeResponder } from './probe-responder.js';
+import { decodeProbe, encodeProbe, REPLY, REQUEST } from './liveness-wire.js';
+import { ProbeResponder } from './liveness-answerer.js';
 
 const nonce = Buffer.from('a1a2a3a4a5a6a7a8', 'hex');
 

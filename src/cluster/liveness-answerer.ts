@@ -1,7 +1,7 @@
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { systemClock, type Clock } from '../base/clock.js';
-import { decodeProbe, encodeProbe, NOT_SERVING, REPLY, REQUEST, SERVING } from '../cluster/host-probe-wire.js';
+import { decodeProbe, encodeProbe, NOT_SERVING, REPLY, REQUEST, SERVING } from './liveness-wire.js';
 
 export interface ProbeResponderOptions {
   /** UDP port to answer on (0 = any free port). The same port is used for IPv4 and IPv6. */

@@ -5,7 +5,7 @@ import { systemClock, type Clock, type TimerHandle } from '../base/clock.js';
 import type { Cluster } from './cluster.js';
 import type { Endpoint } from './endpoint.js';
 import { isHardFailure, LossEstimate, missesToConvict } from './evidence.js';
-import { decodeProbe, encodeProbe, MAX_PORTS, NONCE_BYTES, REPLY, REQUEST, SERVING } from './host-probe-wire.js';
+import { decodeProbe, encodeProbe, MAX_PORTS, NONCE_BYTES, REPLY, REQUEST, SERVING } from './liveness-wire.js';
 
 /** One UDP flow to a peer's probe port (a connected socket by default). */
 export interface ProbeTransport {
