@@ -2,9 +2,9 @@ import { lookup } from 'node:dns/promises';
 import type { AdminServer } from '../admin/http-server.js';
 import { Advertisement } from './advertisement.js';
 import { Connector } from './connector.js';
-import { ProbeResponder } from '../cluster/liveness-answerer.js';
+import { LivenessAnswerer } from '../cluster/liveness-answerer.js';
 import { StrandedWatch } from './stranded.js';
-import { HostProber, type PeerHost } from '../cluster/host-liveness.js';
+import { HostLiveness, type PeerHost } from '../cluster/host-liveness.js';
 import { ListenerDirectory } from './listener-directory.js';
 import { LocalAddresses } from './local-addresses.js';
 import { type OwnListener, OwnListeners } from './own-listeners.js';
@@ -44,9 +44,9 @@ export class Ambassador {
   /** Whether this network namespace lost every interface it had (a stranded sidecar); /healthz reports it. */
   readonly stranded = new StrandedWatch();
   /** Host liveness of peer ambassadors, shared by every --connect that browses mDNS. */
-  prober?: HostProber;
+  liveness?: HostLiveness;
   /** Answers peers' host probes while something is advertised. */
-  responder?: ProbeResponder;
+  answerer?: LivenessAnswerer;
   private stopping?: Promise<void>;
   /** Set by prepare({ check: true }) when the interfaces cannot be used on this host now. */
   interfaceProblem?: string;
@@ -162,16 +162,16 @@ export class Ambassador {
     }
     if (c.advertise.length > 0) {
       // Peers ask this host whether it lives and still serves what it announces (host probes).
-      const responder = new ProbeResponder({
+      const answerer = new LivenessAnswerer({
         port: c.probePort,
         serving: (port) => this.advertisements.some((a) => a.announcedPort === port && a.serving),
       });
       try {
-        await responder.start();
+        await answerer.start();
       } catch (err) {
         throw new ConfigError(`--probe-port ${c.probePort}: cannot bind UDP (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
       }
-      this.responder = responder;
+      this.answerer = answerer;
     }
     for (const spec of c.advertise) {
       const adv = new Advertisement(spec, this.engine!, this.log, {
@@ -179,7 +179,7 @@ export class Ambassador {
         healthTimeoutMs: c.healthTimeout,
         connectTimeoutMs: c.connectTimeout,
         tls: this.tls,
-        probePort: this.responder?.port,
+        probePort: this.answerer?.port,
         maxConnections: spec.maxConnections ?? this.defaultLimits.maxConnections,
         loopCheck: () => this.advertisementLoop(spec),
       });
@@ -381,14 +381,14 @@ export class Ambassador {
     for (const warning of credentials?.warnings ?? []) this.log.warn({ service: spec.name, listen: `${spec.bind}:${spec.port}` }, warning);
     if (sources.length === 0) {
       sources.push(new MdnsSource(this.engine!, spec.name));
-      this.prober ??= this.createProber();
+      this.liveness ??= this.createLiveness();
     }
     return new Connector(spec, sources, this.log, {
       healthIntervalMs: c.healthInterval,
       healthTimeoutMs: c.healthTimeout,
       connectTimeoutMs: c.connectTimeout,
       raceDelayMs: c.raceDelay,
-      prober: sources[0] instanceof MdnsSource ? this.prober : undefined,
+      liveness: sources[0] instanceof MdnsSource ? this.liveness : undefined,
       idleTimeoutMs: c.idleTimeout,
       noEndpointWaitMs: c.noEndpointWait,
       keepConnections: c.keepConnections,
@@ -406,17 +406,17 @@ export class Ambassador {
     });
   }
 
-  /** One prober for every cluster browsing mDNS: one probe per peer host, however many use it. */
-  private createProber(): HostProber {
-    const prober = new HostProber({ intervalMs: this.config.healthInterval });
+  /** One host liveness check for every cluster browsing mDNS: one probe per peer host, however many use it. */
+  private createLiveness(): HostLiveness {
+    const liveness = new HostLiveness({ intervalMs: this.config.healthInterval });
     const fields = (peer: PeerHost) => ({ host: peer.address, probePort: peer.probePort, endpoints: [...peer.members.keys()].map((e) => e.label) });
-    prober.on('host-down', (peer, code) => this.log.warn({ ...fields(peer), code, lossRate: round3(peer.loss.rate), misses: peer.misses },
+    liveness.on('host-down', (peer, code) => this.log.warn({ ...fields(peer), code, lossRate: round3(peer.loss.rate), misses: peer.misses },
       code === 'ESILENT' ? 'peer host silent: its endpoints are down' : 'peer host unreachable: its endpoints are down'));
-    prober.on('host-up', (peer) => this.log.info(fields(peer), 'peer host answers host probes again'));
-    prober.on('orphaned', (peer) => this.log.warn(fields(peer),
+    liveness.on('host-up', (peer) => this.log.info(fields(peer), 'peer host answers host probes again'));
+    liveness.on('orphaned', (peer) => this.log.warn(fields(peer),
       'peer host refuses host probes (its ambassador is gone): checking its endpoints ourselves until it is back or they are withdrawn'));
-    prober.on('adopted', (peer) => this.log.info(fields(peer), 'peer ambassador answers host probes again'));
-    return prober;
+    liveness.on('adopted', (peer) => this.log.info(fields(peer), 'peer ambassador answers host probes again'));
+    return liveness;
   }
 
   private async startTls(files: NonNullable<Config['tls']>): Promise<void> {
@@ -470,8 +470,8 @@ export class Ambassador {
       ...this.advertisements.map((a) => a.stop(drainMs)),
     ]);
     this.tls?.stop();
-    this.prober?.stop();
-    this.responder?.stop();
+    this.liveness?.stop();
+    this.answerer?.stop();
     await this.engine?.stop();
     await this.admin?.close();
   }

@@ -1,15 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from '../base/clock.js';
-import { ProbeResponder } from './liveness-answerer.js';
+import { LivenessAnswerer } from './liveness-answerer.js';
 import { Cluster } from './cluster.js';
 import type { Endpoint } from './endpoint.js';
-import { encodeProbe, probePortOf, REPLY, REQUEST } from './liveness-wire.js';
-import { HostProber, type CreateProbeTransport, type ProbeTransportHandlers } from './host-liveness.js';
+import { encodeLiveness, livenessPortOf, REPLY, REQUEST } from './liveness-wire.js';
+import { HostLiveness, type CreateLivenessTransport, type LivenessTransportHandlers } from './host-liveness.js';
 import { seeded, spec, waitFor } from '../testing/tcp-kit.js';
 
 /**
- * A peer host on a simulated network: its responder answers after `rttMs` unless the host is
+ * A peer host on a simulated network: its answerer answers after `rttMs` unless the host is
  * down, refuses (no ambassador: ICMP port unreachable), or a datagram is lost either way.
  */
 class FakePeer {
@@ -19,17 +19,17 @@ class FakePeer {
   /** Chance that a datagram is lost, each way. */
   loss = 0;
   serving = new Set<number>();
-  readonly responder: ProbeResponder;
+  readonly answerer: LivenessAnswerer;
   /** Transports opened to this peer, and datagrams it received. */
   opened = 0;
   received = 0;
-  handlers: ProbeTransportHandlers | undefined;
+  handlers: LivenessTransportHandlers | undefined;
 
   constructor(private readonly clock: FakeClock, private readonly random: () => number) {
-    this.responder = new ProbeResponder({ serving: (p) => this.serving.has(p), clock, maxRepliesPerSourcePerSecond: 1e6, maxRepliesPerSecond: 1e6 });
+    this.answerer = new LivenessAnswerer({ serving: (p) => this.serving.has(p), clock, maxRepliesPerSourcePerSecond: 1e6, maxRepliesPerSecond: 1e6 });
   }
 
-  transport: CreateProbeTransport = (_address, _port, h) => {
+  transport: CreateLivenessTransport = (_address, _port, h) => {
     this.opened++;
     this.handlers = h;
     let closed = false;
@@ -39,7 +39,7 @@ class FakePeer {
         if (this.random() < this.loss) return;
         this.received++;
         if (this.refusing) return void this.clock.setTimeout(() => !closed && h.error('ECONNREFUSED'), this.rttMs);
-        const reply = this.responder.answer(d, '198.18.1.9');
+        const reply = this.answerer.answer(d, '198.18.1.9');
         if (!reply || this.random() < this.loss) return;
         this.clock.setTimeout(() => !closed && this.up && h.message(reply), this.rttMs);
       },
@@ -55,25 +55,25 @@ function setup(opts: { seed?: number; loss?: number } = {}) {
   const random = seeded(opts.seed ?? 7);
   const peer = new FakePeer(clock, random);
   peer.loss = opts.loss ?? 0;
-  const prober = new HostProber({ clock, afterPendingIo: (fn) => fn(), createTransport: peer.transport });
+  const liveness = new HostLiveness({ clock, afterPendingIo: (fn) => fn(), createTransport: peer.transport });
   const cluster = new Cluster('redis');
-  prober.watch(cluster, (ep) => (ep.source === 'mdns' ? probePortOf(ep.txt) : undefined));
+  liveness.watch(cluster, (ep) => (ep.source === 'mdns' ? livenessPortOf(ep.txt) : undefined));
   const downs: string[] = [];
   const downAt: number[] = [];
   cluster.on('endpoint-down', (ep, why) => {
     downs.push(`${ep.id} ${why}`);
     downAt.push(clock.now());
   });
-  return { clock, peer, prober, cluster, downs, downAt };
+  return { clock, peer, liveness, cluster, downs, downAt };
 }
 
 const viaAmbassador = (id: string, port: number, probe = 40000, host = '198.18.1.9') =>
   spec(id, port, { source: 'mdns', host, txt: { hostprobe: String(probe) } });
 
 test('one probe per peer host, however many of its endpoints and clusters use it', () => {
-  const { clock, peer, prober, cluster } = setup();
+  const { clock, peer, liveness, cluster } = setup();
   const other = new Cluster('cache');
-  prober.watch(other, (ep) => probePortOf(ep.txt));
+  liveness.watch(other, (ep) => livenessPortOf(ep.txt));
   peer.serving = new Set([6379, 6380, 11211]);
   cluster.setEndpoints('mdns', [viaAmbassador('a', 6379), viaAmbassador('b', 6380)]);
   other.setEndpoints('mdns', [viaAmbassador('m', 11211)]);
@@ -81,21 +81,21 @@ test('one probe per peer host, however many of its endpoints and clusters use it
   assert.equal(peer.opened, 1, 'one flow to the host');
   // 500 ms ± 10 % apart: about 120 in a minute, for three endpoints in two clusters
   assert.ok(peer.received >= 110 && peer.received <= 135, `${peer.received} probes in 60 s`);
-  assert.equal(prober.stats.probesSent, peer.received);
-  assert.equal(prober.stats.misses, 0);
+  assert.equal(liveness.stats.probesSent, peer.received);
+  assert.equal(liveness.stats.misses, 0);
   for (const ep of [...cluster.endpoints(), ...other.endpoints()]) {
     assert.equal(ep.healthOrigin, 'host-probe');
     assert.equal(ep.state, 'up');
   }
-  // Endpoints without a probe port (Avahi, --static) are not the prober's.
+  // Endpoints without a probe port (Avahi, --static) are not the liveness's.
   cluster.setEndpoints('static', [spec('s', 7000)]);
   assert.equal(cluster.get('static/s')!.healthOrigin, 'passive');
-  prober.stop();
-  assert.equal(prober.hosts().length, 0);
+  liveness.stop();
+  assert.equal(liveness.hosts().length, 0);
 });
 
 test('a silent host is down after minSilenceMs of misses; endpoints come back with it', () => {
-  const { clock, peer, cluster, downs, downAt, prober } = setup();
+  const { clock, peer, cluster, downs, downAt, liveness } = setup();
   peer.serving = new Set([6379, 6380]);
   cluster.setEndpoints('mdns', [viaAmbassador('a', 6379), viaAmbassador('b', 6380)]);
   clock.advance(5_000);
@@ -107,13 +107,13 @@ test('a silent host is down after minSilenceMs of misses; endpoints come back wi
   // the first unanswered probe leaves within one interval of the cut; the verdict 800 ms after it
   assert.ok(at >= 800 && at <= 550 + 800 + 100, `detected ${at} ms after the cut`);
   assert.match(downs[0]!, /host-probe/);
-  const host = prober.hosts()[0]!;
+  const host = liveness.hosts()[0]!;
   assert.equal(host.alive, false);
   assert.equal(host.downCode, 'ESILENT');
   // Down: probed at the normal pace, not in a hurry.
-  const sent = prober.stats.probesSent;
+  const sent = liveness.stats.probesSent;
   clock.advance(5_000);
-  assert.ok(prober.stats.probesSent - sent <= 11, `${prober.stats.probesSent - sent} probes in 5 s while down`);
+  assert.ok(liveness.stats.probesSent - sent <= 11, `${liveness.stats.probesSent - sent} probes in 5 s while down`);
   peer.up = true;
   clock.advance(600);
   assert.deepEqual(cluster.healthy().map((e) => e.id), ['a', 'b']);
@@ -123,25 +123,25 @@ test('a silent host is down after minSilenceMs of misses; endpoints come back wi
 });
 
 test('ICMP port unreachable (the ambassador is gone, the host is not): its endpoints are handed over, not condemned', () => {
-  const { clock, peer, cluster, downs, prober } = setup();
+  const { clock, peer, cluster, downs, liveness } = setup();
   peer.serving = new Set([6379]);
   cluster.setEndpoints('mdns', [viaAmbassador('a', 6379), viaAmbassador('b', 6380)]);
   const handed: string[] = [];
-  prober.on('handover', (ep) => handed.push(`${ep.id} ${prober.isOrphaned(ep)}`));
+  liveness.on('handover', (ep) => handed.push(`${ep.id} ${liveness.isOrphaned(ep)}`));
   clock.advance(2_000);
   const b = cluster.get('mdns/b')!;
   assert.equal(b.downReason, 'source-check', 'its ambassador did not serve 6380');
   peer.refusing = true;
   clock.advance(600);
   assert.deepEqual(downs, ['b source-check'], 'nothing more went down');
-  const host = prober.hosts()[0]!;
+  const host = liveness.hosts()[0]!;
   assert.equal(host.orphaned, true);
   assert.equal(b.state, 'up', 'the source check of a gone ambassador no longer counts');
   assert.deepEqual(handed, ['a true', 'b true']);
   // Orphaned: probed at the normal pace (its ambassador may come back on the same port), never convicted.
-  const sent = prober.stats.probesSent;
+  const sent = liveness.stats.probesSent;
   clock.advance(10_000);
-  assert.ok(prober.stats.probesSent - sent <= 22);
+  assert.ok(liveness.stats.probesSent - sent <= 22);
   assert.deepEqual(downs, ['b source-check']);
   // It is back on the same port: host probes vouch again.
   peer.refusing = false;
@@ -153,24 +153,24 @@ test('ICMP port unreachable (the ambassador is gone, the host is not): its endpo
 });
 
 test('host or network unreachable is proof: down at once', () => {
-  const { clock, peer, cluster, downs, prober } = setup();
+  const { clock, peer, cluster, downs, liveness } = setup();
   peer.serving = new Set([6379]);
   cluster.setEndpoints('mdns', [viaAmbassador('a', 6379)]);
   clock.advance(2_000);
   peer.handlers!.error('EHOSTUNREACH');
   assert.deepEqual(downs, ['a host-probe']);
-  assert.equal(prober.hosts()[0]!.downCode, 'EHOSTUNREACH');
+  assert.equal(liveness.hosts()[0]!.downCode, 'EHOSTUNREACH');
 });
 
 test('10 % loss each way: no false verdict in ten minutes; a cut is still found within ~1.5 s', () => {
-  const { clock, peer, cluster, downs, downAt, prober } = setup({ loss: 0.1, seed: 11 });
+  const { clock, peer, cluster, downs, downAt, liveness } = setup({ loss: 0.1, seed: 11 });
   peer.serving = new Set([6379]);
   cluster.setEndpoints('mdns', [viaAmbassador('a', 6379)]);
   clock.advance(600_000);
   assert.deepEqual(downs, [], 'never down while it answers');
-  const host = prober.hosts()[0]!;
+  const host = liveness.hosts()[0]!;
   assert.ok(host.loss.rate > 0.1 && host.loss.rate < 0.3, `learned ~19 % round-trip loss (${host.loss.rate})`);
-  const needed = prober.missesNeeded(host);
+  const needed = liveness.missesNeeded(host);
   assert.ok(needed >= 5, `asks for ${needed} misses in a row`);
   const cut = clock.now();
   peer.up = false;
@@ -184,15 +184,15 @@ test('10 % loss each way: no false verdict in ten minutes; a cut is still found 
 });
 
 test('30 % loss each way: the host keeps its endpoints', () => {
-  const { clock, peer, cluster, downs, prober } = setup({ loss: 0.3, seed: 5 });
+  const { clock, peer, cluster, downs, liveness } = setup({ loss: 0.3, seed: 5 });
   peer.serving = new Set([6379]);
   cluster.setEndpoints('mdns', [viaAmbassador('a', 6379)]);
   clock.advance(600_000);
   assert.deepEqual(downs, []);
-  const host = prober.hosts()[0]!;
+  const host = liveness.hosts()[0]!;
   assert.ok(host.loss.rate > 0.35, `learned heavy loss (${host.loss.rate})`);
-  assert.ok(prober.missesNeeded(host) >= 10);
-  console.log(`# 30 % loss each way: learned ${host.loss.rate.toFixed(3)}, ${prober.missesNeeded(host)} misses to convict, ${prober.stats.probesSent} probes in 10 min (simulated)`);
+  assert.ok(liveness.missesNeeded(host) >= 10);
+  console.log(`# 30 % loss each way: learned ${host.loss.rate.toFixed(3)}, ${liveness.missesNeeded(host)} misses to convict, ${liveness.stats.probesSent} probes in 10 min (simulated)`);
 });
 
 test('loss that jumps from none to 30 % each way is believed in time: no false verdict', () => {
@@ -208,7 +208,7 @@ test('loss that jumps from none to 30 % each way is believed in time: no false v
 });
 
 test('a stranger cannot keep a dead host alive: replies must echo our unguessable nonce', () => {
-  const { clock, peer, cluster, downs, prober } = setup();
+  const { clock, peer, cluster, downs, liveness } = setup();
   peer.serving = new Set([6379]);
   cluster.setEndpoints('mdns', [viaAmbassador('a', 6379)]);
   clock.advance(1_000);
@@ -217,14 +217,14 @@ test('a stranger cannot keep a dead host alive: replies must echo our unguessabl
   let forged = 0;
   const forge = (): void => {
     forged++;
-    peer.handlers!.message(encodeProbe(REPLY, Buffer.from(`f0rg3d${forged % 100}`.padEnd(8, 'x')), [{ port: 6379, status: 1 }]));
-    peer.handlers!.message(encodeProbe(REQUEST, Buffer.alloc(8), [{ port: 6379 }]));
+    peer.handlers!.message(encodeLiveness(REPLY, Buffer.from(`f0rg3d${forged % 100}`.padEnd(8, 'x')), [{ port: 6379, status: 1 }]));
+    peer.handlers!.message(encodeLiveness(REQUEST, Buffer.alloc(8), [{ port: 6379 }]));
     if (forged < 100) clock.setTimeout(forge, 50);
   };
   forge();
   clock.advance(3_000);
   assert.deepEqual(downs, ['a host-probe'], 'convicted despite the forgeries');
-  assert.ok(prober.stats.ignored >= 2 * 50);
+  assert.ok(liveness.stats.ignored >= 2 * 50);
 });
 
 test('the source check rides on the reply: a port its ambassador stopped serving is down, the others stay', () => {
@@ -243,21 +243,21 @@ test('the source check rides on the reply: a port its ambassador stopped serving
 });
 
 test('a late reply is a sign of life; a slow path gets a longer deadline', () => {
-  const { clock, peer, cluster, downs, prober } = setup();
+  const { clock, peer, cluster, downs, liveness } = setup();
   peer.serving = new Set([6379]);
   peer.rttMs = 250; // longer than missAfterMs (100)
   cluster.setEndpoints('mdns', [viaAmbassador('a', 6379)]);
   clock.advance(60_000);
   assert.deepEqual(downs, []);
-  const host = prober.hosts()[0]!;
+  const host = liveness.hosts()[0]!;
   assert.ok(Math.abs(host.rttMs! - 250) < 1);
-  const misses = prober.stats.misses;
+  const misses = liveness.stats.misses;
   clock.advance(60_000);
-  assert.equal(prober.stats.misses, misses, 'the deadline adapted to the path: no more misses');
+  assert.equal(liveness.stats.misses, misses, 'the deadline adapted to the path: no more misses');
 });
 
 test('endpoints follow their announcement: a new probe port or address moves them, removal ends the probing', () => {
-  const { clock, peer, cluster, prober } = setup();
+  const { clock, peer, cluster, liveness } = setup();
   peer.serving = new Set([6379]);
   cluster.setEndpoints('mdns', [viaAmbassador('a', 6379, 40000)]);
   clock.advance(1_000);
@@ -268,42 +268,42 @@ test('endpoints follow their announcement: a new probe port or address moves the
   // The peer's ambassador restarted on another probe port: a fresh judgement.
   peer.up = true;
   cluster.setEndpoints('mdns', [viaAmbassador('a', 6379, 40001)]);
-  assert.equal(prober.hosts().length, 1);
-  assert.equal(prober.hosts()[0]!.probePort, 40001);
+  assert.equal(liveness.hosts().length, 1);
+  assert.equal(liveness.hosts()[0]!.probePort, 40001);
   clock.advance(100);
   assert.equal(a.state, 'up');
   // No more probe port (say an Avahi record took its place): not ours any more.
   cluster.setEndpoints('mdns', [spec('a', 6379, { source: 'mdns', host: '198.18.1.9' })]);
   assert.equal(a.healthOrigin, 'passive');
-  assert.equal(prober.hosts().length, 0);
+  assert.equal(liveness.hosts().length, 0);
   cluster.setEndpoints('mdns', [viaAmbassador('a', 6379)]);
-  assert.equal(prober.hosts().length, 1);
+  assert.equal(liveness.hosts().length, 1);
   cluster.setEndpoints('mdns', []);
-  assert.equal(prober.hosts().length, 0);
-  const sent = prober.stats.probesSent;
+  assert.equal(liveness.hosts().length, 0);
+  const sent = liveness.stats.probesSent;
   clock.advance(10_000);
-  assert.equal(prober.stats.probesSent, sent, 'nothing probed once nothing uses the host');
+  assert.equal(liveness.stats.probesSent, sent, 'nothing probed once nothing uses the host');
 });
 
-test('over real UDP on 127.0.0.1: a responder answers; once it is gone, "port unreachable" hands its endpoints over', async (t) => {
-  const responder = new ProbeResponder({ serving: (p) => p === 6379 });
-  const port = await responder.start();
-  const prober = new HostProber({ intervalMs: 50 });
+test('over real UDP on 127.0.0.1: an answerer answers; once it is gone, "port unreachable" hands its endpoints over', async (t) => {
+  const answerer = new LivenessAnswerer({ serving: (p) => p === 6379 });
+  const port = await answerer.start();
+  const liveness = new HostLiveness({ intervalMs: 50 });
   const cluster = new Cluster('redis');
   t.after(() => {
-    prober.stop();
-    responder.stop();
+    liveness.stop();
+    answerer.stop();
     cluster.close();
   });
-  prober.watch(cluster, (ep) => probePortOf(ep.txt));
+  liveness.watch(cluster, (ep) => livenessPortOf(ep.txt));
   cluster.setEndpoints('mdns', [viaAmbassador('a', 6379, port, '127.0.0.1'), viaAmbassador('b', 7000, port, '127.0.0.1')]);
   const [a, b] = cluster.endpoints() as [Endpoint, Endpoint];
-  await waitFor(() => prober.stats.repliesReceived >= 3, 5000, 'replies');
+  await waitFor(() => liveness.stats.repliesReceived >= 3, 5000, 'replies');
   assert.equal(a.state, 'up');
-  assert.equal(b.downReason, 'source-check', 'the responder does not serve 7000');
-  assert.equal(responder.stats.replies, prober.stats.repliesReceived);
-  responder.stop();
-  await waitFor(() => prober.isOrphaned(a), 5000, 'orphaned on ICMP port unreachable');
+  assert.equal(b.downReason, 'source-check', 'the answerer does not serve 7000');
+  assert.equal(answerer.stats.replies, liveness.stats.repliesReceived);
+  answerer.stop();
+  await waitFor(() => liveness.isOrphaned(a), 5000, 'orphaned on ICMP port unreachable');
   assert.equal(a.state, 'up');
   assert.equal(b.state, 'up', 'a gone ambassador vouches for nothing, either way');
 });

@@ -5,24 +5,24 @@ import { systemClock, type Clock, type TimerHandle } from '../base/clock.js';
 import type { Cluster } from './cluster.js';
 import type { Endpoint } from './endpoint.js';
 import { isHardFailure, LossEstimate, missesToConvict } from './evidence.js';
-import { decodeProbe, encodeProbe, MAX_PORTS, NONCE_BYTES, REPLY, REQUEST, SERVING } from './liveness-wire.js';
+import { decodeLiveness, encodeLiveness, MAX_PORTS, NONCE_BYTES, REPLY, REQUEST, SERVING } from './liveness-wire.js';
 
 /** One UDP flow to a peer's probe port (a connected socket by default). */
-export interface ProbeTransport {
+export interface LivenessTransport {
   send(datagram: Buffer): void;
   close(): void;
 }
 
-export interface ProbeTransportHandlers {
+export interface LivenessTransportHandlers {
   /** A datagram from the peer (a connected socket receives nothing from anyone else). */
   message(datagram: Buffer): void;
   /** An errno code: ECONNREFUSED when the host says nothing listens on the port (ICMP). */
   error(code: string): void;
 }
 
-export type CreateProbeTransport = (address: string, port: number, handlers: ProbeTransportHandlers) => ProbeTransport;
+export type CreateLivenessTransport = (address: string, port: number, handlers: LivenessTransportHandlers) => LivenessTransport;
 
-export interface HostProberOptions {
+export interface HostLivenessOptions {
   /** Time between probes of a peer host that answers. Default 500 ms. */
   intervalMs?: number;
   /**
@@ -42,13 +42,13 @@ export interface HostProberOptions {
   clock?: Clock;
   /** Runs `fn` after the I/O already waiting (default setImmediate): a reply that arrived while this process was busy is read before a deadline is judged. */
   afterPendingIo?: (fn: () => void) => void;
-  createTransport?: CreateProbeTransport;
+  createTransport?: CreateLivenessTransport;
   /** Fills `bytes` with unpredictable values (default: Web Crypto getRandomValues). */
   randomBytes?: (bytes: Uint8Array) => void;
 }
 
 /** Totals over every peer host, for metrics. */
-export interface HostProberStats {
+export interface HostLivenessStats {
   probesSent: number;
   bytesSent: number;
   repliesReceived: number;
@@ -61,7 +61,7 @@ export interface HostProberStats {
   errors: number;
 }
 
-export type HostProberEvents = {
+export type HostLivenessEvents = {
   /** A peer host stopped answering (code 'ESILENT' after silence, or an errno such as EHOSTUNREACH). */
   'host-down': [peer: PeerHost, code: string];
   'host-up': [peer: PeerHost];
@@ -112,9 +112,9 @@ export class PeerHost {
   lastReplyAt = 0;
   /** Smoothed round-trip time (ms) of replies. */
   rttMs: number | undefined;
-  /** The responder's last word on each port: SERVING or not. */
+  /** The answerer's last word on each port: SERVING or not. */
   readonly status = new Map<number, number>();
-  /** @internal */ transport: ProbeTransport | undefined;
+  /** @internal */ transport: LivenessTransport | undefined;
   /** @internal */ timer: TimerHandle | undefined;
   /** @internal */ readonly outstanding: Outstanding[] = [];
   /** @internal */ seq = 0;
@@ -146,24 +146,24 @@ export class PeerHost {
  * their number growing with the loss seen on the path (evidence.ts), and at least minSilenceMs
  * of it. Marks endpoints through `cluster.setHealth(ep, …, 'host-probe' | 'source-check')`.
  */
-export class HostProber extends EventEmitter<HostProberEvents> {
+export class HostLiveness extends EventEmitter<HostLivenessEvents> {
   readonly intervalMs: number;
   readonly missAfterMs: number;
   readonly minSilenceMs: number;
   readonly minMisses: number;
   readonly maxMisses: number;
   readonly jitter: number;
-  readonly stats: HostProberStats = { probesSent: 0, bytesSent: 0, repliesReceived: 0, bytesReceived: 0, misses: 0, ignored: 0, errors: 0 };
+  readonly stats: HostLivenessStats = { probesSent: 0, bytesSent: 0, repliesReceived: 0, bytesReceived: 0, misses: 0, ignored: 0, errors: 0 };
   private readonly clock: Clock;
   private readonly afterPendingIo: (fn: () => void) => void;
-  private readonly createTransport: CreateProbeTransport;
+  private readonly createTransport: CreateLivenessTransport;
   private readonly randomBytes: (bytes: Uint8Array) => void;
   private readonly peers = new Map<string, PeerHost>();
   private readonly peerOf = new Map<Endpoint, PeerHost>();
   private readonly watched = new Map<Cluster, { accept: (ep: Endpoint) => boolean; off: () => void }>();
   private stopped = false;
 
-  constructor(options: HostProberOptions = {}) {
+  constructor(options: HostLivenessOptions = {}) {
     super();
     this.intervalMs = Math.max(1, options.intervalMs ?? 500);
     this.missAfterMs = Math.max(1, options.missAfterMs ?? 100);
@@ -314,7 +314,7 @@ export class HostProber extends EventEmitter<HostProberEvents> {
     if (this.peers.get(peer.key) !== peer) return;
     const nonce = Buffer.allocUnsafe(NONCE_BYTES);
     this.randomBytes(nonce);
-    const datagram = encodeProbe(REQUEST, nonce, peer.ports().map((port) => ({ port })));
+    const datagram = encodeLiveness(REQUEST, nonce, peer.ports().map((port) => ({ port })));
     const probe: Outstanding = { seq: ++peer.seq, nonce, sentAt: this.clock.now() };
     peer.outstanding.push(probe);
     if (peer.outstanding.length > MAX_OUTSTANDING) peer.outstanding.shift();
@@ -352,7 +352,7 @@ export class HostProber extends EventEmitter<HostProberEvents> {
 
   private onDatagram(peer: PeerHost, datagram: Buffer): void {
     if (this.peers.get(peer.key) !== peer) return;
-    const msg = decodeProbe(datagram);
+    const msg = decodeLiveness(datagram);
     const i = msg && msg.type === REPLY ? peer.outstanding.findIndex((o) => o.nonce.equals(msg.nonce)) : -1;
     if (!msg || i < 0) {
       this.stats.ignored++;
@@ -445,7 +445,7 @@ function peerKey(address: string, port: number): string {
 }
 
 /** A connected UDP socket: the kernel drops datagrams from anyone but the peer, and reports ICMP errors. */
-export function udpTransport(address: string, port: number, h: ProbeTransportHandlers): ProbeTransport {
+export function udpTransport(address: string, port: number, h: LivenessTransportHandlers): LivenessTransport {
   const socket = dgram.createSocket({ type: isIPv6(address.replace(/%.*$/, '')) ? 'udp6' : 'udp4' });
   let connected = false;
   let closed = false;

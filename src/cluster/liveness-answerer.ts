@@ -1,9 +1,9 @@
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { systemClock, type Clock } from '../base/clock.js';
-import { decodeProbe, encodeProbe, NOT_SERVING, REPLY, REQUEST, SERVING } from './liveness-wire.js';
+import { decodeLiveness, encodeLiveness, NOT_SERVING, REPLY, REQUEST, SERVING } from './liveness-wire.js';
 
-export interface ProbeResponderOptions {
+export interface LivenessAnswererOptions {
   /** UDP port to answer on (0 = any free port). The same port is used for IPv4 and IPv6. */
   port?: number;
   /** Whether this ambassador serves `port` now (announced, and its own check of the target passes). */
@@ -11,14 +11,14 @@ export interface ProbeResponderOptions {
   /** Replies per second in all (token bucket, burst a fifth of it). Default 5000. */
   maxRepliesPerSecond?: number;
   /**
-   * Replies per second to one source address (burst 2 s worth). Default 200: one prober sends 2 a
+   * Replies per second to one source address (burst 2 s worth). Default 200: one liveness check sends 2 a
    * second to a host, 10 while it suspects it; a few ambassadors may share an address.
    */
   maxRepliesPerSourcePerSecond?: number;
   clock?: Clock;
 }
 
-export interface ProbeResponderStats {
+export interface LivenessAnswererStats {
   requests: number;
   replies: number;
   bytesIn: number;
@@ -37,7 +37,7 @@ interface Bucket {
 const MAX_SOURCES = 4096;
 
 /**
- * Answers host probes from connecting ambassadors (see cluster/host-probe-wire.ts) on one UDP
+ * Answers host probes from connecting ambassadors (see cluster/liveness-wire.ts) on one UDP
  * port, announced in the TXT of every advertisement. The answer says this host and its
  * ambassador are alive and, per port asked about, whether the service there is served now: the
  * health of a service is decided here, at its source, once, instead of by every connector.
@@ -45,8 +45,8 @@ const MAX_SOURCES = 4096;
  * Not an amplifier: a reply is exactly as long as the request, only well-formed requests are
  * answered, and replies are rate-limited in all and per source address.
  */
-export class ProbeResponder extends EventEmitter {
-  readonly stats: ProbeResponderStats = { requests: 0, replies: 0, bytesIn: 0, bytesOut: 0, malformed: 0, rateLimited: 0 };
+export class LivenessAnswerer extends EventEmitter {
+  readonly stats: LivenessAnswererStats = { requests: 0, replies: 0, bytesIn: 0, bytesOut: 0, malformed: 0, rateLimited: 0 };
   private readonly clock: Clock;
   private readonly rate: number;
   private readonly perSource: number;
@@ -55,7 +55,7 @@ export class ProbeResponder extends EventEmitter {
   private sockets: dgram.Socket[] = [];
   private boundPort = 0;
 
-  constructor(private readonly opts: ProbeResponderOptions) {
+  constructor(private readonly opts: LivenessAnswererOptions) {
     super();
     this.clock = opts.clock ?? systemClock;
     this.rate = Math.max(1, opts.maxRepliesPerSecond ?? 5000);
@@ -83,7 +83,7 @@ export class ProbeResponder extends EventEmitter {
         const reply = this.answer(d, rinfo.address);
         if (reply) s.send(reply, rinfo.port, rinfo.address);
       });
-      s.on('error', () => {}); // ICMP errors from probers that went away: nothing to do
+      s.on('error', () => {}); // ICMP errors from checkers that went away: nothing to do
     }
     return this.boundPort;
   }
@@ -102,7 +102,7 @@ export class ProbeResponder extends EventEmitter {
   /** The reply to `datagram` from `source`, or undefined when it gets none. */
   answer(datagram: Buffer, source: string): Buffer | undefined {
     this.stats.bytesIn += datagram.length;
-    const msg = decodeProbe(datagram);
+    const msg = decodeLiveness(datagram);
     if (!msg || msg.type !== REQUEST) {
       this.stats.malformed++;
       return undefined;
@@ -112,7 +112,7 @@ export class ProbeResponder extends EventEmitter {
       this.stats.rateLimited++;
       return undefined;
     }
-    const reply = encodeProbe(REPLY, msg.nonce, msg.entries.map((e) => ({ port: e.port, status: this.opts.serving(e.port) ? SERVING : NOT_SERVING })));
+    const reply = encodeLiveness(REPLY, msg.nonce, msg.entries.map((e) => ({ port: e.port, status: this.opts.serving(e.port) ? SERVING : NOT_SERVING })));
     this.stats.replies++;
     this.stats.bytesOut += reply.length;
     return reply;
