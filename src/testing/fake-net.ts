@@ -1,6 +1,6 @@
 // A fake network for the engine's unit tests: interfaces the test changes at will, and sockets
 // that record what the engine sends (decoded) instead of sending it. Runs on the FakeClock.
-// Named *.test.ts so it is never part of the shipped build; it registers no tests itself.
+// Never shipped (src/testing/ stays out of dist/).
 import type { RemoteInfo } from 'node:dgram';
 import { FakeClock } from '../base/clock.js';
 import { MdnsEngine, type MdnsEngineOptions } from '../mdns/engine.js';

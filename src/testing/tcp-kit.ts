@@ -1,5 +1,5 @@
-// Shared helpers for the cluster/ and proxy/ unit tests (real TCP on 127.0.0.1, ephemeral ports).
-// Named *.test.ts so it is never part of the shipped build; it registers no tests itself.
+// Shared helpers for the unit tests (real TCP on 127.0.0.1, ephemeral ports). src/testing/ is
+// compiled for the tests only (tsconfig.json leaves it out of dist/).
 import net from 'node:net';
 import type { EndpointSpec, SourceKind } from '../discovery/source.js';
 

@@ -1,6 +1,6 @@
 // Test certificates made with the `openssl` command (a CA, leaves it signs, self-signed rogues).
-// Named *.test.ts so it is never shipped; it registers no tests itself. Used by the unit tests
-// beside it and by the mTLS e2e tests.
+// Never shipped (src/testing/ stays out of dist/). Used by the TLS unit tests and by the mTLS
+// e2e tests.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
