@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster } from '../cluster/cluster.js';
-import { spec } from '../cluster/test-helpers.test.js';
+import { spec } from '../testing/tcp-kit.js';
 import { EndpointHistory, type HistorySubject } from './endpoint-history.js';
 
 function subject(): HistorySubject & { cluster: Cluster; listener: { accepted: number } } {

@@ -264,7 +264,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   /**
    * Active judges report here: our own checks ('own-check', reason 'health-check'), the host
-   * prober ('host-probe') and the advertiser's check of its service ('source-check'). Emits
+   * liveness check ('host-probe') and the advertiser's check of its service ('source-check'). Emits
    * endpoint-health, and endpoint-up/down on transitions.
    */
   setHealth(ep: Endpoint, healthy: boolean, judge: HealthJudge = 'own-check'): void {

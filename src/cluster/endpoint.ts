@@ -49,11 +49,11 @@ export class Endpoint {
   draining: boolean;
   /** Result of our own active health checks (true until a checker says otherwise). */
   checkHealthy = true;
-  /** The peer host answers host probes (true until the host prober says otherwise). */
+  /** The peer host answers host probes (true until the host liveness check says otherwise). */
   hostAlive = true;
   /** The advertising ambassador says it serves this port (reported in host probe replies). */
   sourceServing = true;
-  /** Who actively judges this endpoint's health (set by the checker or the host prober adopting it). */
+  /** Who actively judges this endpoint's health (set by the checker or the host liveness check adopting it). */
   healthOrigin: HealthOrigin = 'passive';
   /** Epoch ms until which passive outlier detection keeps this endpoint out; 0 = not ejected. */
   ejectedUntil = 0;
