@@ -391,3 +391,19 @@ test('/events: the whole model first, then samples and models; a change goes out
     await r.close();
   }
 });
+
+test('/peers: a registry connection and another data plane appear when the ambassador has them, without credentials', async () => {
+  const r = await rig();
+  try {
+    let peers = await (await fetch(`${r.base}/peers`)).json() as any;
+    assert.equal(peers.registry, null);
+    assert.deepEqual(peers.clusters[0].dataPlane, { kind: 'node' });
+    Object.assign(r.subject, { registry: { status: () => ({ kind: 'etcd', url: 'etcd://amb:s3cret@10.0.0.1:2379,10.0.0.2:2379/mesh', state: 'unreachable', since: 1_700_000_000_000, reason: 'no quorum' }) } });
+    Object.assign(r.conn, { dataPlane: { kind: 'haproxy', state: 'running' } });
+    peers = await (await fetch(`${r.base}/status`)).json() as any;
+    assert.deepEqual(peers.registry, { kind: 'etcd', url: 'etcd://10.0.0.1:2379,10.0.0.2:2379/mesh', state: 'unreachable', since: '2023-11-14T22:13:20.000Z', reason: 'no quorum', authenticated: null });
+    assert.deepEqual(peers.clusters[0].dataPlane, { kind: 'haproxy', state: 'running' });
+  } finally {
+    await r.close();
+  }
+});
