@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
 import { Endpoint } from '../cluster/endpoint.js';
-import { spec, startServer } from '../cluster/test-helpers.test.js';
+import { spec, startServer } from '../testing/tcp-kit.js';
 import { ConnectAttempt, type AttemptOwner } from './connect.js';
 
 type Outcome = { socket: net.Socket | undefined; code: string };

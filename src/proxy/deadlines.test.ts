@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FakeClock } from '../mdns/clock.js';
+import { FakeClock } from '../base/clock.js';
 import { DeadlineQueue, type Deadline } from './deadlines.js';
 
 function item(name: string, expired: string[], clock: FakeClock): Deadline & { name: string } {

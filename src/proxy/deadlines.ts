@@ -1,4 +1,4 @@
-import { systemClock, type Clock, type TimerHandle } from '../mdns/clock.js';
+import { systemClock, type Clock, type TimerHandle } from '../base/clock.js';
 
 /** Something with at most one deadline at a time in a DeadlineQueue (a client session). */
 export interface Deadline {

@@ -3,9 +3,9 @@ import type net from 'node:net';
 import { createBalancer, type Balancer } from '../cluster/balancer.js';
 import type { Cluster, EndpointDownReason } from '../cluster/cluster.js';
 import type { Endpoint, HealthJudge } from '../cluster/endpoint.js';
-import { destroyQuietly, noop, type ConnectAttempt } from './connect.js';
+import { destroyQuietly, noop, type AttemptOwner, type ConnectAttempt } from './connect.js';
 import type { ProxyConnection } from './connection.js';
-import { DeadlineQueue } from './deadlines.js';
+import { DeadlineQueue, type Deadline } from './deadlines.js';
 import type { Handshake } from './handshake.js';
 import { MAX_LINGERING_REFUSALS, type LimitName, type ListenerLimits } from './limits.js';
 import { pickEndpoint, type FailedTries, type Pick } from './pick.js';
@@ -201,6 +201,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
 
   /** Stop accepting; let open connections finish for up to drainMs, then destroy what is left. */
   async close(options: CloseOptions = {}): Promise<void> {
+    for (const d of this.sessions.deadlines.items()) if (d instanceof LostAttempt) d.drop();
     if (this.attached) {
       this.attached = false;
       this.cluster.off('endpoint-removed', this.onEndpointRemoved);
@@ -305,9 +306,15 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     this.cancelConnectsTo(ep);
   };
 
-  /** Connects pending to `ep` give up with ENDPOINT_DOWN: their clients move on. (Every one has a deadline.) */
+  /**
+   * Connects pending to `ep` give up with ENDPOINT_DOWN: their clients move on; those that lost
+   * their race end without a verdict. (Every one has a deadline.)
+   */
   private cancelConnectsTo(ep: Endpoint): void {
-    for (const d of this.sessions.deadlines.items()) if (d instanceof ClientSession) d.endpointGone(ep);
+    for (const d of this.sessions.deadlines.items()) {
+      if (d instanceof ClientSession) d.endpointGone(ep);
+      else if (d instanceof LostAttempt && d.attempt.ep === ep) d.drop();
+    }
   }
 
   /**
@@ -363,9 +370,9 @@ class ConnectSessions implements SessionHost {
     return ep;
   }
 
-  evidence(ep: Endpoint, code: string | undefined): void {
+  evidence(ep: Endpoint, code: string | undefined, startedAt?: number): void {
     if (code === undefined) this.listener.cluster.reportConnectSuccess(ep);
-    else this.listener.cluster.reportConnectFailure(ep, code);
+    else this.listener.cluster.reportConnectFailure(ep, code, startedAt);
   }
 
   waitForEndpoint(s: ClientSession): void {
@@ -392,8 +399,26 @@ class ConnectSessions implements SessionHost {
     this.listener.emit('connect-raced', s, ep);
   }
 
-  lost(_s: ClientSession, attempt: ConnectAttempt): void {
-    attempt.drop();
+  lost(s: ClientSession, attempt: ConnectAttempt): void {
+    new LostAttempt(this, s, attempt);
+  }
+
+  /** A connect that lost its race ended: evidence like any connect's (see LostAttempt). */
+  lostSettled(conn: ClientSession, a: ConnectAttempt, socket: net.Socket | undefined, code: string): void {
+    try {
+      const ep = a.ep;
+      if (socket !== undefined) {
+        destroyQuietly(socket);
+        // With a handshake, only a finished handshake is a success (see ClientSession.connected).
+        if (this.rules.handshake === undefined) this.listener.cluster.reportConnectSuccess(ep);
+        return;
+      }
+      if (ep.removed) return;
+      if (!ep.failOver(a.dialled)) this.listener.cluster.reportConnectFailure(ep, code, a.startedAt);
+      this.listener.emit('connect-failed', conn, ep, code, 'connect');
+    } catch (err) {
+      this.faulted(conn, err);
+    }
   }
 
   opened(s: ClientSession): void {
@@ -457,5 +482,40 @@ class ConnectSessions implements SessionHost {
     if (reason === 'no-endpoint') return `ambassador: no endpoint for '${name}' (waited ${this.rules.noEndpointWaitMs} ms)`;
     const why = last.message ?? last.code;
     return `ambassador: no endpoint for '${name}' took the connection (${s.attempts} attempt(s)${why ? `, last: ${why}` : ''})`;
+  }
+}
+
+/**
+ * A connect that lost its client's race, still pending: it goes on without its client, up to
+ * the connect timeout, as a probe of its endpoint (else an endpoint whose SYNs are dropped would
+ * lose every race and never be seen to time out). A timeout counts towards ejection; a late
+ * connect is a sign of life, closed at once. One socket per lost race, for at most the timeout.
+ */
+class LostAttempt implements AttemptOwner, Deadline {
+  due = 0;
+  slot = -1;
+
+  constructor(
+    private readonly sessions: ConnectSessions,
+    private readonly conn: ClientSession,
+    readonly attempt: ConnectAttempt,
+  ) {
+    attempt.owner = this;
+    sessions.deadlines.set(this, attempt.startedAt + sessions.rules.connectTimeoutMs);
+  }
+
+  expire(): void {
+    this.attempt.cancel('ETIMEDOUT');
+  }
+
+  /** Ends it without a verdict (its endpoint went down, the listener stops). */
+  drop(): void {
+    this.sessions.deadlines.clear(this);
+    this.attempt.drop();
+  }
+
+  attemptDone(a: ConnectAttempt, socket: net.Socket | undefined, code: string): void {
+    this.sessions.deadlines.clear(this);
+    this.sessions.lostSettled(this.conn, a, socket, code);
   }
 }

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { RoundRobinBalancer } from '../cluster/balancer.js';
 import { Cluster } from '../cluster/cluster.js';
 import type { Endpoint } from '../cluster/endpoint.js';
-import { spec } from '../cluster/test-helpers.test.js';
+import { spec } from '../testing/tcp-kit.js';
 import { NO_ENDPOINTS, NO_FAILURES, pickEndpoint, type FailedTry } from './pick.js';
 
 function cluster(...ids: string[]): { c: Cluster; eps: Endpoint[] } {

@@ -77,8 +77,12 @@ export interface SessionHost {
   readonly create: (ep: Endpoint) => net.Socket;
   /** The endpoint for the next attempt (see pickEndpoint). */
   pick(busy: readonly Endpoint[], failed: FailedTries): Pick;
-  /** A connect's (or handshake's) outcome as evidence on `ep`: undefined = it worked. */
-  evidence(ep: Endpoint, code: string | undefined): void;
+  /**
+   * A connect's (or handshake's) outcome as evidence on `ep`: `code` undefined = it worked;
+   * `startedAt`: when the failed connect started (older than the endpoint's last success, a soft
+   * failure says little).
+   */
+  evidence(ep: Endpoint, code: string | undefined, startedAt?: number): void;
   /** Call s.wake() whenever endpoints change, until stopWaiting(s). */
   waitForEndpoint(s: ClientSession): void;
   stopWaiting(s: ClientSession): void;
@@ -288,7 +292,7 @@ export class ClientSession extends ProxyConnection implements AttemptOwner, Dead
     else if (!ep.failOver(a.dialled)) {
       // (May eject it, and cancel this client's other attempt to it, re-entering here: what
       // follows reads the state afresh.)
-      this.host.evidence(ep, code);
+      this.host.evidence(ep, code, a.startedAt);
       t.failed.set(ep, { generation: a.generation, hard: code !== 'ETIMEDOUT' });
     }
     t.code = code;
