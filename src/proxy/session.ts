@@ -12,25 +12,27 @@ import { SocketPipe, type PipeResult } from './pipe.js';
  * connect attempts' socket events, its one deadline in the listener's DeadlineQueue, the
  * listener waking it when endpoints change, the handshake's promise).
  *
- *   phase      what is going on                   leaves on                           for
- *   pick       (within a call) choosing the next  an endpoint                         connect
- *              step: start, a failure with        nothing to pick, attempts left      wait
- *              nothing pending, a wake            attempts used up / every one full   closed
- *   connect    one attempt pending                it connected                        handshake, open
- *              deadline: its race point                                               (pick: it moved or left meanwhile)
- *              (raceDelayMs), then its timeout    it failed                           pick
- *              (connectTimeoutMs)                 the race point                      race (stays: nothing to race with)
- *                                                 the timeout: failed, ETIMEDOUT      pick
- *   race       two attempts pending; deadline:    either connected (the other lost)   as connect
- *              the older one's timeout            either failed                       connect (the other alone:
- *                                                                                       raced again past its race point)
- *   wait       nothing to try yet; deadline:      a usable endpoint that has not      pick
- *              startedAt + noEndpointWaitMs       failed for it (at its address)
- *                                                 the deadline                        closed (no-endpoint, all-failed)
- *   handshake  the protocol's hook runs (the      it resolved                         open
- *              only promise); deadline:           it rejected, upstream closed,       pick (closed: rejected)
- *              handshakeTimeoutMs                 the deadline
- *   open       piped                              the pipe closed                     closed
+ *   phase      what is going on                leaves on                               to
+ *   pick       (within one call) the next      an endpoint to try                      connect
+ *              step: at start, after a         nothing to try yet, attempts left       wait
+ *              failure with nothing pending,   attempts used up, every endpoint full   closed
+ *              on a wake
+ *   connect    one attempt pending; deadline:  it connected                            handshake, open (pick: its
+ *              its race point (raceDelayMs),                                             endpoint moved or left)
+ *              then its timeout                it failed, or its endpoint went down    pick
+ *              (connectTimeoutMs)              the race point                          race (connect: nothing to race)
+ *                                              the timeout: failed (ETIMEDOUT)         pick
+ *   race       two attempts pending;           one connected; the other lost the race  as connect
+ *              deadline: the older one's       (the host's from then on)
+ *              timeout                         one failed or timed out                 connect (the other alone, raced
+ *                                                                                        again once past its race point)
+ *   wait       nothing to try yet; deadline:   a usable endpoint that has not failed   pick
+ *              startedAt + noEndpointWaitMs    for it at its address
+ *                                              the deadline                            closed (no-endpoint, all-failed)
+ *   handshake  the protocol's hook runs (the   it resolved                             open
+ *              only promise); deadline:        it rejected, the upstream closed, the   pick (closed: rejected)
+ *              handshakeTimeoutMs              deadline
+ *   open       piped                           the pipe closed                         closed
  *   closed
  *
  * In every phase before open, close() (client reset, drain, stop) ends the session at once and
