@@ -9,7 +9,7 @@ import { Connector } from '../ambassador/connector.js';
 import { parseConnect } from '../config/specs.js';
 import { StaticSource } from '../discovery/static.js';
 import { AdminServer, type AdminSubject } from './http-server.js';
-import { redactTxt } from './peers.js';
+import { redactTxt } from '../base/redaction.js';
 
 const silent = pino({ level: 'silent' });
 

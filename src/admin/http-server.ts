@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { formatAddressPort } from '../base/address.js';
 import { AmbassadorMetrics } from './metrics.js';
 import { peersSnapshot, type PeersSubject } from './peers.js';
 
@@ -49,7 +50,7 @@ export class AdminServer {
     const { host, port } = this.options;
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
-        const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+        const where = formatAddressPort(host, port);
         const why = err.code === 'EADDRINUSE' ? 'address already in use'
           : err.code === 'EADDRNOTAVAIL' ? 'address not available on this host'
             : err.code === 'EACCES' ? 'permission denied' : err.message;

@@ -1,14 +1,6 @@
+import { redactTxt } from '../base/redaction.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { MetricsSubject } from './metrics.js';
-
-/** TXT keys whose values are never shown (a TXT record is public, but people put things in it). */
-const SECRET_KEY = /pass|secret|token|key|auth|cred|private/i;
-
-export function redactTxt(txt: Readonly<Record<string, string>>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(txt)) out[k] = SECRET_KEY.test(k) ? '[redacted]' : v;
-  return out;
-}
 
 export interface PeersSubject extends MetricsSubject {
   readonly draining: boolean;

@@ -5,7 +5,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LocalAddresses } from '../ambassador/local-addresses.js';
 import { OwnListeners } from '../ambassador/own-listeners.js';
-import { bindAccepts, dialledAddresses, isLoopback, isUnspecified, normalizeAddress, parseAddressPort } from '../base/address.js';
 import { Cluster } from './cluster.js';
 import { type LoopFacts, loopRefusal, RELAY_TO_TXT, screenEndpoint } from './endpoint-policy.js';
 import { spec } from '../testing/tcp-kit.js';
@@ -32,29 +31,6 @@ function facts(opts: { mdnsOnLoopback?: boolean; peers?: Array<{ address: string
 }
 
 const mdns = (host: string, port: number, txt: Record<string, string> = {}) => spec('i', port, { source: 'mdns', host, txt, label: 'redis@x' });
-
-test('address helpers: one spelling, loopback, unspecified, what a dial reaches, what a bind accepts', () => {
-  assert.equal(normalizeAddress('FE80::1%eth0'), 'fe80::1');
-  assert.equal(normalizeAddress('::ffff:127.0.0.1'), '127.0.0.1');
-  assert.equal(normalizeAddress('[fd00::1]'), 'fd00::1');
-  assert.ok(isLoopback('127.3.4.5') && isLoopback('::1') && isLoopback('::ffff:127.0.0.1') && !isLoopback('10.0.0.1'));
-  assert.ok(isUnspecified('0.0.0.0') && isUnspecified('::') && !isUnspecified('::1'));
-  assert.deepEqual(dialledAddresses('localhost'), ['127.0.0.1', '::1']);
-  assert.deepEqual(dialledAddresses('0.0.0.0'), ['127.0.0.1']);
-  assert.deepEqual(dialledAddresses('::'), ['::1']);
-  assert.deepEqual(dialledAddresses('db.internal'), []);
-  const isLocal = (a: string) => local.has(a);
-  assert.ok(bindAccepts('0.0.0.0', '127.9.9.9', isLocal), '0.0.0.0 takes all of 127/8');
-  assert.ok(bindAccepts('0.0.0.0', '10.0.0.1', isLocal));
-  assert.ok(!bindAccepts('0.0.0.0', '10.0.0.2', isLocal), 'not an address of this host');
-  assert.ok(!bindAccepts('0.0.0.0', '::1', isLocal), '0.0.0.0 is IPv4 only');
-  assert.ok(bindAccepts('::', '::1', isLocal) && bindAccepts('::', '10.0.0.1', isLocal), ':: is dual stack');
-  assert.ok(bindAccepts('127.0.0.1', '127.0.0.1', isLocal) && !bindAccepts('127.0.0.1', '127.0.0.2', isLocal) && !bindAccepts('127.0.0.1', '10.0.0.1', isLocal));
-  assert.deepEqual(parseAddressPort('[fd00::1]:6379'), { host: 'fd00::1', port: 6379 });
-  assert.deepEqual(parseAddressPort('10.0.0.2:6379'), { host: '10.0.0.2', port: 6379 });
-  assert.equal(parseAddressPort('fd00::1:6379'), undefined);
-  assert.equal(parseAddressPort('x:99999'), undefined);
-});
 
 test('our own listeners are never endpoints, on any address that reaches them', () => {
   const { facts: f } = facts({ mdnsOnLoopback: true });

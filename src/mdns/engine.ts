@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { RemoteInfo } from 'node:dgram';
+import { zoned } from '../base/address.js';
 import { Announcer } from './publish/announcer.js';
 import { ServiceBrowser, TypeBrowser, type QuerySender } from './browse/browser.js';
 import { type CacheEntry, RecordCache } from './browse/cache.js';
@@ -392,11 +393,6 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     this.emit('stopped');
     await this.links.close();
   }
-}
-
-/** `fe80::1` on eth0 → `fe80::1%eth0` (a link-local address means nothing without its zone). */
-function zoned(address: string, link: string): string {
-  return /^fe[89ab][0-9a-f]:/i.test(address) ? `${address}%${link}` : address;
 }
 
 function isSrv(d: unknown): boolean {

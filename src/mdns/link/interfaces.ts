@@ -1,6 +1,7 @@
 import { networkInterfaces } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
+import { isLinkLocal6 } from '../../base/address.js';
 
 export type Family = 'IPv4' | 'IPv6';
 
@@ -207,24 +208,6 @@ function v6ToBigInt(ip: string): bigint {
   const t = tail ? tail.split(':') : [];
   const groups = ip.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
   return groups.reduce((acc, g) => (acc << 16n) + BigInt(parseInt(g || '0', 16)), 0n);
-}
-
-export function isLinkLocal6(address: string): boolean {
-  return /^fe[89ab][0-9a-f]:/i.test(address);
-}
-
-/**
- * A peer's addresses, the likeliest to work first: routable IPv4 (what services listen on most,
- * and what our own health checks use), IPv4 link-local, routable IPv6, IPv6 link-local (which
- * needs its zone). Ties in text order, so the result does not depend on arrival order.
- */
-export function orderAddresses(addresses: readonly string[]): string[] {
-  const rank = (a: string) => {
-    const bare = a.split('%')[0]!;
-    if (isIPv4(bare)) return bare.startsWith('169.254.') ? 1 : 0;
-    return isLinkLocal6(bare) ? 3 : 2;
-  };
-  return [...new Set(addresses)].sort((x, y) => rank(x) - rank(y) || (x < y ? -1 : x > y ? 1 : 0));
 }
 
 /** Where a link's addresses come from: a LinkInfo or anything with the same address lists. */

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from '../../base/clock.js';
-import { InterfaceError, InterfaceSelection, type LinkInfo, orderAddresses } from './interfaces.js';
+import { InterfaceError, InterfaceSelection, type LinkInfo } from './interfaces.js';
 import { type LinkDiff, NetworkMonitor } from './monitor.js';
 import { linkInfo } from '../../testing/fake-net.js';
 
@@ -74,9 +74,4 @@ test('selection: only malformed values are errors', () => {
     assert.throws(() => InterfaceSelection.parse([bad]), InterfaceError, JSON.stringify(bad));
   }
   assert.throws(() => InterfaceSelection.parse([], ['x y']), /--exclude-interface/);
-});
-
-test('a peer\'s addresses are ordered likeliest first: IPv4, IPv4 link-local, IPv6, IPv6 link-local', () => {
-  assert.deepEqual(orderAddresses(['fe80::1%eth0', '2001:db8::5', '169.254.3.4', '10.0.0.9', 'fe80::1%eth0']),
-    ['10.0.0.9', '169.254.3.4', '2001:db8::5', 'fe80::1%eth0']);
 });
