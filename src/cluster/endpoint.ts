@@ -62,6 +62,8 @@ export class Endpoint {
   ejections = 0;
   /** Connect failures in a row (reset by a successful connect). */
   consecutiveFailures = 0;
+  /** Epoch ms of the last successful connect (0: none yet). */
+  lastConnectedAt = 0;
   /** Times it came back up after being judged down (host probe, own check, outlier) while announced. */
   flaps = 0;
 
