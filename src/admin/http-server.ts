@@ -8,8 +8,6 @@ import { peersSnapshot, type PeersSubject } from './peers.js';
 export interface AdminSubject extends PeersSubject {
   /** True once start() finished (every listener bound, every advertisement started). */
   readonly started: boolean;
-  /** 'stranded' once the network namespace lost every interface it had (see ambassador/stranded.ts). */
-  readonly stranded?: { readonly state: string };
 }
 
 export interface AdminServerOptions {
@@ -81,7 +79,7 @@ export class AdminServer {
     ];
     if (s.draining) return { ok: false, status: 'draining', listeners, refusing };
     if (!s.started) return { ok: false, status: 'starting', listeners, refusing };
-    if (s.stranded?.state === 'stranded') return { ok: false, status: 'no-network', listeners, refusing };
+    if (s.hostNetwork?.verdict === 'stranded') return { ok: false, status: 'no-network', listeners, refusing };
     for (const c of s.connectors) if (!c.listener.server.listening) return { ok: false, status: 'listener-down', listeners, refusing };
     return { ok: true, status: 'ok', listeners, refusing };
   }

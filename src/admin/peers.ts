@@ -1,9 +1,15 @@
+import type { HostNetwork } from '../base/host-network.js';
 import { redactTxt } from '../base/redaction.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { MetricsSubject } from './metrics.js';
 
 export interface PeersSubject extends MetricsSubject {
   readonly draining: boolean;
+  /**
+   * The one "no network" verdict of this host, from its interface monitor (base/host-network.ts):
+   * /healthz says no-network while it is 'stranded'.
+   */
+  readonly hostNetwork?: Pick<HostNetwork, 'verdict' | 'noNetworkSince'>;
   /** The --connect listeners of the ambassadors on the network (loops are refused against them). */
   readonly directory?: { list(): Array<{ instance: string; host: string; addresses: string[]; port: number; bind: string; service: string }> };
 }
@@ -80,6 +86,14 @@ export function peersSnapshot(subject: PeersSubject) {
   return {
     host: subject.engine?.hostName ?? null,
     draining: subject.draining,
+    /**
+     * This host's network (every interface): 'waiting' (none but loopback ever had an address),
+     * 'networked', 'stranded' (had one, none left: /healthz says no-network), and since when none has.
+     */
+    hostNetwork: subject.hostNetwork ? {
+      verdict: subject.hostNetwork.verdict,
+      noNetworkSince: subject.hostNetwork.noNetworkSince === undefined ? null : new Date(subject.hostNetwork.noNetworkSince).toISOString(),
+    } : null,
     /** mDNS interfaces in use (name, addresses, up since); null when nothing uses multicast. */
     network: net ? {
       interfaces: net.interfaces.map((i) => ({ name: i.name, addresses: i.addresses, since: new Date(i.since).toISOString() })),

@@ -6,10 +6,11 @@ import { Announcer } from './publish/announcer.js';
 import { ServiceBrowser, TypeBrowser, type QuerySender } from './browse/browser.js';
 import { type CacheEntry, RecordCache } from './browse/cache.js';
 import { type Clock, type TimerHandle, systemClock } from '../base/clock.js';
-import { type Family, InterfaceSelection, type LinkInfo, type NetInterface, linksOf, readLinks } from './link/interfaces.js';
+import { type Family, HostNetwork, type LinkDiff, type LinkInfo } from '../base/host-network.js';
+import { InterfaceSelection, type NetInterface, linksOf } from './link/interfaces.js';
 import type { Link } from './link/link.js';
 import { Links } from './link/links.js';
-import { type LinkDiff, NetworkMonitor } from './link/monitor.js';
+import { SelectedLinks } from './link/selected-links.js';
 import { DEFAULT_TTL, HostClaim, OwnedRecords, type Registration, type ServiceSpec, type TtlConfig } from './publish/owned.js';
 import { Prober } from './publish/prober.js';
 import { Publisher } from './publish/publisher.js';
@@ -31,9 +32,15 @@ export interface MdnsEngineOptions {
   ipv6?: boolean;
   clock?: Clock;
   maxCacheEntries?: number;
-  /** How often the interfaces are looked at (ms). Default 1000. */
+  /**
+   * The host's interfaces, when something else follows them too (the ambassador's loop screen
+   * and stranded watch): one look a second for all. The caller starts and stops it. Default: the
+   * engine's own, from `interfaces`, `readLinks` and `pollMs`.
+   */
+  network?: HostNetwork;
+  /** How often the interfaces are looked at (ms), when the engine has its own network. Default 1000. */
   pollMs?: number;
-  /** Reads the interfaces (tests). Default: the system's. */
+  /** Reads the interfaces (tests), when the engine has its own network. Default: the system's. */
   readLinks?: () => LinkInfo[];
   /** Opens a link's sockets (tests). Default: UDP on `port`. */
   transport?: LinkTransportFactory;
@@ -80,8 +87,8 @@ export function hostLabelOf(name: string): string {
 }
 
 /**
- * The mDNS engine. A network monitor reports interface diffs; each interface in use is a Link
- * (its sockets, scheduler, what was probed and announced there); on top of what we own
+ * The mDNS engine. The host network's looks, through the interface selection, give interface
+ * diffs; each interface in use is a Link (its sockets, its scheduler); on top of what we own
  * (OwnedRecords) the Prober, Announcer and Responder do their parts and the Publisher decides
  * when; browsers share one record cache and one query batcher. It never touches sockets that
  * carry user traffic; it only publishes and discovers.
@@ -97,7 +104,10 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   readonly announcer: Announcer;
   readonly responder: Responder;
   readonly publisher: Publisher;
-  readonly monitor: NetworkMonitor;
+  /** The host's interfaces (shared, or the engine's own) and those of them mDNS uses. */
+  readonly hostNetwork: HostNetwork;
+  readonly selected: SelectedLinks;
+  private readonly ownsNetwork: boolean;
   private readonly clock: Clock;
   private readonly port: number;
   private readonly browsers = new Set<ServiceBrowser | TypeBrowser>();
@@ -116,11 +126,16 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     this.port = opts.port ?? MDNS_PORT;
     const ttl: TtlConfig = { ...DEFAULT_TTL, ...opts.ttl };
     const fixed = opts.interfaces ? linksOf(opts.interfaces) : undefined;
-    this.monitor = new NetworkMonitor({
-      read: fixed ? () => fixed : opts.readLinks ?? readLinks,
-      select: fixed ? InterfaceSelection.parse(fixed.map((l) => l.name)) : opts.select ?? InterfaceSelection.all(),
+    this.ownsNetwork = !opts.network;
+    this.hostNetwork = opts.network ?? new HostNetwork({
+      read: fixed ? () => fixed : opts.readLinks,
       clock: this.clock,
       intervalMs: fixed ? 0 : opts.pollMs ?? 1000,
+    });
+    this.selected = new SelectedLinks({
+      network: this.hostNetwork,
+      select: fixed ? InterfaceSelection.parse(fixed.map((l) => l.name)) : opts.select ?? InterfaceSelection.all(),
+      clock: this.clock,
       ipv6: opts.ipv6 ?? true,
     });
     this.links = new Links(this.clock, opts.transport ?? udpTransport(this.port), this.port);
@@ -147,8 +162,8 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
       if (!atStart) for (const b of this.browsers) b.reset();
     });
 
-    this.monitor.on('change', (diffs: LinkDiff[]) => void this.links.apply(diffs));
-    this.monitor.on('warning', (err) => this.emit('warning', err));
+    this.selected.on('change', (diffs: LinkDiff[]) => void this.links.apply(diffs));
+    this.hostNetwork.on('warning', this.onNetworkWarning);
     this.links.on('packet', (p: MdnsPacket, from: RemoteInfo, link: Link, family: Family) => this.onPacket(p, from, link, family));
     this.links.on('malformed', (err, rinfo) => this.emit('malformed', err, rinfo));
     this.links.on('warning', (err) => this.emit('warning', err));
@@ -157,6 +172,8 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     this.links.on('link-removed', (l: Link) => this.onLinkRemoved(l));
     this.links.on('link-failed', (name: string, err: Error) => this.onLinkFailed(name, err));
   }
+
+  private readonly onNetworkWarning = (err: Error) => this.emit('warning', err);
 
   get hostName(): string {
     return this.owned.host.name();
@@ -170,7 +187,8 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     if (this.started) return;
     this.started = true;
     this.starting = true;
-    this.monitor.start();
+    if (this.ownsNetwork) this.hostNetwork.start();
+    this.selected.start();
     await this.links.apply([]);
     this.starting = false;
     this.emitNetwork();
@@ -178,7 +196,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
 
   /** The interfaces in use now, and since when there is none. */
   network(): NetworkState {
-    const since = this.monitor.unusableSince;
+    const since = this.selected.unusableSince;
     const interfaces = this.links.all().map((l) => ({ name: l.name, addresses: l.addresses().map((a) => zoned(a, l.name)), since: l.since }));
     if (interfaces.length > 0) return { interfaces };
     return { interfaces, unusableSince: since === undefined ? this.clock.now() : since };
@@ -249,7 +267,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
       this.emit('interface-failed', name, err);
     }
     this.clock.setTimeout(() => {
-      if (!this.stopped && !this.links.get(name)) this.monitor.forget(name);
+      if (!this.stopped && !this.links.get(name)) this.selected.forget(name);
     }, LINK_RETRY_MS);
   }
 
@@ -386,7 +404,9 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     this.responder.stop();
     this.publisher.stop();
     this.prober.stop();
-    this.monitor.stop();
+    this.selected.stop();
+    if (this.ownsNetwork) this.hostNetwork.stop();
+    this.hostNetwork.off('warning', this.onNetworkWarning);
     for (const t of this.cacheDrops.values()) t.cancel();
     this.cacheDrops.clear();
     this.cache.clear();

@@ -1,5 +1,6 @@
 import type { Clock } from '../../base/clock.js';
-import { type Family, type LinkInfo, onLink } from './interfaces.js';
+import type { Family, LinkInfo } from '../../base/host-network.js';
+import { onLink } from './interfaces.js';
 import type { Claim } from '../publish/owned.js';
 import type { OwnedRecord } from '../wire/records.js';
 import { HEADER_BYTES, OutgoingScheduler, type SchedulerStats } from './scheduler.js';

@@ -1,6 +1,6 @@
 import type { RemoteInfo } from 'node:dgram';
 import type { Clock, TimerHandle } from '../../base/clock.js';
-import type { Family } from '../link/interfaces.js';
+import type { Family } from '../../base/host-network.js';
 import type { Link } from '../link/link.js';
 import type { Claim, OwnedRecords } from './owned.js';
 import {
