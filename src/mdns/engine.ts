@@ -3,8 +3,9 @@ import { hostname } from 'node:os';
 import type { RemoteInfo } from 'node:dgram';
 import { zoned } from '../base/address.js';
 import { Announcer } from './publish/announcer.js';
-import { ServiceBrowser, TypeBrowser, type QuerySender } from './browse/browser.js';
-import { type CacheEntry, RecordCache } from './browse/cache.js';
+import { ServiceBrowser, TypeBrowser } from './browse/browser.js';
+import { RecordCache } from './browse/cache.js';
+import { QueryBatcher } from './browse/query-batcher.js';
 import { type Clock, type TimerHandle, systemClock } from '../base/clock.js';
 import { type Family, HostNetwork, type LinkDiff, type LinkInfo } from '../base/host-network.js';
 import { InterfaceSelection, type NetInterface, linksOf } from './link/interfaces.js';
@@ -14,7 +15,7 @@ import { SelectedLinks } from './link/selected-links.js';
 import { DEFAULT_TTL, HostClaim, OwnedRecords, type Registration, type ServiceSpec, type TtlConfig } from './publish/owned.js';
 import { Prober } from './publish/prober.js';
 import { Publisher } from './publish/publisher.js';
-import { type MdnsQuestion, type MdnsRecord, rrsetKey, serviceType } from './wire/records.js';
+import { type MdnsRecord, serviceType } from './wire/records.js';
 import { Responder } from './publish/responder.js';
 import { type LinkTransportFactory, MDNS_PORT, udpTransport } from './link/sockets.js';
 import type { MdnsPacket } from './wire/codec.js';
@@ -96,7 +97,7 @@ export function hostLabelOf(name: string): string {
  * Events: 'host-renamed' (old, new, why), 'malformed' (error, rinfo), 'warning' (error),
  * 'interface' (InterfaceChange), 'network' (NetworkState), 'interface-failed' (name, error).
  */
-export class MdnsEngine extends EventEmitter implements QuerySender {
+export class MdnsEngine extends EventEmitter {
   readonly cache: RecordCache;
   readonly links: Links;
   readonly owned: OwnedRecords;
@@ -113,7 +114,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   private readonly browsers = new Set<ServiceBrowser | TypeBrowser>();
   private readonly serviceBrowsers = new Set<ServiceBrowser>();
   private readonly stats_ = { duplicateQuestionsSuppressed: 0, interfacesUp: 0, interfacesDown: 0, addressChanges: 0 };
-  private queryBatch?: { questions: Map<string, MdnsQuestion>; known: Map<string, { name: string; type: string }>; timer: TimerHandle };
+  private readonly queries: QueryBatcher;
   private readonly cacheDrops = new Map<string, TimerHandle>();
   private readonly failedLinks = new Set<string>();
   private starting = true;
@@ -142,6 +143,15 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     this.cache = new RecordCache(this.clock, {
       maxEntries: opts.maxCacheEntries,
       isProtected: (e) => [...this.serviceBrowsers].some((b) => b.relies(e.record)),
+    });
+    this.queries = new QueryBatcher({
+      clock: this.clock,
+      cache: this.cache,
+      browsers: this.browsers,
+      active: () => this.started && !this.stopped,
+      send: (questions, known) => {
+        for (const l of this.links.all()) for (const f of l.families()) l.out(f).sendQuery(questions, known);
+      },
     });
     this.owned = new OwnedRecords(new HostClaim(hostLabelOf(opts.hostname ?? hostname()), ttl), this.clock);
     const isOurAddress = (a: string) => this.links.isOurAddress(a);
@@ -296,46 +306,6 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     }
   }
 
-  /**
-   * Queues a query. Urgent ones (a browser's first, resolution of a new instance) leave at once;
-   * the others wait up to 100 ms, and when the batch leaves, every browser query and cache
-   * refresh due soon rides along: one packet per link where a naive engine sends one per
-   * question (this is how Avahi keeps its idle traffic low).
-   */
-  query(questions: MdnsQuestion[], knownAnswersFor: Array<{ name: string; type: string }> = [], urgent = false): void {
-    let b = this.queryBatch;
-    if (!b) {
-      b = { questions: new Map(), known: new Map(), timer: this.clock.setTimeout(() => this.flushQueries(), urgent ? 0 : 100) };
-      this.queryBatch = b;
-    } else if (urgent) {
-      b.timer.cancel();
-      b.timer = this.clock.setTimeout(() => this.flushQueries(), 0);
-    }
-    for (const q of questions) b.questions.set(`${rrsetKey(q.name, q.type)}|${q.qu ? 1 : 0}`, q);
-    for (const k of knownAnswersFor) b.known.set(rrsetKey(k.name, k.type), k);
-  }
-
-  private flushQueries(): void {
-    const b = this.queryBatch;
-    this.queryBatch = undefined;
-    if (!b || !this.started || this.stopped) return;
-    const add = (q: MdnsQuestion) => {
-      b.questions.set(`${rrsetKey(q.name, q.type)}|0`, q);
-      b.known.set(rrsetKey(q.name, q.type), q);
-    };
-    for (const br of this.browsers) {
-      const q = br.pullForward();
-      if (q) add(q);
-    }
-    const wanted = (e: CacheEntry) => [...this.browsers].some((br) => br.interestedIn(e.record));
-    for (const e of this.cache.takeDueRefreshes(2500, wanted)) add({ name: e.record.name, type: e.record.type });
-    const questions = [...b.questions.values()];
-    // Known answers from the cache (RFC 6762 §7.1); what does not fit continues with TC (§7.2).
-    const known: MdnsRecord[] = [];
-    for (const k of b.known.values()) known.push(...this.cache.knownAnswers(k.name, k.type));
-    for (const l of this.links.all()) for (const f of l.families()) l.out(f).sendQuery(questions, known);
-  }
-
   publish(opts: PublishOptions): Registration {
     const spec: ServiceSpec = {
       instance: (opts.instance ?? `${opts.name}@${this.owned.host.label}`).replace(/\./g, '-'),
@@ -360,7 +330,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   }
 
   browse(name: string): ServiceBrowser {
-    const b = new ServiceBrowser(serviceType(name), this.cache, this.clock, this);
+    const b = new ServiceBrowser(serviceType(name), this.cache, this.clock, this.queries);
     this.browsers.add(b);
     this.serviceBrowsers.add(b);
     b.start();
@@ -368,7 +338,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   }
 
   browseTypes(): TypeBrowser {
-    const b = new TypeBrowser(this.cache, this.clock, this);
+    const b = new TypeBrowser(this.cache, this.clock, this.queries);
     this.browsers.add(b);
     b.start();
     return b;
@@ -399,8 +369,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     for (const b of this.browsers) b.stop();
     this.browsers.clear();
     this.serviceBrowsers.clear();
-    this.queryBatch?.timer.cancel();
-    this.queryBatch = undefined;
+    this.queries.cancel();
     this.responder.stop();
     this.publisher.stop();
     this.prober.stop();
