@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
 import { pino } from 'pino';
-import { Connector } from '../ambassador/connector.js';
+import { Connector } from './connector.js';
 import { parseConnect } from '../config/specs.js';
 import { StaticSource } from '../discovery/static.js';
-import { AdminServer, type AdminSubject } from './http-server.js';
+import { AdminServer, type AdminSubject } from '../admin/http-server.js';
 import { redactTxt } from '../base/redaction.js';
 
 const silent = pino({ level: 'silent' });
