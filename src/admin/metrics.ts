@@ -2,7 +2,7 @@ import type * as PromClient from 'prom-client';
 import { requireCommonJs } from '../base/commonjs.js';
 import type { Cluster } from '../cluster/cluster.js';
 import type { Endpoint } from '../cluster/endpoint.js';
-import type { HealthChecker } from '../cluster/health-checker.js';
+import type { HealthChecker, LastCheck } from '../cluster/health-checker.js';
 import type { HostLiveness } from '../cluster/host-liveness.js';
 import type { LivenessAnswerer } from '../cluster/liveness-answerer.js';
 import type { CredentialExposure } from '../config/credential-exposure.js';
@@ -43,7 +43,11 @@ export interface AdvertisementView {
   readonly announcedPort?: number;
   readonly relay?: RelayListener;
   readonly relayRefusing: boolean;
+  /** Epoch ms of the last state change. */
+  readonly stateSince: number;
   readonly checker: HealthChecker;
+  /** The advertisement's own check of its target: healthy now, and the last check's result. */
+  targetCheck(): { healthy: boolean; last: LastCheck | undefined };
   on(event: 'state', listener: (state: string, reason: string) => void): unknown;
 }
 

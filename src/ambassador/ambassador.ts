@@ -38,6 +38,8 @@ export class Ambassador {
   draining = false;
   /** True once start() finished: every listener bound (the admin /healthz reports 200 from then on). */
   started = false;
+  /** Epoch ms when start() was called (the status page's uptime). */
+  startedAt?: number;
   admin?: AdminServer;
   /** Mutual TLS material when --tls-* is given (stats for metrics). */
   tls?: TlsMaterial;
@@ -63,7 +65,7 @@ export class Ambassador {
   readonly own: OwnListeners;
   /** The --connect listeners of every ambassador on the network (with mDNS). */
   directory?: ListenerDirectory;
-  /** What the loop checks of endpoints and advertisements know (see cluster/endpoint-policy.ts). */
+  /** What the loop checks of endpoints and advertisements know (see endpoint-policy.ts). */
   private readonly loopFacts: LoopFacts = {
     ownListener: (address, port) => this.own.reachedAt(address, port),
     peerListener: (address, port) => this.directory?.find(address, port),
@@ -305,6 +307,7 @@ export class Ambassador {
 
   /** prepare(), then go live: mDNS, discovery, health checks, announcements. */
   async start(): Promise<void> {
+    this.startedAt = Date.now();
     await this.prepare();
     this.hostNetwork.start();
     this.stranded.on('state', (state) => (state === 'stranded'
@@ -314,7 +317,8 @@ export class Ambassador {
     const c = this.config;
     if (this.admin) {
       const port = this.admin.address()?.port;
-      this.log.info({ admin: `http://${c.admin!.host}:${port}`, resources: ['/healthz', '/peers', '/metrics'] }, 'admin endpoint listening');
+      const base = `http://${formatAddressPort(c.admin!.host, port!)}`;
+      this.log.info({ admin: base, statusPage: `${base}/`, resources: ['/', '/healthz', '/peers', '/metrics', '/status', '/events'] }, 'admin endpoint listening');
     }
     if (this.engine) await this.startMdns(this.engine, this.select!);
     if (this.engine) {

@@ -38,7 +38,7 @@ export interface ConnectorOptions {
   credentials?: CredentialExposure;
   /** Circuit breakers of the listener (resolved: the spec's, else the defaults). */
   limits?: ListenerLimits;
-  /** The instance as it may be used, or why it must never be an endpoint (see cluster/endpoint-policy.ts). */
+  /** The instance as it may be used, or why it must never be an endpoint (see endpoint-policy.ts). */
   screen?: (spec: EndpointSpec) => EndpointSpec | string;
 }
 
