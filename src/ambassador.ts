@@ -1,4 +1,5 @@
 import { lookup } from 'node:dns/promises';
+import { hostname, networkInterfaces } from 'node:os';
 import type { AdminServer } from './admin/server.js';
 import { Advertisement } from './ambassador/advertisement.js';
 import { Connector } from './ambassador/connector.js';
@@ -15,6 +16,10 @@ import { credentialExposure } from './config/credential-exposure.js';
 import { type AdvertiseSpec, type ConnectSpec, ConfigError } from './config/specs.js';
 import { DnsSrvSource } from './discovery/dns-srv.js';
 import { MdnsSource } from './discovery/mdns.js';
+import { MergedSource } from './discovery/merged.js';
+import type { RegistryClient, RegistryStatus } from './discovery/registry/client.js';
+import type { Registrar } from './discovery/registry/registrar.js';
+import type { RegistrySource } from './discovery/registry/source.js';
 import type { DiscoverySource } from './discovery/source.js';
 import { StaticSource } from './discovery/static.js';
 import type { Logger } from './logging/logger.js';
@@ -47,6 +52,11 @@ export class Ambassador {
   prober?: HostProber;
   /** Answers peers' host probes while something is advertised. */
   responder?: ProbeResponder;
+  /** --registry: the etcd or ZooKeeper connection (one per process), and the registrar of the advertisements. */
+  registry?: RegistryClient;
+  registrar?: Registrar;
+  /** The registry's source modules, loaded with the client (only with --registry). */
+  private registrySource?: typeof RegistrySource;
   private stopping?: Promise<void>;
   /** Set by prepare({ check: true }) when the interfaces cannot be used on this host now. */
   interfaceProblem?: string;
@@ -98,8 +108,20 @@ export class Ambassador {
     }
   }
 
+  /** The registry connection as the admin layer shows it (read-only), undefined without --registry. */
+  get registryStatus(): Readonly<RegistryStatus> | undefined {
+    return this.registry?.status;
+  }
+
+  /** The registry authenticated us: its endpoints count as named by the operator (credentials injection). */
+  private get registryNamed(): boolean {
+    const r = this.config.registry;
+    return !!r && (!!r.authFile || !!r.certFile);
+  }
+
   private needsMdns(): boolean {
     const c = this.config;
+    if (!c.mdns) return false;
     const fixed = new Set([...c.static.map((s) => s.name), ...c.srv.map((s) => s.name)]);
     return c.advertise.length > 0 || c.connect.some((x) => !fixed.has(x.name));
   }
@@ -127,6 +149,7 @@ export class Ambassador {
       }
       this.admin = admin;
     }
+    if (c.registry) await this.prepareRegistry(c.registry);
     if (this.needsMdns()) {
       let select: InterfaceSelection;
       try {
@@ -174,7 +197,8 @@ export class Ambassador {
       this.responder = responder;
     }
     for (const spec of c.advertise) {
-      const adv = new Advertisement(spec, this.engine!, this.log, {
+      const adv = new Advertisement(spec, this.engine, this.log, {
+        addresses: () => this.registryAddresses(),
         healthIntervalMs: c.healthInterval,
         healthTimeoutMs: c.healthTimeout,
         connectTimeoutMs: c.connectTimeout,
@@ -318,6 +342,14 @@ export class Ambassador {
     }
     this.local.watch();
     this.local.on('changed', () => this.recheckLoops());
+    if (this.registry) {
+      this.registry.start();
+      if (this.registrar && this.config.registryAddresses.length === 0) {
+        // The registered addresses follow the host's.
+        this.local.on('changed', () => this.registrar?.refresh());
+        this.engine?.on('interface', () => this.registrar?.refresh());
+      }
+    }
     for (const conn of this.connectors) {
       this.admin?.metrics.watchConnector(conn);
       await conn.start();
@@ -330,6 +362,7 @@ export class Ambassador {
         else this.log.info(fields, 'advertisement');
       });
       this.admin?.metrics.watchAdvertisement(adv);
+      if (this.registrar) this.registerWith(this.registrar, adv);
       await adv.start();
     }
     this.started = true;
@@ -366,6 +399,75 @@ export class Ambassador {
     });
   }
 
+  /**
+   * The registry client (its module and, for zk://, node-zookeeper-client loaded only now), its
+   * story told once per change in the log, and the registrar when something is advertised.
+   */
+  private async prepareRegistry(r: NonNullable<Config['registry']>): Promise<void> {
+    const { connectRegistry } = await import('./discovery/registry/connect.js');
+    const client = await connectRegistry(r.kind, {
+      members: r.members, prefix: r.prefix, ttlMs: r.ttlMs, tls: r.tls, authFile: r.authFile,
+      caFile: r.caFile, certFile: r.certFile, keyFile: r.keyFile, display: r.display,
+    });
+    this.registry = client;
+    this.registrySource = (await import('./discovery/registry/source.js')).RegistrySource;
+    const fields = () => ({ registry: r.display, member: client.status.member ?? undefined, authenticated: client.status.authenticated || undefined });
+    let outageSince: number | undefined;
+    client.on('state', (state: string, error?: string) => {
+      if (state === 'connected') {
+        if (outageSince !== undefined) this.log.info({ ...fields(), unreachableForMs: Date.now() - outageSince }, 'registry reachable again: watches listed again, registrations written again');
+        else this.log.info(fields(), 'registry connected');
+        outageSince = undefined;
+      } else if ((state === 'reconnecting' || state === 'connecting') && outageSince === undefined) {
+        outageSince = Date.now();
+        this.log.warn({ ...fields(), err: error },
+          state === 'connecting'
+            ? 'registry unreachable: retrying in the background (mDNS and the endpoints known meanwhile keep working)'
+            : 'registry unreachable: keeping the last endpoints and failing over on our own evidence (host probes, connects); retrying');
+      }
+    });
+    client.on('problem', (message: string) => this.log.warn(fields(), `registry: ${message}`));
+    client.on('session-renewed', (what: string) => this.log.warn(fields(),
+      `registry ${what} was lost while cut off (expired on the registry): every registration written again under a new one`));
+    if (this.config.advertise.length > 0) {
+      const { Registrar } = await import('./discovery/registry/registrar.js');
+      const registrar = new Registrar(client, { hostName: () => this.engine?.hostName ?? hostname().split('.')[0]!, addresses: () => this.registryAddresses() });
+      registrar.on('state', (service: string, instance: string, state: string, reason: string) => {
+        const f = { registry: r.display, service, instance, state, reason };
+        if (state === 'registered') this.log.info(f, 'registry registration');
+        else this.log.warn(f, 'registry registration');
+      });
+      this.registrar = registrar;
+    }
+  }
+
+  /**
+   * The addresses others should dial, as registered: --registry-address, else those announced
+   * over mDNS, else this host's interface addresses; loopback never (it would mean the reader).
+   */
+  private registryAddresses(): string[] {
+    if (this.config.registryAddresses.length > 0) return this.config.registryAddresses;
+    const fromMdns = this.engine?.addresses() ?? [];
+    const all = fromMdns.length > 0 ? fromMdns : Object.values(networkInterfaces()).flatMap((l) => (l ?? []).filter((a) => !a.internal).map((a) => (a.family === 'IPv6' && a.address.startsWith('fe80') ? '' : a.address)));
+    const usable = all.filter((a) => a !== '' && !isLoopback(a) && !a.toLowerCase().startsWith('fe80'));
+    return [...usable.filter((a) => !a.includes(':')), ...usable.filter((a) => a.includes(':'))];
+  }
+
+  /** An advertisement's state drives its registry registration: written while announced, deleted otherwise. */
+  private registerWith(registrar: Registrar, adv: Advertisement): void {
+    const hostLabel = () => this.engine?.hostName.replace(/\.local$/, '') ?? hostname().split('.')[0]!;
+    adv.on('state', (state: string, reason: string) => {
+      if ((state === 'probing' || state === 'announced') && adv.announcedPort !== undefined) {
+        registrar.offer(adv, {
+          service: adv.spec.name, instance: adv.spec.instance ?? `${adv.spec.name}@${hostLabel()}`, port: adv.announcedPort,
+          priority: adv.spec.priority, weight: adv.spec.weight, txt: adv.txt(),
+        });
+      } else if (state === 'withdrawn' || state === 'stopped' || state === 'waiting-for-target') {
+        void registrar.withdraw(adv, reason);
+      }
+    });
+  }
+
   private createConnector(spec: ConnectSpec): Connector {
     const c = this.config;
     const sources: DiscoverySource[] = [];
@@ -377,10 +479,20 @@ export class Ambassador {
       srv.on('info', (msg: string, fields: object) => this.log.info({ service: spec.name, ...fields }, msg));
       sources.push(srv);
     }
-    const credentials = credentialExposure(spec, { tls: !!this.tls, named: sources.length > 0, trustedLan: c.trustedLan });
+    const fixed = sources.length > 0;
+    const credentials = credentialExposure(spec, { tls: !!this.tls, named: fixed || (this.registryNamed && !c.mdns), trustedLan: c.trustedLan });
     for (const warning of credentials?.warnings ?? []) this.log.warn({ service: spec.name, listen: `${spec.bind}:${spec.port}` }, warning);
-    if (sources.length === 0) {
-      sources.push(new MdnsSource(this.engine!, spec.name));
+    if (!fixed) {
+      // Found where ambassadors announce themselves: mDNS, the registry, or both as one set.
+      const found: DiscoverySource[] = [];
+      if (this.engine) found.push(new MdnsSource(this.engine, spec.name));
+      if (this.registry) {
+        const reg = new this.registrySource!(this.registry, spec.name, { named: this.registryNamed, emptyGraceMs: c.registry!.ttlMs });
+        reg.on('ignored', (key: string, why: string) => this.log.warn({ service: spec.name, registry: c.registry!.display, key, why },
+          'registry value ignored: not a registration this ambassador can read'));
+        found.push(reg);
+      }
+      sources.push(found.length > 1 ? new MergedSource(found) : found[0]!);
       this.prober ??= this.createProber();
     }
     return new Connector(spec, sources, this.log, {
@@ -388,7 +500,7 @@ export class Ambassador {
       healthTimeoutMs: c.healthTimeout,
       connectTimeoutMs: c.connectTimeout,
       raceDelayMs: c.raceDelay,
-      prober: sources[0] instanceof MdnsSource ? this.prober : undefined,
+      prober: fixed ? undefined : this.prober,
       idleTimeoutMs: c.idleTimeout,
       noEndpointWaitMs: c.noEndpointWait,
       keepConnections: c.keepConnections,
@@ -462,6 +574,9 @@ export class Ambassador {
     this.stranded.stop();
     // Goodbyes first: peers stop sending new connections here before we stop accepting.
     for (const a of this.advertisements) a.sayGoodbye();
+    // The registry too: keys deleted (bounded: an unreachable registry must not hold the stop up;
+    // the lease or session then ends them one TTL later).
+    if (this.registrar) await Promise.race([this.registrar.withdrawAll('shutdown'), new Promise((r) => setTimeout(r, 1000).unref())]);
     this.local.stop();
     await this.directory?.stop();
     const drainMs = this.config.drainTimeout;
@@ -473,6 +588,7 @@ export class Ambassador {
     this.prober?.stop();
     this.responder?.stop();
     await this.engine?.stop();
+    await this.registry?.close(1000);
     await this.admin?.close();
   }
 }

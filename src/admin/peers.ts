@@ -1,4 +1,5 @@
 import type { Endpoint } from '../cluster/endpoint.js';
+import type { RegistryStatus } from '../discovery/registry/client.js';
 import type { MetricsSubject } from './metrics.js';
 
 /** TXT keys whose values are never shown (a TXT record is public, but people put things in it). */
@@ -14,6 +15,10 @@ export interface PeersSubject extends MetricsSubject {
   readonly draining: boolean;
   /** The --connect listeners of the ambassadors on the network (loops are refused against them). */
   readonly directory?: { list(): Array<{ instance: string; host: string; addresses: string[]; port: number; bind: string; service: string }> };
+  /** The registry connection (--registry), read-only. */
+  readonly registryStatus?: Readonly<RegistryStatus>;
+  /** The registry instance name and state of each advertisement. */
+  readonly registrar?: { instanceOf(owner: object): { instance: string; state: string } | undefined };
 }
 
 const verdict = (ok: boolean): 'up' | 'down' => (ok ? 'up' : 'down');
@@ -59,6 +64,10 @@ function endpointJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now
   return {
     label: ep.label,
     source: ep.source,
+    /** Every source that reports it (mDNS and the registry: one endpoint). */
+    via: ep.via,
+    /** Injected credentials may go to it as to a --static endpoint: an authenticated registry named it. */
+    namedByOperator: ep.named || ep.source === 'static' || ep.source === 'srv',
     address: ep.host,
     /** Every address of the peer, likeliest first (a failed connect moves on to the next). */
     addresses: ep.addresses,
@@ -88,6 +97,18 @@ export function peersSnapshot(subject: PeersSubject) {
   return {
     host: subject.engine?.hostName ?? null,
     draining: subject.draining,
+    /**
+     * The registry (--registry): connected or reconnecting since when, the last error, whether it
+     * authenticated us (then its endpoints count as named by the operator for credential
+     * injection: 'named-endpoints'; otherwise they are treated like mDNS: 'like-mdns'); null without one.
+     */
+    registry: subject.registryStatus ? {
+      ...subject.registryStatus,
+      since: new Date(subject.registryStatus.since).toISOString(),
+      endpointsTrusted: subject.registryStatus.authenticated ? 'named-endpoints' : 'like-mdns',
+      /** Static stability: while not connected, the last endpoints known are kept and judged by host probes and connects. */
+      keepingLastEndpoints: subject.registryStatus.state !== 'connected',
+    } : null,
     /** mDNS interfaces in use (name, addresses, up since); null when nothing uses multicast. */
     network: net ? {
       interfaces: net.interfaces.map((i) => ({ name: i.name, addresses: i.addresses, since: new Date(i.since).toISOString() })),
@@ -150,6 +171,8 @@ export function peersSnapshot(subject: PeersSubject) {
         state: a.state,
         reason: a.reason,
         check: a.spec.check,
+        /** Its registration in the registry (instance name there, registered / pending / withdrawn); null without --registry. */
+        registry: subject.registrar?.instanceOf(a) ?? null,
       };
     }),
     /**

@@ -110,7 +110,8 @@ export class Connector extends EventEmitter {
 
   /** The host probe port of `ep`'s advertiser, when a peer ambassador vouches for it. */
   probePort(ep: Endpoint): number | undefined {
-    return this.prober && ep.source === 'mdns' ? probePortOf(ep.txt) : undefined;
+    // Announced by an ambassador (over mDNS or in a registry): it answers host probes.
+    return this.prober && (ep.source === 'mdns' || ep.source === 'registry') ? probePortOf(ep.txt) : undefined;
   }
 
   private wireLogs(): void {
