@@ -431,7 +431,7 @@ export class Ambassador {
       `registry ${what} was lost while cut off (expired on the registry): every registration written again under a new one`));
     if (this.config.advertise.length > 0) {
       const { Registrar } = await import('./discovery/registry/registrar.js');
-      const registrar = new Registrar(client, { hostName: () => this.engine?.hostName ?? hostname().split('.')[0]!, addresses: () => this.registryAddresses() });
+      const registrar = new Registrar(client, { hostName: () => this.hostLabel(), addresses: () => this.registryAddresses() });
       registrar.on('state', (service: string, instance: string, state: string, reason: string) => {
         const f = { registry: r.display, service, instance, state, reason };
         if (state === 'registered') this.log.info(f, 'registry registration');
@@ -453,9 +453,14 @@ export class Ambassador {
     return [...usable.filter((a) => !a.includes(':')), ...usable.filter((a) => a.includes(':'))];
   }
 
+  /** This host's name as registered: --hostname, else the machine's (not mDNS's: a conflict there renames it). */
+  private hostLabel(): string {
+    return this.config.hostname ?? hostname().split('.')[0]!;
+  }
+
   /** An advertisement's state drives its registry registration: written while announced, deleted otherwise. */
   private registerWith(registrar: Registrar, adv: Advertisement): void {
-    const hostLabel = () => this.engine?.hostName.replace(/\.local$/, '') ?? hostname().split('.')[0]!;
+    const hostLabel = () => this.hostLabel();
     adv.on('state', (state: string, reason: string) => {
       if ((state === 'probing' || state === 'announced') && adv.announcedPort !== undefined) {
         registrar.offer(adv, {

@@ -62,7 +62,6 @@ export async function startEtcd(hosts: Host[], opts: EtcdOptions = {}): Promise<
   const members: RegistryMember[] = hosts.map((host, i) => ({ host, id: i + 1, dir: join(host.dir, `etcd-${i + 1}`) }));
   const initial = members.map((m) => `m${m.id}=http://${m.host.ip}:2380`).join(',');
   const token = `lab-${process.pid}-${Date.now()}`;
-  const endpoints = members.map((m) => `http://${m.host.ip}:2379`).join(',');
   let first = true;
   const launch = (m: RegistryMember) => {
     const args = [
@@ -100,8 +99,7 @@ export async function startEtcd(hosts: Host[], opts: EtcdOptions = {}): Promise<
     url: (prefix = '/mesh', query = '') => `etcd://${members.map((m) => `${m.host.ip}:2379`).join(',')}${prefix}${query ? `?${query}` : ''}`,
     async leader() {
       const live = members.filter((m) => m.proc?.running);
-      const r = await live[0]!.host.run('etcdctl', ['--endpoints', endpoints, '--command-timeout=2s', 'endpoint', 'status', '-w', 'json'], { timeoutMs: 10_000 })
-        .catch((e: Error) => e.message);
+      const r = await live[0]!.host.run('etcdctl', ['--endpoints', live.map((m) => `http://${m.host.ip}:2379`).join(','), '--command-timeout=2s', 'endpoint', 'status', '-w', 'json'], { timeoutMs: 10_000 });
       const list = JSON.parse(r.slice(r.indexOf('['), r.lastIndexOf(']') + 1) || '[]') as Array<{ Endpoint: string; Status: { leader: string | number; header: { member_id: string | number } } }>;
       const lead = list.find((s) => String(s.Status.leader) === String(s.Status.header.member_id));
       const m = members.find((x) => lead && lead.Endpoint.includes(`//${x.host.ip}:`));

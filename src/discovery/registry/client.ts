@@ -66,8 +66,9 @@ export interface DirectoryWatch extends EventEmitter {
  * A registry connection: registrations that live as long as this process (an etcd lease, a
  * ZooKeeper session) and directory watches that cannot go stale. Events: 'state'
  * (RegistryConnectionState), 'error' is never emitted (problems show in status.lastError and
- * 'problem' (message)), 'taken' (dir, name) when a registration was found owned by another
- * owner while being written again after a lost session.
+ * 'problem' (message)), 'registered' (dir, name) when a registration owed (the registry was
+ * away, the lease or session was lost) has been written, 'taken' (dir, name) when it was found
+ * owned by another owner meanwhile.
  */
 export interface RegistryClient extends EventEmitter {
   readonly status: RegistryStatus;
@@ -117,6 +118,16 @@ export abstract class RegistryClientBase extends EventEmitter {
       kind, url: opts.display, state: 'connecting', since: Date.now(), member: null, lastError: null,
       authenticated: false, requests: 0, reads: 0, sessionsRenewed: 0,
     };
+  }
+
+  /**
+   * Unreachable from the start is worth saying too (the state does not change then): once, when
+   * no member answered within `ms` of start().
+   */
+  protected watchFirstConnect(ms: number): void {
+    setTimeout(() => {
+      if (this.status.state === 'connecting') this.emit('state', 'connecting', this.status.lastError ?? `no member answered within ${ms} ms`);
+    }, ms).unref?.();
   }
 
   protected setState(state: RegistryConnectionState, error?: string): void {

@@ -78,6 +78,7 @@ export class EtcdClient extends RegistryClientBase implements RegistryClient {
   start(): void {
     this.loadTls();
     this.schedule(0);
+    this.watchFirstConnect(this.requestTimeoutMs * this.opts.members.length + 500);
   }
 
   private loadTls(): void {
@@ -117,7 +118,7 @@ export class EtcdClient extends RegistryClientBase implements RegistryClient {
       } else {
         await this.keepLease();
         for (const [path, r] of [...this.registrations]) {
-          if (!r.written && (await this.write(path, r)) === 'taken') this.emit('taken', r.dir, r.name);
+          if (!r.written) this.emit((await this.write(path, r)) === 'taken' ? 'taken' : 'registered', r.dir, r.name);
         }
       }
       this.failures = 0;

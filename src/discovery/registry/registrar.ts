@@ -41,11 +41,21 @@ export class Registrar extends EventEmitter {
   constructor(private readonly client: RegistryClient, private readonly opts: RegistrarOptions) {
     super();
     // Our name was found taken while written again after a lost lease/session: take the next one.
+    client.on('registered', (dir: string, name: string) => this.onWritten(dir, name));
     client.on('taken', (dir: string, name: string) => {
       for (const e of this.entries.values()) {
         if (e.offer.service === dir && instanceKey(e.instance) === name && e.state !== 'withdrawn') void this.write(e, true);
       }
     });
+  }
+
+  private onWritten(dir: string, name: string): void {
+    for (const e of this.entries.values()) {
+      if (e.offer.service === dir && instanceKey(e.instance) === name && e.state === 'pending') {
+        e.state = 'registered';
+        this.emit('state', e.offer.service, e.instance, 'registered', 'written (the registry is reachable again)');
+      }
+    }
   }
 
   /** Registers (or updates) `owner`'s offer. */
@@ -91,20 +101,23 @@ export class Registrar extends EventEmitter {
   private async write(e: Entry, renameFirst: boolean): Promise<void> {
     const host = this.opts.hostName();
     for (let attempt = renameFirst ? 1 : 0; attempt < 20; attempt++) {
-      if (attempt > 0) e.instance = attempt === 1 && !renameFirst ? `${e.offer.instance} (2)` : nextName(e.instance);
+      if (attempt > 0) e.instance = nextName(e.instance);
       const addresses = this.opts.addresses();
       if (addresses.length === 0) {
         e.state = 'pending';
         this.emit('state', e.offer.service, e.instance, 'pending', 'no address to register yet (no interface but loopback)');
         return;
       }
+      // Two advertisements of this process never share a name (the registry would see one key).
+      if ([...this.entries.values()].some((o) => o !== e && o.state !== 'withdrawn' && o.offer.service === e.offer.service && o.instance === e.instance)) continue;
       const value = encodeRecord({ ...e.offer, instance: e.instance, host, addresses });
       if (value === e.written && e.state === 'registered') return;
       const before = e.instance;
       const r = await this.client.register(e.offer.service, instanceKey(e.instance), value, (existing) => {
-        // Our own registration from before a restart or a lost lease: same host, same port.
+        // Our own registration from before a restart or a lost lease: this instance name from this
+        // host (a restarted relay has another port; one instance name per host and service).
         const old = decodeRecord(existing);
-        return typeof old !== 'string' && old.host === host && old.port === e.offer.port && old.service === e.offer.service;
+        return typeof old !== 'string' && old.host === host && old.service === e.offer.service;
       });
       if (e.state === 'withdrawn' || this.stopped) {
         if (r === 'ok') await this.client.unregister(e.offer.service, instanceKey(e.instance));

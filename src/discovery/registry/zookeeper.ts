@@ -89,6 +89,7 @@ export class ZooKeeperClient extends RegistryClientBase implements RegistryClien
   start(): void {
     this.connectNew();
     this.scheduleLiveness();
+    this.watchFirstConnect(this.requestTimeoutMs * 2);
   }
 
   private connectString(): string {
@@ -240,7 +241,7 @@ export class ZooKeeperClient extends RegistryClientBase implements RegistryClien
     for (const [path, r] of [...this.registrations]) {
       if (r.written) continue;
       try {
-        if ((await this.write(path, r)) === 'taken') this.emit('taken', r.dir, r.name);
+        this.emit((await this.write(path, r)) === 'taken' ? 'taken' : 'registered', r.dir, r.name);
       } catch {
         return; // cut off again: the next connect writes what is still owed
       }
