@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { Connector } from '../ambassador/connector.js';
 import { parseConnect } from '../config/specs.js';
 import { StaticSource } from '../discovery/static.js';
-import { AdminServer, type AdminSubject } from './server.js';
+import { AdminServer, type AdminSubject } from './http-server.js';
 import { redactTxt } from './peers.js';
 
 const silent = pino({ level: 'silent' });

@@ -30,7 +30,7 @@ const verdict = (ok: boolean): 'up' | 'down' => (ok ? 'up' : 'down');
  * runs (outlier).
  */
 function healthJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now: number) {
-  const peer = c.prober?.peerFor(ep);
+  const peer = c.liveness?.peerFor(ep);
   const own = ep.healthOrigin === 'own-check';
   return {
     from: ep.healthOrigin,
@@ -41,7 +41,7 @@ function healthJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now: 
         host: `${peer.address}:${peer.probePort}`,
         downCode: peer.downCode ?? null,
         lossRate: Math.round(peer.loss.rate * 1000) / 1000,
-        missesToConvict: c.prober!.missesNeeded(peer),
+        missesToConvict: c.liveness!.missesNeeded(peer),
         rttMs: peer.rttMs === undefined ? null : Math.round(peer.rttMs * 10) / 10,
         lastReplyMsAgo: peer.lastReplyAt ? now - peer.lastReplyAt : null,
       }
@@ -142,18 +142,18 @@ export function peersSnapshot(subject: PeersSubject) {
     }),
     /** Host probes this ambassador sends (connecting side) and answers (advertising side). */
     hostProbes: {
-      sent: subject.prober ? { ...subject.prober.stats } : null,
-      hosts: (subject.prober?.hosts() ?? []).map((h) => ({
+      sent: subject.liveness ? { ...subject.liveness.stats } : null,
+      hosts: (subject.liveness?.hosts() ?? []).map((h) => ({
         host: `${h.address}:${h.probePort}`,
         state: h.orphaned ? 'no-ambassador' : verdict(h.alive),
         downCode: h.downCode ?? null,
         lossRate: Math.round(h.loss.rate * 1000) / 1000,
-        missesToConvict: subject.prober!.missesNeeded(h),
+        missesToConvict: subject.liveness!.missesNeeded(h),
         probes: h.sent,
         replies: h.replies,
         endpoints: [...h.members.keys()].map((e) => e.label),
       })),
-      answered: subject.responder ? { port: subject.responder.port, ...subject.responder.stats } : null,
+      answered: subject.answerer ? { port: subject.answerer.port, ...subject.answerer.stats } : null,
     },
     advertisements: subject.advertisements.map((a) => {
       const relayAddr = a.relay?.address();

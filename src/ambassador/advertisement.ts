@@ -1,13 +1,13 @@
 import { EventEmitter } from 'node:events';
 import net, { isIP } from 'node:net';
 import { Cluster } from '../cluster/cluster.js';
-import { formatAddressPort } from '../cluster/address.js';
+import { formatAddressPort } from '../base/address.js';
 import { RELAY_TO_TXT } from '../cluster/endpoint-policy.js';
 import { HealthChecker } from '../cluster/health-checker.js';
-import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';
+import { LIVENESS_TXT_KEY } from '../cluster/liveness-wire.js';
 import type { AdvertiseSpec } from '../config/specs.js';
 import type { MdnsEngine } from '../mdns/engine.js';
-import type { Registration } from '../mdns/owned.js';
+import type { Registration } from '../mdns/publish/owned.js';
 import { RelayListener } from '../proxy/relay.js';
 import { TLS_TXT_KEY } from '../proxy/tls-policy.js';
 import type { TlsMaterial } from '../proxy/tls.js';
@@ -20,7 +20,7 @@ export interface AdvertisementOptions {
   connectTimeoutMs: number;
   /** Mutual TLS: always relay, accept only clients with a CA-signed certificate, announce TXT tls=1. */
   tls?: TlsMaterial;
-  /** UDP port of this ambassador's host probe responder, announced in TXT (hostprobe=PORT). */
+  /** UDP port of this ambassador's host liveness answerer, announced in TXT (hostprobe=PORT). */
   probePort?: number;
   /** Circuit breaker of the relay, when there is one: clients open at once. Default: none. */
   maxConnections?: number;
@@ -297,7 +297,7 @@ export class Advertisement extends EventEmitter {
   txt(): Record<string, string> {
     const txt: Record<string, string> = { ...this.spec.txt };
     if (this.opts.tls) txt[TLS_TXT_KEY] = '1';
-    if (this.opts.probePort) txt[PROBE_TXT_KEY] = String(this.opts.probePort);
+    if (this.opts.probePort) txt[LIVENESS_TXT_KEY] = String(this.opts.probePort);
     if (this.relay && isIP(this.target.host) !== 0) txt[RELAY_TO_TXT] = formatAddressPort(this.target.host, this.target.port);
     return txt;
   }

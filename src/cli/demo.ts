@@ -1,8 +1,8 @@
 import net from 'node:net';
 import { Writable } from 'node:stream';
 import type { ArgumentsCamelCase, Argv } from 'yargs';
-import { Ambassador } from '../ambassador.js';
-import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';
+import { Ambassador } from '../ambassador/ambassador.js';
+import { LIVENESS_TXT_KEY } from '../cluster/liveness-wire.js';
 import { buildConfig, type RawOptions } from '../config/config.js';
 import { createLogger, type Logger } from '../logging/logger.js';
 import { fail } from './fail.js';
@@ -335,7 +335,7 @@ async function runDemo(argv: DemoArgs, say: Narrator, startAmb: StartAmb, replic
   const app = await startAmb(connectFlags);
   const conn = app.connectors[0]!;
   // (the host probe port is plumbing between ambassadors, not part of the story)
-  const txtOf = (ep: { txt: Record<string, string> }) => Object.entries(ep.txt).filter(([k]) => k !== PROBE_TXT_KEY);
+  const txtOf = (ep: { txt: Record<string, string> }) => Object.entries(ep.txt).filter(([k]) => k !== LIVENESS_TXT_KEY);
   conn.cluster.on('endpoint-up', (ep) => say.line(`✓ endpoint up: ${ep.label}${ep.label === ep.address ? '' : ` at ${ep.address}`} (${ep.source}${txtOf(ep).length ? `, TXT ${txtOf(ep).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''})`));
   const why = {
     goodbye: 'goodbye received: no new connections, removed a second later', removed: 'removed', outlier: 'outlier: connects to it failed',

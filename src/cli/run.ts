@@ -1,5 +1,5 @@
 import type { Argv, ArgumentsCamelCase } from 'yargs';
-import { Ambassador } from '../ambassador.js';
+import { Ambassador } from '../ambassador/ambassador.js';
 import { buildConfig, type Config, type RawOptions } from '../config/config.js';
 import { ConfigError } from '../config/specs.js';
 import { createLogger } from '../logging/logger.js';

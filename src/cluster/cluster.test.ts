@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster } from './cluster.js';
 import type { Endpoint } from './endpoint.js';
-import { sleep, spec, waitFor } from './test-helpers.test.js';
+import { sleep, spec, waitFor } from '../testing/tcp-kit.js';
 
 function record(c: Cluster): string[] {
   const log: string[] = [];

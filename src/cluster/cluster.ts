@@ -259,7 +259,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   /**
    * Active judges report here: our own checks ('own-check', reason 'health-check'), the host
-   * prober ('host-probe') and the advertiser's check of its service ('source-check'). Emits
+   * liveness check ('host-probe') and the advertiser's check of its service ('source-check'). Emits
    * endpoint-health, and endpoint-up/down on transitions.
    */
   setHealth(ep: Endpoint, healthy: boolean, judge: HealthJudge = 'own-check'): void {
@@ -281,9 +281,12 @@ export class Cluster extends EventEmitter<ClusterEvents> {
    * hard failure (refused, unreachable), after `consecutiveFailures` in a row otherwise — but
    * never the last usable endpoint: passive evidence alone cannot tell a dead peer from a lossy
    * path, and with nothing left every client would wait for an endpoint that is not coming.
+   * A soft failure (timeout, reset) of an attempt that started (`startedAt`) before a later one
+   * connected is counted but no evidence: the endpoint answered meanwhile, only that SYN was lost.
    */
-  reportConnectFailure(ep: Endpoint, code?: string): void {
+  reportConnectFailure(ep: Endpoint, code?: string, startedAt?: number): void {
     ep.failures++;
+    if (startedAt !== undefined && startedAt < ep.lastConnectedAt && !isHardFailure(code)) return;
     ep.consecutiveFailures++;
     const o = this.outlier;
     if (!o || ep.removed || this.closed) return;
@@ -316,6 +319,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   /** A connect to `ep` succeeded: clears the failure streak and the ejection back-off. */
   reportConnectSuccess(ep: Endpoint): void {
+    ep.lastConnectedAt = Date.now();
     ep.consecutiveFailures = 0;
     ep.ejections = 0;
   }

@@ -2,11 +2,11 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeClock } from '../mdns/clock.js';
+import { FakeClock } from '../base/clock.js';
 import { Cluster } from './cluster.js';
 import type { Endpoint } from './endpoint.js';
 import { HealthChecker, type HealthCheckOptions } from './health-checker.js';
-import { spec, startServer, waitFor } from './test-helpers.test.js';
+import { spec, startServer, waitFor } from '../testing/tcp-kit.js';
 
 test('health checker marks a closed port down and a reopened one up', async () => {
   const srv = await startServer();

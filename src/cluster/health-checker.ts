@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { systemClock, type Clock, type TimerHandle } from '../mdns/clock.js';
+import { systemClock, type Clock, type TimerHandle } from '../base/clock.js';
 import type { Cluster } from './cluster.js';
 import type { Endpoint } from './endpoint.js';
 import { isHardFailure, LossEstimate, missesToConvict } from './evidence.js';

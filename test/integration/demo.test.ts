@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 
-const cli = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
+const cli = fileURLToPath(new URL('../../../dist/cli/bin.js', import.meta.url));
 const isolated = process.env.MDNS_AMBASSADOR_TEST_ISOLATED === '1' || process.env.AMBASSADOR_TEST_ISOLATED === '1';
 const skip = isolated ? false : 'needs the private network namespace of the test runner (multicast on loopback only)';
 

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { requireCommonJs } from '../../commonjs.js';
+import { requireCommonJs } from '../../base/commonjs.js';
 import {
   type DirectoryWatch, type RegistryClient, type RegistryClientOptions, RegistryClientBase,
   jitterMs, readCredentials,
