@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { type Amb, adminGet, fmt, runLoop, startAmbassador, startConnector } from './ambassador-kit.js';
+import { type Amb, adminGet, fmt, runLoop, startAmbassador } from './ambassador-kit.js';
 import { type Host, Lab, canUseNetns, haveCommand, startRedis, waitFor } from '../lib/netns.js';
 import { type RegistryCluster, registryMissing, startZooKeeper } from '../lib/registries.js';
 
@@ -70,7 +70,9 @@ describe('registry: ZooKeeper between two subnets without multicast', { skip }, 
   });
 
   test('a service in the east is reached from the west through ZooKeeper (--no-mdns on both sides)', async () => {
-    conn = await startConnector(c, ['--no-mdns', '--registry', url, '--connect', 'redis=6379', '--admin', String(ADMIN)], { iface: false });
+    // (right after three JVMs started, a loaded machine may take a while to start node too)
+    conn = startAmbassador(c, ['--no-mdns', '--registry', url, '--connect', 'redis=6379', '--admin', String(ADMIN)], { iface: false });
+    await conn.waitLog({ msg: 'listening' }, { timeoutMs: 30_000 });
     const a1 = await advertise('a1');
     const registeredAt = a1.find({ msg: 'registry registration', state: 'registered' })!.time;
     const loop = runLoop(c, { count: 300, intervalMs: 20, untilOk: true, timeoutMs: 3000, deadlineMs: 15_000 });
