@@ -47,6 +47,7 @@ export class RegistrySource extends EventEmitter implements DiscoverySource {
   }
 
   async start(): Promise<void> {
+    this.wasConnected = this.client.status.state === 'connected';
     this.client.on('state', this.onState);
     const w = this.client.watch(this.service);
     this.watch = w;
