@@ -215,7 +215,7 @@ describe('registry: etcd between two subnets without multicast', { skip }, () =>
     assert.ok(!JSON.stringify(p).includes('mesh pw'));
     // without credentials the registry refuses: said, and the ambassador keeps running
     const anon = startAmbassador(c, ['--no-mdns', '--registry', etcd.url('/secure'), '--connect', 'redis=6391'], { iface: false });
-    await anon.waitLog({ msg: /^registry unreachable/ }, { timeoutMs: 15_000 });
+    await anon.waitLog({ msg: /^registry: refused: .*user name is empty/ }, { timeoutMs: 15_000 });
     assert.ok(anon.proc.running);
   });
 });

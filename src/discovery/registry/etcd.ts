@@ -284,6 +284,14 @@ export class EtcdClient extends RegistryClientBase implements RegistryClient {
         if (err instanceof EtcdError && (err.status === 400 || err.grpcCode === 3 || err.grpcCode === 7)) break;
       }
     }
+    if (last instanceof EtcdError && (last.status === 400 || last.status === 401 || last.status === 403 || last.grpcCode === 3 || last.grpcCode === 7)) {
+      // Reachable, but refusing us (no or wrong credentials, no permission): said once per reason.
+      if (this.status.lastError !== last.message) {
+        this.status.lastError = last.message;
+        this.emit('problem', `refused: ${last.message}`);
+      }
+      throw last;
+    }
     if (this.status.state !== 'closed') this.setState(this.status.state === 'connecting' ? 'connecting' : 'reconnecting', last?.message);
     this.status.lastError = last?.message ?? null;
     throw last ?? new EtcdError('no member', 0);
