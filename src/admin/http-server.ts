@@ -1,7 +1,18 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { EndpointHistory } from './endpoint-history.js';
 import { AmbassadorMetrics } from './metrics.js';
 import { peersSnapshot, type PeersSubject } from './peers.js';
+import { sampleEvent, statusModel, type StatusSources } from './status-model.js';
+import { STATUS_PAGE, STATUS_PAGE_CSP } from './status-page.js';
+import { StatusStream } from './status-stream.js';
+
+/** The status page's headers: its own script and style only, no framing, no sniffing, no referrer. */
+const PAGE_HEADERS: http.OutgoingHttpHeaders = {
+  'Content-Security-Policy': STATUS_PAGE_CSP,
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+};
 
 /** What the admin endpoint reports on: an Ambassador. */
 export interface AdminSubject extends PeersSubject {
@@ -9,17 +20,26 @@ export interface AdminSubject extends PeersSubject {
   readonly started: boolean;
   /** 'stranded' once the network namespace lost every interface it had (see ambassador/stranded.ts). */
   readonly stranded?: { readonly state: string };
+  /** Epoch ms when the ambassador started (default: when its admin server was made). */
+  readonly startedAt?: number;
 }
+
+const RESOURCES = ['/', '/healthz', '/peers', '/metrics', '/status', '/events'];
 
 export interface AdminServerOptions {
   host: string;
   port: number;
   /** Include prom-client's default process metrics. Default true. */
   defaultMetrics?: boolean;
+  /** How often the rates are sampled and open status pages updated. Default 1000 ms (tests: longer, and tick by hand). */
+  statusTickMs?: number;
 }
 
 /**
- * `--admin [HOST:]PORT`: a plain node:http server with three read-only resources.
+ * `--admin [HOST:]PORT`: a plain node:http server with read-only resources.
+ *   GET /         the status page (HTML, self-contained), live from /events
+ *   GET /status   JSON: the page's model (/peers, plus who this is, health and the last minutes' rates)
+ *   GET /events   Server-Sent Events: the model when it changes and every second, with the newest rates
  *   GET /healthz  200 while running with every listener bound; 503 while starting, draining, or
  *                 with no network left (the namespace lost every interface it had: no-network)
  *   GET /peers    JSON: clusters with their endpoints, advertisements with their state
@@ -29,10 +49,23 @@ export interface AdminServerOptions {
 export class AdminServer {
   readonly metrics: AmbassadorMetrics;
   readonly server: http.Server;
+  /** Per-second rates and departed endpoints for the status page. */
+  readonly history: EndpointHistory;
+  readonly stream: StatusStream;
+  private readonly status: StatusSources;
   private readonly sockets = new Set<import('node:net').Socket>();
+  private ticker: NodeJS.Timeout | undefined;
+  private readonly watched = new WeakSet<object>();
 
   constructor(private readonly subject: AdminSubject, readonly options: AdminServerOptions) {
     this.metrics = new AmbassadorMetrics(subject, { defaultMetrics: options.defaultMetrics });
+    this.history = new EndpointHistory(() => subject.connectors);
+    const createdAt = Date.now();
+    this.status = { subject, history: this.history, health: () => this.health(), get startedAt() { return subject.startedAt ?? createdAt; } };
+    this.stream = new StatusStream({
+      model: (withRates) => JSON.stringify(statusModel(this.status, { rates: withRates })),
+      sample: () => JSON.stringify(sampleEvent(subject.connectors, this.history)),
+    });
     this.server = http.createServer((req, res) => void this.handle(req, res));
     this.server.on('connection', (s) => {
       this.sockets.add(s);
@@ -58,6 +91,7 @@ export class AdminServer {
       this.server.once('error', onError);
       this.server.listen({ host, port }, () => {
         this.server.off('error', onError);
+        this.startTicking();
         resolve(this.server.address() as AddressInfo);
       });
     });
@@ -66,6 +100,40 @@ export class AdminServer {
   address(): AddressInfo | undefined {
     const a = this.server.address();
     return a && typeof a === 'object' ? a : undefined;
+  }
+
+  /**
+   * Once a second: one sample of every rate, then the pages get it (when some are open). Changes
+   * the ambassador reports (endpoint states, advertisements, interfaces) reach the pages at once.
+   */
+  private startTicking(): void {
+    this.history.sample();
+    this.ticker = setInterval(() => {
+      this.watchChanges();
+      this.history.sample();
+      this.stream.tick();
+    }, this.options.statusTickMs ?? 1000);
+    this.ticker.unref();
+  }
+
+  /** Subscribes the pages to what can change (connectors and advertisements exist only after start). */
+  private watchChanges(): void {
+    const changed = () => this.stream.changed();
+    for (const c of this.subject.connectors) {
+      if (this.watched.has(c)) continue;
+      this.watched.add(c);
+      c.cluster.on('changed', changed);
+    }
+    for (const a of this.subject.advertisements) {
+      if (this.watched.has(a)) continue;
+      this.watched.add(a);
+      a.on('state', changed);
+    }
+    const engine = this.subject.engine;
+    if (engine && !this.watched.has(engine)) {
+      this.watched.add(engine);
+      engine.on('network', changed);
+    }
   }
 
   /** Health as /healthz reports it. */
@@ -86,14 +154,20 @@ export class AdminServer {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
-    const known = path === '/healthz' || path === '/peers' || path === '/metrics';
-    if (!known) return this.send(res, 404, 'application/json', JSON.stringify({ error: `no such resource: ${path}`, resources: ['/healthz', '/peers', '/metrics'] }));
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (!RESOURCES.includes(path)) return this.send(res, 404, 'application/json', JSON.stringify({ error: `no such resource: ${path}`, resources: RESOURCES }));
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD');
       return this.send(res, 405, 'application/json', JSON.stringify({ error: `method ${req.method} not allowed` }));
     }
     try {
+      const head = req.method === 'HEAD';
+      if (path === '/') return this.send(res, 200, 'text/html; charset=utf-8', STATUS_PAGE, head, PAGE_HEADERS);
+      if (path === '/status') return this.send(res, 200, 'application/json', JSON.stringify(statusModel(this.status, { rates: true })), head);
+      if (path === '/events') {
+        this.watchChanges();
+        return this.stream.attach(req, res);
+      }
       if (path === '/healthz') {
         const h = this.health();
         // The registry's state is said, never judged: without it the mesh serves what it knew.
@@ -111,13 +185,16 @@ export class AdminServer {
     }
   }
 
-  private send(res: http.ServerResponse, status: number, type: string, body: string, headOnly = false): void {
-    res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
+  private send(res: http.ServerResponse, status: number, type: string, body: string, headOnly = false, headers: http.OutgoingHttpHeaders = {}): void {
+    res.writeHead(status, { 'Content-Type': type, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store', ...headers });
     res.end(headOnly ? undefined : body);
   }
 
   /** Stops listening and closes open (keep-alive) connections. */
   close(): Promise<void> {
+    clearInterval(this.ticker);
+    this.ticker = undefined;
+    this.stream.close();
     return new Promise((resolve) => {
       if (!this.server.listening) return resolve();
       this.server.close(() => resolve());

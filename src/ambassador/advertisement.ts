@@ -3,7 +3,7 @@ import net, { isIP } from 'node:net';
 import { Cluster } from '../cluster/cluster.js';
 import { formatAddressPort } from '../base/address.js';
 import { RELAY_TO_TXT } from '../cluster/endpoint-policy.js';
-import { HealthChecker } from '../cluster/health-checker.js';
+import { HealthChecker, type LastCheck } from '../cluster/health-checker.js';
 import { LIVENESS_TXT_KEY } from '../cluster/liveness-wire.js';
 import type { AdvertiseSpec } from '../config/specs.js';
 import type { MdnsEngine } from '../mdns/engine.js';
@@ -79,6 +79,8 @@ function accepts(host: string, port: number, timeoutMs: number): Promise<boolean
 export class Advertisement extends EventEmitter {
   state: AdvertisementState = 'waiting-for-target';
   reason = 'first health check pending';
+  /** Epoch ms when the state (or its reason) last changed. */
+  stateSince = Date.now();
   /** The port peers are told about (the target's, or the relay's). */
   announcedPort?: number;
   relay?: RelayListener;
@@ -143,6 +145,12 @@ export class Advertisement extends EventEmitter {
     return !this.stopped && (this.state === 'probing' || this.state === 'announced');
   }
 
+  /** The target's check as it stands: its verdict and the last finished check. */
+  targetCheck(): { healthy: boolean; last: LastCheck | undefined } {
+    const ep = this.targetCluster.endpoints()[0];
+    return { healthy: ep?.checkHealthy ?? false, last: ep && this.checker.lastCheck(ep) };
+  }
+
   get instance(): string | undefined {
     return this.registration?.instance;
   }
@@ -151,6 +159,7 @@ export class Advertisement extends EventEmitter {
     if (this.state === state && this.reason === reason) return;
     this.state = state;
     this.reason = reason;
+    this.stateSince = Date.now();
     this.emit('state', state, reason);
   }
 

@@ -18,6 +18,7 @@ import { DnsSrvSource } from '../discovery/dns-srv.js';
 import { MdnsSource } from '../discovery/mdns.js';
 import { MergedSource } from '../discovery/merged.js';
 import type { RegistryClient, RegistryStatus } from '../discovery/registry/client.js';
+import type { RegistryView } from '../admin/peers.js';
 import type { Registrar } from '../discovery/registry/registrar.js';
 import type { RegistrySource } from '../discovery/registry/source.js';
 import type { DiscoverySource } from '../discovery/source.js';
@@ -43,6 +44,8 @@ export class Ambassador {
   draining = false;
   /** True once start() finished: every listener bound (the admin /healthz reports 200 from then on). */
   started = false;
+  /** Epoch ms when start() was called (the status page's uptime). */
+  startedAt?: number;
   admin?: AdminServer;
   /** Mutual TLS material when --tls-* is given (stats for metrics). */
   tls?: TlsMaterial;
@@ -53,7 +56,7 @@ export class Ambassador {
   /** Answers peers' host probes while something is advertised. */
   answerer?: LivenessAnswerer;
   /** --registry: the etcd or ZooKeeper connection (one per process), and the registrar of the advertisements. */
-  registry?: RegistryClient;
+  registryClient?: RegistryClient;
   registrar?: Registrar;
   /** The registry's source modules, loaded with the client (only with --registry). */
   private registrySource?: typeof RegistrySource;
@@ -110,7 +113,13 @@ export class Ambassador {
 
   /** The registry connection as the admin layer shows it (read-only), undefined without --registry. */
   get registryStatus(): Readonly<RegistryStatus> | undefined {
-    return this.registry?.status;
+    return this.registryClient?.status;
+  }
+
+  /** The registry connection for /peers and the status page: state and since when, why, authenticated. */
+  get registry(): RegistryView | undefined {
+    const s = this.registryClient?.status;
+    return s && { kind: s.kind, url: s.url, state: s.state, since: s.since, reason: s.lastError ?? undefined, authenticated: s.authenticated };
   }
 
   /** The registry authenticated us: its endpoints count as named by the operator (credentials injection). */
@@ -313,6 +322,7 @@ export class Ambassador {
 
   /** prepare(), then go live: mDNS, discovery, health checks, announcements. */
   async start(): Promise<void> {
+    this.startedAt = Date.now();
     await this.prepare();
     this.stranded.on('state', (state) => (state === 'stranded'
       ? this.log.warn('network lost: no interface left but loopback (/healthz reports no-network)')
@@ -321,7 +331,8 @@ export class Ambassador {
     const c = this.config;
     if (this.admin) {
       const port = this.admin.address()?.port;
-      this.log.info({ admin: `http://${c.admin!.host}:${port}`, resources: ['/healthz', '/peers', '/metrics'] }, 'admin endpoint listening');
+      const base = `http://${formatAddressPort(c.admin!.host, port!)}`;
+      this.log.info({ admin: base, statusPage: `${base}/`, resources: ['/', '/healthz', '/peers', '/metrics', '/status', '/events'] }, 'admin endpoint listening');
     }
     if (this.engine) await this.startMdns(this.engine, this.select!);
     if (this.engine) {
@@ -342,8 +353,8 @@ export class Ambassador {
     }
     this.local.watch();
     this.local.on('changed', () => this.recheckLoops());
-    if (this.registry) {
-      this.registry.start();
+    if (this.registryClient) {
+      this.registryClient.start();
       if (this.registrar && this.config.registryAddresses.length === 0) {
         // The registered addresses follow the host's.
         this.local.on('changed', () => this.registrar?.refresh());
@@ -409,7 +420,7 @@ export class Ambassador {
       members: r.members, prefix: r.prefix, ttlMs: r.ttlMs, tls: r.tls, authFile: r.authFile,
       caFile: r.caFile, certFile: r.certFile, keyFile: r.keyFile, display: r.display,
     });
-    this.registry = client;
+    this.registryClient = client;
     this.registrySource = (await import('../discovery/registry/source.js')).RegistrySource;
     const fields = () => ({ registry: r.display, member: client.status.member ?? undefined, authenticated: client.status.authenticated || undefined });
     let outageSince: number | undefined;
@@ -491,8 +502,8 @@ export class Ambassador {
       // Found where ambassadors announce themselves: mDNS, the registry, or both as one set.
       const found: DiscoverySource[] = [];
       if (this.engine) found.push(new MdnsSource(this.engine, spec.name));
-      if (this.registry) {
-        const reg = new this.registrySource!(this.registry, spec.name, { named: this.registryNamed, emptyGraceMs: c.registry!.ttlMs });
+      if (this.registryClient) {
+        const reg = new this.registrySource!(this.registryClient, spec.name, { named: this.registryNamed, emptyGraceMs: c.registry!.ttlMs });
         reg.on('ignored', (key: string, why: string) => this.log.warn({ service: spec.name, registry: c.registry!.display, key, why },
           'registry value ignored: not a registration this ambassador can read'));
         found.push(reg);
@@ -593,7 +604,7 @@ export class Ambassador {
     this.liveness?.stop();
     this.answerer?.stop();
     await this.engine?.stop();
-    await this.registry?.close(1000);
+    await this.registryClient?.close(1000);
     await this.admin?.close();
   }
 }

@@ -179,8 +179,13 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       if (change === 'address') this.clearEjectionTimer(existing);
       this.emit('endpoint-updated', existing, change === 'address');
       // (A move resets its verdicts: coming back then is no flap.)
-      if (!wasUsable && existing.isUsable(now)) this.emit('endpoint-up', existing, change === 'address' ? undefined : was);
-      else if (wasUsable && !existing.isUsable(now)) this.emit('endpoint-down', existing, existing.downReasonAt(now)!);
+      if (!wasUsable && existing.isUsable(now)) {
+        existing.stateSince = now;
+        this.emit('endpoint-up', existing, change === 'address' ? undefined : was);
+      } else if (wasUsable && !existing.isUsable(now)) {
+        existing.stateSince = now;
+        this.emit('endpoint-down', existing, existing.downReasonAt(now)!);
+      }
     }
     for (const [key, ep] of this.byKey) {
       if (ep.source !== source || seen.has(key)) continue;
@@ -352,7 +357,10 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.byKey.delete(ep.key);
     this.clearEjectionTimer(ep);
     ep.removed = true;
-    if (wasUsable) this.emit('endpoint-down', ep, 'removed');
+    if (wasUsable) {
+      ep.stateSince = now;
+      this.emit('endpoint-down', ep, 'removed');
+    }
     this.emit('endpoint-removed', ep);
   }
 
@@ -368,6 +376,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const after = ep.downReasonAt(now);
     if (before === after) return;
     // Only up<->down transitions are events; a down endpoint changing reason is just 'changed'.
+    if (after === undefined || before === undefined) ep.stateSince = now;
     if (after === undefined) {
       // Judged down on evidence and back while still announced: a flap (or a recovery).
       if (before === 'host-probe' || before === 'health-check' || before === 'outlier') ep.flaps++;

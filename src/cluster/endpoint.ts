@@ -80,6 +80,8 @@ export class Endpoint {
   bytesOut = 0;
   /** Epoch ms when the endpoint was last part of its source's set. */
   lastSeen: number;
+  /** Epoch ms of its last up/down transition (its arrival when there was none): "down since". */
+  stateSince: number;
   /** Bumped whenever host/port change, so in-flight checks on the old address can be discarded. */
   generation = 0;
   /** True once the cluster dropped it; holders of a reference can notice. */
@@ -103,6 +105,7 @@ export class Endpoint {
     this.via = spec.via ?? [spec.source];
     this.named = spec.named ?? false;
     this.lastSeen = now;
+    this.stateSince = now;
   }
 
   get address(): string {

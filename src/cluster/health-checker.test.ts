@@ -205,6 +205,11 @@ test('own checks: a refusal is proof (down at once); timeouts need a streak', ()
   const before = log.length;
   clock.advance(600);
   assert.deepEqual(log.slice(before).filter((l) => l !== 'a:ok'), ['a:ECONNREFUSED', 'DOWN a health-check']);
+  // The last check, as the status page shows it: when, and what it said.
+  const last = hc.lastCheck(c.endpoints()[0]!)!;
+  assert.equal(last.ok, false);
+  assert.equal(last.code, 'ECONNREFUSED');
+  assert.ok(last.at > clock.now() - 600 && last.at <= clock.now());
   hc.stop();
   c.close();
 });
