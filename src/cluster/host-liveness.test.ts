@@ -309,13 +309,18 @@ test('over real UDP on 127.0.0.1: an answerer answers; once it is gone, "port un
 });
 
 test('udpTransport: a connect the kernel refuses is reported as an error, and sending after it never throws', async () => {
-  // Linux refuses connect() to the broadcast address without SO_BROADCAST (EACCES), as it
-  // refuses an address without a route (ENETUNREACH): Node then leaves the socket unconnected.
+  // Linux refuses connect() to the broadcast address: EACCES without SO_BROADCAST, or
+  // ENETUNREACH first where there is no route at all (the test runner's namespace). Node then
+  // leaves the socket unconnected.
   const errors: string[] = [];
   const t = udpTransport('255.255.255.255', 9, { message: () => {}, error: (code) => errors.push(code) });
-  t.send(Buffer.from('probe'));
-  await new Promise((r) => setTimeout(r, 50));
-  assert.deepEqual(errors, ['EACCES']);
-  assert.doesNotThrow(() => t.send(Buffer.from('probe again')));
-  t.close();
+  try {
+    t.send(Buffer.from('probe'));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(errors.length, 1, errors.join());
+    assert.match(errors[0]!, /^(EACCES|ENETUNREACH)$/);
+    assert.doesNotThrow(() => t.send(Buffer.from('probe again')));
+  } finally {
+    t.close();
+  }
 });
