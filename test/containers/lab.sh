@@ -271,12 +271,13 @@ debian_image() {
 # zookeeper: a standalone server on 2181 with its configuration written to /conf when missing,
 # as the official image's entrypoint does).
 registry_images() {
-  have_image quay.io/coreos/etcd:v3.5.17 && have_image zookeeper:3.8 && return
+  local key=$BASE_KEY
+  have_image quay.io/coreos/etcd:v3.5.17 "$key" && have_image zookeeper:3.8 "$key" && return
   local w=$CACHE/work/etcd
   copy_rootfs "$w"
   chroot_apt "$w" install etcd-server etcd-client
   slim "$w"
-  import "$w" quay.io/coreos/etcd:v3.5.17 --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' --change 'CMD ["etcd"]'
+  import "$w" quay.io/coreos/etcd:v3.5.17 "$key" --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' --change 'CMD ["etcd"]'
   rm -rf "$w"
   w=$CACHE/work/zookeeper
   copy_rootfs "$w"
@@ -291,7 +292,7 @@ SH
   mkdir -p "$w/conf" "$w/data" "$w/datalog" "$w/logs"
   ln -sf /usr/share/zookeeper/bin/zkCli.sh "$w/usr/local/bin/zkCli.sh"
   slim "$w"
-  import "$w" zookeeper:3.8 --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' --change 'ENTRYPOINT ["/docker-entrypoint.sh"]'
+  import "$w" zookeeper:3.8 "$key" --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' --change 'ENTRYPOINT ["/docker-entrypoint.sh"]'
   rm -rf "$w"
 }
 
