@@ -1,10 +1,9 @@
-import { accessSync, constants } from 'node:fs';
 import { InterfaceError, InterfaceSelection } from '../mdns/link/interfaces.js';
 import { credentialExposure } from './credential-exposure.js';
 import { type RegistryConfig, parseRegistryAddress, parseRegistryUrl } from './registry-url.js';
 import {
   type AdvertiseSpec, type ConnectSpec, type HostPort, type SrvSpec, type StaticSpec, ConfigError,
-  parseAdvertise, parseConnect, parseDnsServer, parseHostPort, parsePort, parseSrv, parseStatic,
+  parseAdvertise, parseConnect, parseDnsServer, parseHostPort, parsePort, parseSrv, parseStatic, readable,
 } from './specs.js';
 
 export type LogFormat = 'json' | 'pretty';
@@ -123,15 +122,6 @@ export function splitList(values: readonly unknown[] | unknown): string[] {
     .filter((s) => s.length > 0);
 }
 
-function readable(path: string, what: string): string {
-  try {
-    accessSync(path, constants.R_OK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigError(`${what}: cannot read '${path}' (${code === 'ENOENT' ? 'no such file' : code})`);
-  }
-  return path;
-}
 
 /**
  * A duration flag in milliseconds: a number, or a number with a unit (`500ms`, `2s`, `1.5m`),

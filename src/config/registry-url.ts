@@ -1,6 +1,5 @@
-import { accessSync, constants } from 'node:fs';
 import { isIP } from 'node:net';
-import { type HostPort, ConfigError } from './specs.js';
+import { type HostPort, ConfigError, readable } from './specs.js';
 
 export type RegistryKind = 'etcd' | 'zookeeper';
 
@@ -87,14 +86,6 @@ function parseMember(text: string, defaultPort: number, what: string): HostPort 
   return { host: m[1]!, port };
 }
 
-function readable(path: string, what: string): void {
-  try {
-    accessSync(path, constants.R_OK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigError(`${what}: cannot read '${path}' (${code === 'ENOENT' ? 'no such file' : code})`);
-  }
-}
 
 /** `--registry-address ADDR`: an IP literal others dial to reach this host. */
 export function parseRegistryAddress(text: string): string {

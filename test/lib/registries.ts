@@ -48,6 +48,32 @@ export interface RegistryCluster {
   start(): Promise<void>;
 }
 
+/** Stopping and starting members by PID, the same for every kind of registry. */
+function memberControls(members: RegistryMember[], launch: (m: RegistryMember) => void, waitMember: (m: RegistryMember) => Promise<void>):
+  Pick<RegistryCluster, 'stopMember' | 'startMember' | 'stop' | 'start'> {
+  const stopMember = async (m: RegistryMember, signal: NodeJS.Signals = 'SIGTERM') => {
+    if (!m.proc) return;
+    if (signal === 'SIGKILL') {
+      m.proc.kill('SIGKILL');
+      await m.proc.exited;
+    } else await m.proc.stop(5000);
+  };
+  return {
+    stopMember,
+    async startMember(m) {
+      launch(m);
+      await waitMember(m);
+    },
+    async stop(signal = 'SIGTERM') {
+      await Promise.all(members.map((m) => stopMember(m, signal)));
+    },
+    async start() {
+      for (const m of members) launch(m);
+      await Promise.all(members.map(waitMember));
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // etcd
 
@@ -106,24 +132,7 @@ export async function startEtcd(hosts: Host[], opts: EtcdOptions = {}): Promise<
       if (!m) throw new Error(`no etcd leader found in ${r.slice(0, 500)}`);
       return m;
     },
-    async stopMember(m, signal = 'SIGTERM') {
-      if (!m.proc) return;
-      if (signal === 'SIGKILL') {
-        m.proc.kill('SIGKILL');
-        await m.proc.exited;
-      } else await m.proc.stop(5000);
-    },
-    async startMember(m) {
-      launch(m);
-      await waitMember(m);
-    },
-    async stop(signal = 'SIGTERM') {
-      await Promise.all(members.map((m) => cluster.stopMember(m, signal)));
-    },
-    async start() {
-      for (const m of members) launch(m);
-      await Promise.all(members.map(waitMember));
-    },
+    ...memberControls(members, launch, waitMember),
   };
   return cluster;
 }
@@ -195,24 +204,7 @@ export async function startZooKeeper(hosts: Host[]): Promise<RegistryCluster> {
       }
       throw new Error('no zookeeper leader');
     },
-    async stopMember(m, signal = 'SIGTERM') {
-      if (!m.proc) return;
-      if (signal === 'SIGKILL') {
-        m.proc.kill('SIGKILL');
-        await m.proc.exited;
-      } else await m.proc.stop(5000);
-    },
-    async startMember(m) {
-      launch(m);
-      await waitMember(m);
-    },
-    async stop(signal = 'SIGTERM') {
-      await Promise.all(members.map((m) => cluster.stopMember(m, signal)));
-    },
-    async start() {
-      for (const m of members) launch(m);
-      await Promise.all(members.map(waitMember));
-    },
+    ...memberControls(members, launch, waitMember),
   };
   return cluster;
 }

@@ -89,6 +89,16 @@ export interface RegistryClient extends EventEmitter {
   close(timeoutMs?: number): Promise<void>;
 }
 
+/** A registration a client keeps, and writes again after every lost lease or session. */
+export interface Registration {
+  dir: string;
+  name: string;
+  value: string;
+  sameOwner: (existing: string) => boolean;
+  /** Written under the current lease / in the current session. */
+  written: boolean;
+}
+
 /** `user password` from an auth file (one line; the password may hold spaces). */
 export function readCredentials(file: string): { user: string; password: string } {
   const line = readFileSync(file, 'utf8').split('\n').map((l) => l.trim()).find((l) => l !== '' && !l.startsWith('#')) ?? '';

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import {
-  type DirectoryWatch, type RegistryClient, type RegistryClientOptions, RegistryClientBase,
+  type DirectoryWatch, type RegistryClient, type Registration, type RegistryClientOptions, RegistryClientBase,
   backoffMs, jitterMs, readCredentials,
 } from './client.js';
 
@@ -44,14 +44,6 @@ function prefixEnd(prefix: string): string {
   return b.toString('base64');
 }
 
-interface Registration {
-  dir: string;
-  name: string;
-  value: string;
-  sameOwner: (existing: string) => boolean;
-  /** Written under the current lease. */
-  written: boolean;
-}
 
 export class EtcdClient extends RegistryClientBase implements RegistryClient {
   private memberIndex = 0;

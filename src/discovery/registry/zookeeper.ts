@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { requireCommonJs } from '../../base/commonjs.js';
 import {
-  type DirectoryWatch, type RegistryClient, type RegistryClientOptions, RegistryClientBase,
+  type DirectoryWatch, type RegistryClient, type Registration, type RegistryClientOptions, RegistryClientBase,
   jitterMs, readCredentials,
 } from './client.js';
 
@@ -54,14 +54,6 @@ interface ZkLibrary {
   Exception: { NODE_EXISTS: number; NO_NODE: number; NOT_EMPTY: number };
 }
 
-interface Registration {
-  dir: string;
-  name: string;
-  value: string;
-  sameOwner: (existing: string) => boolean;
-  /** Written in the current session. */
-  written: boolean;
-}
 
 export class ZooKeeperClient extends RegistryClientBase implements RegistryClient {
   private readonly lib: ZkLibrary;
