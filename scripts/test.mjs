@@ -134,19 +134,31 @@ function selectFiles() {
 // ---------------------------------------------------------------------------------------------
 // Running one file
 
+// Each file runs in a process group of its own (so a hung one can be killed with its children):
+// a signal to the runner is passed on to them, and no further file starts.
 const running = new Set();
-function forwardSignal(sig) {
+/** This runner's own children (the runner again, in a namespace or under the lab lock). */
+const nested = new Set();
+let interrupted = false;
+function interrupt(code) {
+  interrupted = true;
+  process.exitCode = code;
   for (const child of running) {
-    try { process.kill(-child.pid, sig); } catch { /* gone */ }
+    try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
+  }
+  for (const child of nested) {
+    try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
   }
 }
-process.on('SIGINT', () => { forwardSignal('SIGTERM'); process.exitCode = 130; });
-process.on('SIGTERM', () => { forwardSignal('SIGTERM'); process.exitCode = 143; });
+process.on('SIGINT', () => interrupt(130));
+process.on('SIGTERM', () => interrupt(143));
 
 // A hung test fails after 3 min instead of stalling CI; a file that does not exit (a handle left
-// open) is killed after FILE_LIMIT_MIN. Soak runs (SOAK=1) are long on purpose.
-const TEST_LIMIT = soak ? [] : ['--test-timeout=180000'];
+// open) is killed after FILE_LIMIT_MIN. Soak runs (SOAK=1) are long on purpose. Node 20 applies
+// --test-timeout to a whole file as well (a file of tests taking 3 min in all fails; 22 and later
+// time each test): there it is the file limit.
 const FILE_LIMIT_MS = soak ? 0 : Number(process.env.MDNS_AMBASSADOR_TEST_FILE_LIMIT_MIN ?? 15) * 60_000;
+const TEST_LIMIT = soak ? [] : [`--test-timeout=${Number(process.versions.node.split('.')[0]) <= 20 ? FILE_LIMIT_MS : 180_000}`];
 
 /**
  * Runs one built test file under `node --test` (the spec reporter on stdout, test-events.mjs
@@ -211,13 +223,13 @@ async function runPool(files, env, jobs, scratch) {
   const results = new Array(files.length);
   let next = 0;
   const worker = async () => {
-    while (next < files.length) {
+    while (next < files.length && !interrupted) {
       const i = next++;
       results[i] = await runFile(files[i], env, jobs === 1, scratch);
     }
   };
   await Promise.all(Array.from({ length: Math.min(jobs, files.length) }, worker));
-  return results;
+  return results.filter(Boolean);
 }
 
 /** Runs the given phases in order; returns { phases: [{ name, ms, jobs, files: [...] }] }. */
@@ -234,7 +246,7 @@ async function runPhases(files, names, env) {
       const results = await runPool(fs, env, jobs, scratch);
       phases.push({ name, ms: Date.now() - t0, jobs, files: results });
       console.log(`### phase ${name}: ${seconds(Date.now() - t0)}`);
-      if (process.exitCode === 130 || process.exitCode === 143) break;
+      if (interrupted) break;
     }
   } finally {
     rmSync(scratch, { recursive: true, force: true });
@@ -309,8 +321,11 @@ function runChild(cmd, extraEnv) {
   const dir = mkdtempSync(join(tmpdir(), 'mdns-ambassador-results-'));
   const path = join(dir, 'results.json');
   return new Promise((resolve) => {
-    const child = spawn(cmd[0], cmd.slice(1), { stdio: 'inherit', env: { ...process.env, ...extraEnv, [RESULTS_ENV]: path } });
+    // a process group of its own, as the files: a signal reaches flock's child too
+    const child = spawn(cmd[0], cmd.slice(1), { stdio: 'inherit', detached: true, env: { ...process.env, ...extraEnv, [RESULTS_ENV]: path } });
+    nested.add(child);
     child.on('close', (code, signal) => {
+      nested.delete(child);
       let r;
       try { r = JSON.parse(readFileSync(path, 'utf8')); } catch {
         r = { phases: [], notRun: [{ what: cmd.slice(0, 4).join(' '), why: `ended (${code ?? signal}) without results`, failed: true }] };
@@ -425,7 +440,7 @@ if (process.env.MDNS_AMBASSADOR_TEST_ISOLATED === '1' && process.env[RESULTS_ENV
       all.phases.push(...(await runPhases(inNs, IN_NS, process.env)).phases);
     }
   }
-  if (inContainers.length && process.exitCode === undefined) {
+  if (inContainers.length && !interrupted) {
     if (!opts.containers) {
       console.log(`\n# container phase not run (${inContainers.length} files): ${has('--unit-only') ? '--unit-only' : '--no-containers'}`);
     } else {
