@@ -10,7 +10,7 @@
 // Addresses: each segment is a /24 of 198.18.0.0/15 (RFC 2544 benchmark range), a fresh one per
 // lab; host number i (1-based, in `hosts` order) is .i on every segment it is on. Extra segments
 // (`networks: { back: ['a', 'b'] }`) give hosts more interfaces: host.link('back').ip/.ifname.
-// A live network (issue 11): lab.addNetwork('back', ['a', 'd']) plugs a new segment in while the
+// A live network: lab.addNetwork('back', ['a', 'd']) plugs a new segment in while the
 // lab runs, lab.removeLink(host, 'back') deletes an interface, host.addAddress/delAddress
 // renumber, host.linkDown/linkUp cut the cable ('switch') or set the interface down ('host').
 // Routed sites (networks without multicast between them: two VLANs, two VPCs, sites on a VPN):
