@@ -38,3 +38,18 @@ test('embedded: an ambassador made from options forwards a connection and stops'
     await upstream.close();
   }
 });
+
+test('a stop while starting (Ctrl-C at startup): start() resolves without error, nothing is left listening', async () => {
+  const { Ambassador, buildConfig, createLogger } = await load();
+  const upstream = await startServer({ greeting: 'hello\n' });
+  const port = await refusedPort();
+  const amb = new Ambassador(buildConfig({ static: [`kv=127.0.0.1:${upstream.port}`], connect: [`kv=127.0.0.1:${port}`] }), createLogger('silent'));
+  try {
+    const started = amb.start();
+    const stopped = amb.stop();
+    await Promise.all([started, stopped]);
+    await assert.rejects(connectTo(port), /ECONNREFUSED/, 'the listener is closed, not started again after the stop');
+  } finally {
+    await upstream.close();
+  }
+});

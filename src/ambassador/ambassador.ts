@@ -68,6 +68,8 @@ export class Ambassador {
   /** The registry's source modules, loaded with the client (only with --registry). */
   private registrySource?: typeof RegistrySource;
   private stopping?: Promise<void>;
+  /** start()'s preparation while it runs: a stop waits for what it binds, then closes it. */
+  private preparing?: Promise<void>;
   /** Set by prepare({ check: true }) when the interfaces cannot be used on this host now. */
   interfaceProblem?: string;
   private select?: InterfaceSelection;
@@ -342,7 +344,10 @@ export class Ambassador {
   /** prepare(), then go live: mDNS, discovery, health checks, announcements. */
   async start(): Promise<void> {
     this.startedAt = Date.now();
-    await this.prepare();
+    this.preparing = this.prepare();
+    await this.preparing;
+    // A stop (Ctrl-C, SIGTERM) may come while starting: nothing is started after it.
+    if (this.stopping) return;
     this.hostNetwork.start();
     this.stranded.on('state', (state) => (state === 'stranded'
       ? this.log.warn('network lost: no interface left but loopback (/healthz reports no-network)')
@@ -355,6 +360,7 @@ export class Ambassador {
       this.log.info({ admin: base, statusPage: `${base}/`, resources: ['/', '/healthz', '/peers', '/metrics', '/status', '/events'] }, 'admin endpoint listening');
     }
     if (this.engine) await this.startMdns(this.engine, this.select!);
+    if (this.stopping) return;
     if (this.engine) {
       const directory = new ListenerDirectory(this.engine, (a) => this.hostNetwork.isLocal(a), this.loopFacts.mdnsOnLoopback);
       this.directory = directory;
@@ -377,6 +383,7 @@ export class Ambassador {
       if (this.registrar && this.config.registryAddresses.length === 0) this.hostNetwork.on('change', this.refreshRegistrations);
     }
     for (const conn of this.connectors) {
+      if (this.stopping) return;
       this.admin?.metrics.watchConnector(conn);
       await conn.start();
     }
@@ -388,9 +395,11 @@ export class Ambassador {
         else this.log.info(fields, 'advertisement');
       });
       this.admin?.metrics.watchAdvertisement(adv);
+      if (this.stopping) return;
       if (this.registrar) this.registerWith(this.registrar, adv);
       await adv.start();
     }
+    if (this.stopping) return;
     this.started = true;
   }
 
@@ -602,6 +611,7 @@ export class Ambassador {
 
   private async doStop(): Promise<void> {
     this.draining = true;
+    await this.preparing?.catch(() => {});
     this.stranded.stop();
     // Goodbyes first: peers stop sending new connections here before we stop accepting.
     for (const a of this.advertisements) a.sayGoodbye();

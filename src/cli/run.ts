@@ -112,6 +112,8 @@ export async function runCommand(argv: ArgumentsCamelCase<Record<string, unknown
   try {
     await amb.start();
   } catch (err) {
+    // Stopped by a signal while starting: the signal's handler ends the process (exit 0).
+    if (signals > 0) return;
     await amb.stop().catch(() => {});
     if (err instanceof ConfigError) fail(err.message);
     fail((err as Error).message, 1);
