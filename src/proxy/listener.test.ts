@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { FakeClock } from '../base/clock.js';
 import { Cluster } from '../cluster/cluster.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import {
@@ -198,11 +199,19 @@ test('a slow connect is raced, not abandoned: the next endpoint carries the clie
 
 test('an endpoint whose SYNs are dropped loses every race, and is ejected once two lost attempts timed out', async (t) => {
   const good = await server(t);
+  // The race point and the timeouts are clock steps: on a loaded machine a real 20 ms race
+  // delay could pass before a connect to good completes and race it to the firewalled one.
+  const clock = new FakeClock(Date.now());
+  const tried: string[] = [];
   const { cluster, port, events } = await setup(t, {
+    clock,
     connectTimeoutMs: 300,
     raceDelayMs: 20,
     balancer: 'round-robin',
-    createConnection: (ep: Endpoint) => (ep.id === 'good' ? net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true }) : new net.Socket()),
+    createConnection: (ep: Endpoint) => {
+      tried.push(ep.id);
+      return ep.id === 'good' ? net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true }) : new net.Socket();
+    },
   });
   cluster.setEndpoints('static', [spec('firewalled', 1), spec('good', good.port)]);
   const firewalled = cluster.endpoints().find((e) => e.id === 'firewalled')!;
@@ -212,11 +221,17 @@ test('an endpoint whose SYNs are dropped loses every race, and is ejected once t
   });
   // Every second client starts at the firewalled endpoint, loses the race there, and is served by good.
   for (let i = 0; i < 4; i++) {
+    const before = tried.length;
     const c = await client(t, port);
     c.write('p');
+    await waitFor(() => tried.length > before, 5000, 'a first attempt');
+    if (tried.at(-1) === 'firewalled') clock.advance(20);
     assert.equal((await readBytes(c, 1)).toString(), 'p');
     c.destroy();
   }
+  assert.equal(tried.filter((id) => id === 'firewalled').length, 2);
+  assert.equal(downs, 0, 'no verdict before the timeout');
+  clock.advance(300);
   await waitFor(() => downs === 1, 5000, 'the firewalled endpoint ejected');
   assert.equal(firewalled.stateAt(Date.now()), 'down');
   assert.equal(events.filter((e) => e === 'connect-failed firewalled ETIMEDOUT').length, 2);
@@ -279,14 +294,17 @@ test('with one endpoint, a slow connect is raced by another to the same endpoint
 
 test('when the first attempt completes first after all, the raced one goes on until its timeout', async (t) => {
   const good = await server(t);
+  // Clock steps, not waits: a loaded machine cannot time the first attempt out before it connects.
+  const clock = new FakeClock(Date.now());
   const made: net.Socket[] = [];
   const { cluster, port, events } = await setup(t, {
+    clock,
     connectTimeoutMs: 400,
     raceDelayMs: 20,
     createConnection: (ep: Endpoint) => {
       const s = new net.Socket();
       // The first connects once the second has started (its SYN was retransmitted); the second never.
-      if (made.length === 0) setTimeout(() => s.connect({ host: ep.host, port: ep.port }), 80);
+      if (made.length === 1) made[0]!.connect({ host: ep.host, port: good.port });
       made.push(s);
       return s;
     },
@@ -294,11 +312,19 @@ test('when the first attempt completes first after all, the raced one goes on un
   cluster.setEndpoints('static', [spec('a', good.port), spec('b', good.port)]);
   const c = await client(t, port);
   c.write('z');
+  await waitFor(() => made.length === 1, 5000, 'the first attempt');
+  clock.advance(20);
+  assert.equal(made.length, 2, 'the race point started a second attempt');
   assert.equal((await readBytes(c, 1)).toString(), 'z');
-  assert.equal(made.length >= 2, true, 'a second attempt was started');
   assert.match(events.at(-1)!, /^connected a #\d$/);
-  await waitFor(() => made.slice(1).every((s) => s.destroyed), 5000, 'the raced attempts timed out');
-  assert.equal(cluster.endpoints().reduce((n, e) => n + e.failures, 0), made.length - 1, 'each raced attempt timed out, and counted');
+  const failures = () => cluster.endpoints().reduce((n, e) => n + e.failures, 0);
+  clock.advance(399);
+  assert.equal(made[1]!.destroyed, false, 'the raced attempt goes on');
+  assert.equal(failures(), 0);
+  clock.advance(1);
+  await waitFor(() => made[1]!.destroyed, 5000, 'the raced attempt timed out');
+  assert.equal(failures(), 1, 'the raced attempt timed out, and counted');
+  assert.equal(cluster.endpoints().find((e) => e.id === 'b')!.failures, 1);
 });
 
 test('raced attempts are bounded: every one times out, the client is closed after maxConnectAttempts', async (t) => {

@@ -5,6 +5,7 @@ import type { Cluster, EndpointDownReason } from '../cluster/cluster.js';
 import type { Endpoint, HealthJudge } from '../cluster/endpoint.js';
 import { destroyQuietly, noop, type AttemptOwner, type ConnectAttempt } from './connect.js';
 import type { ProxyConnection } from './connection.js';
+import type { Clock } from '../base/clock.js';
 import { DeadlineQueue, type Deadline } from './deadlines.js';
 import type { Handshake } from './handshake.js';
 import { MAX_LINGERING_REFUSALS, type LimitName, type ListenerLimits } from './limits.js';
@@ -82,6 +83,11 @@ export interface ConnectListenerOptions {
   errorReply?: (message: string) => Buffer | string;
   /** Circuit breakers; past one a client is refused at once ('client-refused'). Default: none. */
   limits?: Partial<ListenerLimits>;
+  /**
+   * Time of the clients' deadlines (race point, connect and handshake timeouts, waits). Default
+   * the system clock; a test steps a FakeClock so a loaded machine cannot reorder them.
+   */
+  clock?: Clock;
 }
 
 export type ConnectListenerEvents = {
@@ -335,7 +341,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
 /** The listener's side of its sessions: the rules, the pick, the evidence, the events. */
 class ConnectSessions implements SessionHost {
   readonly rules: SessionRules;
-  readonly deadlines = new DeadlineQueue();
+  readonly deadlines: DeadlineQueue;
   readonly create: (ep: Endpoint) => net.Socket;
   /** Sessions waiting for an endpoint (woken on the cluster's 'changed'). */
   readonly waiting = new Set<ClientSession>();
@@ -359,6 +365,7 @@ class ConnectSessions implements SessionHost {
       idleTimeoutMs: options.idleTimeoutMs,
       keepAliveInitialDelayMs: options.keepAliveInitialDelayMs,
     };
+    this.deadlines = new DeadlineQueue(options.clock);
     this.create = options.createConnection ?? ((ep) => connectWithReader(ep.host, ep.port));
     this.errorReply = options.errorReply;
   }
