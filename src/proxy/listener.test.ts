@@ -48,6 +48,30 @@ async function client(t: TestContext, port: number): Promise<net.Socket> {
   return s;
 }
 
+/**
+ * A client served by 'good' after its first attempt, to 'slow' (a connect that never completes,
+ * never timed out here), lost the race; that attempt is still pending.
+ */
+async function raceLostAtSlow(t: TestContext) {
+  const good = await server(t);
+  const slow: net.Socket[] = [];
+  const lab = await setup(t, {
+    connectTimeoutMs: 60_000,
+    raceDelayMs: 20,
+    createConnection: (ep: Endpoint) => {
+      if (ep.id === 'good') return net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true });
+      const s = new net.Socket();
+      slow.push(s);
+      return s;
+    },
+  });
+  lab.cluster.setEndpoints('static', [spec('slow', 1), spec('good', good.port)]);
+  const c = await client(t, lab.port);
+  c.write('x');
+  assert.equal((await readBytes(c, 1)).toString(), 'x');
+  return { ...lab, slow, c };
+}
+
 test('forwards bytes both ways and counts them per endpoint', async (t) => {
   const up = await server(t, { greeting: 'hi:' });
   const { cluster, listener, port, events } = await setup(t);
@@ -244,22 +268,7 @@ test('an endpoint whose SYNs are dropped loses every race, and is ejected once t
 });
 
 test('the listener closing ends the attempts that lost a race', async (t) => {
-  const good = await server(t);
-  const slow: net.Socket[] = [];
-  const { cluster, port, listener } = await setup(t, {
-    connectTimeoutMs: 60_000,
-    raceDelayMs: 20,
-    createConnection: (ep: Endpoint) => {
-      if (ep.id === 'good') return net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true });
-      const s = new net.Socket();
-      slow.push(s);
-      return s;
-    },
-  });
-  cluster.setEndpoints('static', [spec('slow', 1), spec('good', good.port)]);
-  const c = await client(t, port);
-  c.write('x');
-  assert.equal((await readBytes(c, 1)).toString(), 'x');
+  const { cluster, listener, slow, c } = await raceLostAtSlow(t);
   c.destroy();
   await listener.close();
   await waitFor(() => slow[0]!.destroyed, 2000, 'the losing attempt closed');
@@ -710,22 +719,7 @@ test('a bug while serving a client (a balancer that throws) closes that client, 
 });
 
 test('an attempt that lost its race ends without a verdict when its endpoint goes down meanwhile', async (t) => {
-  const good = await server(t);
-  const slow: net.Socket[] = [];
-  const { cluster, port, events } = await setup(t, {
-    connectTimeoutMs: 60_000,
-    raceDelayMs: 20,
-    createConnection: (ep: Endpoint) => {
-      if (ep.id === 'good') return net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true });
-      const s = new net.Socket();
-      slow.push(s);
-      return s;
-    },
-  });
-  cluster.setEndpoints('static', [spec('slow', 1), spec('good', good.port)]);
-  const c = await client(t, port);
-  c.write('x');
-  assert.equal((await readBytes(c, 1)).toString(), 'x');
+  const { cluster, events, slow } = await raceLostAtSlow(t);
   assert.equal(slow[0]!.destroyed, false, 'the lost attempt goes on');
   const slowEp = cluster.endpoints().find((e) => e.id === 'slow')!;
   cluster.setHealth(slowEp, false); // e.g. its health checks failed
