@@ -213,6 +213,40 @@ test('connect → race at the race point; race → open when the racer connects 
   assert.equal(host.deadlines.size, 0);
 });
 
+test('connect with its attempts used up: no race point, only its timeout', async (t) => {
+  const good = await upstream(t);
+  const { host, s } = await session(t, [['slow', 1], ['b', good]], { maxConnectAttempts: 1 }, (ep) =>
+    ep.id === 'slow' ? hung() : net.connect({ host: ep.host, port: ep.port }));
+  host.clock.advance(250);
+  assert.equal(s.phase, 'connect');
+  assert.deepEqual(host.log, ['accepted'], 'not raced');
+  assert.equal(host.made.length, 1);
+  assert.equal(host.deadlines.size, 1, 'its timeout');
+  host.clock.advance(2749);
+  assert.equal(s.phase, 'connect');
+  host.clock.advance(1);
+  assert.equal(s.phase, 'closed');
+  assert.deepEqual(host.log.slice(1), ['evidence slow ETIMEDOUT', 'failed slow ETIMEDOUT', 'ended all-failed']);
+  assert.ok(host.made[0]!.destroyed);
+});
+
+test('connect at the race point with nothing to race (its endpoint left meanwhile): stays connect until its timeout', async (t) => {
+  const { host, s, ep } = await session(t, [['slow', 1]], {}, hung);
+  host.cluster.setEndpoints('static', []); // this host cancels nothing: the attempt stays pending
+  assert.ok(ep.slow!.removed);
+  host.clock.advance(250);
+  assert.equal(s.phase, 'connect');
+  assert.deepEqual(host.log, ['accepted'], 'not raced');
+  assert.equal(host.made.length, 1);
+  assert.equal(host.deadlines.size, 1, 'its timeout');
+  host.clock.advance(2749);
+  assert.equal(s.phase, 'connect');
+  host.clock.advance(1);
+  assert.deepEqual(host.log.slice(1, 3), ['evidence slow ETIMEDOUT', 'failed slow ETIMEDOUT']);
+  assert.ok(host.made[0]!.destroyed);
+  assert.equal(s.phase, 'wait', 'nothing else to try');
+});
+
 test('race: with one endpoint the racer goes to the same one; the first completing after all carries the client', async (t) => {
   const good = await upstream(t);
   let late: net.Socket | undefined;
