@@ -139,6 +139,14 @@ export class Advertisement extends EventEmitter {
     return this.registration?.instance;
   }
 
+  /** The instance name it is (or will be) announced under, before any conflict rename. */
+  get plannedInstance(): string {
+    const s = this.spec;
+    if (s.instance !== undefined) return s.instance;
+    const name = this.engine.defaultInstance(s.name);
+    return s.instanceByPort ? `${name}:${s.port}` : name;
+  }
+
   private setState(state: AdvertisementState, reason: string): void {
     if (this.state === state && this.reason === reason) return;
     this.state = state;
@@ -263,7 +271,7 @@ export class Advertisement extends EventEmitter {
     const reg = this.engine.publish({
       name: this.spec.name,
       port: this.announcedPort,
-      instance: this.spec.instance,
+      instance: this.plannedInstance,
       txt,
       priority: this.spec.priority,
       weight: this.spec.weight,

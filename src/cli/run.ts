@@ -126,11 +126,14 @@ async function check(config: Config, warnings: string[]): Promise<void> {
     fail((err as Error).message, 1);
   }
   const interfaces = amb.engine?.monitor.peek().map((l) => `${l.name} (${[...l.ipv4, ...l.ipv6].map((a) => a.address).join(' ')})`);
+  // Several of one service: each under its own instance name, and the user should see which.
+  const instanceOf = new Map(amb.advertisements.map((a) => [a.spec, a.plannedInstance]));
+  const several = (name: string) => config.advertise.filter((a) => a.name === name).length > 1;
   await amb.stop();
   if (amb.interfaceProblem) warnings = [...warnings, `mDNS on this host now: ${amb.interfaceProblem}`];
   for (const w of warnings) process.stderr.write(`ambassador: warning: ${w}\n`);
   const what = [
-    ...config.advertise.map((a) => `advertise ${a.name}=${a.targetHost ? a.targetHost + ':' : ''}${a.port}`),
+    ...config.advertise.map((a) => `advertise ${a.name}=${a.targetHost ? a.targetHost + ':' : ''}${a.port}${several(a.name) ? ` as '${instanceOf.get(a)}'` : ''}`),
     ...config.connect.map((c) => `connect ${c.name} on ${c.bind}:${c.port} (${c.balance})`),
     ...(interfaces?.length ? [`mDNS on ${interfaces.join(', ')}`] : []),
   ];

@@ -161,10 +161,22 @@ export function buildConfig(raw: RawOptions): Config {
     if (!names.has(s.name)) throw new ConfigError(`${'endpoints' in s ? '--static' : '--srv'} ${s.raw}: no --connect ${s.name}=… uses it`);
   }
   const advertised = new Set<string>();
+  const instances = new Map<string, AdvertiseSpec>();
+  const defaultNamed = new Set<string>();
   for (const a of advertise) {
     const key = `${a.name}|${a.instance ?? ''}|${a.targetHost ?? ''}:${a.port}`;
     if (advertised.has(key)) throw new ConfigError(`--advertise ${a.raw}: given twice`);
     advertised.add(key);
+    if (a.instance !== undefined) {
+      const named = `${a.name}|${a.instance.toLowerCase()}`;
+      const prev = instances.get(named);
+      if (prev) throw new ConfigError(`--advertise ${a.raw}: instance '${a.instance}' is already announced by --advertise ${prev.raw} (one instance name, one service: give each its own instance=)`);
+      instances.set(named, a);
+    } else if (defaultNamed.has(a.name)) {
+      a.instanceByPort = true;
+    } else {
+      defaultNamed.add(a.name);
+    }
   }
 
   let tls: TlsFiles | undefined;

@@ -15,6 +15,12 @@ export interface AdvertiseSpec {
   targetHost?: string;
   port: number;
   instance?: string;
+  /**
+   * Another --advertise of the same service before this one has the default instance name too:
+   * this one's default is `NAME@HOST:PORT`, not `NAME@HOST` (two registrations under one name
+   * would put two SRV records on one instance, and browsers would see one of them).
+   */
+  instanceByPort?: boolean;
   priority: number;
   weight: number;
   txt: Record<string, string>;

@@ -317,9 +317,14 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     for (const l of this.links.all()) for (const f of l.families()) l.out(f).sendQuery(questions, known);
   }
 
+  /** The instance name a service gets when none is given: `NAME@HOST` (the host label now). */
+  defaultInstance(name: string): string {
+    return `${name}@${this.owned.host.label}`;
+  }
+
   publish(opts: PublishOptions): Registration {
     const spec: ServiceSpec = {
-      instance: (opts.instance ?? `${opts.name}@${this.owned.host.label}`).replace(/\./g, '-'),
+      instance: (opts.instance ?? this.defaultInstance(opts.name)).replace(/\./g, '-'),
       type: serviceType(opts.name),
       port: opts.port,
       txt: opts.txt,
