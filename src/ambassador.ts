@@ -428,7 +428,9 @@ export class Ambassador {
     } catch (err) {
       throw new ConfigError((err as Error).message);
     }
-    tls.on('reloaded', () => this.log.info({ cert: files.cert }, 'TLS certificate files changed: new connections use them'));
+    tls.on('reloaded', () => {
+      if (!this.reloading) this.log.info({ cert: files.cert }, 'TLS certificate files changed: new connections use them');
+    });
     tls.on('reload-error', (message: string) => this.log.warn({ cert: files.cert }, message));
     tls.on('connect-failed', (ep, code: string) => this.once(`tls:${ep.key}:${code}`, () => this.log.warn(
       { endpoint: ep.label, address: ep.address, code },
@@ -438,6 +440,42 @@ export class Ambassador {
     await tls.start();
     this.tls = tls;
     this.log.info({ cert: files.cert, ca: files.ca, minVersion: tls.minVersion }, 'mutual TLS on ambassador-to-ambassador connections');
+  }
+
+  /** A SIGHUP reload is running: its summary line says what the per-file lines would. */
+  private reloading = false;
+
+  /**
+   * SIGHUP, as for HAProxy, nginx or Avahi: everything the ambassador reads from files is read
+   * again now rather than at the next poll — TLS certificate, key and CA, every auth-file — and
+   * the sources that resolve names (--srv, --static host names) look again (re-reading
+   * resolv.conf and /etc/hosts). Flags and the environment are not re-read (restart for those).
+   * Resolves with what was read, for one log line; a file that fails keeps what was in use.
+   */
+  async reload(): Promise<Record<string, unknown>> {
+    if (this.draining) return { skipped: 'stopping' };
+    this.reloading = true;
+    const report: Record<string, unknown> = {};
+    try {
+      if (this.tls) report.tls = (await this.tls.reload()) ? 're-read' : 'invalid: the previous certificate is kept';
+      const credentials: string[] = [];
+      let sources = 0;
+      for (const c of this.connectors) {
+        const reloaded = c.protocol?.reload?.();
+        if (reloaded) credentials.push(`${c.spec.name} (${c.spec.bind}:${c.spec.port}): ${(await reloaded) ? 're-read' : 'invalid: the previous credentials are kept'}`);
+        for (const s of c.sources) {
+          if (s.refresh) {
+            await s.refresh();
+            sources++;
+          }
+        }
+      }
+      if (credentials.length) report.credentials = credentials;
+      if (sources) report.sourcesRefreshed = sources;
+    } finally {
+      this.reloading = false;
+    }
+    return report;
   }
 
   private readonly onceKeys = new Map<string, number>();

@@ -73,12 +73,16 @@ export async function runCommand(argv: ArgumentsCamelCase<Record<string, unknown
   for (const w of warnings) log.warn(w);
   const amb = new Ambassador(config, log);
 
-  let signals = 0;
+  let stopAsked: { signal: NodeJS.Signals; at: number } | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
-    if (++signals > 1) {
+    if (stopAsked) {
+      // One request delivered twice (`timeout` signals the process, then its group; a wrapper
+      // forwards the Ctrl-C the terminal sent to the whole group) is not a second request.
+      if (sig === stopAsked.signal && Date.now() - stopAsked.at < SAME_REQUEST_MS) return;
       log.warn({ signal: sig }, 'second signal: exiting now');
       process.exit(1);
     }
+    stopAsked = { signal: sig, at: Date.now() };
     log.info({ signal: sig, drainMs: config.drainTimeout }, 'shutting down: goodbyes, stop accepting, drain');
     amb.stop().then(
       () => {
@@ -93,6 +97,15 @@ export async function runCommand(argv: ArgumentsCamelCase<Record<string, unknown
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A reload, as daemons do (HAProxy, nginx, Avahi), not Node's default (exit 129 without a word).
+  process.on('SIGHUP', () => {
+    if (stopAsked) return;
+    log.info({ signal: 'SIGHUP' }, 'reloading: re-reading TLS and credentials files, looking up --srv and --static names again');
+    amb.reload().then(
+      (report) => log.info({ signal: 'SIGHUP', ...report }, 'reloaded'),
+      (err) => log.error({ signal: 'SIGHUP', err: String(err) }, 'reload failed'),
+    );
+  });
   if (config.exitWhenStranded) {
     amb.stranded.once('owner-back', (address) => {
       log.warn({ address }, 'stranded: the container whose network this was is up again in a new namespace; exiting (75) so the restart policy re-attaches this one to it');
@@ -110,6 +123,9 @@ export async function runCommand(argv: ArgumentsCamelCase<Record<string, unknown
     fail((err as Error).message, 1);
   }
 }
+
+/** A stop signal repeated within this long is the same request delivered twice, not a second one. */
+const SAME_REQUEST_MS = 250;
 
 /**
  * `--check`: everything `run` would refuse, found before `run` would send its first packet —

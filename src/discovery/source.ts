@@ -42,4 +42,9 @@ export interface DiscoverySource extends EventEmitter {
   readonly kind: SourceKind;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Look again now (SIGHUP: the operator changed a file or a record): what the source reads is
+   * read again and resolved, outside its schedule. Sources that are only told (mDNS) have none.
+   */
+  refresh?(): Promise<void>;
 }

@@ -59,6 +59,11 @@ export class StaticSource extends EventEmitter implements DiscoverySource {
     clearInterval(this.timer);
   }
 
+  /** Resolves the host names again now (a name still being looked up is not asked twice). */
+  async refresh(): Promise<void> {
+    if (!this.stopped) this.resolveAll();
+  }
+
   private resolveAll(): void {
     for (const name of this.names()) {
       if (this.inFlight.has(name)) continue; // still hanging: never a second thread for it
