@@ -6,6 +6,8 @@ import { redactTxt } from '../admin/peers.js';
 import { fail } from './fail.js';
 
 export const BROWSE_OPTION_NAMES = ['interface', 'exclude-interface', 'json', 'once', 'wait'];
+/** Those of BROWSE_OPTION_NAMES that are booleans. */
+export const BROWSE_BOOLEAN_OPTIONS = ['json', 'once'];
 
 export function browseOptions<T>(y: Argv<T>) {
   return y

@@ -1,10 +1,10 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { BROWSE_OPTION_NAMES, browseCommand, browseOptions } from './browse.js';
+import { BROWSE_BOOLEAN_OPTIONS, BROWSE_OPTION_NAMES, browseCommand, browseOptions } from './browse.js';
 import { demoCommand, demoOptions } from './demo.js';
-import { takeEnvironmentOptions } from './environment.js';
+import { EnvironmentError, takeEnvironmentOptions } from './environment.js';
 import { fail } from './fail.js';
-import { RUN_OPTION_NAMES, runCommand, runOptions } from './run.js';
+import { RUN_BOOLEAN_OPTIONS, RUN_OPTION_NAMES, runCommand, runOptions } from './run.js';
 
 // A bug must still end as one clear line, never a stack trace on the user's terminal
 // (set AMBASSADOR_DEBUG=1 to see the trace).
@@ -20,11 +20,18 @@ process.on('unhandledRejection', crash);
 // of other commands are set aside, and the ones that cannot be meant are reported by `run`.
 const subcommand = hideBin(process.argv)[0];
 const command = subcommand === 'browse' || subcommand === 'demo' ? subcommand : 'run';
-const environmentNotices = takeEnvironmentOptions(
-  process.env, hideBin(process.argv),
-  command === 'browse' ? BROWSE_OPTION_NAMES : command === 'demo' ? [] : RUN_OPTION_NAMES,
-  [...RUN_OPTION_NAMES, ...BROWSE_OPTION_NAMES], command,
-);
+let environmentNotices: string[] = [];
+try {
+  environmentNotices = takeEnvironmentOptions(
+    process.env, hideBin(process.argv),
+    command === 'browse' ? BROWSE_OPTION_NAMES : command === 'demo' ? [] : RUN_OPTION_NAMES,
+    [...RUN_OPTION_NAMES, ...BROWSE_OPTION_NAMES], command,
+    command === 'browse' ? BROWSE_BOOLEAN_OPTIONS : RUN_BOOLEAN_OPTIONS,
+  );
+} catch (err) {
+  if (err instanceof EnvironmentError) fail(err.message);
+  throw err;
+}
 
 await yargs(hideBin(process.argv))
   .scriptName('ambassador')

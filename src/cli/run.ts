@@ -12,6 +12,9 @@ export const RUN_OPTION_NAMES = [
   'keep-connections', 'trusted-lan', 'admin', 'log-level', 'log-format', 'check', 'exit-when-stranded',
 ];
 
+/** Those of RUN_OPTION_NAMES that are booleans (their variables take yes/no, on/off, 1/0 too). */
+export const RUN_BOOLEAN_OPTIONS = ['ipv6', 'keep-connections', 'trusted-lan', 'check', 'exit-when-stranded'];
+
 export function runOptions<T>(y: Argv<T>) {
   return y
     .option('advertise', {
