@@ -3,6 +3,8 @@ import { MdnsEngine } from '../mdns/engine.js';
 import { InterfaceError, InterfaceSelection } from '../mdns/interfaces.js';
 import type { ServiceBrowser, ServiceInstance } from '../mdns/browser.js';
 import { redactTxt } from '../admin/peers.js';
+import { parseDuration } from '../config/config.js';
+import { ConfigError, parseServiceName } from '../config/specs.js';
 import { fail } from './fail.js';
 
 export const BROWSE_OPTION_NAMES = ['interface', 'exclude-interface', 'json', 'once', 'wait'];
@@ -16,7 +18,7 @@ export function browseOptions<T>(y: Argv<T>) {
     .option('exclude-interface', { type: 'string', array: true, describe: 'interfaces not to use: names, addresses or globs (repeatable)' })
     .option('json', { type: 'boolean', default: false, describe: 'one JSON object per event, for scripts' })
     .option('once', { type: 'boolean', default: false, describe: 'print what is found within --wait ms, then exit' })
-    .option('wait', { type: 'number', default: 3000, describe: 'ms to wait with --once' });
+    .option('wait', { type: 'string', default: '3000', describe: 'how long to wait with --once: ms, or with a unit (2s)' });
 }
 
 /** `10.0.0.5:6379`, `[fe80::1%eth0]:6379`: an IPv6 address never has the port glued on. */
@@ -31,15 +33,19 @@ function line(mark: string, i: ServiceInstance): string {
     `${i.priority || i.weight ? ` prio=${i.priority} weight=${i.weight}` : ''}${txt ? `  ${txt}` : ''}`;
 }
 
-export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; interface?: string[]; excludeInterface?: string[]; json: boolean; once: boolean; wait: number }>): Promise<void> {
+export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; interface?: string[]; excludeInterface?: string[]; json: boolean; once: boolean; wait: string }>): Promise<void> {
   let select;
+  let wait: number;
+  let name: string | undefined;
   try {
     select = InterfaceSelection.parse(argv.interface ?? [], argv.excludeInterface ?? []);
+    // Durations and service names as `run` takes them.
+    wait = parseDuration(argv.wait, 3000, '--wait');
+    if (argv.name !== undefined) name = parseServiceName(String(argv.name), 'browse');
   } catch (err) {
-    if (err instanceof InterfaceError) fail(err.message);
+    if (err instanceof InterfaceError || err instanceof ConfigError) fail(err.message);
     throw err;
   }
-  if (!Number.isFinite(argv.wait) || argv.wait <= 0) fail(`--wait: '${argv.wait}' must be a positive number of ms`);
   const engine = new MdnsEngine({ select });
   try {
     await engine.start();
@@ -74,7 +80,7 @@ export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; in
       });
     }
   };
-  if (argv.name) follow(argv.name);
+  if (name) follow(name);
   else engine.browseTypes().on('type', (t: string) => follow(t));
 
   const stop = async () => {
@@ -90,9 +96,9 @@ export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; in
       for (const i of all) print('up', i);
       if (all.length === 0) {
         const on = engine.network().interfaces.map((i) => `${i.name} (${i.addresses.join(' ')})`).join(', ') || 'no interface (none usable yet)';
-        process.stderr.write(`no ${argv.name ? `'${argv.name}' ` : ''}service found within ${argv.wait} ms on ${on}\n`);
+        process.stderr.write(`no ${name ? `'${name}' ` : ''}service found within ${wait} ms on ${on}\n`);
       }
       void stop();
-    }, argv.wait);
+    }, wait);
   }
 }

@@ -26,6 +26,9 @@ export interface DemoArgs {
   verbose: boolean;
 }
 
+/** Options of `ambassador demo` (for 'did you mean'). */
+export const DEMO_OPTION_NAMES = ['keep', 'port', 'static', 'requests', 'verbose'];
+
 export function demoOptions<T>(y: Argv<T>) {
   return y
     .option('keep', { type: 'boolean', default: false, describe: 'leave the mesh running afterwards (Ctrl-C to stop) to try redis-cli, ambassador browse, the admin endpoint' })

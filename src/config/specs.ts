@@ -79,13 +79,22 @@ export interface SrvSpec {
   raw: string;
 }
 
-const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
-export function parseServiceName(name: string, flag: string): string {
+/**
+ * A service name (`redis`, `_redis._tcp`, `_redis._tcp.local` → `redis`) as RFC 6335 §5.1 allows
+ * it: 1-15 letters, digits and hyphens, at least one letter, no hyphen first, last or twice in a
+ * row. `subtype`: a DNS-SD subtype label instead (RFC 6763 §7.1: any label up to 63 bytes).
+ */
+export function parseServiceName(name: string, flag: string, opts: { subtype?: boolean } = {}): string {
   const n = name.trim().toLowerCase().replace(/^_/, '').replace(/\._tcp(\.local)?$/, '');
-  if (!SERVICE_NAME.test(n)) {
-    throw new ConfigError(`${flag}: '${name}' is not a service name (letters, digits and '-', like 'redis')`);
-  }
+  const why = !LABEL.test(n) ? "letters, digits and '-', like 'redis'"
+    : opts.subtype ? undefined
+      : n.length > 15 ? 'at most 15 characters, RFC 6335'
+        : !/[a-z]/.test(n) ? 'at least one letter, RFC 6335'
+          : n.includes('--') ? "no '--', RFC 6335"
+            : undefined;
+  if (why) throw new ConfigError(`${flag}: '${name}' is not a ${opts.subtype ? 'subtype' : 'service name'} (${why})`);
   return n;
 }
 
@@ -161,7 +170,7 @@ export function parseAdvertise(raw: string): AdvertiseSpec {
         throw new ConfigError(`${flag} ${raw}: instance must be 1-63 bytes without '.'`);
       }
       spec.instance = v;
-    } else if (k === 'subtype') spec.subtypes.push(parseServiceName(v, `${flag} ${raw}: subtype`));
+    } else if (k === 'subtype') spec.subtypes.push(parseServiceName(v, `${flag} ${raw}: subtype`, { subtype: true }));
     else if (k === 'relay-port') spec.relayPort = parsePort(v, `${flag} ${raw}: relay-port`, true);
     else if (k === 'check') {
       if (!(CHECK_KINDS as readonly string[]).includes(v)) throw new ConfigError(`${flag} ${raw}: unknown check '${v}' (known: ${CHECK_KINDS.join(', ')})`);

@@ -17,7 +17,14 @@ function run(args: string[], env: Record<string, string> = {}) {
 }
 
 const cases: Array<[string, string[], RegExp]> = [
-  ['unknown flag', ['--bogus'], /Unknown argument: bogus/],
+  ['unknown flag', ['--bogus'], /unknown option --bogus \(see ambassador --help\)/],
+  ['misspelled flag', ['--conect', 'redis=6379'], /unknown option --conect \(did you mean --connect\?\)/],
+  ['one dash for two', ['-redis=6379'], /'-redis=6379': options start with two dashes \(to announce or reach a service: --advertise redis=6379 or --connect redis=6379\)/],
+  ['one dash, a flag', ['-connect', 'redis=6379'], /'-connect': options start with two dashes \(did you mean --connect\?\)/],
+  ['service name too long (RFC 6335)', ['--connect', 'averyveryverylongname=6379'], /'averyveryverylongname' is not a service name \(at most 15 characters, RFC 6335\)/],
+  ['service name all digits (RFC 6335)', ['--advertise', '1234=6379'], /'1234' is not a service name \(at least one letter, RFC 6335\)/],
+  ['browse: a name run refuses', ['browse', 'my_redis'], /browse: 'my_redis' is not a service name/],
+  ['browse: a bad duration shows the input', ['browse', '--once', '--wait', '2x'], /--wait: '2x' is not a duration/],
   ['bad port', ['--connect', 'redis=65536'], /out of range/],
   ['not a port', ['--advertise', 'redis=abc'], /not a port number/],
   ['duplicate listener', ['--connect', 'a=7000', '--connect', 'b=7000'], /already used/],
