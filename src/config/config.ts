@@ -203,6 +203,12 @@ export function buildConfig(raw: RawOptions): Config {
   if (raw.trustedLan && !connect.some((c) => c.authFile !== undefined)) {
     warnings.push('--trusted-lan has no effect: no --connect injects credentials (auth-file=)');
   }
+  if (raw.probePort !== undefined && raw.probePort !== '' && advertise.length === 0) {
+    warnings.push('--probe-port has no effect without --advertise (host probes are answered by an advertising ambassador)');
+  }
+  if (splitList(raw.dnsServer).length > 0 && srv.length === 0) {
+    warnings.push('--dns-server has no effect without --srv (it is the DNS server for SRV lookups only; mDNS and --static names do not use it)');
+  }
 
   // Credentials only go where identity is proven or was named; checked here so --check says it too.
   const named = new Set([...statics, ...srv].map((s) => s.name));
