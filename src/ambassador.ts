@@ -200,6 +200,7 @@ export class Ambassador {
     const fixed = new Set([...c.static.map((s) => s.name), ...c.srv.map((s) => s.name)]);
     for (const spec of c.connect) {
       this.own.add({ kind: 'connect', host: spec.bind, port: spec.port, what: `--connect ${spec.raw} listener`, forwardsToMdns: !fixed.has(spec.name) });
+      if (spec.bothLoopbacks) this.own.add({ kind: 'connect', host: '::1', port: spec.port, what: `--connect ${spec.raw} listener`, forwardsToMdns: !fixed.has(spec.name) });
     }
     for (const spec of c.advertise) {
       if (spec.relayPort !== 0) this.own.add(this.relayListener(spec, spec.relayPort));

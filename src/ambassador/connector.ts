@@ -76,6 +76,7 @@ export class Connector extends EventEmitter {
     this.listener = new ConnectListener({
       cluster: this.cluster,
       host: spec.bind,
+      alsoHost: spec.bothLoopbacks ? '::1' : undefined,
       port: spec.port,
       balancer: spec.balance,
       connectTimeoutMs: opts.connectTimeoutMs,
@@ -191,7 +192,8 @@ export class Connector extends EventEmitter {
   async bind(): Promise<void> {
     await this.protocol?.start();
     const addr = await this.listener.listen();
-    this.log.info({ service: this.spec.name, listen: `${addr.address}:${addr.port}`, balance: this.spec.balance,
+    const also = this.listener.addresses().slice(1).map((a) => `[${a.address}]:${a.port}`);
+    this.log.info({ service: this.spec.name, listen: `${addr.address}:${addr.port}`, ...(also.length ? { alsoOn: also } : {}), balance: this.spec.balance,
       sources: this.sources.map((s) => s.kind), where: this.spec.where }, 'listening');
   }
 

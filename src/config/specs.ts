@@ -38,6 +38,11 @@ export interface AdvertiseSpec {
 export interface ConnectSpec {
   name: string;
   bind: string;
+  /**
+   * No BIND given, or `localhost`: listen on both loopback addresses, 127.0.0.1 (bind) and ::1
+   * where the host has it, so that `localhost` works whichever address a client tries first.
+   */
+  bothLoopbacks: boolean;
   port: number;
   balance: BalancerName;
   where: Record<string, string>;
@@ -196,6 +201,7 @@ export function parseConnect(raw: string): ConnectSpec {
   const spec: ConnectSpec = {
     name: parseServiceName(name, flag),
     bind: hp.host === 'localhost' ? '127.0.0.1' : (hp.host ?? '127.0.0.1'),
+    bothLoopbacks: hp.host === undefined || hp.host === 'localhost',
     port: hp.port,
     balance: 'round-robin',
     where: {},
