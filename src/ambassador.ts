@@ -267,7 +267,7 @@ export class Ambassador {
 
   private relayListener(spec: AdvertiseSpec, port: number): OwnListener {
     const to = dialledAddresses(spec.targetHost ?? '127.0.0.1');
-    return { kind: 'relay', host: '0.0.0.0', port, what: `relay of --advertise ${spec.raw} (port ${port})`,
+    return { kind: 'relay', host: '::', port, what: `relay of --advertise ${spec.raw} (port ${port})`,
       toThisHost: to.length > 0 && to.every((a) => this.local.has(a)) };
   }
 
