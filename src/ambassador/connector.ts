@@ -128,6 +128,7 @@ export class Connector extends EventEmitter {
     this.cluster.on('endpoint-filtered', (spec, why) =>
       this.log.info({ ...where(spec), why }, 'instance ignored: it does not match the where. filter'));
     this.cluster.on('endpoint-refused', (spec, why) => this.log.warn({ ...where(spec), why }, 'endpoint refused'));
+    this.cluster.on('endpoint-duplicate', (spec, why) => this.log.info({ ...where(spec), why }, 'instance ignored: another instance announces the same backend'));
     this.cluster.on('endpoint-updated', (ep, moved) => {
       if (moved) this.log.info(where(ep), 'endpoint moved');
     });

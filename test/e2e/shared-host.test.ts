@@ -1,6 +1,7 @@
 // Several ambassadors on one host, and what a peer sees of them (lab with IPv6 link-local on):
 // - a relay answers at every address its host announces, the IPv6 one too (it listened on IPv4
-//   only, and a connect to the announced AAAA address was refused).
+//   only, and a connect to the announced AAAA address was refused);
+// - one target advertised by both is one endpoint at the peer, not two (twice its share).
 //
 // a: redis :7000 (every IPv4 address), redis 127.0.0.1:7100 (relayed), redis :7200;
 //    amb1 `--advertise one=7000 --advertise dup=7000`,
@@ -17,6 +18,7 @@ const skip = canUseNetns() ??
 interface PeersCluster {
   name: string;
   endpoints: Array<{ label: string; address: string; addresses: string[]; port: number; state: string }>;
+  duplicates: Array<{ label: string; why: string }>;
 }
 
 describe('several ambassadors on one host', { skip }, () => {
@@ -60,5 +62,13 @@ describe('several ambassadors on one host', { skip }, () => {
       const r = await redisCli(c, ['-h', address, '-p', String(ep.port), 'get', 'whoami']);
       assert.equal(r.reply, '7100', `through the relay at ${address} port ${ep.port}: ${r.stdout}${r.stderr}`);
     }
+  });
+
+  test('one target advertised by two ambassadors is one endpoint, said once', async () => {
+    const dup = await peers('dup');
+    assert.equal(dup.endpoints.length, 1, JSON.stringify(dup.endpoints.map((e) => e.label)));
+    assert.equal(dup.duplicates.length, 1);
+    assert.match(dup.duplicates[0]!.why, new RegExp(`the same backend \\(${a.ip}:7000\\) as ${dup.endpoints[0]!.label.replace(/[()]/g, '\\$&')}`));
+    assert.equal(conn.findAll({ msg: 'instance ignored: another instance announces the same backend', service: 'dup' }).length, 1);
   });
 });
