@@ -501,6 +501,9 @@ export class Ambassador {
     this.stranded.stop();
     // Goodbyes first: peers stop sending new connections here before we stop accepting.
     for (const a of this.advertisements) a.sayGoodbye();
+    // The host's address records get theirs at the end, unless another process here still
+    // answers for them (ambassadors side by side): asked now, answered during the drain.
+    this.engine?.askHostMates();
     this.local.stop();
     await this.directory?.stop();
     const drainMs = this.config.drainTimeout;

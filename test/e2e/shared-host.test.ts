@@ -1,7 +1,9 @@
 // Several ambassadors on one host, and what a peer sees of them (lab with IPv6 link-local on):
 // - a relay answers at every address its host announces, the IPv6 one too (it listened on IPv4
 //   only, and a connect to the announced AAAA address was refused);
-// - one target advertised by both is one endpoint at the peer, not two (twice its share).
+// - one target advertised by both is one endpoint at the peer, not two (twice its share);
+// - a clean stop of one does not take the other's services down at the peer: the host's address
+//   records it shares with the other get no goodbye while the other still answers for them.
 //
 // a: redis :7000 (every IPv4 address), redis 127.0.0.1:7100 (relayed), redis :7200;
 //    amb1 `--advertise one=7000 --advertise dup=7000`,
@@ -10,7 +12,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { canUseNetns, haveCommand, Lab, redisCli, startRedis, type Host } from '../lib/netns.js';
-import { adminGet, type Amb, startAdvertiser, startConnector, tagRedis, waitServedBy } from './ambassador-kit.js';
+import { adminGet, type Amb, fmt, startAdvertiser, startConnector, tagRedis, waitServedBy } from './ambassador-kit.js';
 
 const skip = canUseNetns() ??
   (haveCommand('redis-server') && haveCommand('redis-cli') && haveCommand('curl') ? undefined : 'needs redis-server, redis-cli and curl');
@@ -70,5 +72,23 @@ describe('several ambassadors on one host', { skip }, () => {
     assert.equal(dup.duplicates.length, 1);
     assert.match(dup.duplicates[0]!.why, new RegExp(`the same backend \\(${a.ip}:7000\\) as ${dup.endpoints[0]!.label.replace(/[()]/g, '\\$&')}`));
     assert.equal(conn.findAll({ msg: 'instance ignored: another instance announces the same backend', service: 'dup' }).length, 1);
+  });
+
+  test('a clean stop of one ambassador leaves the services of the other up at the peer', async () => {
+    const t0 = Date.now();
+    const st = await amb1.stop();
+    assert.equal(st.code, 0);
+    const exited = Date.now();
+    // amb1's own service leaves (its goodbye)…
+    await conn.waitLog({ msg: 'endpoint down', service: 'dup' }, { since: t0 }).catch(() => undefined);
+    // …and a request through sib after amb1 is gone (its last packets long handled) still works.
+    assert.equal((await redisCli(c, ['-p', '6381', 'get', 'whoami'])).reply, '7200');
+    const sibDown = conn.findAll({ msg: 'endpoint down', service: 'sib' }, t0);
+    const dupDown = conn.findAll({ msg: 'endpoint down', service: 'dup' }, t0);
+    console.log(`# amb1 stopped in ${fmt(exited - t0)}; at c since: sib down ${sibDown.length} time(s)` +
+      `${sibDown.map((l) => ` (${l.reason} after ${fmt(l.time - t0)})`).join('')}, dup down ${dupDown.length}` +
+      `${dupDown.map((l) => ` (${l.reason} after ${fmt(l.time - t0)})`).join('')}`);
+    assert.deepEqual(sibDown.map((l) => l.reason), [], 'the other ambassador\'s service stays up');
+    assert.equal((await redisCli(c, ['-p', '6382', 'get', 'whoami'])).reply, '7000', 'dup is served by the other instance');
   });
 });
