@@ -1,16 +1,55 @@
 import type * as PromClient from 'prom-client';
-import type { Advertisement, AdvertisementState } from '../ambassador/advertisement.js';
-import type { Connector } from '../ambassador/connector.js';
-import type { ProbeResponder } from '../ambassador/probe-responder.js';
-import type { HostProber } from '../cluster/host-prober.js';
+import { requireCommonJs } from '../base/commonjs.js';
+import type { Cluster } from '../cluster/cluster.js';
 import type { Endpoint } from '../cluster/endpoint.js';
-import type { HealthChecker } from '../cluster/health-checker.js';
+import type { HealthChecker, LastCheck } from '../cluster/health-checker.js';
+import type { HostLiveness } from '../cluster/host-liveness.js';
+import type { LivenessAnswerer } from '../cluster/liveness-answerer.js';
+import type { CredentialExposure } from '../config/credential-exposure.js';
+import type { AdvertiseSpec, ConnectSpec } from '../config/specs.js';
+import type { SourceKind } from '../discovery/source.js';
 import type { MdnsEngine } from '../mdns/engine.js';
-import { requireCommonJs } from '../commonjs.js';
 import { LIMIT_NAMES } from '../proxy/limits.js';
+import type { ConnectListener } from '../proxy/listener.js';
+import type { RelayListener } from '../proxy/relay.js';
 
 const { collectDefaultMetrics, Counter, Gauge, Registry } = requireCommonJs('prom-client') as typeof PromClient;
 type Counter<T extends string> = PromClient.Counter<T>;
+
+/**
+ * What admin reads of a --connect (the ambassador's Connector). Declared here, in the floor's
+ * own terms, so that admin stays below the ambassador it reports on.
+ */
+export interface ConnectorView {
+  readonly spec: ConnectSpec;
+  readonly sources: ReadonlyArray<{ readonly kind: SourceKind }>;
+  readonly cluster: Cluster;
+  readonly listener: ConnectListener;
+  readonly checker: HealthChecker;
+  /** Host liveness of the peer ambassadors behind its endpoints (mDNS only). */
+  readonly liveness: HostLiveness | undefined;
+  readonly credentials: CredentialExposure | undefined;
+  /** Clients refused by the circuit breakers, in a burst now. */
+  readonly refusals: { readonly inBurst: boolean };
+}
+
+/** What admin reads of an --advertise (the ambassador's Advertisement). Events: 'state' (state, reason). */
+export interface AdvertisementView {
+  readonly spec: AdvertiseSpec;
+  /** One of ADVERTISEMENT_STATES. */
+  readonly state: string;
+  readonly reason: string;
+  readonly instance: string | undefined;
+  readonly announcedPort?: number;
+  readonly relay?: RelayListener;
+  readonly relayRefusing: boolean;
+  /** Epoch ms of the last state change. */
+  readonly stateSince: number;
+  readonly checker: HealthChecker;
+  /** The advertisement's own check of its target: healthy now, and the last check's result. */
+  targetCheck(): { healthy: boolean; last: LastCheck | undefined };
+  on(event: 'state', listener: (state: string, reason: string) => void): unknown;
+}
 
 /** Codes that mean the TCP connect worked but the protocol or TLS handshake after it did not. */
 export function isHandshakeCode(code: string): boolean {
@@ -22,21 +61,22 @@ export function isHandshakeCode(code: string): boolean {
  * address. A cluster belongs to a listener, not to a name: two --connect for one service (say
  * production and staging) are two clusters with series of their own.
  */
-export function listenerLabels(c: Pick<Connector, 'spec'>): { cluster: string; listener: string } {
+export function listenerLabels(c: Pick<ConnectorView, 'spec'>): { cluster: string; listener: string } {
   return { cluster: c.spec.name, listener: `${c.spec.bind}:${c.spec.port}` };
 }
 
-const ADVERTISEMENT_STATES: AdvertisementState[] = ['waiting-for-target', 'probing', 'announced', 'withdrawn', 'stopped'];
+/** The states an advertisement reports (ambassador/advertisement.ts), each a series of ambassador_advertisement_state. */
+export const ADVERTISEMENT_STATES = ['waiting-for-target', 'probing', 'announced', 'withdrawn', 'stopped'] as const;
 
 /** What the metrics read: an Ambassador, or anything shaped like one (tests, the demo). */
 export interface MetricsSubject {
-  readonly connectors: readonly Connector[];
-  readonly advertisements: readonly Advertisement[];
+  readonly connectors: readonly ConnectorView[];
+  readonly advertisements: readonly AdvertisementView[];
   readonly engine?: MdnsEngine;
   /** Host liveness of peer ambassadors (connecting side). */
-  readonly prober?: HostProber;
+  readonly liveness?: HostLiveness;
   /** Answers peers' host probes (advertising side). */
-  readonly responder?: ProbeResponder;
+  readonly answerer?: LivenessAnswerer;
 }
 
 interface ByteTotals {
@@ -68,11 +108,11 @@ export class AmbassadorMetrics {
   private readonly refused: Counter<'cluster' | 'listener' | 'limit'>;
   private readonly relayRefused: Counter<'service'>;
   /** Upstream bytes of connections already closed, per cluster → endpoint label. */
-  private readonly closedBytes = new Map<Connector, Map<string, ByteTotals>>();
+  private readonly closedBytes = new Map<ConnectorView, Map<string, ByteTotals>>();
   /** Connections established to endpoints no longer in their cluster, per connector → endpoint label. */
-  private readonly removedEstablished = new Map<Connector, Map<string, number>>();
+  private readonly removedEstablished = new Map<ConnectorView, Map<string, number>>();
   /** Connectors watched (read at scrape time). */
-  private readonly connectors: Connector[] = [];
+  private readonly connectors: ConnectorView[] = [];
 
   constructor(private readonly subject: MetricsSubject, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -271,12 +311,12 @@ export class AmbassadorMetrics {
     });
 
     // Host probes, read at scrape time.
-    const probe = (name: string, help: string, read: (p: HostProber) => number) =>
+    const probe = (name: string, help: string, read: (p: HostLiveness) => number) =>
       new Counter({
         name, help, registers,
         collect() {
           this.reset();
-          const p = self.subject.prober;
+          const p = self.subject.liveness;
           if (p) this.inc(read(p));
         },
       });
@@ -291,22 +331,22 @@ export class AmbassadorMetrics {
       name: 'ambassador_peer_host_up', help: '1 while a peer host answers host probes', labelNames: ['host'], registers,
       collect() {
         this.reset();
-        for (const h of self.subject.prober?.hosts() ?? []) this.set({ host: `${h.address}:${h.probePort}` }, h.alive ? 1 : 0);
+        for (const h of self.subject.liveness?.hosts() ?? []) this.set({ host: `${h.address}:${h.probePort}` }, h.alive ? 1 : 0);
       },
     });
     new Gauge({
       name: 'ambassador_peer_host_loss_ratio', help: 'Share of host probes lost on the way to a peer host and back, while it answered', labelNames: ['host'], registers,
       collect() {
         this.reset();
-        for (const h of self.subject.prober?.hosts() ?? []) this.set({ host: `${h.address}:${h.probePort}` }, h.loss.rate);
+        for (const h of self.subject.liveness?.hosts() ?? []) this.set({ host: `${h.address}:${h.probePort}` }, h.loss.rate);
       },
     });
-    const answered = (name: string, help: string, read: (r: ProbeResponder) => number) =>
+    const answered = (name: string, help: string, read: (r: LivenessAnswerer) => number) =>
       new Counter({
         name, help, registers,
         collect() {
           this.reset();
-          const r = self.subject.responder;
+          const r = self.subject.answerer;
           if (r) this.inc(read(r));
         },
       });
@@ -318,7 +358,7 @@ export class AmbassadorMetrics {
       name: 'ambassador_host_probe_requests_dropped_total', help: 'Datagrams on the host probe port not answered (malformed, rate-limited)', labelNames: ['reason'], registers,
       collect() {
         this.reset();
-        const r = self.subject.responder;
+        const r = self.subject.answerer;
         if (!r) return;
         this.inc({ reason: 'malformed' }, r.stats.malformed);
         this.inc({ reason: 'rate-limited' }, r.stats.rateLimited);
@@ -330,7 +370,7 @@ export class AmbassadorMetrics {
   }
 
   /** Counts a connector's events. Call before it starts; calling again for the same one does nothing. */
-  watchConnector(c: Connector): void {
+  watchConnector(c: ConnectorView): void {
     if (this.watched.has(c)) return;
     this.watched.add(c);
     this.connectors.push(c);
@@ -393,11 +433,11 @@ export class AmbassadorMetrics {
   }
 
   /** Counts an advertisement's state changes, target checks and relay connections (idempotent). */
-  watchAdvertisement(a: Advertisement): void {
+  watchAdvertisement(a: AdvertisementView): void {
     if (this.watched.has(a)) return;
     this.watched.add(a);
     const service = a.spec.name;
-    a.on('state', (state: AdvertisementState) => {
+    a.on('state', (state: string) => {
       this.advTransitions.inc({ service, state });
       const relay = a.relay;
       if (relay && !this.watchedRelays.has(relay)) {

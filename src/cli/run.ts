@@ -1,5 +1,5 @@
 import type { Argv, ArgumentsCamelCase } from 'yargs';
-import { Ambassador } from '../ambassador.js';
+import { Ambassador } from '../ambassador/ambassador.js';
 import { buildConfig, type Config, type RawOptions } from '../config/config.js';
 import { ConfigError } from '../config/specs.js';
 import { createLogger } from '../logging/logger.js';
@@ -53,7 +53,7 @@ export function runOptions<T>(y: Argv<T>) {
       type: 'boolean', group: 'Operations:', default: false,
       describe: 'for a sidecar sharing a container\'s network namespace: once that namespace lost every interface and the container is up again in a new one, exit with status 75 so the restart policy re-attaches this one (on in the image)',
     })
-    .option('admin', { type: 'string', group: 'Operations:', describe: '[HOST:]PORT for HTTP /healthz, /peers and /metrics (default host 127.0.0.1)' })
+    .option('admin', { type: 'string', group: 'Operations:', describe: '[HOST:]PORT for HTTP: the status page at /, /healthz, /peers and /metrics (default host 127.0.0.1)' })
     .option('log-level', { type: 'string', group: 'Operations:', default: 'info', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] })
     .option('log-format', { type: 'string', group: 'Operations:', choices: ['json', 'pretty'], describe: 'default: pretty on a terminal, json otherwise' })
     .option('check', { type: 'boolean', group: 'Operations:', default: false, describe: 'validate the configuration and exit' });
@@ -144,7 +144,7 @@ async function check(config: Config, warnings: string[]): Promise<void> {
     if (err instanceof ConfigError) fail(err.message);
     fail((err as Error).message, 1);
   }
-  const interfaces = amb.engine?.monitor.peek().map((l) => `${l.name} (${[...l.ipv4, ...l.ipv6].map((a) => a.address).join(' ')})`);
+  const interfaces = amb.engine?.selected.peek().map((l) => `${l.name} (${[...l.ipv4, ...l.ipv6].map((a) => a.address).join(' ')})`);
   // Several of one service: each under its own instance name, and the user should see which.
   const instanceOf = new Map(amb.advertisements.map((a) => [a.spec, a.plannedInstance]));
   const several = (name: string) => config.advertise.filter((a) => a.name === name).length > 1;

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BALANCER_NAMES, createBalancer, isBalancerName } from './balancer.js';
 import { Endpoint } from './endpoint.js';
-import { seeded, spec } from './test-helpers.test.js';
+import { seeded, spec } from '../testing/tcp-kit.js';
 
 function eps(n: number, f: (i: number) => Partial<Parameters<typeof spec>[2]> = () => ({})): Endpoint[] {
   return Array.from({ length: n }, (_, i) => new Endpoint(spec(`e${i}`, 1000 + i, f(i))));

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster } from './cluster.js';
 import type { Endpoint } from './endpoint.js';
-import { sleep, spec, waitFor } from './test-helpers.test.js';
+import { sleep, spec, waitFor } from '../testing/tcp-kit.js';
 
 function record(c: Cluster): string[] {
   const log: string[] = [];
@@ -83,13 +83,12 @@ test('one backend announced twice (two ambassadors, one target) is one endpoint;
   c.setEndpoints('mdns', [two, other]);
   assert.deepEqual(c.endpoints().map((e) => e.id).sort(), ['redis@a (2)', 'redis@a:7400']);
   assert.deepEqual(c.duplicates(), []);
-  // Relays: one target behind two relays of one host is one backend too (relay-to).
-  const r1 = spec('db@a', 40001, { source: 'mdns', host: '198.18.1.1', txt: { 'relay-to': '127.0.0.1:5432' } });
-  const r2 = spec('db@a (2)', 40002, { source: 'mdns', host: '198.18.1.1', txt: { 'relay-to': '127.0.0.1:5432' } });
-  const r3 = spec('db@b', 40001, { source: 'mdns', host: '198.18.1.2', txt: { 'relay-to': '127.0.0.1:5432' } });
-  c.setEndpoints('mdns', [r1, r2, r3]);
-  assert.deepEqual(c.endpoints().map((e) => e.id), ['db@a', 'db@b']);
   c.close();
+  // What a backend is can be given (the ambassador's: a relay's relay-to target).
+  const byTxt = new Cluster('svc', { backend: (s) => s.txt.target ?? `${s.host}:${s.port}` });
+  byTxt.setEndpoints('mdns', [spec('r1', 40001, { source: 'mdns', txt: { target: 'db' } }), spec('r2', 40002, { source: 'mdns', txt: { target: 'db' } })]);
+  assert.deepEqual(byTxt.endpoints().map((e) => e.id), ['r1']);
+  byTxt.close();
 });
 
 test('where filter keeps only specs whose TXT has every K=V; a TXT change can drop one', () => {
@@ -307,5 +306,26 @@ test('flaps: an endpoint judged down and back while announced', () => {
   c.setHealth(a, true, 'source-check');
   assert.equal(a.flaps, 2);
   assert.deepEqual(ups, ['a host-probe', 'a health-check', 'a source-check']);
+  c.close();
+});
+
+test('stateSince: set on arrival and on each up/down transition, not when a down endpoint changes reason', async () => {
+  const c = new Cluster('svc');
+  const t0 = Date.now();
+  c.setEndpoints('static', [spec('a', 1), spec('b', 2)]);
+  const a = c.get('static/a')!;
+  assert.ok(a.stateSince >= t0 && a.stateSince <= Date.now());
+  const arrived = a.stateSince;
+  await sleep(3);
+  c.setHealth(a, false);
+  assert.ok(a.stateSince > arrived, 'down: a new since');
+  const downAt = a.stateSince;
+  await sleep(3);
+  c.setHealth(a, false, 'host-probe'); // a second judge: still down since then
+  c.setHealth(a, true); // the first one clears: still down (host-probe)
+  assert.equal(a.stateSince, downAt);
+  await sleep(3);
+  c.setHealth(a, true, 'host-probe');
+  assert.ok(a.stateSince > downAt, 'up again: a new since');
   c.close();
 });

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
+import { formatAddressPort } from '../base/address.js';
 import type { EndpointSpec, SourceKind } from '../discovery/source.js';
 import { Endpoint, endpointKey, type DownReason, type HealthJudge } from './endpoint.js';
-import { backendOf } from './endpoint-policy.js';
 import { isHardFailure } from './evidence.js';
 
 export type EndpointDownReason = 'removed' | DownReason;
@@ -31,7 +31,7 @@ export type ClusterEvents = {
   'endpoint-filtered': [spec: EndpointSpec, why: string];
   /** A source reported an instance that must never be an endpoint (the `screen` option: a loop), once until it leaves or changes. */
   'endpoint-refused': [spec: EndpointSpec, why: string];
-  /** A source reported a second instance of a backend that is an endpoint already (see backendOf), once until it leaves or changes. */
+  /** A source reported a second instance of a backend that is an endpoint already (the `backend` option), once until it leaves or changes. */
   'endpoint-duplicate': [spec: EndpointSpec, why: string];
   /** Something above happened (coalesced once per setEndpoints call). */
   changed: [];
@@ -63,6 +63,11 @@ export interface ClusterOptions {
    * would make a loop, see endpoint-policy.ts.
    */
   screen?: (spec: EndpointSpec) => EndpointSpec | string;
+  /**
+   * The backend an instance stands for: two instances with one backend are one endpoint (else it
+   * gets twice its share). Default: the address and port dialled.
+   */
+  backend?: (spec: EndpointSpec) => string;
 }
 
 /**
@@ -77,6 +82,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   /** Instances the `where` filter keeps out, with why (shown in /peers and logs: a filter that matches nothing is a common mistake). */
   private readonly filtered = new Map<string, { spec: EndpointSpec; why: string; refused?: true; duplicate?: true }>();
   private readonly screen: ((spec: EndpointSpec) => EndpointSpec | string) | undefined;
+  private readonly backendOf: (spec: EndpointSpec) => string;
   /** The last set of every source, for recheck(). */
   private readonly lastSets = new Map<SourceKind, readonly EndpointSpec[]>();
   private readonly ejectionTimers = new Map<Endpoint, NodeJS.Timeout>();
@@ -90,6 +96,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.name = name;
     this.where = { ...(options.where ?? {}) };
     this.screen = options.screen;
+    this.backendOf = options.backend ?? ((spec) => formatAddressPort(spec.host, spec.port));
     if (options.outlier === false) {
       this.outlier = undefined;
     } else {
@@ -165,13 +172,13 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const kept = new Map<string, { key: string; label: string; score: number }>();
     for (const s of screenedSpecs) {
       if (s.why !== undefined) continue;
-      const backend = backendOf(s.spec);
+      const backend = this.backendOf(s.spec);
       const score = (s.spec.draining ? 0 : 2) + (this.byKey.has(s.key) ? 1 : 0);
       const cur = kept.get(backend);
       if (cur === undefined || score > cur.score) kept.set(backend, { key: s.key, label: s.spec.label, score });
     }
     for (const { key, spec, refusal, why: filteredWhy } of screenedSpecs) {
-      const backend = filteredWhy === undefined ? backendOf(spec) : '';
+      const backend = filteredWhy === undefined ? this.backendOf(spec) : '';
       const other = filteredWhy === undefined ? kept.get(backend) : undefined;
       const duplicate = other !== undefined && other.key !== key
         ? `the same backend (${backend}) as ${other.label}, which is the endpoint: one backend, one share`
@@ -205,8 +212,13 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       if (change === 'address') this.clearEjectionTimer(existing);
       this.emit('endpoint-updated', existing, change === 'address');
       // (A move resets its verdicts: coming back then is no flap.)
-      if (!wasUsable && existing.isUsable(now)) this.emit('endpoint-up', existing, change === 'address' ? undefined : was);
-      else if (wasUsable && !existing.isUsable(now)) this.emit('endpoint-down', existing, existing.downReasonAt(now)!);
+      if (!wasUsable && existing.isUsable(now)) {
+        existing.stateSince = now;
+        this.emit('endpoint-up', existing, change === 'address' ? undefined : was);
+      } else if (wasUsable && !existing.isUsable(now)) {
+        existing.stateSince = now;
+        this.emit('endpoint-down', existing, existing.downReasonAt(now)!);
+      }
     }
     for (const [key, ep] of this.byKey) {
       if (ep.source !== source || seen.has(key)) continue;
@@ -285,7 +297,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   /**
    * Active judges report here: our own checks ('own-check', reason 'health-check'), the host
-   * prober ('host-probe') and the advertiser's check of its service ('source-check'). Emits
+   * liveness check ('host-probe') and the advertiser's check of its service ('source-check'). Emits
    * endpoint-health, and endpoint-up/down on transitions.
    */
   setHealth(ep: Endpoint, healthy: boolean, judge: HealthJudge = 'own-check'): void {
@@ -378,7 +390,10 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.byKey.delete(ep.key);
     this.clearEjectionTimer(ep);
     ep.removed = true;
-    if (wasUsable) this.emit('endpoint-down', ep, 'removed');
+    if (wasUsable) {
+      ep.stateSince = now;
+      this.emit('endpoint-down', ep, 'removed');
+    }
     this.emit('endpoint-removed', ep);
   }
 
@@ -394,6 +409,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const after = ep.downReasonAt(now);
     if (before === after) return;
     // Only up<->down transitions are events; a down endpoint changing reason is just 'changed'.
+    if (after === undefined || before === undefined) ep.stateSince = now;
     if (after === undefined) {
       // Judged down on evidence and back while still announced: a flap (or a recovery).
       if (before === 'host-probe' || before === 'health-check' || before === 'outlier') ep.flaps++;

@@ -1,3 +1,4 @@
+import { formatAddressPort } from '../base/address.js';
 import type { EndpointSpec, SourceKind } from '../discovery/source.js';
 
 /**
@@ -49,11 +50,11 @@ export class Endpoint {
   draining: boolean;
   /** Result of our own active health checks (true until a checker says otherwise). */
   checkHealthy = true;
-  /** The peer host answers host probes (true until the host prober says otherwise). */
+  /** The peer host answers host probes (true until the host liveness check says otherwise). */
   hostAlive = true;
   /** The advertising ambassador says it serves this port (reported in host probe replies). */
   sourceServing = true;
-  /** Who actively judges this endpoint's health (set by the checker or the host prober adopting it). */
+  /** Who actively judges this endpoint's health (set by the checker or the host liveness check adopting it). */
   healthOrigin: HealthOrigin = 'passive';
   /** Epoch ms until which passive outlier detection keeps this endpoint out; 0 = not ejected. */
   ejectedUntil = 0;
@@ -76,6 +77,8 @@ export class Endpoint {
   bytesOut = 0;
   /** Epoch ms when the endpoint was last part of its source's set. */
   lastSeen: number;
+  /** Epoch ms of its last up/down transition (its arrival when there was none): "down since". */
+  stateSince: number;
   /** Bumped whenever host/port change, so in-flight checks on the old address can be discarded. */
   generation = 0;
   /** True once the cluster dropped it; holders of a reference can notice. */
@@ -97,10 +100,11 @@ export class Endpoint {
     this.expiresAt = spec.expiresAt;
     this.draining = spec.draining ?? false;
     this.lastSeen = now;
+    this.stateSince = now;
   }
 
   get address(): string {
-    return this.host.includes(':') ? `[${this.host}]:${this.port}` : `${this.host}:${this.port}`;
+    return formatAddressPort(this.host, this.port);
   }
 
   /** 'down' when active checks failed (reported first) or while ejected as an outlier. */

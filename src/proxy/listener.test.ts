@@ -13,7 +13,7 @@ import {
   startServer,
   waitFor,
   type TestServer,
-} from '../cluster/test-helpers.test.js';
+} from '../testing/tcp-kit.js';
 import { ConnectListener, type ConnectListenerOptions } from './listener.js';
 
 async function setup(

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { formatAddressPort } from '../base/address.js';
 import type { ProxyConnection } from './connection.js';
 
 /** Creates a server calling `onClient` with every accepted (ready to use) client socket. */
@@ -134,7 +135,7 @@ export class ProxyServer {
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         server.off('listening', onListening);
-        const where = host === undefined ? `port ${port}` : formatHostPort(host, port);
+        const where = host === undefined ? `port ${port}` : formatAddressPort(host, port);
         const why =
           err.code === 'EADDRINUSE'
             ? 'address already in use'
@@ -192,8 +193,4 @@ export class ProxyServer {
     await Promise.all(left.map((c) => c.done));
     await serverClosed;
   }
-}
-
-export function formatHostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }

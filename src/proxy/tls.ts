@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
-import { normalizeAddress } from '../cluster/address.js';
+import { normalizeAddress } from '../base/address.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { CreateConnection } from './listener.js';
 import { codeOf } from './pipe.js';
