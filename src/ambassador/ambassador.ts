@@ -309,6 +309,7 @@ export class Ambassador {
   /** prepare(), then go live: mDNS, discovery, health checks, announcements. */
   async start(): Promise<void> {
     this.startedAt = Date.now();
+    if (this.log.isLevelEnabled('debug')) this.logConfiguration();
     await this.prepare();
     this.hostNetwork.start();
     this.stranded.on('state', (state) => (state === 'stranded'
@@ -350,9 +351,25 @@ export class Ambassador {
         else this.log.info(fields, 'advertisement');
       });
       this.admin?.metrics.watchAdvertisement(adv);
+      if (this.log.isLevelEnabled('trace')) {
+        adv.checker.on('check', (_ep, ok, code) => this.log.trace({ service: adv.spec.name, target: adv.spec.targetHost ?? '127.0.0.1', port: adv.spec.port, ok, code }, 'target check'));
+      }
       await adv.start();
     }
     this.started = true;
+  }
+
+  /** --log-level debug: what the configuration came to, defaults filled in (file names, never their contents). */
+  private logConfiguration(): void {
+    const c = this.config;
+    this.log.debug({
+      advertise: c.advertise.map((a) => a.raw), connect: c.connect.map((x) => `${x.raw} → ${x.bind}:${x.port}${x.bothLoopbacks ? ' and [::1]' : ''}, ${x.balance}`),
+      static: c.static.map((s) => s.raw), srv: c.srv.map((s) => s.raw), dnsServers: c.dnsServers.map((d) => formatAddressPort(d.host, d.port)),
+      interfaces: c.interfaces, excludeInterfaces: c.excludeInterfaces, hostname: c.hostname, ipv6: c.ipv6, ttl: c.ttl,
+      tls: c.tls ? { cert: c.tls.cert, ca: c.tls.ca } : undefined, healthIntervalMs: c.healthInterval, healthTimeoutMs: c.healthTimeout,
+      connectTimeoutMs: c.connectTimeout, raceDelayMs: c.raceDelay, idleTimeoutMs: c.idleTimeout, waitForEndpointMs: c.noEndpointWait,
+      drainTimeoutMs: c.drainTimeout, keepConnections: c.keepConnections, trustedLan: c.trustedLan, limits: this.defaultLimits,
+    }, 'configuration');
   }
 
   /**
@@ -363,6 +380,9 @@ export class Ambassador {
     engine.on('warning', (err: Error) => this.log.warn({ err: err.message }, 'mDNS'));
     engine.on('host-renamed', (from, to, why) => this.log.warn({ from, to, why }, 'host name conflict: renamed'));
     engine.on('interface-failed', (name: string, err: Error) => this.log.warn({ interface: name, err: err.message }, 'cannot use interface for mDNS; retrying'));
+    engine.on('host-mates', (answered: boolean) => this.log.debug({ host: engine.hostName }, answered
+      ? 'another process on this host answers for its name: no goodbye for the host\'s addresses'
+      : 'no other process on this host answers for its name: goodbyes for the host\'s addresses too'));
     await engine.start();
     const net = engine.network();
     this.log.info({ host: engine.hostName, interfaces: net.interfaces.map((i) => `${i.name} ${i.addresses.join(' ')}`) }, 'mDNS started');
@@ -437,6 +457,10 @@ export class Ambassador {
     liveness.on('orphaned', (peer) => this.log.warn(fields(peer),
       'peer host refuses host probes (its ambassador is gone): checking its endpoints ourselves until it is back or they are withdrawn'));
     liveness.on('adopted', (peer) => this.log.info(fields(peer), 'peer ambassador answers host probes again'));
+    if (this.log.isLevelEnabled('debug')) {
+      liveness.on('miss', (peer, needed) => this.log.debug({ ...fields(peer), misses: peer.misses, needed, lossRate: round3(peer.loss.rate) },
+        'host probe unanswered'));
+    }
     return liveness;
   }
 

@@ -151,6 +151,7 @@ export class Connector extends EventEmitter {
       }
     });
     this.listener.on('listener-error', (err) => this.log.error({ service: svc, listen, err: err.message }, 'listener error'));
+    this.wireDebugLogs(where);
     const p = this.protocol;
     if (p) {
       // Messages are secret-free by contract; repeats per endpoint and code are folded (10 s).
@@ -178,6 +179,33 @@ export class Connector extends EventEmitter {
       this.log.info({ service: this.spec.name, listen: `${this.spec.bind}:${this.spec.port}`, endpoint: up.label, priority: up.priority, connections: n },
         'better-priority endpoint back: connections to lower-priority endpoints close at their first pause');
     }
+  }
+
+  /**
+   * --log-level debug: what discovery saw, which endpoint each client got and after how many
+   * attempts, raced connects, panic picks; trace: every health check and every connection's end.
+   * Subscribed only at those levels: at info nothing listens, and nothing is built per connection.
+   */
+  private wireDebugLogs(where: (ep: { label: string; host: string; port: number; source: string }) => Record<string, unknown>): void {
+    const log = this.log;
+    if (!log.isLevelEnabled('debug')) return;
+    const svc = this.spec.name;
+    const listen = `${this.spec.bind}:${this.spec.port}`;
+    for (const s of this.sources) s.on('debug', (msg: string, fields: object) => log.debug({ service: svc, listen, source: s.kind, ...fields }, msg));
+    this.cluster.on('endpoint-added', (ep) => log.debug({ ...where(ep), addresses: ep.addresses, priority: ep.priority, weight: ep.weight }, 'endpoint added'));
+    this.cluster.on('endpoint-removed', (ep) => log.debug(where(ep), 'endpoint removed'));
+    this.cluster.on('panic', (inPanic) => log.debug({ service: svc, listen, inPanic }, inPanic ? 'panic mode: every endpoint is down on evidence, trying them anyway' : 'panic mode over'));
+    this.listener.on('upstream-connected', (c, ep, attempts) =>
+      log.debug({ ...where(ep), client: c.remote, attempts, ms: Date.now() - c.startedAt }, 'client connected to endpoint'));
+    this.listener.on('connect-raced', (c, ep) => log.debug({ ...where(ep), client: c.remote }, 'connect still pending after the race delay: racing another attempt'));
+    this.listener.on('panic-attempt', (ep) => log.debug(where(ep), 'panic mode: trying an endpoint judged down'));
+    if (!log.isLevelEnabled('trace')) return;
+    this.checker.on('check', (ep, ok, code) => log.trace({ ...where(ep), ok, code }, 'health check'));
+    this.listener.on('connection', (c) => log.trace({ service: svc, listen, client: c.remote }, 'client accepted'));
+    this.listener.on('connection-closed', (c, result) => log.trace({
+      service: svc, listen, client: c.remote, endpoint: c.endpoint?.label, ms: Date.now() - c.startedAt,
+      ...(result ? { bytesToEndpoint: result.upstreamBytesWritten, bytesFromEndpoint: result.upstreamBytesRead, error: result.error, errorSide: result.errorSide } : { upstream: false }),
+    }, 'connection closed'));
   }
 
   /** Log now, or count a repeat if the same key was logged less than 10 s ago. */

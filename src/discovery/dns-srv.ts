@@ -196,6 +196,9 @@ export class DnsSrvSource extends EventEmitter implements DiscoverySource {
         if (name !== asGiven && err.rcode !== 'SERVFAIL') listEnded = true;
       }
     }
+    if (this.listenerCount('debug') > 0) {
+      this.emit('debug', 'DNS SRV lookup', { query: this.query, tried: candidates, found: found?.name, records: found ? srvRecords(found.packet).length : 0, failed: failure?.message });
+    }
     if (!found) {
       if (failure) throw failure;
       return this.failed('empty', new DnsQueryError(`no SRV records for ${candidates.join(', ')}`));

@@ -37,7 +37,11 @@ export interface EndpointSpec {
   draining?: boolean;
 }
 
-/** A discovery source feeds one cluster. It emits 'endpoints' (EndpointSpec[]) on every change. */
+/**
+ * A discovery source feeds one cluster. It emits 'endpoints' (EndpointSpec[]) on every change,
+ * and 'debug' (message, fields) with what it saw and asked — only while someone listens (a
+ * logger at --log-level debug): nothing is built for it otherwise.
+ */
 export interface DiscoverySource extends EventEmitter {
   readonly kind: SourceKind;
   start(): Promise<void>;

@@ -83,6 +83,7 @@ export class StaticSource extends EventEmitter implements DiscoverySource {
     const ordered = [...addrs.filter((a) => isIP(a) === 4), ...addrs.filter((a) => isIP(a) === 6)];
     const before = this.resolved.get(name);
     this.resolved.set(name, ordered);
+    if (this.listenerCount('debug') > 0) this.emit('debug', '--static name resolved', { name, addresses: ordered, changed: before?.[0] !== ordered[0] });
     if (before?.[0] !== ordered[0]) this.publish();
   }
 

@@ -492,7 +492,9 @@ export class MdnsEngine extends EventEmitter {
     this.serviceBrowsers.clear();
     this.queries.cancel();
     this.responder.stop();
-    this.publisher.stop({ keepHostAddresses: this.hostMateAnswered() });
+    const keepHostAddresses = this.hostMateAnswered();
+    if (mates) this.emit('host-mates', keepHostAddresses);
+    this.publisher.stop({ keepHostAddresses });
     this.prober.stop();
     this.selected.stop();
     if (this.ownsNetwork) this.hostNetwork.stop();
