@@ -81,6 +81,10 @@ export class Advertisement extends EventEmitter {
   relay?: RelayListener;
   registration?: Registration;
   private readonly target: { host: string; port: number };
+  /** What a passing check of the target says: it accepts connections, or (check=redis) it answers PING. */
+  private get accepting(): string {
+    return this.spec.check === 'redis' ? 'answers PING' : 'accepts connections';
+  }
   private readonly targetCluster: Cluster;
   readonly checker: HealthChecker;
   private stopped = false;
@@ -287,7 +291,7 @@ export class Advertisement extends EventEmitter {
       subtypes: this.spec.subtypes,
     });
     this.registration = reg;
-    this.setState('probing', 'target accepts connections');
+    this.setState('probing', `target ${this.accepting}`);
     reg.on('state', (s: string, why: string) => {
       if (s === 'announced') this.setState('announced', why);
       // Already probing (we just re-published): the registration saying so again is one line too many.
@@ -306,7 +310,7 @@ export class Advertisement extends EventEmitter {
 
   private republish(): void {
     if (!this.registration || this.state !== 'withdrawn' || this.loop !== undefined) return;
-    this.setState('probing', 'target accepts connections again'); // before the registration says 'probing' too
+    this.setState('probing', `target ${this.accepting} again`); // before the registration says 'probing' too
     this.engine.republish(this.registration);
   }
 

@@ -454,8 +454,15 @@ export class Ambassador {
     liveness.on('host-down', (peer, code) => this.log.warn({ ...fields(peer), code, lossRate: round3(peer.loss.rate), misses: peer.misses },
       code === 'ESILENT' ? 'peer host silent: its endpoints are down' : 'peer host unreachable: its endpoints are down'));
     liveness.on('host-up', (peer) => this.log.info(fields(peer), 'peer host answers host probes again'));
-    liveness.on('orphaned', (peer) => this.log.warn(fields(peer),
-      'peer host refuses host probes (its ambassador is gone): checking its endpoints ourselves until it is back or they are withdrawn'));
+    liveness.on('orphaned', (peer) => {
+      // After a clean stop (goodbyes received, the endpoints leaving) the silence is expected.
+      if ([...peer.members.keys()].every((ep) => ep.draining || ep.removed)) {
+        if (this.log.isLevelEnabled('debug')) this.log.debug(fields(peer), 'peer ambassador stopped after its goodbyes: its host refuses host probes now');
+        return;
+      }
+      this.log.warn(fields(peer),
+        'peer host refuses host probes (its ambassador is gone): checking its endpoints ourselves until it is back or they are withdrawn');
+    });
     liveness.on('adopted', (peer) => this.log.info(fields(peer), 'peer ambassador answers host probes again'));
     if (this.log.isLevelEnabled('debug')) {
       liveness.on('miss', (peer, needed) => this.log.debug({ ...fields(peer), misses: peer.misses, needed, lossRate: round3(peer.loss.rate) },

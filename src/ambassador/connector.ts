@@ -147,7 +147,8 @@ export class Connector extends EventEmitter {
         const filteredOut = this.cluster.filteredOut().length;
         this.log.warn({ service: svc, listen, reason, attempts, ...(filteredOut ? { filteredOut } : {}) }, filteredOut
           ? `client closed: no endpoint; ${filteredOut} announced instance(s) do not match the where. filter (see /peers)`
-          : 'client closed: no endpoint could take it');
+          : this.cluster.size === 0 ? `client closed: ${this.nobody()}`
+            : 'client closed: no endpoint could take it');
       }
     });
     this.listener.on('listener-error', (err) => this.log.error({ service: svc, listen, err: err.message }, 'listener error'));
@@ -206,6 +207,16 @@ export class Connector extends EventEmitter {
       service: svc, listen, client: c.remote, endpoint: c.endpoint?.label, ms: Date.now() - c.startedAt,
       ...(result ? { bytesToEndpoint: result.upstreamBytesWritten, bytesFromEndpoint: result.upstreamBytesRead, error: result.error, errorSide: result.errorSide } : { upstream: false }),
     }, 'connection closed'));
+  }
+
+  /** Why there is no endpoint at all, in the words of where they come from. */
+  private nobody(): string {
+    const kinds = this.sources.map((s) => s.kind);
+    const wait = `waited ${this.listener.noEndpointWaitMs} ms`;
+    if (kinds.includes('mdns')) {
+      return `nobody announces _${this.spec.name}._tcp on the network (${wait}; 'ambassador browse' lists what is announced)`;
+    }
+    return `no endpoint for '${this.spec.name}' from ${kinds.map((k) => `--${k}`).join(' or ')} (${wait})`;
   }
 
   /** Log now, or count a repeat if the same key was logged less than 10 s ago. */
