@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import net, { isIP } from 'node:net';
 import { Cluster } from '../cluster/cluster.js';
-import { formatAddressPort } from '../base/address.js';
+import { formatAddressPort, isLinkLocal6, isLoopback } from '../base/address.js';
 import { RELAY_TO_TXT } from './endpoint-policy.js';
 import { HealthChecker, type LastCheck } from '../cluster/health-checker.js';
 import { LIVENESS_TXT_KEY } from '../cluster/liveness-wire.js';
@@ -205,7 +205,8 @@ export class Advertisement extends EventEmitter {
       } else if (!ok && !this.targetSeen) {
         // (EBADREPLY / ETIMEDOUT with check=redis: it accepts, but does not answer PING)
         const why = this.spec.check === 'redis' && (error === 'EBADREPLY' || error === 'ETIMEDOUT') ? `not answering PING (${error})` : whyNotAccepting(error);
-        this.setState('waiting-for-target', `target ${this.target.host}:${this.target.port} ${why}`);
+        this.setState('waiting-for-target', `target ${this.target.host}:${this.target.port} ${why}${this.lanHint ?? ''}`);
+        if (error === 'ECONNREFUSED' && this.spec.targetHost === undefined && this.lanHint === undefined) void this.lookOnLan(why);
       }
     });
     this.targetCluster.on('endpoint-health', (_ep, healthy) => {
@@ -214,6 +215,26 @@ export class Advertisement extends EventEmitter {
       else this.withdraw(`target ${this.target.host}:${this.target.port} ${this.spec.check === 'redis' ? 'stopped answering PING' : 'stopped accepting connections'}`);
     });
     this.checker.start();
+  }
+
+  /**
+   * NAME=PORT means 127.0.0.1:PORT; a service bound to the LAN address only (a common Redis and
+   * PostgreSQL setup) refuses there. Looked for once on this host's other addresses, to say what
+   * to write rather than guess: announcing a different address than the one written would
+   * surprise whoever reads the command line.
+   */
+  private lanHint?: string;
+  private async lookOnLan(why: string): Promise<void> {
+    this.lanHint = '';
+    const ours = (this.engine ? this.engine.addresses() : this.opts.addresses?.() ?? []).filter((a) => !isLoopback(a) && !isLinkLocal6(a));
+    for (const addr of ours) {
+      if (this.stopped || this.targetSeen) return;
+      if (!(await accepts(addr, this.target.port, this.opts.healthTimeoutMs))) continue;
+      const at = formatAddressPort(addr, this.target.port);
+      this.lanHint = `; it listens on ${at}: write --advertise ${this.spec.name}=${at}`;
+      if (!this.targetSeen && !this.stopped) this.setState('waiting-for-target', `target ${this.target.host}:${this.target.port} ${why}${this.lanHint}`);
+      return;
+    }
   }
 
   /** Peers reach the target directly only if it is this host and listens on our mDNS addresses. */
