@@ -291,7 +291,7 @@ test('when the first attempt completes first after all, the raced one goes on un
       return s;
     },
   });
-  cluster.setEndpoints('static', [spec('a', good.port), spec('b', good.port)]);
+  cluster.setEndpoints('static', [spec('a', good.port), spec('b', good.port, { host: '127.0.0.2' })]);
   const c = await client(t, port);
   c.write('z');
   assert.equal((await readBytes(c, 1)).toString(), 'z');
@@ -381,9 +381,9 @@ test('waits while the only endpoint is withdrawn by its own ambassador, proceeds
 });
 
 test('panic mode: every endpoint down on health evidence alone is still tried', async (t) => {
-  const up = await server(t);
+  const [up, up2] = [await server(t), await server(t)];
   const { cluster, port, listener } = await setup(t);
-  cluster.setEndpoints('static', [spec('a', up.port), spec('b', up.port)]);
+  cluster.setEndpoints('static', [spec('a', up.port), spec('b', up2.port)]);
   let panics = 0;
   listener.on('panic-attempt', () => panics++);
   const [a, b] = cluster.endpoints() as [Endpoint, Endpoint];
@@ -394,7 +394,7 @@ test('panic mode: every endpoint down on health evidence alone is still tried', 
   c.write('q');
   assert.equal((await readBytes(c, 1)).toString(), 'q', 'served at once, not after noEndpointWaitMs');
   assert.equal(panics, 1);
-  assert.equal(up.accepted, 1);
+  assert.equal(up.accepted + up2.accepted, 1);
 });
 
 test('half-close: client end reaches the server, which can still reply', async (t) => {
@@ -446,9 +446,9 @@ test('half-close the other way: server end reaches the client, which can still s
 });
 
 test('closes connections when their endpoint is removed or fails health checks; not on outlier ejection', async (t) => {
-  const up = await server(t);
+  const [up, up2] = [await server(t), await server(t)];
   const { cluster, port } = await setup(t, { cluster: new Cluster('svc', { outlier: { consecutiveFailures: 1 } }) });
-  cluster.setEndpoints('static', [spec('a', up.port), spec('b', up.port)]);
+  cluster.setEndpoints('static', [spec('a', up.port), spec('b', up2.port)]);
   const [a, b] = cluster.endpoints() as [Endpoint, Endpoint];
   const c1 = await client(t, port); // -> a
   c1.write('1');

@@ -50,6 +50,8 @@ export interface ConnectListenerOptions {
   port: number;
   /** Address to bind. Default 127.0.0.1. */
   host?: string;
+  /** Also accept on this address, same port (`::1` beside `127.0.0.1`; skipped where the host has no such address). */
+  alsoHost?: string;
   /** Balancer instance or strategy name. Default 'round-robin'. */
   balancer?: Balancer | string;
   /** Per-attempt connect timeout. Default 2000 ms. */
@@ -196,6 +198,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
       options.createConnection ?? ((ep) => connectWithReader(ep.host, ep.port));
     this.fastConnects = new DeadlineQueue(Math.min(this.raceDelayMs, this.connectTimeoutMs), expireFastConnect);
     this.proxy = new ProxyServer(options.host ?? '127.0.0.1', options.port, this.onClient, (err) => this.emit('listener-error', err));
+    if (options.alsoHost !== undefined) this.proxy.alsoListenOn(options.alsoHost);
     const l = options.limits ?? {};
     this.limits = {
       maxConnections: Math.max(1, l.maxConnections ?? Infinity),
@@ -232,6 +235,11 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
 
   address(): net.AddressInfo | undefined {
     return this.proxy.address();
+  }
+
+  /** Every address:port it accepts on (with alsoHost: both). */
+  addresses(): net.AddressInfo[] {
+    return this.proxy.addresses();
   }
 
   /** Stop accepting; let open connections finish for up to drainMs, then destroy what is left. */
