@@ -36,6 +36,8 @@ export interface ConnectListenerOptions {
   port: number;
   /** Address to bind. Default 127.0.0.1. */
   host?: string;
+  /** Also accept on this address, same port (`::1` beside `127.0.0.1`; skipped where the host has no such address). */
+  alsoHost?: string;
   /** Balancer instance or strategy name. Default 'round-robin'. */
   balancer?: Balancer | string;
   /** Per-attempt connect timeout. Default 2000 ms. */
@@ -172,6 +174,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
     };
     this.sessions = new ConnectSessions(this, options);
     this.proxy = new ProxyServer(options.host ?? '127.0.0.1', options.port, this.onClient, (err) => this.emit('listener-error', err));
+    if (options.alsoHost !== undefined) this.proxy.alsoListenOn(options.alsoHost);
     if (this.limits.maxConnections !== Infinity) {
       this.proxy.setLimit(this.limits.maxConnections, (c) => this.sessions.refuse(c, 'max-connections'), MAX_LINGERING_REFUSALS + 16,
         () => this.emit('client-refused', 'max-connections'));
@@ -203,6 +206,11 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> {
 
   address(): net.AddressInfo | undefined {
     return this.proxy.address();
+  }
+
+  /** Every address:port it accepts on (with alsoHost: both). */
+  addresses(): net.AddressInfo[] {
+    return this.proxy.addresses();
   }
 
   /** Stop accepting; let open connections finish for up to drainMs, then destroy what is left. */

@@ -22,7 +22,10 @@ export interface RelayListenerOptions {
   target: RelayTarget;
   /** Port to listen on; 0 = ephemeral (read it back from listen()). */
   port?: number;
-  /** Address to bind. Default 0.0.0.0 (the relay exists to be reachable by peers). */
+  /**
+   * Address to bind. Default: every address, IPv6 and IPv4 (the relay exists to be reachable by
+   * peers, at every address the host announces: its AAAA records too).
+   */
   host?: string;
   /** Connect timeout to the target. Default 2000 ms. */
   connectTimeoutMs?: number;
@@ -69,7 +72,7 @@ export class RelayListener extends EventEmitter<RelayListenerEvents> {
     this.connectTimeoutMs = Math.max(1, options.connectTimeoutMs ?? 2000);
     this.sessions = new RelaySessions(this, options);
     this.proxy = new ProxyServer(
-      options.host ?? '0.0.0.0',
+      options.host,
       options.port ?? 0,
       this.onClient,
       (err) => this.emit('listener-error', err),
