@@ -13,6 +13,7 @@ import { TLS_TXT_KEY } from '../proxy/tls-policy.js';
 import type { TlsMaterial } from '../proxy/tls.js';
 import type { Logger } from '../logging/logger.js';
 import { BurstLog } from '../logging/burst.js';
+import { RepeatFilter, stackOf } from '../logging/repeats.js';
 
 export interface AdvertisementOptions {
   healthIntervalMs: number;
@@ -106,6 +107,7 @@ export class Advertisement extends EventEmitter {
   private loop: string | undefined;
   /** Clients the relay refused (max-connections): one line when a burst starts, one when it ends. */
   private readonly relayRefusals: BurstLog;
+  private readonly repeats = new RepeatFilter();
 
   /** Without mDNS: announced (for the registry) or not. */
   private published = false;
@@ -257,6 +259,12 @@ export class Advertisement extends EventEmitter {
       createServer: this.opts.tls?.createServer, maxConnections: this.opts.maxConnections });
     await relay.listen();
     relay.on('client-refused', (limit) => this.relayRefusals.hit(limit));
+    // A bug: its stack once (per 10 s), the client closed, the process alive.
+    relay.on('internal-error', (_c, err) => {
+      const stack = stackOf(err);
+      this.repeats.log(stack, (repeated) =>
+        this.log.error({ service: this.spec.name, relay: relay.address()?.port, err: stack, repeated }, 'internal error: a relay client was closed (a bug; please report this stack)'));
+    });
     this.relay = relay;
   }
 

@@ -12,6 +12,7 @@ import { ConnectListener, type CreateConnection, type Handshake } from '../proxy
 import type { ProtocolHandshake } from '../proxy/handshakes/index.js';
 import type { Logger } from '../logging/logger.js';
 import { BurstLog } from '../logging/burst.js';
+import { RepeatFilter, stackOf } from '../logging/repeats.js';
 import type { ListenerLimits } from '../proxy/limits.js';
 
 export interface ConnectorOptions {
@@ -56,7 +57,8 @@ export class Connector extends EventEmitter {
   readonly protocol: ProtocolHandshake | undefined;
   readonly credentials: CredentialExposure | undefined;
   private stopping = false;
-  private readonly logged = new Map<string, { at: number; repeated: number }>();
+  /** Lines that may repeat for every client (handshake failures, internal errors), folded per 10 s. */
+  private readonly repeats = new RepeatFilter();
   /** Clients refused by the circuit breakers: one line when a burst starts, one when it ends. */
   readonly refusals: BurstLog;
 
@@ -154,10 +156,16 @@ export class Connector extends EventEmitter {
     });
     this.listener.on('listener-error', (err) => this.log.error({ service: svc, listen, err: err.message }, 'listener error'));
     this.wireDebugLogs(where);
+    // A bug: its stack once (per 10 s), the client closed, the process alive.
+    this.listener.on('internal-error', (_c, err) => {
+      const stack = stackOf(err);
+      this.repeats.log(`internal|${stack}`, (repeated) =>
+        this.log.error({ service: svc, listen, err: stack, repeated }, 'internal error: a client was closed (a bug; please report this stack)'));
+    });
     const p = this.protocol;
     if (p) {
       // Messages are secret-free by contract; repeats per endpoint and code are folded (10 s).
-      p.on('handshake-failed', (ep, code: string, message: string) => this.throttled(`${ep.key}|${code}`, (repeated) =>
+      p.on('handshake-failed', (ep, code: string, message: string) => this.repeats.log(`${ep.key}|${code}`, (repeated) =>
         this.log.warn({ service: svc, listen, protocol: p.name, endpoint: ep.label, address: ep.address, code, repeated }, message)));
       p.on('credentials-loaded', (changed: boolean) => {
         if (changed) this.log.info({ service: svc, listen, protocol: p.name }, 'credentials file changed: new connections use the new credentials');
@@ -218,18 +226,6 @@ export class Connector extends EventEmitter {
       return `nobody announces _${this.spec.name}._tcp on the network (${wait}; 'ambassador browse' lists what is announced)`;
     }
     return `no endpoint for '${this.spec.name}' from ${kinds.map((k) => `--${k}`).join(' or ')} (${wait})`;
-  }
-
-  /** Log now, or count a repeat if the same key was logged less than 10 s ago. */
-  private throttled(key: string, log: (repeated: number) => void): void {
-    const now = Date.now();
-    const prev = this.logged.get(key);
-    if (prev && now - prev.at < 10_000) {
-      prev.repeated++;
-      return;
-    }
-    log(prev?.repeated ?? 0);
-    this.logged.set(key, { at: now, repeated: 0 });
   }
 
   /** Loads credentials and binds the listener: what can refuse the configuration. */
