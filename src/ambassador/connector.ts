@@ -155,13 +155,13 @@ export class Connector extends EventEmitter {
       }
     });
     this.listener.on('listener-error', (err) => this.log.error({ service: svc, listen, err: err.message }, 'listener error'));
+    this.wireDebugLogs(where);
     // A bug: its stack once (per 10 s), the client closed, the process alive.
     this.listener.on('internal-error', (_c, err) => {
       const stack = stackOf(err);
       this.repeats.log(`internal|${stack}`, (repeated) =>
         this.log.error({ service: svc, listen, err: stack, repeated }, 'internal error: a client was closed (a bug; please report this stack)'));
     });
-    this.wireDebugLogs(where);
     const p = this.protocol;
     if (p) {
       // Messages are secret-free by contract; repeats per endpoint and code are folded (10 s).
