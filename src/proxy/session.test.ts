@@ -391,8 +391,8 @@ test('wait → closed at its deadline: no-endpoint, or all-failed when something
 });
 
 test('pick → closed: attempts used up (all-failed); every usable endpoint full (max-per-endpoint)', async (t) => {
-  const dead = await refusedPort();
-  const { host, s } = await session(t, [['a', dead], ['b', dead]], { maxConnectAttempts: 2 });
+  // Two backends (one host:port is one endpoint in a cluster).
+  const { host, s } = await session(t, [['a', await refusedPort()], ['b', await refusedPort()]], { maxConnectAttempts: 2 });
   await ended(s);
   assert.deepEqual(host.log.slice(-2), ['failed b ECONNREFUSED', 'ended all-failed']);
   const full = new RecordingHost({}, () => hung());
@@ -420,12 +420,11 @@ test('connect → handshake → open: the hook runs on the connected upstream; s
 });
 
 test('handshake → pick: a failing handshake fails over; one that says nothing of the endpoint is not held against it', async (t) => {
-  const good = await upstream(t);
   const hook: Handshake = async (_u, ep) => {
     if (ep.id === 'a') throw Object.assign(new Error('boom'), { code: 'EAUTH' });
     if (ep.id === 'b') throw new HandshakeError('LOADING', 'LOADING', { blameEndpoint: false });
   };
-  const { host, s, ep } = await session(t, [['a', good], ['b', good], ['c', good]], { handshake: hook });
+  const { host, s, ep } = await session(t, [['a', await upstream(t)], ['b', await upstream(t)], ['c', await upstream(t)]], { handshake: hook });
   await opened(s);
   assert.deepEqual(host.log.slice(1), [
     'evidence a EAUTH', 'failed a EAUTH (handshake)', 'failover a->b',
@@ -445,7 +444,6 @@ test('handshake → closed: rejected (retry: false) ends the client with the ver
 });
 
 test('handshake: its deadline (ETIMEDOUT, the hook\'s signal aborted) and the upstream closing (ECONNRESET) fail it', async (t) => {
-  const good = await upstream(t);
   const signals: AbortSignal[] = [];
   let upstreams: net.Socket[] = [];
   const hook: Handshake = (up, _ep, signal) => {
@@ -453,7 +451,7 @@ test('handshake: its deadline (ETIMEDOUT, the hook\'s signal aborted) and the up
     upstreams.push(up);
     return new Promise<void>(() => {}); // never settles by itself
   };
-  const { host, s } = await session(t, [['a', good], ['b', good]], { handshake: hook, handshakeTimeoutMs: 1000, maxConnectAttempts: 2 });
+  const { host, s } = await session(t, [['a', await upstream(t)], ['b', await upstream(t)]], { handshake: hook, handshakeTimeoutMs: 1000, maxConnectAttempts: 2 });
   await waitFor(() => s.phase === 'handshake', 3000, 'handshaking');
   host.clock.advance(1000);
   assert.equal(signals[0]!.aborted, true);
