@@ -16,10 +16,34 @@ import { ProxyServer, type CloseOptions } from './server.js';
  * Runs on a freshly connected upstream before piping starts (e.g. Redis AUTH / SELECT). Client
  * bytes stay held meanwhile and are sent, in order, afterwards. The hook may read from and write
  * to `upstream`; when it resolves it must have removed its own listeners and pushed back
- * (`upstream.unshift`) any bytes it read but did not consume. Reject to fail this endpoint (the
- * next one is tried). `signal` aborts on timeout, upstream close or client close.
+ * (`upstream.unshift`) any bytes it read but did not consume: bytes for the client pushed back
+ * this way reach it first. It may resolve with a socket that replaces `upstream` from then on
+ * (a TLS session it started over it). Reject to fail this endpoint (the next one is tried).
+ * `signal` aborts on timeout, upstream close or client close. `hello`: what the greeting learned
+ * from this client (ClientHello 'session'), when there is a greeting.
  */
-export type Handshake = (upstream: net.Socket, endpoint: Endpoint, signal: AbortSignal) => Promise<void>;
+export type Handshake = (upstream: net.Socket, endpoint: Endpoint, signal: AbortSignal, hello?: unknown) => Promise<void | net.Socket>;
+
+/**
+ * What a greeting made of a client, before any endpoint was picked:
+ * - 'session': connect as usual (pick, retry, handshake); `hello` goes to the handshake;
+ * - 'route': connect to this endpoint only, whatever its state, once, with no handshake, and pipe
+ *   (a PostgreSQL CancelRequest must reach the server that issued its key);
+ * - 'refuse': send `reply` (empty: nothing) and close.
+ */
+export type ClientHello =
+  | { kind: 'session'; hello: unknown }
+  | { kind: 'route'; endpoint: Endpoint }
+  | { kind: 'refuse'; reply: Buffer };
+
+/**
+ * For protocols whose client speaks first (PostgreSQL's startup message): runs on every accepted
+ * client before an endpoint is picked, bounded by the handshake timeout. It may read from and
+ * write to `client`; when it resolves it must have paused it, removed its own listeners and
+ * pushed back (`client.unshift`) what it read but did not consume. A rejection (the client went
+ * away or sent garbage) closes the client with no reply. `signal` aborts on timeout or client close.
+ */
+export type Greeting = (client: net.Socket, signal: AbortSignal) => Promise<ClientHello>;
 
 /**
  * A handshake failure with a verdict. `retry: false` (e.g. the upstream rejected our
@@ -87,14 +111,18 @@ export interface ConnectListenerOptions {
   /** Upper bound on that wait: a connection that never pauses is closed after this. Default 5000 ms. */
   retireMaxMs?: number;
   handshake?: Handshake;
-  /** Bound on the handshake. Default 5000 ms. */
+  /** Runs on every client before an endpoint is picked (see Greeting). */
+  greet?: Greeting;
+  /** Bound on the handshake, and on the greeting. Default 5000 ms. */
   handshakeTimeoutMs?: number;
   createConnection?: CreateConnection;
   /**
    * Encodes a one-line message in the client's protocol (e.g. a RESP error), sent to a client
    * that is closed without an upstream before the close. Default: the client is just closed.
+   * `code` says why: the HandshakeError's code when the handshake was rejected, else the
+   * NoEndpointReason, or the limit that refused the client.
    */
-  errorReply?: (message: string) => Buffer | string;
+  errorReply?: (message: string, code: string) => Buffer | string;
   /** Circuit breakers; past one a client is refused at once ('client-refused'). Default: none. */
   limits?: Partial<ListenerLimits>;
 }
@@ -383,7 +411,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
   refuseClient(client: net.Socket, limit: LimitName): void {
     client.on('error', noop);
     const reply = this.options.errorReply && this.lingering < MAX_LINGERING_REFUSALS
-      ? this.options.errorReply(`ambassador: too many clients for '${this.cluster.name}' (${limit}=${this.limitOf(limit)}); try again later`)
+      ? this.options.errorReply(`ambassador: too many clients for '${this.cluster.name}' (${limit}=${this.limitOf(limit)}); try again later`, limit)
       : undefined;
     if (reply === undefined) {
       client.destroy();
@@ -408,6 +436,49 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     this.proxy.track(conn);
     new ClientHandler(this, conn).start();
   };
+
+  /**
+   * @internal (ClientHandler) Runs the greeting on a new client, bounded by handshakeTimeoutMs;
+   * undefined when it failed, timed out or the client went away.
+   */
+  greetClient(conn: ProxyConnection): Promise<ClientHello | undefined> {
+    const hook = this.options.greet!;
+    const clientSignal = conn.signal;
+    const ac = new AbortController();
+    return new Promise((resolve) => {
+      let settled = false;
+      const settle = (hello: ClientHello | undefined): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        clientSignal.removeEventListener('abort', onAbort);
+        if (hello === undefined) ac.abort();
+        resolve(hello);
+      };
+      const onAbort = (): void => settle(undefined);
+      const timer = setTimeout(onAbort, this.handshakeTimeoutMs);
+      clientSignal.addEventListener('abort', onAbort, { once: true });
+      let p: Promise<ClientHello>;
+      try {
+        p = hook(conn.client, ac.signal);
+      } catch {
+        settle(undefined);
+        return;
+      }
+      p.then(settle, () => settle(undefined));
+    });
+  }
+
+  /** @internal (ClientHandler) A greeting refused the client: its reply, then the close. */
+  refuseGreeted(conn: ProxyConnection, reply: Buffer): void {
+    const client = conn.client;
+    this.pending--;
+    client.on('error', noop);
+    if (reply.length > 0 && !client.destroyed) refuse(client, reply);
+    else client.destroy();
+    conn.markClosed();
+    this.emit('connection-closed', conn, undefined);
+  }
 
   /**
    * @internal (ClientHandler) The slow path: the raced, retried, waiting, handshaking connect,
@@ -439,7 +510,9 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     if (!upstream || aborted) {
       if (upstream) destroyQuietly(upstream);
       client.on('error', noop);
-      const reply = aborted || !this.options.errorReply ? undefined : this.options.errorReply(this.refusal(reason as NoEndpointReason, conn, last));
+      const reply = aborted || !this.options.errorReply
+        ? undefined
+        : this.options.errorReply(this.refusal(reason as NoEndpointReason, conn, last), reason === 'rejected' ? last.code ?? reason : reason);
       if (reply !== undefined) refuse(client, reply);
       else client.destroy();
       if (!aborted) this.emit('client-closed-no-endpoint', conn, reason as NoEndpointReason, conn.attempts);
@@ -548,7 +621,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
       }
       // Connected: the other attempts lost.
       race.close(outcome.attempt);
-      const upstream = outcome.socket;
+      let upstream = outcome.socket;
       conn.endpoint = ep;
       if (signal.aborted) {
         upstream.destroy();
@@ -572,8 +645,9 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
       }
       if (this.options.handshake) {
         conn.upstream = upstream;
-        const failure = await this.runHandshake(upstream, ep, signal);
-        if (failure !== undefined) {
+        const outcome = await this.runHandshake(upstream, ep, signal, start.hello);
+        if ('code' in outcome) {
+          const failure = outcome;
           upstream.destroy();
           if (signal.aborted) return 'no-endpoint';
           const verdict = failure.error instanceof HandshakeError ? failure.error : undefined;
@@ -589,6 +663,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
           continue;
         }
         this.cluster.reportConnectSuccess(ep);
+        upstream = outcome.socket;
       }
       last.generation = generation;
       return upstream;
@@ -661,39 +736,43 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     return undefined;
   }
 
-  /** Runs the handshake hook, bounded; resolves undefined on success or the failure. */
+  /** Runs the handshake hook, bounded; resolves with the socket to pipe, or the failure. */
   private runHandshake(
     upstream: net.Socket,
     ep: Endpoint,
     clientSignal: AbortSignal,
-  ): Promise<{ code: string; error?: unknown } | undefined> {
+    hello: unknown,
+  ): Promise<{ socket: net.Socket } | { code: string; error?: unknown }> {
     const hook = this.options.handshake!;
     const ac = new AbortController();
     return new Promise((resolve) => {
       let settled = false;
-      const settle = (code: string | undefined, error?: unknown): void => {
+      const settle = (code: string | undefined, error?: unknown, socket = upstream): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         upstream.off('close', onClose);
         clientSignal.removeEventListener('abort', onClientAbort);
         if (code !== undefined) ac.abort();
-        resolve(code === undefined ? undefined : { code, error });
+        resolve(code === undefined ? { socket } : { code, error });
       };
       const onClose = (): void => settle('ECONNRESET');
       const onClientAbort = (): void => settle('ECANCELED');
       const timer = setTimeout(() => settle('ETIMEDOUT'), this.handshakeTimeoutMs);
       upstream.once('close', onClose);
       clientSignal.addEventListener('abort', onClientAbort, { once: true });
-      let p: Promise<void>;
+      let p: Promise<void | net.Socket>;
       try {
-        p = hook(upstream, ep, ac.signal);
+        p = hook(upstream, ep, ac.signal, hello);
       } catch (err) {
         settle(handshakeCode(err), err);
         return;
       }
       p.then(
-        () => settle(upstream.destroyed ? 'ECONNRESET' : undefined),
+        (replaced) => {
+          const socket = replaced ?? upstream;
+          settle(socket.destroyed ? 'ECONNRESET' : undefined, undefined, socket);
+        },
         (err: unknown) => settle(handshakeCode(err), err),
       );
     });
@@ -708,6 +787,8 @@ interface SlowStart {
   wantAttempt: boolean;
   /** A fast-path connect still pending after the race delay: raced from the start. */
   adopt?: { ep: Endpoint; generation: number; dialled: string; socket: net.Socket };
+  /** What the greeting learned from the client, for the handshake. */
+  hello?: unknown;
 }
 
 interface FailedTry {
@@ -762,6 +843,7 @@ class ClientHandler {
     client.on('error', this.onEarlyError);
     client.on('close', this.onEarlyError);
     listener.emit('connection', conn);
+    if (listener.options.greet !== undefined && !conn.cancelled) return this.greet();
     if (listener.options.handshake !== undefined || conn.cancelled) return this.slow({ wantAttempt: true });
     const ep = listener.pickAttempt(NO_ENDPOINTS, NO_FAILURES);
     if (ep === 'full') return this.done(undefined, 'max-per-endpoint', {});
@@ -836,6 +918,38 @@ class ClientHandler {
     this.done(upstream, 'no-endpoint', { generation });
   };
 
+  /** The protocol reads the client's first words before any endpoint is picked (see Greeting). */
+  private greet(): void {
+    void this.listener.greetClient(this.conn).then((hello) => {
+      const { conn } = this;
+      if (hello === undefined || conn.cancelled) {
+        // Gone, silent or not speaking the protocol: closed without a word.
+        conn.close('EPROTO');
+        return this.done(undefined, 'no-endpoint', {});
+      }
+      if (hello.kind === 'session') return this.slow({ wantAttempt: true, hello: hello.hello });
+      if (hello.kind === 'route') return this.route(hello.endpoint);
+      this.detach();
+      this.listener.refuseGreeted(conn, hello.reply);
+    });
+  }
+
+  /** One connect to `ep` and nothing else: no balancer, no handshake, no other endpoint. */
+  private route(ep: Endpoint): void {
+    const { listener, conn } = this;
+    conn.attempts++;
+    conn.endpoint = ep;
+    const generation = ep.generation;
+    connectSocket(() => listener.create(ep), listener.connectTimeoutMs, conn.signal).then(
+      (upstream) => this.done(upstream, 'no-endpoint', { generation }),
+      (err: unknown) => {
+        const code = codeOf(err);
+        if (!conn.cancelled) listener.emit('connect-failed', conn, ep, code, 'connect');
+        this.done(undefined, 'all-failed', { code });
+      },
+    );
+  }
+
   private slow(start: SlowStart, last: LastFailure = {}): void {
     void this.listener.connectSlowly(this.conn, last, start).then((r) => {
       if (typeof r === 'string') this.done(undefined, r, last);
@@ -844,10 +958,14 @@ class ClientHandler {
   }
 
   private done(upstream: net.Socket | undefined, reason: NoEndpointReason | 'max-per-endpoint', last: LastFailure): void {
+    this.detach();
+    this.listener.finish(this.conn, upstream, reason, last, last.generation ?? 0);
+  }
+
+  private detach(): void {
     const client = this.conn.client;
     client.removeListener('error', this.onEarlyError);
     client.removeListener('close', this.onEarlyError);
-    this.listener.finish(this.conn, upstream, reason, last, last.generation ?? 0);
   }
 }
 
