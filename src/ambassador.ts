@@ -395,7 +395,10 @@ export class Ambassador {
       limits: this.limitsFor(spec),
       screen: (ep) => screenEndpoint(ep, this.loopFacts),
       protocol: spec.protocol
-        ? createProtocol(spec.protocol, { authFile: spec.authFile, db: spec.db, credentialGate: c.trustedLan ? anyAnnouncer : provenIdentity })
+        ? createProtocol(spec.protocol, {
+          authFile: spec.authFile, db: spec.db, credentialGate: c.trustedLan ? anyAnnouncer : provenIdentity,
+          serverTls: spec.serverTls, serverVerify: spec.serverVerify, serverCa: spec.serverCa, serverName: spec.serverName,
+        })
         : undefined,
       credentials,
       createConnection: this.tls
