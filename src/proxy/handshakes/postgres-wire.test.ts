@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { seeded } from '../../cluster/test-helpers.test.js';
+import { seeded } from '../../testing/tcp-kit.js';
 import {
   CANCEL_REQUEST_CODE, errorResponse, MAX_STARTUP_PACKET, paramText, PgWireError, protocolVersion, readErrorFields,
   readInitialPacket, readMessage, readSaslMechanisms, sslRequest, startupMessage,

@@ -10,9 +10,9 @@ import pg from 'pg';
 import { canRunPostgres, startPostgres, type PostgresServer } from '../../../test/lib/postgres.js';
 import { Cluster } from '../../cluster/cluster.js';
 import type { EndpointSpec } from '../../discovery/source.js';
-import { refusedPort, seeded, spec } from '../../cluster/test-helpers.test.js';
+import { refusedPort, seeded, spec } from '../../testing/tcp-kit.js';
 import { ConnectListener } from '../listener.js';
-import { haveOpenssl, makeCa, type TestCa } from '../tls-helpers.test.js';
+import { haveOpenssl, makeCa, type TestCa } from '../../testing/test-ca.js';
 import { anyAnnouncer } from './credential-gate.js';
 import { PostgresProtocol } from './postgres.js';
 import {
