@@ -40,8 +40,9 @@ export type ClientHello =
  * For protocols whose client speaks first (PostgreSQL's startup message): runs on every accepted
  * client before an endpoint is picked, bounded by the handshake timeout. It may read from and
  * write to `client`; when it resolves it must have paused it, removed its own listeners and
- * pushed back (`client.unshift`) what it read but did not consume. A rejection (the client went
- * away or sent garbage) closes the client with no reply. `signal` aborts on timeout or client close.
+ * pushed back (`client.unshift`) what it read but did not consume. It should reject when the
+ * client goes away (or sends garbage): the client is then closed with no reply. `signal` aborts
+ * once the client is closed (also after a timeout).
  */
 export type Greeting = (client: net.Socket, signal: AbortSignal) => Promise<ClientHello>;
 
@@ -447,24 +448,21 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
    */
   greetClient(conn: ProxyConnection): Promise<ClientHello | undefined> {
     const hook = this.options.greet!;
-    const clientSignal = conn.signal;
-    const ac = new AbortController();
     return new Promise((resolve) => {
       let settled = false;
       const settle = (hello: ClientHello | undefined): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        clientSignal.removeEventListener('abort', onAbort);
-        if (hello === undefined) ac.abort();
         resolve(hello);
       };
-      const onAbort = (): void => settle(undefined);
-      const timer = setTimeout(onAbort, this.handshakeTimeoutMs);
-      clientSignal.addEventListener('abort', onAbort, { once: true });
+      // No listener of our own on the client: a greeting ends when the client goes, and the
+      // timer bounds one that does not notice. Given up, the client is closed (ClientHandler),
+      // which aborts conn.signal.
+      const timer = setTimeout(() => settle(undefined), this.handshakeTimeoutMs);
       let p: Promise<ClientHello>;
       try {
-        p = hook(conn.client, ac.signal);
+        p = hook(conn.client, conn.signal);
       } catch {
         settle(undefined);
         return;

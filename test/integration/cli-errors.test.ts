@@ -25,6 +25,7 @@ const cases: Array<[string, string[], RegExp]> = [
   ['server TLS option without postgres', ['--connect', 'redis=7000,server-tls=require'], /server-tls is for protocol=postgres/],
   ['bad server-tls', ['--connect', 'pg=5432,protocol=postgres,server-tls=maybe'], /server-tls must be off, prefer, require/],
   ['unreadable server CA', ['--connect', 'pg=5432,protocol=postgres,server-ca=/no/ca.pem'], /server-ca: cannot read '\/no\/ca\.pem'/],
+  ['server CA without a certificate', ['--connect', `pg=5432,protocol=postgres,server-ca=${process.execPath}`, '--static', 'pg=127.0.0.1:5433', '--check'], /server-ca '.*': no PEM certificate in it/],
   ['db with postgres', ['--connect', 'pg=5432,protocol=postgres,db=2'], /db is for protocol=redis/],
   ['unreadable cert', ['--advertise', 'a=1', '--tls-cert', '/no/cert', '--tls-key', '/no/key', '--tls-ca', '/no/ca'], /--tls-cert: cannot read/],
   ['unknown balancer', ['--connect', 'redis=7000,balance=best'], /unknown balance 'best'/],

@@ -13,7 +13,9 @@ type Waiter = { want: 'message' | 'byte'; resolve: (v: RawBackendMessage | numbe
  * The server's messages during a handshake, one at a time (`await next()`), read from a socket
  * until release(): then the socket is paused, our listeners are gone, and what was read but not
  * consumed is handed back, so that the caller can push it back (unshift) for the pipe.
- * Rejects with a HandshakeError when the server closes, or when `signal` aborts.
+ * Rejects with a HandshakeError when the server ends the connection or the socket closes (the
+ * listener destroys the upstream of a handshake it gives up on: a timeout, the client gone), so
+ * it needs no AbortSignal listener (an EventTarget listener costs more than a socket's).
  */
 export class PostgresMessages {
   private buf: Buffer = Buffer.alloc(0);
@@ -22,11 +24,11 @@ export class PostgresMessages {
   private failure: Error | undefined;
   private released = false;
 
-  constructor(readonly socket: net.Socket, private readonly signal: AbortSignal) {
-    if (signal.aborted) this.failure = new HandshakeError('handshake aborted', 'EABORTED');
-    signal.addEventListener('abort', this.onAbort, { once: true });
+  constructor(readonly socket: net.Socket) {
+    if (socket.destroyed) this.failure = new HandshakeError('the connection closed during the handshake', 'ECONNRESET');
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
+    socket.on('close', this.onEnd);
     socket.on('error', this.onError);
     socket.resume();
   }
@@ -56,8 +58,8 @@ export class PostgresMessages {
       this.socket.pause();
       this.socket.off('data', this.onData);
       this.socket.off('end', this.onEnd);
+      this.socket.off('close', this.onEnd);
       this.socket.off('error', this.onError);
-      this.signal.removeEventListener('abort', this.onAbort);
     }
     const rest = this.buf.subarray(this.at);
     return again === undefined ? Buffer.from(rest) : Buffer.concat([again.raw, rest]);
@@ -85,7 +87,7 @@ export class PostgresMessages {
         if (m !== undefined) {
           this.waiter = undefined;
           this.at = m.next;
-          w.resolve({ ...m, raw: this.buf.subarray(m.start, m.next) });
+          w.resolve({ type: m.type, body: m.body, start: m.start, next: m.next, raw: this.buf.subarray(m.start, m.next) });
           return;
         }
       }
@@ -114,5 +116,4 @@ export class PostgresMessages {
   private readonly onEnd = (): void => this.fail(new HandshakeError('the server closed the connection during the handshake', 'ECONNRESET'));
   private readonly onError = (err: Error): void =>
     this.fail(new HandshakeError(`connection error during the handshake (${(err as NodeJS.ErrnoException).code ?? err.name})`, 'ECONNRESET'));
-  private readonly onAbort = (): void => this.fail(new HandshakeError('handshake aborted (timeout or connection closed)', 'EABORTED'));
 }

@@ -1,10 +1,11 @@
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import type tls from 'node:tls';
 import type { Endpoint } from '../../cluster/endpoint.js';
 import { type ClientHello, type Greeting, type Handshake, HandshakeError } from '../listener.js';
+import { noop } from '../connect.js';
 import { codeOf } from '../pipe.js';
 import { type CredentialGate, namedByOperator, provenIdentity } from './credential-gate.js';
 import { Credentials, CredentialsFile, readCredentialsLine } from './credentials-file.js';
@@ -132,6 +133,12 @@ export class PostgresProtocol extends EventEmitter implements ProtocolHandshake 
         } catch (err) {
           throw new Error(`server-ca '${this.opts.serverCa}': cannot read (${codeOf(err)})`);
         }
+        try {
+          // The first certificate parses (X509Certificate reads the first PEM block it finds).
+          new X509Certificate(this.serverCa);
+        } catch {
+          throw new Error(`server-ca '${this.opts.serverCa}': no PEM certificate in it`);
+        }
       }
     }
     await this.file?.start();
@@ -154,20 +161,23 @@ export class PostgresProtocol extends EventEmitter implements ProtocolHandshake 
   // ------------------------------------------------------------------------------------------
   // The client side
 
-  private readonly greetClient: Greeting = (client, signal) => new Promise<ClientHello>((resolve, reject) => {
+  /**
+   * (The listener closes the client of a greeting it gives up on, so 'close' is enough: no
+   * AbortSignal listener, which costs more than a socket's.)
+   */
+  private readonly greetClient: Greeting = (client) => new Promise<ClientHello>((resolve, reject) => {
     let buf: Buffer = Buffer.alloc(0);
-    const answered = new Set<string>();
+    let answered = 0;
     const cleanup = (): void => {
       client.pause();
       client.off('data', onData);
       client.off('end', onEnd);
-      signal.removeEventListener('abort', onAbort);
+      client.off('close', onEnd);
     };
     const fail = (why: string): void => {
       cleanup();
       reject(new PgWireError(why));
     };
-    const onAbort = (): void => fail('greeting aborted');
     const onEnd = (): void => fail('the client closed before its startup message');
     const finish = (hello: ClientHello, rest: Buffer): void => {
       cleanup();
@@ -190,8 +200,9 @@ export class PostgresProtocol extends EventEmitter implements ProtocolHandshake 
         buf = rest;
         if (packet.kind === 'ssl' || packet.kind === 'gssenc') {
           // Each once, as PostgreSQL allows: the local hop stays plaintext.
-          if (answered.has(packet.kind)) return fail(`a second ${packet.kind} request`);
-          answered.add(packet.kind);
+          const bit = packet.kind === 'ssl' ? 1 : 2;
+          if (answered & bit) return fail(`a second ${packet.kind} request`);
+          answered |= bit;
           client.write('N');
           continue;
         }
@@ -207,10 +218,10 @@ export class PostgresProtocol extends EventEmitter implements ProtocolHandshake 
         return finish(this.startup(packet.version, packet.params), rest);
       }
     };
-    if (signal.aborted) return reject(new PgWireError('greeting aborted'));
-    signal.addEventListener('abort', onAbort, { once: true });
+    if (client.destroyed) return reject(new PgWireError('the client closed before its startup message'));
     client.on('data', onData);
     client.on('end', onEnd);
+    client.on('close', onEnd);
     client.resume();
   });
 
@@ -242,7 +253,7 @@ export class PostgresProtocol extends EventEmitter implements ProtocolHandshake 
   // ------------------------------------------------------------------------------------------
   // The server side
 
-  private readonly run: Handshake = async (upstream, ep, signal, hello) => {
+  private readonly run: Handshake = async (upstream, ep, _signal, hello) => {
     const h = hello as StartupHello | undefined;
     if (h === undefined) throw this.failed(ep, new HandshakeError('no startup message from the client', 'EPROTO'));
     const creds = this.file?.current;
@@ -258,13 +269,13 @@ export class PostgresProtocol extends EventEmitter implements ProtocolHandshake 
       const hopProven = (upstream as { authorized?: unknown }).authorized === true;
       // Over an ambassador's mutual TLS the hop is encrypted and authenticated already.
       if (this.serverTls === 'require' || (this.serverTls === 'prefer' && !hopProven)) {
-        const t = await this.negotiateTls(upstream, ep, signal);
+        const t = await this.negotiateTls(upstream, ep);
         if (t !== undefined) {
           sock = t;
           secured = t.authorized ? 'verified' : 'unverified';
         }
       }
-      const messages = new PostgresMessages(sock, signal);
+      const messages = new PostgresMessages(sock);
       sock.write(startupMessage(h.version, h.params));
       if (creds === undefined) {
         // The client logs in itself, through the pipe.
@@ -351,8 +362,8 @@ export class PostgresProtocol extends EventEmitter implements ProtocolHandshake 
   }
 
   /** SSLRequest; on 'S' a TLS session over the upstream, verified unless server-verify=none. */
-  private async negotiateTls(upstream: net.Socket, ep: Endpoint, signal: AbortSignal): Promise<tls.TLSSocket | undefined> {
-    const messages = new PostgresMessages(upstream, signal);
+  private async negotiateTls(upstream: net.Socket, ep: Endpoint): Promise<tls.TLSSocket | undefined> {
+    const messages = new PostgresMessages(upstream);
     upstream.write(sslRequest());
     const answer = await messages.byte();
     if (answer === 0x4e /* N */) {
@@ -380,19 +391,21 @@ export class PostgresProtocol extends EventEmitter implements ProtocolHandshake 
       rejectUnauthorized: verify !== 'none',
       checkServerIdentity: (_host, cert) => (verify === 'full' ? this.tls!.checkServerIdentity(name, cert) : undefined),
     });
+    // Until the pipe has its own: a late TLS error must not be an uncaught exception.
+    t.on('error', noop);
     await new Promise<void>((resolve, reject) => {
       const done = (err?: Error): void => {
         t.off('secureConnect', onOk);
         t.off('error', done);
-        signal.removeEventListener('abort', onAbort);
+        t.off('close', onClose);
         if (err) reject(err);
         else resolve();
       };
       const onOk = (): void => done();
-      const onAbort = (): void => done(new HandshakeError('handshake aborted', 'EABORTED'));
+      const onClose = (): void => done(new HandshakeError('the connection closed during the TLS handshake', 'ECONNRESET'));
       t.once('secureConnect', onOk);
       t.once('error', done);
-      signal.addEventListener('abort', onAbort, { once: true });
+      t.once('close', onClose);
     }).catch((err: unknown) => {
       t.destroy();
       if (err instanceof HandshakeError) throw err;
