@@ -153,6 +153,16 @@ describe('PostgreSQL handshake against PostgreSQL 15', { skip }, () => {
     assert.doesNotMatch(failed[0]!, /not-the-password/);
   });
 
+  test('errors after AuthenticationOk are the server\'s own: a database that does not exist is its 3D000', async (t) => {
+    const { port, protocol } = await proxy(t, { authFile: authFile(`app ${APP_PW}\n`) });
+    await assert.rejects(client(port, { database: 'nosuchdb' }), (e: Error & { code?: string }) => {
+      assert.equal(e.code, '3D000');
+      assert.equal(e.message, 'database "nosuchdb" does not exist');
+      return true;
+    });
+    assert.equal(protocol.stats.failed, 0, 'the login itself worked');
+  });
+
   test('TLS to the server is verified: an unknown CA fails with what to do; server-verify=none does not verify', async (t) => {
     const strict = await proxy(t, { authFile: authFile(`app ${APP_PW}\n`), serverTls: 'require', serverCa: undefined });
     await assert.rejects(client(strict.port), (e: Error & { code?: string }) => {
