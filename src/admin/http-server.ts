@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { formatAddressPort } from '../base/address.js';
 import { EndpointHistory } from './endpoint-history.js';
 import { AmbassadorMetrics } from './metrics.js';
 import { peersSnapshot, type PeersSubject } from './peers.js';
@@ -18,8 +19,6 @@ const PAGE_HEADERS: http.OutgoingHttpHeaders = {
 export interface AdminSubject extends PeersSubject {
   /** True once start() finished (every listener bound, every advertisement started). */
   readonly started: boolean;
-  /** 'stranded' once the network namespace lost every interface it had (see ambassador/stranded.ts). */
-  readonly stranded?: { readonly state: string };
   /** Epoch ms when the ambassador started (default: when its admin server was made). */
   readonly startedAt?: number;
 }
@@ -82,7 +81,7 @@ export class AdminServer {
     const { host, port } = this.options;
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
-        const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+        const where = formatAddressPort(host, port);
         const why = err.code === 'EADDRINUSE' ? 'address already in use'
           : err.code === 'EADDRNOTAVAIL' ? 'address not available on this host'
             : err.code === 'EACCES' ? 'permission denied' : err.message;
@@ -148,7 +147,7 @@ export class AdminServer {
     ];
     if (s.draining) return { ok: false, status: 'draining', listeners, refusing };
     if (!s.started) return { ok: false, status: 'starting', listeners, refusing };
-    if (s.stranded?.state === 'stranded') return { ok: false, status: 'no-network', listeners, refusing };
+    if (s.hostNetwork?.verdict === 'stranded') return { ok: false, status: 'no-network', listeners, refusing };
     for (const c of s.connectors) if (!c.listener.server.listening) return { ok: false, status: 'listener-down', listeners, refusing };
     return { ok: true, status: 'ok', listeners, refusing };
   }
@@ -170,7 +169,10 @@ export class AdminServer {
       }
       if (path === '/healthz') {
         const h = this.health();
-        return this.send(res, h.ok ? 200 : 503, 'application/json', JSON.stringify(h), req.method === 'HEAD');
+        // The registry's state is said, never judged: without it the mesh serves what it knew.
+        const r = this.subject.registryStatus;
+        const body = r ? { ...h, registry: { state: r.state, since: new Date(r.since).toISOString(), ...(r.state === 'connected' ? {} : { lastError: r.lastError }) } } : h;
+        return this.send(res, h.ok ? 200 : 503, 'application/json', JSON.stringify(body), req.method === 'HEAD');
       }
       if (path === '/peers') {
         return this.send(res, 200, 'application/json', JSON.stringify(peersSnapshot(this.subject), null, 2) + '\n', req.method === 'HEAD');

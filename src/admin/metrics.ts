@@ -1,16 +1,56 @@
 import type * as PromClient from 'prom-client';
-import type { Advertisement, AdvertisementState } from '../ambassador/advertisement.js';
-import type { Connector } from '../ambassador/connector.js';
-import type { LivenessAnswerer } from '../cluster/liveness-answerer.js';
-import type { HostLiveness } from '../cluster/host-liveness.js';
-import type { Endpoint } from '../cluster/endpoint.js';
-import type { HealthChecker } from '../cluster/health-checker.js';
-import type { MdnsEngine } from '../mdns/engine.js';
+import type { RegistryStatus } from '../discovery/registry/client.js';
 import { requireCommonJs } from '../base/commonjs.js';
+import type { Cluster } from '../cluster/cluster.js';
+import type { Endpoint } from '../cluster/endpoint.js';
+import type { HealthChecker, LastCheck } from '../cluster/health-checker.js';
+import type { HostLiveness } from '../cluster/host-liveness.js';
+import type { LivenessAnswerer } from '../cluster/liveness-answerer.js';
+import type { CredentialExposure } from '../config/credential-exposure.js';
+import type { AdvertiseSpec, ConnectSpec } from '../config/specs.js';
+import type { SourceKind } from '../discovery/source.js';
+import type { MdnsEngine } from '../mdns/engine.js';
 import { LIMIT_NAMES } from '../proxy/limits.js';
+import type { ConnectListener } from '../proxy/listener.js';
+import type { RelayListener } from '../proxy/relay.js';
 
 const { collectDefaultMetrics, Counter, Gauge, Registry } = requireCommonJs('prom-client') as typeof PromClient;
 type Counter<T extends string> = PromClient.Counter<T>;
+
+/**
+ * What admin reads of a --connect (the ambassador's Connector). Declared here, in the floor's
+ * own terms, so that admin stays below the ambassador it reports on.
+ */
+export interface ConnectorView {
+  readonly spec: ConnectSpec;
+  readonly sources: ReadonlyArray<{ readonly kind: SourceKind }>;
+  readonly cluster: Cluster;
+  readonly listener: ConnectListener;
+  readonly checker: HealthChecker;
+  /** Host liveness of the peer ambassadors behind its endpoints (mDNS only). */
+  readonly liveness: HostLiveness | undefined;
+  readonly credentials: CredentialExposure | undefined;
+  /** Clients refused by the circuit breakers, in a burst now. */
+  readonly refusals: { readonly inBurst: boolean };
+}
+
+/** What admin reads of an --advertise (the ambassador's Advertisement). Events: 'state' (state, reason). */
+export interface AdvertisementView {
+  readonly spec: AdvertiseSpec;
+  /** One of ADVERTISEMENT_STATES. */
+  readonly state: string;
+  readonly reason: string;
+  readonly instance: string | undefined;
+  readonly announcedPort?: number;
+  readonly relay?: RelayListener;
+  readonly relayRefusing: boolean;
+  /** Epoch ms of the last state change. */
+  readonly stateSince: number;
+  readonly checker: HealthChecker;
+  /** The advertisement's own check of its target: healthy now, and the last check's result. */
+  targetCheck(): { healthy: boolean; last: LastCheck | undefined };
+  on(event: 'state', listener: (state: string, reason: string) => void): unknown;
+}
 
 /** Codes that mean the TCP connect worked but the protocol or TLS handshake after it did not. */
 export function isHandshakeCode(code: string): boolean {
@@ -22,21 +62,24 @@ export function isHandshakeCode(code: string): boolean {
  * address. A cluster belongs to a listener, not to a name: two --connect for one service (say
  * production and staging) are two clusters with series of their own.
  */
-export function listenerLabels(c: Pick<Connector, 'spec'>): { cluster: string; listener: string } {
+export function listenerLabels(c: Pick<ConnectorView, 'spec'>): { cluster: string; listener: string } {
   return { cluster: c.spec.name, listener: `${c.spec.bind}:${c.spec.port}` };
 }
 
-const ADVERTISEMENT_STATES: AdvertisementState[] = ['waiting-for-target', 'probing', 'announced', 'withdrawn', 'stopped'];
+/** The states an advertisement reports (ambassador/advertisement.ts), each a series of ambassador_advertisement_state. */
+export const ADVERTISEMENT_STATES = ['waiting-for-target', 'probing', 'announced', 'withdrawn', 'stopped'] as const;
 
 /** What the metrics read: an Ambassador, or anything shaped like one (tests, the demo). */
 export interface MetricsSubject {
-  readonly connectors: readonly Connector[];
-  readonly advertisements: readonly Advertisement[];
+  readonly connectors: readonly ConnectorView[];
+  readonly advertisements: readonly AdvertisementView[];
   readonly engine?: MdnsEngine;
   /** Host liveness of peer ambassadors (connecting side). */
   readonly liveness?: HostLiveness;
   /** Answers peers' host probes (advertising side). */
   readonly answerer?: LivenessAnswerer;
+  /** The registry connection (--registry), read-only. */
+  readonly registryStatus?: Readonly<RegistryStatus>;
 }
 
 interface ByteTotals {
@@ -68,11 +111,11 @@ export class AmbassadorMetrics {
   private readonly refused: Counter<'cluster' | 'listener' | 'limit'>;
   private readonly relayRefused: Counter<'service'>;
   /** Upstream bytes of connections already closed, per cluster → endpoint label. */
-  private readonly closedBytes = new Map<Connector, Map<string, ByteTotals>>();
+  private readonly closedBytes = new Map<ConnectorView, Map<string, ByteTotals>>();
   /** Connections established to endpoints no longer in their cluster, per connector → endpoint label. */
-  private readonly removedEstablished = new Map<Connector, Map<string, number>>();
+  private readonly removedEstablished = new Map<ConnectorView, Map<string, number>>();
   /** Connectors watched (read at scrape time). */
-  private readonly connectors: Connector[] = [];
+  private readonly connectors: ConnectorView[] = [];
 
   constructor(private readonly subject: MetricsSubject, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -254,6 +297,33 @@ export class AmbassadorMetrics {
       },
     });
     new Gauge({
+      name: 'ambassador_registry_connected', help: '1 while the registry (--registry) answers, 0 while it is away (the last endpoints are kept meanwhile)', registers,
+      collect() {
+        this.reset();
+        const r = self.subject.registryStatus;
+        if (r) this.set(r.state === 'connected' ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'ambassador_registry_requests_total', help: 'Requests sent to the registry (kind: read, write: keep-alives, registrations, deletions)', labelNames: ['kind'], registers,
+      collect() {
+        const r = self.subject.registryStatus;
+        if (!r) return;
+        this.reset();
+        this.inc({ kind: 'read' }, r.reads);
+        this.inc({ kind: 'write' }, r.requests - r.reads);
+      },
+    });
+    new Counter({
+      name: 'ambassador_registry_sessions_renewed_total', help: 'Registry leases / sessions found expired after a cut-off and taken anew (every registration written again)', registers,
+      collect() {
+        const r = self.subject.registryStatus;
+        if (!r) return;
+        this.reset();
+        this.inc(r.sessionsRenewed);
+      },
+    });
+    new Gauge({
       name: 'ambassador_mdns_interfaces', help: 'Network interfaces mDNS runs on now (0: waiting for one)', registers,
       collect() {
         this.reset();
@@ -330,7 +400,7 @@ export class AmbassadorMetrics {
   }
 
   /** Counts a connector's events. Call before it starts; calling again for the same one does nothing. */
-  watchConnector(c: Connector): void {
+  watchConnector(c: ConnectorView): void {
     if (this.watched.has(c)) return;
     this.watched.add(c);
     this.connectors.push(c);
@@ -393,11 +463,11 @@ export class AmbassadorMetrics {
   }
 
   /** Counts an advertisement's state changes, target checks and relay connections (idempotent). */
-  watchAdvertisement(a: Advertisement): void {
+  watchAdvertisement(a: AdvertisementView): void {
     if (this.watched.has(a)) return;
     this.watched.add(a);
     const service = a.spec.name;
-    a.on('state', (state: AdvertisementState) => {
+    a.on('state', (state: string) => {
       this.advTransitions.inc({ service, state });
       const relay = a.relay;
       if (relay && !this.watchedRelays.has(relay)) {

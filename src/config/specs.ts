@@ -1,4 +1,6 @@
+import { accessSync, constants } from 'node:fs';
 import { isIP } from 'node:net';
+import type { HostPort } from '../base/address.js';
 import { BALANCER_NAMES as BALANCERS, type BalancerName } from '../cluster/balancer.js';
 import { CHECK_KINDS, type CheckKind } from '../cluster/health-checker.js';
 import { LIVENESS_TXT_KEY } from '../cluster/liveness-wire.js';
@@ -9,6 +11,17 @@ import type { ListenerLimits } from '../proxy/limits.js';
 
 /** A user-facing configuration problem: printed as one line, exit status 2. */
 export class ConfigError extends Error {}
+
+/** `path`, when this process may read it; else a ConfigError naming `what` and why. */
+export function readable(path: string, what: string): string {
+  try {
+    accessSync(path, constants.R_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(`${what}: cannot read '${path}' (${code === 'ENOENT' ? 'no such file' : code})`);
+  }
+  return path;
+}
 
 export interface AdvertiseSpec {
   /** Service name, e.g. `redis` → `_redis._tcp.local`. */
@@ -63,10 +76,6 @@ export interface ConnectSpec {
   raw: string;
 }
 
-export interface HostPort {
-  host: string;
-  port: number;
-}
 
 export interface StaticSpec {
   name: string;
