@@ -81,7 +81,7 @@ try {
   writeFileSync(join(dir, 'legacy.auth'), `legacy ${MD5_PW}\n`, { mode: 0o600 });
   // Defaults otherwise (server-tls=prefer: the server says no to TLS here, one round trip).
   const upstream = `127.0.0.1:${PG_PORT}`;
-  const proc = startProcess(process.execPath, [join(root, 'dist/cli.js'), '--log-level', 'warn',
+  const proc = startProcess(process.execPath, [join(root, 'dist/cli/bin.js'), '--log-level', 'warn',
     '--connect', `pg=${VIA},protocol=postgres,auth-file=${join(dir, 'app.auth')}`, '--static', `pg=${upstream}`,
     '--connect', `pgm=${VIA_MD5},protocol=postgres,auth-file=${join(dir, 'legacy.auth')}`, '--static', `pgm=${upstream}`,
     '--connect', `hop=${HOP}`, '--static', `hop=${upstream}`, '--connect', `hopm=${HOP_MD5}`, '--static', `hopm=${upstream}`]);
