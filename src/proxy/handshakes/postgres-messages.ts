@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { HandshakeError } from '../listener.js';
+import { HandshakeError } from '../handshake.js';
 import { type BackendMessage, readMessage } from './postgres-wire.js';
 
 export interface RawBackendMessage extends BackendMessage {

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import type tls from 'node:tls';
 import type { Endpoint } from '../../cluster/endpoint.js';
-import { type ClientHello, type Greeting, type Handshake, HandshakeError } from '../listener.js';
+import { type ClientHello, type Greeting, type Handshake, HandshakeError } from '../handshake.js';
 import { noop } from '../connect.js';
 import { codeOf } from '../pipe.js';
 import { type CredentialGate, namedByOperator, provenIdentity } from './credential-gate.js';
