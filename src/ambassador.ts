@@ -2,6 +2,7 @@ import { lookup } from 'node:dns/promises';
 import type { AdminServer } from './admin/server.js';
 import { Advertisement } from './ambassador/advertisement.js';
 import { Connector } from './ambassador/connector.js';
+import { nodePlaneReason } from './ambassador/data-plane.js';
 import { ProbeResponder } from './ambassador/probe-responder.js';
 import { StrandedWatch } from './ambassador/stranded.js';
 import { HostProber, type PeerHost } from './cluster/host-prober.js';
@@ -23,6 +24,8 @@ import { InterfaceError, InterfaceSelection } from './mdns/interfaces.js';
 import { anyAnnouncer, provenIdentity } from './proxy/handshakes/credential-gate.js';
 import { createProtocol } from './proxy/handshakes/index.js';
 import { defaultLimits, fileDescriptorLimit, FD_RESERVE, type ListenerLimits } from './proxy/limits.js';
+import { findHaproxy, HaproxyUnusable } from './proxy/haproxy/binary.js';
+import { HaproxyPlane } from './proxy/haproxy/plane.js';
 import { plaintextConnection } from './proxy/tls-policy.js';
 import type { TlsMaterial } from './proxy/tls.js';
 
@@ -47,6 +50,8 @@ export class Ambassador {
   prober?: HostProber;
   /** Answers peers' host probes while something is advertised. */
   responder?: ProbeResponder;
+  /** The HAProxy data plane (--data-plane haproxy), when it carries at least one listener. */
+  haproxy?: HaproxyPlane;
   private stopping?: Promise<void>;
   /** Set by prepare({ check: true }) when the interfaces cannot be used on this host now. */
   interfaceProblem?: string;
@@ -151,6 +156,7 @@ export class Ambassador {
         else if (now.length === 0) this.interfaceProblem = 'no usable network interface now (run waits for one)';
       }
     }
+    if (c.dataPlane === 'haproxy' && c.connect.some((spec) => nodePlaneReason(spec, c) === undefined)) await this.createHaproxyPlane();
     for (const spec of c.connect) {
       const conn = this.createConnector(spec);
       this.connectors.push(conn);
@@ -158,6 +164,19 @@ export class Ambassador {
         await conn.bind();
       } catch (err) {
         throw new ConfigError(`--connect ${spec.raw}: ${(err as Error).message}`);
+      }
+    }
+    if (this.haproxy) {
+      // Every listener bound once by us (a port in use fails as on the Node data plane); now HAProxy binds them for good.
+      if (opts.check) {
+        const complaint = await this.haproxy.check();
+        if (complaint) throw new ConfigError(`--data-plane haproxy: HAProxy refuses the configuration: ${complaint}`);
+      } else {
+        try {
+          await this.haproxy.start();
+        } catch (err) {
+          throw new ConfigError(`--data-plane haproxy: ${(err as Error).message}`);
+        }
       }
     }
     if (c.advertise.length > 0) {
@@ -191,6 +210,28 @@ export class Ambassador {
       }
     }
     if (!opts.check) this.warnAboutFileDescriptors();
+  }
+
+  /** Finds HAProxy (missing or too old: exit 2 naming what was found) and prepares its data plane. */
+  private async createHaproxyPlane(): Promise<void> {
+    const c = this.config;
+    let binary;
+    try {
+      binary = await findHaproxy(c.haproxy);
+    } catch (err) {
+      if (err instanceof HaproxyUnusable) throw new ConfigError(err.message);
+      throw err;
+    }
+    this.haproxy = new HaproxyPlane({
+      binary,
+      log: this.log,
+      connectTimeoutMs: c.connectTimeout,
+      idleTimeoutMs: c.idleTimeout,
+      queueTimeoutMs: c.noEndpointWait,
+      noEndpointWaitMs: c.noEndpointWait,
+      keepConnections: c.keepConnections,
+      slots: c.haproxySlots,
+    });
   }
 
   /** The listeners the configuration names, with their fixed ports: admin, --connect, relay-port. */
@@ -379,6 +420,7 @@ export class Ambassador {
     }
     const credentials = credentialExposure(spec, { tls: !!this.tls, named: sources.length > 0, trustedLan: c.trustedLan });
     for (const warning of credentials?.warnings ?? []) this.log.warn({ service: spec.name, listen: `${spec.bind}:${spec.port}` }, warning);
+    const nodeOnly = c.dataPlane === 'haproxy' ? nodePlaneReason(spec, c) : undefined;
     if (sources.length === 0) {
       sources.push(new MdnsSource(this.engine!, spec.name));
       this.prober ??= this.createProber();
@@ -393,6 +435,8 @@ export class Ambassador {
       noEndpointWaitMs: c.noEndpointWait,
       keepConnections: c.keepConnections,
       limits: this.limitsFor(spec),
+      haproxy: nodeOnly === undefined ? this.haproxy : undefined,
+      nodePlaneReason: nodeOnly,
       screen: (ep) => screenEndpoint(ep, this.loopFacts),
       protocol: spec.protocol
         ? createProtocol(spec.protocol, { authFile: spec.authFile, db: spec.db, credentialGate: c.trustedLan ? anyAnnouncer : provenIdentity })
@@ -466,6 +510,9 @@ export class Ambassador {
     await this.directory?.stop();
     const drainMs = this.config.drainTimeout;
     await Promise.all([
+      // HAProxy first: its soft stop (stop accepting, finish what is open, bounded by the drain
+      // time) starts before the clusters are emptied.
+      this.haproxy?.stop(drainMs),
       ...this.connectors.map((x) => x.stop(drainMs)),
       ...this.advertisements.map((a) => a.stop(drainMs)),
     ]);

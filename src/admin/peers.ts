@@ -1,5 +1,5 @@
 import type { Endpoint } from '../cluster/endpoint.js';
-import type { MetricsSubject } from './metrics.js';
+import { activeByEndpoint, type MetricsSubject, pendingClients } from './metrics.js';
 
 /** TXT keys whose values are never shown (a TXT record is public, but people put things in it). */
 const SECRET_KEY = /pass|secret|token|key|auth|cred|private/i;
@@ -51,10 +51,9 @@ function round3(x: number | undefined): number | null {
   return x === undefined ? null : Math.round(x * 1000) / 1000;
 }
 
-function endpointJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now: number) {
+function endpointJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now: number, open: ReadonlyMap<string, number>) {
   const { bytesIn, bytesOut } = c.listener.bytesFor(ep);
-  let active = 0;
-  for (const conn of c.listener.connections) if (conn.state === 'open' && conn.endpoint === ep) active++;
+  const active = open.get(ep.label) ?? 0;
   const down = ep.downReasonAt(now);
   return {
     label: ep.label,
@@ -95,11 +94,14 @@ export function peersSnapshot(subject: PeersSubject) {
     } : null,
     clusters: subject.connectors.map((c) => {
       const addr = c.listener.address();
-      let pending = 0;
-      for (const conn of c.listener.connections) if (conn.state === 'pending') pending++;
+      const pending = pendingClients(c);
+      const open = activeByEndpoint(c);
       return {
         name: c.spec.name,
         listen: addr ? `${addr.address}:${addr.port}` : null,
+        /** Which data plane carries its bytes ('node' or 'haproxy'), and why not HAProxy when it was asked for. */
+        dataPlane: c.dataPlane,
+        dataPlaneReason: c.dataPlaneReason ?? null,
         balance: c.spec.balance,
         where: c.spec.where,
         sources: c.sources.map((s) => s.kind),
@@ -108,7 +110,7 @@ export function peersSnapshot(subject: PeersSubject) {
         warnings: c.credentials?.warnings ?? [],
         pendingConnections: pending,
         panic: c.cluster.inPanic,
-        endpoints: c.cluster.endpoints().map((ep) => endpointJson(c, ep, now)),
+        endpoints: c.cluster.endpoints().map((ep) => endpointJson(c, ep, now, open)),
         /** Instances announced but kept out by the where. filter, and why. */
         filteredOut: c.cluster.filteredOut().map(({ spec, why }) => ({
           label: spec.label, source: spec.source, address: spec.host, port: spec.port, txt: redactTxt(spec.txt), why,
@@ -119,6 +121,15 @@ export function peersSnapshot(subject: PeersSubject) {
         })),
       };
     }),
+    /** The HAProxy data plane (--data-plane haproxy); null when every listener is on the Node data plane. */
+    haproxy: subject.haproxy ? {
+      state: subject.haproxy.state,
+      version: subject.haproxy.version,
+      masterPid: subject.haproxy.masterPid ?? null,
+      workerPid: subject.haproxy.workerPid ?? null,
+      restarts: subject.haproxy.restarts,
+      reloads: subject.haproxy.reloads,
+    } : null,
     /** Host probes this ambassador sends (connecting side) and answers (advertising side). */
     hostProbes: {
       sent: subject.prober ? { ...subject.prober.stats } : null,

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { ConnectListener } from '../proxy/listener.js';
 import { AmbassadorMetrics } from './metrics.js';
 import { peersSnapshot, type PeersSubject } from './peers.js';
 
@@ -81,7 +82,10 @@ export class AdminServer {
     if (s.draining) return { ok: false, status: 'draining', listeners, refusing };
     if (!s.started) return { ok: false, status: 'starting', listeners, refusing };
     if (s.stranded?.state === 'stranded') return { ok: false, status: 'no-network', listeners, refusing };
-    for (const c of s.connectors) if (!c.listener.server.listening) return { ok: false, status: 'listener-down', listeners, refusing };
+    for (const c of s.connectors) {
+      const l = c.listener;
+      if (!(l instanceof ConnectListener ? l.server.listening : l.listening)) return { ok: false, status: 'listener-down', listeners, refusing };
+    }
     return { ok: true, status: 'ok', listeners, refusing };
   }
 
@@ -99,6 +103,7 @@ export class AdminServer {
         return this.send(res, h.ok ? 200 : 503, 'application/json', JSON.stringify(h), req.method === 'HEAD');
       }
       if (path === '/peers') {
+        await this.subject.haproxy?.refresh();
         return this.send(res, 200, 'application/json', JSON.stringify(peersSnapshot(this.subject), null, 2) + '\n', req.method === 'HEAD');
       }
       const text = await this.metrics.text();

@@ -8,6 +8,8 @@ import type { CredentialExposure } from '../config/credential-exposure.js';
 import type { ConnectSpec } from '../config/specs.js';
 import type { DiscoverySource, EndpointSpec } from '../discovery/source.js';
 import { ConnectListener, type CreateConnection, type Handshake } from '../proxy/listener.js';
+import type { HaproxyFrontend } from '../proxy/haproxy/frontend.js';
+import type { HaproxyPlane } from '../proxy/haproxy/plane.js';
 import type { ProtocolHandshake } from '../proxy/handshakes/index.js';
 import type { Logger } from '../logging/logger.js';
 import { BurstLog } from '../logging/burst.js';
@@ -39,7 +41,14 @@ export interface ConnectorOptions {
   limits?: ListenerLimits;
   /** The instance as it may be used, or why it must never be an endpoint (see cluster/endpoint-policy.ts). */
   screen?: (spec: EndpointSpec) => EndpointSpec | string;
+  /** HAProxy carries this listener's bytes (the cluster stays here); undefined: the Node data plane. */
+  haproxy?: HaproxyPlane;
+  /** Why the Node data plane serves it although --data-plane haproxy was asked for (logged at start, in /peers). */
+  nodePlaneReason?: string;
 }
+
+/** Which data plane carries a --connect listener's bytes. */
+export type DataPlaneName = 'node' | 'haproxy';
 
 /**
  * `--connect NAME=[BIND:]PORT`: discovery sources → cluster (+ active health checks) → listener.
@@ -47,7 +56,11 @@ export interface ConnectorOptions {
  */
 export class Connector extends EventEmitter {
   readonly cluster: Cluster;
-  readonly listener: ConnectListener;
+  /** The listener: the Node data plane's, or HAProxy's frontend for it. */
+  readonly listener: ConnectListener | HaproxyFrontend;
+  readonly dataPlane: DataPlaneName;
+  /** Why the Node data plane serves it although HAProxy was asked for; undefined otherwise. */
+  readonly dataPlaneReason: string | undefined;
   readonly checker: HealthChecker;
   readonly prober: HostProber | undefined;
   readonly protocol: ProtocolHandshake | undefined;
@@ -73,21 +86,25 @@ export class Connector extends EventEmitter {
       // Judged by its ambassador — unless that ambassador is gone while its host lives.
       skip: (ep) => this.probePort(ep) !== undefined && !this.prober!.isOrphaned(ep),
     });
-    this.listener = new ConnectListener({
-      cluster: this.cluster,
-      host: spec.bind,
-      port: spec.port,
-      balancer: spec.balance,
-      connectTimeoutMs: opts.connectTimeoutMs,
-      raceDelayMs: opts.raceDelayMs,
-      idleTimeoutMs: opts.idleTimeoutMs,
-      noEndpointWaitMs: opts.noEndpointWaitMs,
-      keepConnectionsOnRemoval: opts.keepConnections,
-      handshake: opts.handshake ?? opts.protocol?.handshake,
-      errorReply: opts.protocol ? (m) => opts.protocol!.errorReply(m) : undefined,
-      createConnection: opts.createConnection,
-      limits: opts.limits,
-    });
+    this.dataPlane = opts.haproxy ? 'haproxy' : 'node';
+    this.dataPlaneReason = opts.nodePlaneReason;
+    this.listener = opts.haproxy
+      ? opts.haproxy.frontend({ cluster: this.cluster, service: spec.name, bind: spec.bind, port: spec.port, balance: spec.balance, limits: resolvedLimits(opts.limits) })
+      : new ConnectListener({
+        cluster: this.cluster,
+        host: spec.bind,
+        port: spec.port,
+        balancer: spec.balance,
+        connectTimeoutMs: opts.connectTimeoutMs,
+        raceDelayMs: opts.raceDelayMs,
+        idleTimeoutMs: opts.idleTimeoutMs,
+        noEndpointWaitMs: opts.noEndpointWaitMs,
+        keepConnectionsOnRemoval: opts.keepConnections,
+        handshake: opts.handshake ?? opts.protocol?.handshake,
+        errorReply: opts.protocol ? (m) => opts.protocol!.errorReply(m) : undefined,
+        createConnection: opts.createConnection,
+        limits: opts.limits,
+      });
     const limits = this.listener.limits;
     const listen = `${spec.bind}:${spec.port}`;
     this.refusals = new BurstLog({
@@ -96,7 +113,8 @@ export class Connector extends EventEmitter {
       onSummary: (s, ended) => this.log.warn({ service: spec.name, listen, refused: s.total, byLimit: s.byKind, durationMs: s.durationMs },
         ended ? `stopped refusing clients: ${s.total} refused in ${s.durationMs} ms` : `still refusing clients: ${s.total} refused so far`),
     });
-    this.listener.on('client-refused', (limit) => this.refusals.hit(limit));
+    if (this.listener instanceof ConnectListener) this.listener.on('client-refused', (limit) => this.refusals.hit(limit));
+    else this.listener.on('client-refused', (limit, n) => this.refusals.hit(limit, n));
     this.protocol = opts.protocol;
     this.credentials = opts.credentials;
     this.wireLogs();
@@ -130,9 +148,31 @@ export class Connector extends EventEmitter {
     this.cluster.on('endpoint-updated', (ep, moved) => {
       if (moved) this.log.info(where(ep), 'endpoint moved');
     });
-    this.listener.on('connect-failed', (_c, ep, code) => this.log.warn({ ...where(ep), code }, 'connect failed'));
-    this.listener.on('failover', (_c, from, to) => this.log.warn({ service: svc, listen, from: from.label, to: to.label }, 'connect failed, retrying on next endpoint'));
-    this.listener.on('client-closed-no-endpoint', (_c, reason, attempts) => {
+    const l = this.listener;
+    if (l instanceof ConnectListener) this.wireNodeListenerLogs(l, svc, listen, where);
+    else {
+      // HAProxy's counters, read every second: one line per endpoint and kind, with how many.
+      l.on('connect-failed', (endpoint, failures) => this.log.warn({ service: svc, listen, endpoint, failures, code: 'ECONNFAILED' },
+        'connects failed (HAProxy retried each on the next endpoint while retries were left)'));
+      l.on('client-closed-no-endpoint', (reason, clients) => this.log.warn({ service: svc, listen, reason, clients },
+        reason === 'all-failed' ? 'clients closed: every endpoint HAProxy tried failed' : 'clients closed: no endpoint could take them'));
+    }
+    const p = this.protocol;
+    if (p) {
+      // Messages are secret-free by contract; repeats per endpoint and code are folded (10 s).
+      p.on('handshake-failed', (ep, code: string, message: string) => this.throttled(`${ep.key}|${code}`, (repeated) =>
+        this.log.warn({ service: svc, listen, protocol: p.name, endpoint: ep.label, address: ep.address, code, repeated }, message)));
+      p.on('credentials-loaded', (changed: boolean) => {
+        if (changed) this.log.info({ service: svc, listen, protocol: p.name }, 'credentials file changed: new connections use the new credentials');
+      });
+      p.on('credentials-error', (message: string) => this.log.warn({ service: svc, listen, protocol: p.name }, message));
+    }
+  }
+
+  private wireNodeListenerLogs(l: ConnectListener, svc: string, listen: string, where: (ep: Endpoint) => Record<string, unknown>): void {
+    l.on('connect-failed', (_c, ep, code) => this.log.warn({ ...where(ep), code }, 'connect failed'));
+    l.on('failover', (_c, from, to) => this.log.warn({ service: svc, listen, from: from.label, to: to.label }, 'connect failed, retrying on next endpoint'));
+    l.on('client-closed-no-endpoint', (_c, reason, attempts) => {
       if (reason === 'rejected') {
         this.log.warn({ service: svc, listen, reason, attempts },
           'client closed: the upstream refused the handshake (credentials or database, see the line before); other endpoints not tried');
@@ -145,17 +185,7 @@ export class Connector extends EventEmitter {
           : 'client closed: no endpoint could take it');
       }
     });
-    this.listener.on('listener-error', (err) => this.log.error({ service: svc, listen, err: err.message }, 'listener error'));
-    const p = this.protocol;
-    if (p) {
-      // Messages are secret-free by contract; repeats per endpoint and code are folded (10 s).
-      p.on('handshake-failed', (ep, code: string, message: string) => this.throttled(`${ep.key}|${code}`, (repeated) =>
-        this.log.warn({ service: svc, listen, protocol: p.name, endpoint: ep.label, address: ep.address, code, repeated }, message)));
-      p.on('credentials-loaded', (changed: boolean) => {
-        if (changed) this.log.info({ service: svc, listen, protocol: p.name }, 'credentials file changed: new connections use the new credentials');
-      });
-      p.on('credentials-error', (message: string) => this.log.warn({ service: svc, listen, protocol: p.name }, message));
-    }
+    l.on('listener-error', (err) => this.log.error({ service: svc, listen, err: err.message }, 'listener error'));
   }
 
   /**
@@ -191,8 +221,10 @@ export class Connector extends EventEmitter {
   async bind(): Promise<void> {
     await this.protocol?.start();
     const addr = await this.listener.listen();
+    // Which data plane carries it, and why not HAProxy when it was asked for: one line per listener.
     this.log.info({ service: this.spec.name, listen: `${addr.address}:${addr.port}`, balance: this.spec.balance,
-      sources: this.sources.map((s) => s.kind), where: this.spec.where }, 'listening');
+      sources: this.sources.map((s) => s.kind), where: this.spec.where, dataPlane: this.dataPlane,
+      ...(this.dataPlaneReason ? { why: this.dataPlaneReason } : {}) }, 'listening');
   }
 
   /** Discovery and health checks (after bind()). */
@@ -218,6 +250,11 @@ export class Connector extends EventEmitter {
     for (const s of this.sources) await s.stop();
     this.cluster.close();
   }
+}
+
+/** The limits as the Node data plane's listener resolves them (unset = none). */
+function resolvedLimits(l: ListenerLimits | undefined): ListenerLimits {
+  return { maxConnections: l?.maxConnections ?? Infinity, maxPending: l?.maxPending ?? Infinity, maxPerEndpoint: l?.maxPerEndpoint ?? Infinity };
 }
 
 function describeLimit(limit: string, l: ListenerLimits): string {

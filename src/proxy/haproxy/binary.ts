@@ -15,6 +15,8 @@ export interface HaproxyBinary {
   version: string;
   major: number;
   minor: number;
+  /** Built with Lua: clients can wait for an endpoint (see config.ts, WAIT_LUA). */
+  lua: boolean;
   parentDeath: ParentDeath;
 }
 
@@ -57,16 +59,16 @@ export async function findHaproxy(explicit?: string): Promise<HaproxyBinary> {
       ? `${what}: no such program on PATH`
       : `${what}: no 'haproxy' on PATH (${process.env.PATH ?? ''}); install HAProxy ${MIN_VERSION.join('.')} or later, or give its path with --haproxy PATH`);
   }
-  const r = await run(path, ['-v']);
+  const r = await run(path, ['-vv']);
   if (r.error && typeof r.error.code === 'string') {
     throw new HaproxyUnusable(`${what}: cannot run ${path} (${r.error.code === 'ENOENT' ? 'no such file' : r.error.code})`);
   }
   const v = parseVersion(`${r.stdout}\n${r.stderr}`);
-  if (!v) throw new HaproxyUnusable(`${what}: ${path} is not HAProxy ('-v' printed: ${JSON.stringify(`${r.stdout}${r.stderr}`.trim().split('\n')[0]?.slice(0, 80) ?? '')})`);
+  if (!v) throw new HaproxyUnusable(`${what}: ${path} is not HAProxy ('-vv' printed: ${JSON.stringify(`${r.stdout}${r.stderr}`.trim().split('\n')[0]?.slice(0, 80) ?? '')})`);
   if (v.major < MIN_VERSION[0] || (v.major === MIN_VERSION[0] && v.minor < MIN_VERSION[1])) {
     throw new HaproxyUnusable(`${what}: ${path} is HAProxy ${v.version}; ${MIN_VERSION.join('.')} or later is needed`);
   }
-  return { path, ...v, parentDeath: await parentDeath() };
+  return { path, ...v, lua: /Built with Lua/i.test(r.stdout), parentDeath: await parentDeath() };
 }
 
 /** util-linux `setpriv` with --pdeathsig (2.33 and later) when there is one; else the sentinel. */

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkConfig, findHaproxy, parseVersion } from './binary.js';
-import { type HaproxyConfigSpec, proxyNames, renderConfig, renderedSlot } from './config.js';
+import { type HaproxyConfigSpec, WAIT_LUA, proxyNames, renderConfig, renderedSlot } from './config.js';
 import { emptySlots, planSlots } from './slots.js';
 
 function spec(over: Partial<HaproxyConfigSpec> = {}): HaproxyConfigSpec {
@@ -18,7 +18,7 @@ function spec(over: Partial<HaproxyConfigSpec> = {}): HaproxyConfigSpec {
     ],
   }).slots;
   return {
-    adminSocket: '/run/x/admin.sock', connectTimeoutMs: 3000, idleTimeoutMs: 0, queueTimeoutMs: 5000, connectAttempts: 5,
+    adminSocket: '/run/x/admin.sock', connectTimeoutMs: 3000, idleTimeoutMs: 0, queueTimeoutMs: 5000, noEndpointWaitMs: 5000, luaFile: '/run/x/wait.lua', connectAttempts: 5,
     listeners: [{ ...names, bind: '127.0.0.1', port: 6379, balance: 'round-robin', limits: { maxConnections: 100, maxPending: 10, maxPerEndpoint: 50 }, slots }],
     ...over,
   };
@@ -49,6 +49,10 @@ test('the configuration: master-worker, runtime API, limits, retries, no health 
     '  server s2 ipv6@fd00::2:7002 weight 0 maxconn 50',
     '  server s3 198.18.0.3:7003 weight 1 disabled maxconn 50',
     '  server-template s 4-6 0.0.0.0:1 disabled maxconn 50',
+    // --wait-for-endpoint: only for a client that finds no usable endpoint
+    '  lua-load /run/x/wait.lua',
+    '  tcp-request inspect-delay 6000ms',
+    '  tcp-request content lua.ambassador_wait_for_endpoint be_redis_127.0.0.1_6379 5000 if { nbsrv(be_redis_127.0.0.1_6379) eq 0 }',
   ]) assert.ok(text.split('\n').includes(line), `missing: ${line}\n${text}`);
   assert.doesNotMatch(text, /\bcheck\b/, 'HAProxy checks no endpoint: the ambassador decides');
 });
@@ -64,6 +68,7 @@ test('balance=srv: random(1), all backups used, a backup tier; an idle timeout i
   const names = proxyNames('db', '0.0.0.0', 5432);
   const text = renderConfig(spec({
     idleTimeoutMs: 60_000,
+    noEndpointWaitMs: 0,
     listeners: [{ ...names, bind: '0.0.0.0', port: 5432, balance: 'srv', limits: { maxConnections: Infinity, maxPending: Infinity, maxPerEndpoint: Infinity }, slots: emptySlots({ active: 2, backup: 2 }) }],
   }));
   for (const line of ['  balance random(1)', '  option allbackups', '  server-template s 1-2 0.0.0.0:1 disabled', '  server-template b 1-2 0.0.0.0:1 disabled backup', '  timeout tunnel 60000ms']) {
@@ -87,7 +92,8 @@ test('HAProxy itself accepts the rendered configuration (haproxy -c)', async (t)
   }
   const dir = mkdtempSync(join(tmpdir(), 'haproxy-config-test-'));
   try {
-    for (const s of [spec({ adminSocket: join(dir, 'a.sock') }), spec({ adminSocket: join(dir, 'a.sock'), idleTimeoutMs: 1500 })]) {
+    writeFileSync(join(dir, 'wait.lua'), WAIT_LUA);
+    for (const s of [spec({ adminSocket: join(dir, 'a.sock'), luaFile: join(dir, 'wait.lua') }), spec({ adminSocket: join(dir, 'a.sock'), idleTimeoutMs: 1500, luaFile: undefined })]) {
       const file = join(dir, 'haproxy.cfg');
       writeFileSync(file, renderConfig(s));
       assert.equal(await checkConfig(binary.path, file), undefined);

@@ -23,10 +23,32 @@ export interface HaproxyConfigSpec {
   idleTimeoutMs: number;
   /** How long a client may wait for an endpoint with room (every one at max-per-endpoint). */
   queueTimeoutMs: number;
+  /**
+   * How long a client that finds no usable endpoint waits for one (--wait-for-endpoint), through
+   * the Lua action of WAIT_LUA loaded from `luaFile`; 0 or no luaFile: it is closed at once.
+   */
+  noEndpointWaitMs: number;
+  luaFile?: string;
   /** Endpoints tried per client (the first attempt and its retries, each on another endpoint). */
   connectAttempts: number;
   listeners: readonly HaproxyListenerSpec[];
 }
+
+/**
+ * A client that finds no usable endpoint waits for one, as on the Node data plane: HAProxy has
+ * no such wait of its own (with no server it closes the client at once), so this action sleeps
+ * 10 ms at a time until the backend has a usable server or the wait is over. It runs only for
+ * clients that find none (the rule's condition), so a normal connection pays one nbsrv().
+ */
+export const WAIT_LUA = `-- Written by mdns-ambassador (--data-plane haproxy): --wait-for-endpoint.
+core.register_action("ambassador_wait_for_endpoint", { "tcp-req" }, function(txn, backend, ms)
+  local left = tonumber(ms)
+  while txn.f:nbsrv(backend) == 0 and left > 0 do
+    core.msleep(10)
+    left = left - 10
+  end
+end, 2)
+`;
 
 /** What HAProxy takes in its `timeout` lines for "never": its largest timer, about 24 days. */
 const NEVER = '24d';
@@ -111,6 +133,7 @@ export function renderedSlot(s: Slot): Slot {
  */
 export function renderConfig(spec: HaproxyConfigSpec): string {
   const idle = spec.idleTimeoutMs > 0 ? ms(spec.idleTimeoutMs) : NEVER;
+  const wait = spec.luaFile !== undefined && spec.noEndpointWaitMs > 0;
   // Each frontend accepts a little past its max-connections so that the one past the limit can
   // be refused at once (tcp-request connection reject) instead of waiting in the kernel's queue.
   const maxconn = spec.listeners.reduce((n, l) => n + frontendMaxconn(l.limits), 0) + 16;
@@ -124,6 +147,7 @@ export function renderConfig(spec: HaproxyConfigSpec): string {
     `  maxconn ${maxconn}`,
     // A sidecar's share of the machine, as the bare HAProxy of bench/ is run.
     '  nbthread 1',
+    ...(wait ? [`  lua-load ${spec.luaFile}`] : []),
     'defaults',
     '  mode tcp',
     `  timeout connect ${ms(spec.connectTimeoutMs)}`,
@@ -148,6 +172,11 @@ export function renderConfig(spec: HaproxyConfigSpec): string {
       // Clients wait in the backend's queue only when every endpoint is at max-per-endpoint.
       ...(Number.isFinite(l.limits.maxPerEndpoint) && Number.isFinite(l.limits.maxPending)
         ? [`  tcp-request content reject if { queue(${l.backend}) ge ${l.limits.maxPending} }`] : []),
+      // (A Lua action may only sleep while the inspection delay runs.)
+      ...(wait ? [
+        `  tcp-request inspect-delay ${ms(spec.noEndpointWaitMs + 1000)}`,
+        `  tcp-request content lua.ambassador_wait_for_endpoint ${l.backend} ${Math.round(spec.noEndpointWaitMs)} if { nbsrv(${l.backend}) eq 0 }`,
+      ] : []),
       `  default_backend ${l.backend}`,
       `backend ${l.backend}`,
       `  balance ${BALANCE[l.balance]}`,

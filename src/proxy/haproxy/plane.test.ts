@@ -80,7 +80,7 @@ after(async () => {
 function setup(slots = 4) {
   const cluster = new Cluster('svc');
   const plane = new HaproxyPlane({
-    binary: binary!, log: createLogger('silent'), connectTimeoutMs: 1000, idleTimeoutMs: 0, queueTimeoutMs: 1000,
+    binary: binary!, log: createLogger('silent'), connectTimeoutMs: 1000, idleTimeoutMs: 0, queueTimeoutMs: 1000, noEndpointWaitMs: 30_000,
     keepConnections: false, slots, statsIntervalMs: 200,
   });
   return { cluster, plane };
@@ -118,6 +118,22 @@ test('endpoints fill slots over the runtime API: connections alternate, a leavin
     await plane.stop(0);
   }
   assert.ok(!existsSync(plane.dir), 'private directory removed');
+});
+
+test('a client that finds no endpoint waits for one (--wait-for-endpoint) and is served when it comes', { skip: skip ?? (binary && !binary.lua ? 'HAProxy without Lua' : undefined) }, async () => {
+  const { cluster, plane } = setup();
+  const port = await freePort();
+  const f = plane.frontend({ cluster, service: 'svc', bind: '127.0.0.1', port, balance: 'round-robin', limits: LIMITS });
+  try {
+    await plane.start();
+    const waiting = greet(port);
+    // the client is in HAProxy, waiting (HAProxy has accepted it)
+    while (f.accepted === 0) await plane.refresh(0);
+    cluster.setEndpoints('static', [endpoint(2)]);
+    assert.equal(await waiting, 'c');
+  } finally {
+    await plane.stop(0);
+  }
 });
 
 test('out of slots: a seamless reload with more; a connection held across it keeps working', { skip }, async () => {
@@ -209,7 +225,7 @@ const { Cluster } = await import(dir + '/../../cluster/cluster.js');
 const { createLogger } = await import(dir + '/../../logging/logger.js');
 const binary = await findHaproxy();
 if (way === 'sentinel') binary.parentDeath = { kind: 'sentinel' };
-const plane = new HaproxyPlane({ binary, log: createLogger('silent'), connectTimeoutMs: 1000, idleTimeoutMs: 0, queueTimeoutMs: 1000, keepConnections: false, slots: 2 });
+const plane = new HaproxyPlane({ binary, log: createLogger('silent'), connectTimeoutMs: 1000, idleTimeoutMs: 0, queueTimeoutMs: 1000, noEndpointWaitMs: 5000, keepConnections: false, slots: 2 });
 plane.frontend({ cluster: new Cluster('svc'), service: 'svc', bind: '127.0.0.1', port: Number(port), balance: 'round-robin', limits: { maxConnections: 10, maxPending: 10, maxPerEndpoint: 10 } });
 await plane.start();
 console.log(JSON.stringify({ master: plane.masterPid, worker: plane.workerPid }));

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Endpoint, HealthJudge } from '../../cluster/endpoint.js';
 import type { Logger } from '../../logging/logger.js';
 import { type HaproxyBinary, checkConfig } from './binary.js';
-import { type HaproxyListenerSpec, proxyNames, renderConfig, renderedSlot } from './config.js';
+import { type HaproxyListenerSpec, WAIT_LUA, proxyNames, renderConfig, renderedSlot } from './config.js';
 import { HaproxyFrontend, type HaproxyFrontendOptions } from './frontend.js';
 import { type HaproxyLogLine, HaproxyProcess, Sentinel } from './process.js';
 import { CommandRefused, MASTER_PROMPT, RuntimeApi, parseInfo, parseProc, parseStat, refusal } from './runtime-api.js';
@@ -19,6 +19,8 @@ export interface HaproxyPlaneOptions {
   idleTimeoutMs: number;
   /** How long a client may wait in HAProxy's queue for an endpoint with room. */
   queueTimeoutMs: number;
+  /** How long a client that finds no usable endpoint waits for one (0: closed at once). */
+  noEndpointWaitMs: number;
   /** Endpoints tried per client. Default 5 (as the Node data plane). */
   connectAttempts?: number;
   keepConnections: boolean;
@@ -152,12 +154,19 @@ export class HaproxyPlane extends EventEmitter<HaproxyPlaneEvents> {
       connectTimeoutMs: this.opts.connectTimeoutMs,
       idleTimeoutMs: this.opts.idleTimeoutMs,
       queueTimeoutMs: this.opts.queueTimeoutMs,
+      noEndpointWaitMs: this.opts.noEndpointWaitMs,
+      luaFile: this.opts.binary.lua ? this.luaFile : undefined,
       connectAttempts: this.opts.connectAttempts ?? 5,
       listeners,
     });
   }
 
+  private get luaFile(): string {
+    return join(this.dir, 'wait-for-endpoint.lua');
+  }
+
   private writeConfig(): void {
+    if (this.opts.binary.lua) writeFileSync(this.luaFile, WAIT_LUA, { mode: 0o600 });
     const tmp = `${this.configFile}.tmp`;
     writeFileSync(tmp, this.render(), { mode: 0o600 });
     renameSync(tmp, this.configFile);
@@ -476,6 +485,11 @@ export class HaproxyPlane extends EventEmitter<HaproxyPlaneEvents> {
       this.refreshing = undefined;
     });
     return this.refreshing;
+  }
+
+  /** HAProxy's version, as `haproxy -v` says it. */
+  get version(): string {
+    return this.opts.binary.version;
   }
 
   get running(): boolean {
