@@ -15,7 +15,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
-RUN npx tsc -p tsconfig.json && chmod 0755 dist/cli.js
+RUN npx tsc -p tsconfig.json && chmod 0755 dist/cli/bin.js
 
 FROM ${NODE_IMAGE} AS prod-deps
 WORKDIR /app
@@ -35,7 +35,7 @@ WORKDIR /app
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY package.json ./
-RUN ln -s /app/dist/cli.js /usr/local/bin/ambassador
+RUN ln -s /app/dist/cli/bin.js /usr/local/bin/ambassador
 USER node
 EXPOSE 9901
 # node:24-slim has no curl or wget: node's own fetch asks /healthz on the admin port.

@@ -4,10 +4,10 @@
 // `ambassador --connect redis=6379` on hosts c1..cN, for each N. Measured over a quiet window:
 //   connections/s accepted by redis (INFO stats total_connections_received)
 //   host probes/s received by the advertiser, bytes each (its /metrics; 0 for builds without them)
-// Each build given with --cli NAME=PATH (repeatable; default: this tree's dist/cli.js as "after"),
+// Each build given with --cli NAME=PATH (repeatable; default: this tree's dist/cli/bin.js as "after"),
 // e.g. a build of the previous version for "before". Builds run one after the other per N.
 //
-//   node bench/health-load.mjs [--connectors 5,20,50] [--seconds 10] [--cli before=/tmp/base/dist/cli.js --cli after=dist/cli.js]
+//   node bench/health-load.mjs [--connectors 5,20,50] [--seconds 10] [--cli before=/tmp/base/dist/cli/bin.js --cli after=dist/cli/bin.js]
 //                              [--out bench/results/health-load.json]
 import { enterPrivateNetns } from './lib/private-netns.mjs';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -34,7 +34,7 @@ for (let i = 0; i < argv.length; i++) {
   const [name, path] = argv[i + 1].split('=');
   clis.push({ name, path: resolve(path) });
 }
-if (clis.length === 0) clis.push({ name: 'after', path: resolve(root, 'dist/cli.js') });
+if (clis.length === 0) clis.push({ name: 'after', path: resolve(root, 'dist/cli/bin.js') });
 const log = (...a) => console.error(`[health-load ${new Date().toISOString().slice(11, 19)}]`, ...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

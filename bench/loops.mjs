@@ -7,7 +7,7 @@
 //   C. refusal latency past max-connections (connect → RESP error) next to a served connection
 //      (connect → first echoed byte), sequential, median and p99.
 //
-//   sudo node bench/loops.mjs [--cli dist/cli.js] [--baseline OTHER/dist/cli.js] [--n 500]
+//   sudo node bench/loops.mjs [--cli dist/cli/bin.js] [--baseline OTHER/dist/cli/bin.js] [--n 500]
 //
 // Every loop is bounded (4 s of sampling, 20 s per chain, --n connections). Wall-clock figures:
 // run on an idle machine for absolute numbers; the comparisons are within one run.
@@ -23,7 +23,7 @@ import { benchArgs } from './lib/args.mjs';
 const here = dirname(fileURLToPath(import.meta.url));
 enterPrivateNetns(fileURLToPath(import.meta.url), 'bench loops');
 const { opt } = benchArgs(process.argv.slice(2));
-const cli = resolve(opt('cli', resolve(here, '../dist/cli.js')));
+const cli = resolve(opt('cli', resolve(here, '../dist/cli/bin.js')));
 const baseline = opt('baseline') ? resolve(opt('baseline')) : undefined;
 const N = Number(opt('n', '500'));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

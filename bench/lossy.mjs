@@ -6,9 +6,9 @@
 // bounded loops side by side, one new connection per request (SET + GET, 3 s client timeout,
 // 100 ms apart): direct to a, direct to b, through one, through two. Counted: ok / failed per
 // loop, and endpoint-down events at c while every replica is alive.
-// Each build given with --cli NAME=PATH (repeatable; default this tree's dist/cli.js as "after").
+// Each build given with --cli NAME=PATH (repeatable; default this tree's dist/cli/bin.js as "after").
 //
-//   node bench/lossy.mjs [--loss 0.1] [--seconds 60] [--cli before=/tmp/base/dist/cli.js --cli after=dist/cli.js]
+//   node bench/lossy.mjs [--loss 0.1] [--seconds 60] [--cli before=/tmp/base/dist/cli/bin.js --cli after=dist/cli/bin.js]
 //                        [--out bench/results/lossy.json]
 import { enterPrivateNetns } from './lib/private-netns.mjs';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -35,7 +35,7 @@ for (let i = 0; i < argv.length; i++) {
   const [name, path] = argv[i + 1].split('=');
   clis.push({ name, path: resolve(path) });
 }
-if (clis.length === 0) clis.push({ name: 'after', path: resolve(root, 'dist/cli.js') });
+if (clis.length === 0) clis.push({ name: 'after', path: resolve(root, 'dist/cli/bin.js') });
 const log = (...a) => console.error(`[lossy ${new Date().toISOString().slice(11, 19)}]`, ...a);
 
 function start(host, cli, args) {

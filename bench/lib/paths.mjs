@@ -9,7 +9,7 @@ import { startProcess, waitPort, waitListen, sleep, sh } from './proc.mjs';
 
 /**
  * Path definitions from the command line:
- *   --ambassador-bin FILE                  the ambassador's entry point (default dist/cli.js)
+ *   --ambassador-bin FILE                  the ambassador's entry point (default dist/cli/bin.js)
  *   --node BIN                             Node binary of the ambassador and the Node variants
  *   --amb "NAME=[NODE ARGS][@BIN][^NODE]"  another ambassador build, node flags or Node binary
  *   --variant "NAME=FILE[ ARGS][^NODE]"    a Node proxy taking --listen PORT=HOST:PORT
@@ -22,7 +22,7 @@ import { startProcess, waitPort, waitListen, sleep, sh } from './proc.mjs';
  * node: name → version of the Node binary that runs it (Node paths only) }.
  */
 export function pathDefinitions({ root, argv, opt, redisPort, bulkPort, wrap = (cmd, args) => [cmd, args], startTimeoutMs = 10_000 }) {
-  const ambBin = resolve(root, opt('ambassador-bin', 'dist/cli.js'));
+  const ambBin = resolve(root, opt('ambassador-bin', 'dist/cli/bin.js'));
   const nodeBin = opt('node', process.execPath);
   const ambArgs = (opt('amb-args') ?? '').split(' ').filter(Boolean);
   const nodeArgsAll = (opt('node-args') ?? '').split(' ').filter(Boolean);

@@ -1,12 +1,12 @@
 import type * as PromClient from 'prom-client';
 import type { Advertisement, AdvertisementState } from '../ambassador/advertisement.js';
 import type { Connector } from '../ambassador/connector.js';
-import type { ProbeResponder } from '../ambassador/probe-responder.js';
-import type { HostProber } from '../cluster/host-prober.js';
+import type { LivenessAnswerer } from '../cluster/liveness-answerer.js';
+import type { HostLiveness } from '../cluster/host-liveness.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { HealthChecker } from '../cluster/health-checker.js';
 import type { MdnsEngine } from '../mdns/engine.js';
-import { requireCommonJs } from '../commonjs.js';
+import { requireCommonJs } from '../base/commonjs.js';
 import { LIMIT_NAMES } from '../proxy/limits.js';
 import { ConnectListener } from '../proxy/listener.js';
 import { HAPROXY_CONNECT_FAILED, type HaproxyFrontend } from '../proxy/haproxy/frontend.js';
@@ -37,9 +37,9 @@ export interface MetricsSubject {
   readonly advertisements: readonly Advertisement[];
   readonly engine?: MdnsEngine;
   /** Host liveness of peer ambassadors (connecting side). */
-  readonly prober?: HostProber;
+  readonly liveness?: HostLiveness;
   /** Answers peers' host probes (advertising side). */
-  readonly responder?: ProbeResponder;
+  readonly answerer?: LivenessAnswerer;
   /** The HAProxy data plane, when some listeners are carried by HAProxy. */
   readonly haproxy?: HaproxyPlane;
 }
@@ -338,12 +338,12 @@ export class AmbassadorMetrics {
     });
 
     // Host probes, read at scrape time.
-    const probe = (name: string, help: string, read: (p: HostProber) => number) =>
+    const probe = (name: string, help: string, read: (p: HostLiveness) => number) =>
       new Counter({
         name, help, registers,
         collect() {
           this.reset();
-          const p = self.subject.prober;
+          const p = self.subject.liveness;
           if (p) this.inc(read(p));
         },
       });
@@ -358,22 +358,22 @@ export class AmbassadorMetrics {
       name: 'ambassador_peer_host_up', help: '1 while a peer host answers host probes', labelNames: ['host'], registers,
       collect() {
         this.reset();
-        for (const h of self.subject.prober?.hosts() ?? []) this.set({ host: `${h.address}:${h.probePort}` }, h.alive ? 1 : 0);
+        for (const h of self.subject.liveness?.hosts() ?? []) this.set({ host: `${h.address}:${h.probePort}` }, h.alive ? 1 : 0);
       },
     });
     new Gauge({
       name: 'ambassador_peer_host_loss_ratio', help: 'Share of host probes lost on the way to a peer host and back, while it answered', labelNames: ['host'], registers,
       collect() {
         this.reset();
-        for (const h of self.subject.prober?.hosts() ?? []) this.set({ host: `${h.address}:${h.probePort}` }, h.loss.rate);
+        for (const h of self.subject.liveness?.hosts() ?? []) this.set({ host: `${h.address}:${h.probePort}` }, h.loss.rate);
       },
     });
-    const answered = (name: string, help: string, read: (r: ProbeResponder) => number) =>
+    const answered = (name: string, help: string, read: (r: LivenessAnswerer) => number) =>
       new Counter({
         name, help, registers,
         collect() {
           this.reset();
-          const r = self.subject.responder;
+          const r = self.subject.answerer;
           if (r) this.inc(read(r));
         },
       });
@@ -385,7 +385,7 @@ export class AmbassadorMetrics {
       name: 'ambassador_host_probe_requests_dropped_total', help: 'Datagrams on the host probe port not answered (malformed, rate-limited)', labelNames: ['reason'], registers,
       collect() {
         this.reset();
-        const r = self.subject.responder;
+        const r = self.subject.answerer;
         if (!r) return;
         this.inc({ reason: 'malformed' }, r.stats.malformed);
         this.inc({ reason: 'rate-limited' }, r.stats.rateLimited);

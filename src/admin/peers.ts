@@ -1,4 +1,5 @@
 import type { Endpoint } from '../cluster/endpoint.js';
+import type { LastCheck } from '../cluster/health-checker.js';
 import { activeByEndpoint, type MetricsSubject, pendingClients } from './metrics.js';
 
 /** TXT keys whose values are never shown (a TXT record is public, but people put things in it). */
@@ -10,8 +11,36 @@ export function redactTxt(txt: Readonly<Record<string, string>>): Record<string,
   return out;
 }
 
+/**
+ * A registry connection (etcd, ZooKeeper) as /peers and the status page show it: read-only, no
+ * credentials (a URL's user:password part is removed here all the same).
+ */
+export interface RegistryView {
+  /** 'etcd', 'zookeeper', … */
+  readonly kind: string;
+  /** Where it connects (every member). */
+  readonly url: string;
+  /** 'connected', 'connecting', 'unreachable', … a word the page shows as it is. */
+  readonly state: string;
+  /** Epoch ms since when it is in that state. */
+  readonly since?: number;
+  /** Why, in words (the last error, a lost session …). */
+  readonly reason?: string;
+  /** Whether the registry authenticated us (its endpoints then count as named by the operator). */
+  readonly authenticated?: boolean;
+}
+
+/** Which data plane carries a listener's bytes: 'node' (embedded) unless another one says so. */
+export interface DataPlaneView {
+  readonly kind: string;
+  readonly state?: string;
+  readonly reason?: string;
+}
+
 export interface PeersSubject extends MetricsSubject {
   readonly draining: boolean;
+  /** The registry connection, when there is one (--registry). */
+  readonly registry?: RegistryView | { status(): RegistryView };
   /** The --connect listeners of the ambassadors on the network (loops are refused against them). */
   readonly directory?: { list(): Array<{ instance: string; host: string; addresses: string[]; port: number; bind: string; service: string }> };
 }
@@ -25,7 +54,7 @@ const verdict = (ok: boolean): 'up' | 'down' => (ok ? 'up' : 'down');
  * runs (outlier).
  */
 function healthJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now: number) {
-  const peer = c.prober?.peerFor(ep);
+  const peer = c.liveness?.peerFor(ep);
   const own = ep.healthOrigin === 'own-check';
   return {
     from: ep.healthOrigin,
@@ -36,16 +65,53 @@ function healthJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now: 
         host: `${peer.address}:${peer.probePort}`,
         downCode: peer.downCode ?? null,
         lossRate: Math.round(peer.loss.rate * 1000) / 1000,
-        missesToConvict: c.prober!.missesNeeded(peer),
+        missesToConvict: c.liveness!.missesNeeded(peer),
         rttMs: peer.rttMs === undefined ? null : Math.round(peer.rttMs * 10) / 10,
         lastReplyMsAgo: peer.lastReplyAt ? now - peer.lastReplyAt : null,
+        lastReplyAt: peer.lastReplyAt ? new Date(peer.lastReplyAt).toISOString() : null,
       }
       : null,
-    ownCheck: own ? { state: verdict(ep.checkHealthy), kind: c.checker.kind, lossRate: round3(c.checker.lossRate(ep)) } : null,
+    ownCheck: own ? { state: verdict(ep.checkHealthy), kind: c.checker.kind, lossRate: round3(c.checker.lossRate(ep)), last: lastCheckJson(c.checker.lastCheck(ep)) } : null,
     outlier: { ejected: ep.ejectedUntil > now, consecutiveFailures: ep.consecutiveFailures },
     flaps: ep.flaps,
   };
 }
+
+function lastCheckJson(last: LastCheck | undefined) {
+  return last ? { at: new Date(last.at).toISOString(), ok: last.ok, code: last.code ?? null } : null;
+}
+
+/** A URL without its user:password@ part. */
+function withoutCredentials(url: string): string {
+  return url.replace(/\/\/[^/@]*@/g, '//');
+}
+
+function registryJson(r: NonNullable<PeersSubject['registry']>) {
+  const v = 'status' in r ? r.status() : r;
+  return {
+    kind: v.kind,
+    url: withoutCredentials(v.url),
+    state: v.state,
+    since: v.since === undefined ? null : new Date(v.since).toISOString(),
+    reason: v.reason ?? null,
+    authenticated: v.authenticated ?? null,
+  };
+}
+
+/**
+ * A listener's data plane: what the connector says (a string or a view), else the embedded one.
+ * A connector carried by HAProxy says HAProxy's state ('running', 'restarting' …); one left on
+ * the Node data plane although HAProxy was asked for says why.
+ */
+function dataPlaneJson(c: object): DataPlaneView {
+  const d = (c as { dataPlane?: string | DataPlaneView }).dataPlane;
+  if (d === undefined) return { kind: 'node' };
+  if (typeof d !== 'string') return { kind: d.kind, state: d.state, reason: d.reason };
+  const more = c as { dataPlaneState?: () => string | undefined; dataPlaneReason?: string };
+  return { kind: d, state: more.dataPlaneState?.(), reason: more.dataPlaneReason };
+}
+
+const limitJson = (n: number) => (Number.isFinite(n) ? n : null);
 
 function round3(x: number | undefined): number | null {
   return x === undefined ? null : Math.round(x * 1000) / 1000;
@@ -67,6 +133,8 @@ function endpointJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now
     txt: redactTxt(ep.txt),
     state: down === undefined ? 'up' : 'down',
     downReason: down ?? null,
+    /** Since when it is in that state (up or down). */
+    stateSince: new Date(ep.stateSince).toISOString(),
     ejectedForMs: ep.ejectedUntil > now ? ep.ejectedUntil - now : 0,
     health: healthJson(c, ep, now),
     activeConnections: active,
@@ -80,8 +148,16 @@ function endpointJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now
   };
 }
 
+type Connector = PeersSubject['connectors'][number];
+
+/** What a caller adds to the snapshot (the status page: rate history, departed endpoints). */
+export interface SnapshotExtras<E extends object, C extends object> {
+  endpoint?: (c: Connector, ep: Endpoint) => E;
+  cluster?: (c: Connector) => C;
+}
+
 /** The JSON of GET /peers: every cluster with its endpoints, every advertisement. */
-export function peersSnapshot(subject: PeersSubject) {
+export function peersSnapshot<E extends object = object, C extends object = object>(subject: PeersSubject, extras: SnapshotExtras<E, C> = {}) {
   const now = Date.now();
   const net = subject.engine?.network();
   return {
@@ -92,25 +168,31 @@ export function peersSnapshot(subject: PeersSubject) {
       interfaces: net.interfaces.map((i) => ({ name: i.name, addresses: i.addresses, since: new Date(i.since).toISOString() })),
       noInterfaceSince: net.unusableSince === undefined ? null : new Date(net.unusableSince).toISOString(),
     } : null,
+    /** The registry connection (--registry); null without one. */
+    registry: subject.registry ? registryJson(subject.registry) : null,
     clusters: subject.connectors.map((c) => {
       const addr = c.listener.address();
       const pending = pendingClients(c);
       const open = activeByEndpoint(c);
+      const limits = c.listener.limits;
       return {
         name: c.spec.name,
         listen: addr ? `${addr.address}:${addr.port}` : null,
-        /** Which data plane carries its bytes ('node' or 'haproxy'), and why not HAProxy when it was asked for. */
-        dataPlane: c.dataPlane,
-        dataPlaneReason: c.dataPlaneReason ?? null,
         balance: c.spec.balance,
         where: c.spec.where,
         sources: c.sources.map((s) => s.kind),
+        /** Which data plane carries the bytes ('node': the embedded one). */
+        dataPlane: dataPlaneJson(c),
+        /** Circuit breakers (null: no limit), and whether they refuse clients now. */
+        limits: { maxConnections: limitJson(limits.maxConnections), maxPending: limitJson(limits.maxPending), maxPerEndpoint: limitJson(limits.maxPerEndpoint) },
+        refusing: c.refusals.inBurst,
         /** Where injected credentials may go ('mutual-tls', 'named-endpoints', 'trusted-lan'); null = none injected. */
         credentials: c.credentials?.trust ?? null,
         warnings: c.credentials?.warnings ?? [],
+        acceptedConnections: c.listener.accepted,
         pendingConnections: pending,
         panic: c.cluster.inPanic,
-        endpoints: c.cluster.endpoints().map((ep) => endpointJson(c, ep, now, open)),
+        endpoints: c.cluster.endpoints().map((ep) => ({ ...endpointJson(c, ep, now, open), ...extras.endpoint?.(c, ep) })),
         /** Instances announced but kept out by the where. filter, and why. */
         filteredOut: c.cluster.filteredOut().map(({ spec, why }) => ({
           label: spec.label, source: spec.source, address: spec.host, port: spec.port, txt: redactTxt(spec.txt), why,
@@ -119,6 +201,7 @@ export function peersSnapshot(subject: PeersSubject) {
         refused: c.cluster.refused().map(({ spec, why }) => ({
           label: spec.label, source: spec.source, address: spec.host, port: spec.port, txt: redactTxt(spec.txt), why,
         })),
+        ...extras.cluster?.(c),
       };
     }),
     /** The HAProxy data plane (--data-plane haproxy); null when every listener is on the Node data plane. */
@@ -132,23 +215,24 @@ export function peersSnapshot(subject: PeersSubject) {
     } : null,
     /** Host probes this ambassador sends (connecting side) and answers (advertising side). */
     hostProbes: {
-      sent: subject.prober ? { ...subject.prober.stats } : null,
-      hosts: (subject.prober?.hosts() ?? []).map((h) => ({
+      sent: subject.liveness ? { ...subject.liveness.stats } : null,
+      hosts: (subject.liveness?.hosts() ?? []).map((h) => ({
         host: `${h.address}:${h.probePort}`,
         state: h.orphaned ? 'no-ambassador' : verdict(h.alive),
         downCode: h.downCode ?? null,
         lossRate: Math.round(h.loss.rate * 1000) / 1000,
-        missesToConvict: subject.prober!.missesNeeded(h),
+        missesToConvict: subject.liveness!.missesNeeded(h),
         probes: h.sent,
         replies: h.replies,
         endpoints: [...h.members.keys()].map((e) => e.label),
       })),
-      answered: subject.responder ? { port: subject.responder.port, ...subject.responder.stats } : null,
+      answered: subject.answerer ? { port: subject.answerer.port, ...subject.answerer.stats } : null,
     },
     advertisements: subject.advertisements.map((a) => {
       const relayAddr = a.relay?.address();
       let relayActive = 0;
       for (const conn of a.relay?.connections ?? []) if (conn.state === 'open') relayActive++;
+      const check = a.targetCheck();
       return {
         service: a.spec.name,
         instance: a.instance ?? a.spec.instance ?? null,
@@ -160,7 +244,11 @@ export function peersSnapshot(subject: PeersSubject) {
         txt: redactTxt(a.spec.txt),
         state: a.state,
         reason: a.reason,
+        /** Since when it is in that state, for that reason. */
+        since: new Date(a.stateSince).toISOString(),
         check: a.spec.check,
+        /** The target's check: its verdict and the last one that finished. */
+        targetCheck: { state: verdict(check.healthy), last: lastCheckJson(check.last) },
       };
     }),
     /**

@@ -1,13 +1,13 @@
 import { EventEmitter } from 'node:events';
 import net, { isIP } from 'node:net';
 import { Cluster } from '../cluster/cluster.js';
-import { formatAddressPort } from '../cluster/address.js';
+import { formatAddressPort } from '../base/address.js';
 import { RELAY_TO_TXT } from '../cluster/endpoint-policy.js';
-import { HealthChecker } from '../cluster/health-checker.js';
-import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';
+import { HealthChecker, type LastCheck } from '../cluster/health-checker.js';
+import { LIVENESS_TXT_KEY } from '../cluster/liveness-wire.js';
 import type { AdvertiseSpec } from '../config/specs.js';
 import type { MdnsEngine } from '../mdns/engine.js';
-import type { Registration } from '../mdns/owned.js';
+import type { Registration } from '../mdns/publish/owned.js';
 import { RelayListener } from '../proxy/relay.js';
 import { TLS_TXT_KEY } from '../proxy/tls-policy.js';
 import type { TlsMaterial } from '../proxy/tls.js';
@@ -20,7 +20,7 @@ export interface AdvertisementOptions {
   connectTimeoutMs: number;
   /** Mutual TLS: always relay, accept only clients with a CA-signed certificate, announce TXT tls=1. */
   tls?: TlsMaterial;
-  /** UDP port of this ambassador's host probe responder, announced in TXT (hostprobe=PORT). */
+  /** UDP port of this ambassador's host liveness answerer, announced in TXT (hostprobe=PORT). */
   probePort?: number;
   /** Circuit breaker of the relay, when there is one: clients open at once. Default: none. */
   maxConnections?: number;
@@ -74,6 +74,8 @@ function accepts(host: string, port: number, timeoutMs: number): Promise<boolean
 export class Advertisement extends EventEmitter {
   state: AdvertisementState = 'waiting-for-target';
   reason = 'first health check pending';
+  /** Epoch ms when the state (or its reason) last changed. */
+  stateSince = Date.now();
   /** The port peers are told about (the target's, or the relay's). */
   announcedPort?: number;
   relay?: RelayListener;
@@ -135,6 +137,12 @@ export class Advertisement extends EventEmitter {
     return !this.stopped && (this.state === 'probing' || this.state === 'announced');
   }
 
+  /** The target's check as it stands: its verdict and the last finished check. */
+  targetCheck(): { healthy: boolean; last: LastCheck | undefined } {
+    const ep = this.targetCluster.endpoints()[0];
+    return { healthy: ep?.checkHealthy ?? false, last: ep && this.checker.lastCheck(ep) };
+  }
+
   get instance(): string | undefined {
     return this.registration?.instance;
   }
@@ -143,6 +151,7 @@ export class Advertisement extends EventEmitter {
     if (this.state === state && this.reason === reason) return;
     this.state = state;
     this.reason = reason;
+    this.stateSince = Date.now();
     this.emit('state', state, reason);
   }
 
@@ -256,7 +265,7 @@ export class Advertisement extends EventEmitter {
     if (this.stopped) return;
     const txt: Record<string, string> = { ...this.spec.txt };
     if (this.opts.tls) txt[TLS_TXT_KEY] = '1';
-    if (this.opts.probePort) txt[PROBE_TXT_KEY] = String(this.opts.probePort);
+    if (this.opts.probePort) txt[LIVENESS_TXT_KEY] = String(this.opts.probePort);
     // Where the relay forwards to, so that a connector whose listener that is refuses this
     // endpoint from the first announcement on (a name would mean nothing to it: left out).
     if (this.relay && isIP(this.target.host) !== 0) txt[RELAY_TO_TXT] = formatAddressPort(this.target.host, this.target.port);

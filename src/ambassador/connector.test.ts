@@ -7,7 +7,7 @@ import type net from 'node:net';
 import { createLogger } from '../logging/logger.js';
 import { parseConnect } from '../config/specs.js';
 import type { DiscoverySource, EndpointSpec } from '../discovery/source.js';
-import { closed, connectTo, readBytes, sleep, spec, startServer, waitFor } from '../cluster/test-helpers.test.js';
+import { closed, connectTo, readBytes, sleep, spec, startServer, waitFor } from '../testing/tcp-kit.js';
 import { Connector } from './connector.js';
 
 /** Stands in for the mDNS browser: the test decides which instances are announced. */

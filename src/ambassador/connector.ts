@@ -2,8 +2,8 @@ import { EventEmitter } from 'node:events';
 import { Cluster } from '../cluster/cluster.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import { HealthChecker } from '../cluster/health-checker.js';
-import { probePortOf } from '../cluster/host-probe-wire.js';
-import type { HostProber } from '../cluster/host-prober.js';
+import { livenessPortOf } from '../cluster/liveness-wire.js';
+import type { HostLiveness } from '../cluster/host-liveness.js';
 import type { CredentialExposure } from '../config/credential-exposure.js';
 import type { ConnectSpec } from '../config/specs.js';
 import type { DiscoverySource, EndpointSpec } from '../discovery/source.js';
@@ -26,7 +26,7 @@ export interface ConnectorOptions {
    * advertiser runs an ambassador are judged by its probes and its own check of the service,
    * not by connections of ours to the service.
    */
-  prober?: HostProber;
+  liveness?: HostLiveness;
   /** Close a connection idle this long (ms); 0/undefined = never. */
   idleTimeoutMs?: number;
   noEndpointWaitMs: number;
@@ -62,7 +62,7 @@ export class Connector extends EventEmitter {
   /** Why the Node data plane serves it although HAProxy was asked for; undefined otherwise. */
   readonly dataPlaneReason: string | undefined;
   readonly checker: HealthChecker;
-  readonly prober: HostProber | undefined;
+  readonly liveness: HostLiveness | undefined;
   readonly protocol: ProtocolHandshake | undefined;
   readonly credentials: CredentialExposure | undefined;
   private stopping = false;
@@ -78,13 +78,13 @@ export class Connector extends EventEmitter {
   ) {
     super();
     this.cluster = new Cluster(spec.name, { where: spec.where, screen: opts.screen });
-    this.prober = opts.prober;
+    this.liveness = opts.liveness;
     this.checker = new HealthChecker(this.cluster, {
       intervalMs: opts.healthIntervalMs,
       timeoutMs: opts.healthTimeoutMs,
       kind: spec.check === 'none' ? 'tcp' : spec.check,
       // Judged by its ambassador — unless that ambassador is gone while its host lives.
-      skip: (ep) => this.probePort(ep) !== undefined && !this.prober!.isOrphaned(ep),
+      skip: (ep) => this.probePort(ep) !== undefined && !this.liveness!.isOrphaned(ep),
     });
     this.dataPlane = opts.haproxy ? 'haproxy' : 'node';
     this.dataPlaneReason = opts.nodePlaneReason;
@@ -126,9 +126,14 @@ export class Connector extends EventEmitter {
     if (cluster === this.cluster) void this.checker.check(ep);
   };
 
+  /** HAProxy's state ('running', 'restarting' …) for a listener it carries; undefined on the Node data plane. */
+  dataPlaneState(): string | undefined {
+    return this.listener instanceof ConnectListener ? undefined : this.listener.planeState();
+  }
+
   /** The host probe port of `ep`'s advertiser, when a peer ambassador vouches for it. */
   probePort(ep: Endpoint): number | undefined {
-    return this.prober && ep.source === 'mdns' ? probePortOf(ep.txt) : undefined;
+    return this.liveness && ep.source === 'mdns' ? livenessPortOf(ep.txt) : undefined;
   }
 
   private wireLogs(): void {
@@ -233,8 +238,8 @@ export class Connector extends EventEmitter {
       s.on('endpoints', (specs: EndpointSpec[]) => this.cluster.setEndpoints(s.kind, specs));
       s.on('resolve-error', (err: Error) => this.log.warn({ service: this.spec.name, listen: `${this.spec.bind}:${this.spec.port}`, source: s.kind, err: err.message }, 'discovery lookup failed; keeping last endpoints'));
     }
-    this.prober?.watch(this.cluster, (ep) => this.probePort(ep));
-    this.prober?.on('handover', this.onHandover);
+    this.liveness?.watch(this.cluster, (ep) => this.probePort(ep));
+    this.liveness?.on('handover', this.onHandover);
     for (const s of this.sources) await s.start();
     if (this.spec.check !== 'none') this.checker.start();
   }
@@ -244,8 +249,8 @@ export class Connector extends EventEmitter {
     await this.listener.close({ drainMs });
     this.refusals.stop();
     this.checker.stop();
-    this.prober?.off('handover', this.onHandover);
-    this.prober?.unwatch(this.cluster);
+    this.liveness?.off('handover', this.onHandover);
+    this.liveness?.unwatch(this.cluster);
     this.protocol?.stop();
     for (const s of this.sources) await s.stop();
     this.cluster.close();

@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
-import { formatAddressPort, isLoopback, isUnspecified, normalizeAddress } from '../cluster/address.js';
-import type { ServiceBrowser, ServiceInstance } from '../mdns/browser.js';
+import { formatAddressPort, isLoopback, isUnspecified, normalizeAddress } from '../base/address.js';
+import type { ServiceBrowser, ServiceInstance } from '../mdns/browse/browser.js';
 import type { MdnsEngine } from '../mdns/engine.js';
-import type { Registration } from '../mdns/owned.js';
+import type { Registration } from '../mdns/publish/owned.js';
 import type { LocalAddresses } from './local-addresses.js';
 
 /**

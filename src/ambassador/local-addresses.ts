@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { networkInterfaces } from 'node:os';
-import { isLoopback, isUnspecified, normalizeAddress } from '../cluster/address.js';
+import { isLoopback, isUnspecified, normalizeAddress } from '../base/address.js';
 
 /** How long a look at the interfaces is reused (a batch of endpoints is checked against one look). */
 const FRESH_MS = 250;

@@ -1,4 +1,4 @@
-import { bindAccepts } from '../cluster/address.js';
+import { bindAccepts } from '../base/address.js';
 import type { OwnListenerInfo } from '../cluster/endpoint-policy.js';
 import type { LocalAddresses } from './local-addresses.js';
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeClock } from '../mdns/clock.js';
+import { FakeClock } from '../base/clock.js';
 import { hostsAddressOf, StrandedWatch, type StrandedState } from './stranded.js';
 
 /** A namespace whose interfaces and /etc/hosts the test sets. */

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { hostname, networkInterfaces } from 'node:os';
-import { systemClock, type Clock, type TimerHandle } from '../mdns/clock.js';
+import { systemClock, type Clock, type TimerHandle } from '../base/clock.js';
 
 /**
  * A sidecar that shares another container's network namespace (compose `network_mode:

@@ -1,7 +1,7 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { MdnsEngine } from '../mdns/engine.js';
-import { InterfaceError, InterfaceSelection } from '../mdns/interfaces.js';
-import type { ServiceBrowser, ServiceInstance } from '../mdns/browser.js';
+import { InterfaceError, InterfaceSelection } from '../mdns/link/interfaces.js';
+import type { ServiceBrowser, ServiceInstance } from '../mdns/browse/browser.js';
 import { redactTxt } from '../admin/peers.js';
 import { fail } from './fail.js';
 

@@ -1,8 +1,8 @@
 import net from 'node:net';
 import { Writable } from 'node:stream';
 import type { ArgumentsCamelCase, Argv } from 'yargs';
-import { Ambassador } from '../ambassador.js';
-import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';
+import { Ambassador } from '../ambassador/ambassador.js';
+import { LIVENESS_TXT_KEY } from '../cluster/liveness-wire.js';
 import { buildConfig, type RawOptions } from '../config/config.js';
 import { createLogger, type Logger } from '../logging/logger.js';
 import { ConnectListener } from '../proxy/listener.js';
@@ -336,7 +336,7 @@ async function runDemo(argv: DemoArgs, say: Narrator, startAmb: StartAmb, replic
   const app = await startAmb(connectFlags);
   const conn = app.connectors[0]!;
   // (the host probe port is plumbing between ambassadors, not part of the story)
-  const txtOf = (ep: { txt: Record<string, string> }) => Object.entries(ep.txt).filter(([k]) => k !== PROBE_TXT_KEY);
+  const txtOf = (ep: { txt: Record<string, string> }) => Object.entries(ep.txt).filter(([k]) => k !== LIVENESS_TXT_KEY);
   conn.cluster.on('endpoint-up', (ep) => say.line(`✓ endpoint up: ${ep.label}${ep.label === ep.address ? '' : ` at ${ep.address}`} (${ep.source}${txtOf(ep).length ? `, TXT ${txtOf(ep).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''})`));
   const why = {
     goodbye: 'goodbye received: no new connections, removed a second later', removed: 'removed', outlier: 'outlier: connects to it failed',
@@ -349,6 +349,13 @@ async function runDemo(argv: DemoArgs, say: Narrator, startAmb: StartAmb, replic
   const found = await waitUntil(() => conn.cluster.healthy().length >= 2, 5000);
   if (!found) throw new Error(`the connecting ambassador found ${conn.cluster.healthy().length} of 2 replicas within 5 s`);
   say.line(`  (discovery took ${Date.now() - t3} ms)`);
+  const statusPage = `http://127.0.0.1:${adminPort}/`;
+  say.line(`  Its status page, live in a browser: ${statusPage}${argv.keep ? ' (open it now to watch the failover)' : ''}`);
+  // Someone at a terminal gets a moment to open it before the story goes on.
+  if (argv.keep && process.stdout.isTTY) {
+    say.line('  The requests start in 5 s.');
+    await sleep(5000);
+  }
 
   const tally: Tally = { ok: 0, failed: 0, by: new Map() };
   const status = () => {
@@ -412,10 +419,11 @@ async function runDemo(argv: DemoArgs, say: Narrator, startAmb: StartAmb, replic
   const m = await fetchText(`http://127.0.0.1:${adminPort}/metrics`);
   const pick = (name: string, ...parts: string[]) =>
     m.split('\n').filter((l) => l.startsWith(name) && parts.every((p) => l.includes(p))).map((l) => '    ' + l);
-  say.plain(`The connecting ambassador's admin endpoint: http://127.0.0.1:${adminPort}/healthz, /peers, /metrics, e.g.`);
+  say.plain(`The connecting ambassador's admin endpoint: ${statusPage} (status page), /healthz, /peers, /metrics, e.g.`);
   for (const l of [...pick('ambassador_connections_established_total'), ...pick('ambassador_connect_retries_total'), ...pick('ambassador_endpoint_transitions_total{', 'endpoint="kv@demo-kv-1"', 'to="down"')]) say.plain(l);
   if (argv.keep) {
     say.plain('\nTry it yourself:');
+    say.plain(`    open ${statusPage} in a browser           # the mesh at a glance, live`);
     say.plain(`    redis-cli -p ${port} whoami          # or: printf 'WHOAMI\\r\\n' | nc 127.0.0.1 ${port}`);
     say.plain(`    curl -s http://127.0.0.1:${adminPort}/peers`);
     if (useMdns) say.plain('    ambassador browse --interface 127.0.0.1 kv');

@@ -1,5 +1,5 @@
 import type { Argv, ArgumentsCamelCase } from 'yargs';
-import { Ambassador } from '../ambassador.js';
+import { Ambassador } from '../ambassador/ambassador.js';
 import { buildConfig, type Config, type RawOptions } from '../config/config.js';
 import { ConfigError } from '../config/specs.js';
 import { createLogger } from '../logging/logger.js';
@@ -57,7 +57,7 @@ export function runOptions<T>(y: Argv<T>) {
       type: 'boolean', group: 'Operations:', default: false,
       describe: 'for a sidecar sharing a container\'s network namespace: once that namespace lost every interface and the container is up again in a new one, exit with status 75 so the restart policy re-attaches this one (on in the image)',
     })
-    .option('admin', { type: 'string', group: 'Operations:', describe: '[HOST:]PORT for HTTP /healthz, /peers and /metrics (default host 127.0.0.1)' })
+    .option('admin', { type: 'string', group: 'Operations:', describe: '[HOST:]PORT for HTTP: the status page at /, /healthz, /peers and /metrics (default host 127.0.0.1)' })
     .option('log-level', { type: 'string', group: 'Operations:', default: 'info', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] })
     .option('log-format', { type: 'string', group: 'Operations:', choices: ['json', 'pretty'], describe: 'default: pretty on a terminal, json otherwise' })
     .option('check', { type: 'boolean', group: 'Operations:', default: false, describe: 'validate the configuration and exit' });

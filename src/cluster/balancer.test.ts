@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BALANCER_NAMES, createBalancer, isBalancerName } from './balancer.js';
 import { Endpoint } from './endpoint.js';
-import { seeded, spec } from './test-helpers.test.js';
+import { seeded, spec } from '../testing/tcp-kit.js';
 
 function eps(n: number, f: (i: number) => Partial<Parameters<typeof spec>[2]> = () => ({})): Endpoint[] {
   return Array.from({ length: n }, (_, i) => new Endpoint(spec(`e${i}`, 1000 + i, f(i))));
@@ -35,17 +35,32 @@ test('every balancer returns undefined on empty or fully excluded input', () => 
   }
 });
 
-test('round-robin: exact rotation, skips excluded without losing the rotation', () => {
+test('round-robin: exact rotation; a pick with exclusions (a retry) skips them without moving the rotation', () => {
   const list = eps(3);
   const b = createBalancer('round-robin');
   const seq = Array.from({ length: 9 }, () => b.pick(list)!.id);
   assert.deepEqual(seq, ['e0', 'e1', 'e2', 'e0', 'e1', 'e2', 'e0', 'e1', 'e2']);
-  // Next would be e0; exclude it -> e1, then continue with e2.
+  // Next is e0; a client's retry excluding it gets e1, and the next client still starts at e0.
   assert.equal(b.pick(list, new Set([list[0]!]))!.id, 'e1');
+  assert.equal(b.pick(list)!.id, 'e0');
+  assert.equal(b.pick(list)!.id, 'e1');
   assert.equal(b.pick(list)!.id, 'e2');
   // Exactly even over many picks.
   const c = counts(Array.from({ length: 300 }, () => b.pick(list)));
   assert.deepEqual([...c.values()], [100, 100, 100]);
+});
+
+test('round-robin: with one slow endpoint of two, each client raced away from it, new clients still alternate', () => {
+  const [slow, good] = eps(2);
+  const list = [slow!, good!];
+  const b = createBalancer('round-robin');
+  const first: string[] = [];
+  for (let client = 0; client < 6; client++) {
+    const ep = b.pick(list)!;
+    first.push(ep.id);
+    if (ep === slow) assert.equal(b.pick(list, new Set([slow!]))!.id, good!.id); // raced to the other
+  }
+  assert.deepEqual(first, ['e0', 'e1', 'e0', 'e1', 'e0', 'e1']);
 });
 
 test('round-robin: list shrinking between picks stays in range', () => {

@@ -41,7 +41,12 @@ export function createBalancer(name: string = DEFAULT_BALANCER, options: Balance
 
 const NONE: ReadonlySet<Endpoint> = new Set();
 
-/** Cycles through the list; excluded endpoints are skipped without losing the rotation. */
+/**
+ * Cycles through the list. A pick with exclusions (a client's retry or raced attempt: the
+ * excluded endpoints failed or are pending for it) takes the next one without moving the
+ * rotation: else, with two endpoints and one of them slow, each client's race would move the
+ * rotation past the good one and every new client would start at the slow one again.
+ */
 export class RoundRobinBalancer implements Balancer {
   readonly name = 'round-robin';
   private next = 0;
@@ -54,7 +59,7 @@ export class RoundRobinBalancer implements Balancer {
       const i = (start + k) % n;
       const ep = endpoints[i]!;
       if (exclude.has(ep)) continue;
-      this.next = i + 1;
+      if (exclude.size === 0) this.next = i + 1;
       return ep;
     }
     return undefined;

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster } from './cluster.js';
 import type { Endpoint } from './endpoint.js';
-import { sleep, spec, waitFor } from './test-helpers.test.js';
+import { sleep, spec, waitFor } from '../testing/tcp-kit.js';
 
 function record(c: Cluster): string[] {
   const log: string[] = [];
@@ -276,5 +276,26 @@ test('flaps: an endpoint judged down and back while announced', () => {
   c.setHealth(a, true, 'source-check');
   assert.equal(a.flaps, 2);
   assert.deepEqual(ups, ['a host-probe', 'a health-check', 'a source-check']);
+  c.close();
+});
+
+test('stateSince: set on arrival and on each up/down transition, not when a down endpoint changes reason', async () => {
+  const c = new Cluster('svc');
+  const t0 = Date.now();
+  c.setEndpoints('static', [spec('a', 1), spec('b', 2)]);
+  const a = c.get('static/a')!;
+  assert.ok(a.stateSince >= t0 && a.stateSince <= Date.now());
+  const arrived = a.stateSince;
+  await sleep(3);
+  c.setHealth(a, false);
+  assert.ok(a.stateSince > arrived, 'down: a new since');
+  const downAt = a.stateSince;
+  await sleep(3);
+  c.setHealth(a, false, 'host-probe'); // a second judge: still down since then
+  c.setHealth(a, true); // the first one clears: still down (host-probe)
+  assert.equal(a.stateSince, downAt);
+  await sleep(3);
+  c.setHealth(a, true, 'host-probe');
+  assert.ok(a.stateSince > downAt, 'up again: a new since');
   c.close();
 });

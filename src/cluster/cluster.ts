@@ -179,8 +179,13 @@ export class Cluster extends EventEmitter<ClusterEvents> {
       if (change === 'address') this.clearEjectionTimer(existing);
       this.emit('endpoint-updated', existing, change === 'address');
       // (A move resets its verdicts: coming back then is no flap.)
-      if (!wasUsable && existing.isUsable(now)) this.emit('endpoint-up', existing, change === 'address' ? undefined : was);
-      else if (wasUsable && !existing.isUsable(now)) this.emit('endpoint-down', existing, existing.downReasonAt(now)!);
+      if (!wasUsable && existing.isUsable(now)) {
+        existing.stateSince = now;
+        this.emit('endpoint-up', existing, change === 'address' ? undefined : was);
+      } else if (wasUsable && !existing.isUsable(now)) {
+        existing.stateSince = now;
+        this.emit('endpoint-down', existing, existing.downReasonAt(now)!);
+      }
     }
     for (const [key, ep] of this.byKey) {
       if (ep.source !== source || seen.has(key)) continue;
@@ -259,7 +264,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   /**
    * Active judges report here: our own checks ('own-check', reason 'health-check'), the host
-   * prober ('host-probe') and the advertiser's check of its service ('source-check'). Emits
+   * liveness check ('host-probe') and the advertiser's check of its service ('source-check'). Emits
    * endpoint-health, and endpoint-up/down on transitions.
    */
   setHealth(ep: Endpoint, healthy: boolean, judge: HealthJudge = 'own-check'): void {
@@ -281,9 +286,12 @@ export class Cluster extends EventEmitter<ClusterEvents> {
    * hard failure (refused, unreachable), after `consecutiveFailures` in a row otherwise — but
    * never the last usable endpoint: passive evidence alone cannot tell a dead peer from a lossy
    * path, and with nothing left every client would wait for an endpoint that is not coming.
+   * A soft failure (timeout, reset) of an attempt that started (`startedAt`) before a later one
+   * connected is counted but no evidence: the endpoint answered meanwhile, only that SYN was lost.
    */
-  reportConnectFailure(ep: Endpoint, code?: string): void {
+  reportConnectFailure(ep: Endpoint, code?: string, startedAt?: number): void {
     ep.failures++;
+    if (startedAt !== undefined && startedAt < ep.lastConnectedAt && !isHardFailure(code)) return;
     ep.consecutiveFailures++;
     const o = this.outlier;
     if (!o || ep.removed || this.closed) return;
@@ -316,6 +324,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   /** A connect to `ep` succeeded: clears the failure streak and the ejection back-off. */
   reportConnectSuccess(ep: Endpoint): void {
+    ep.lastConnectedAt = Date.now();
     ep.consecutiveFailures = 0;
     ep.ejections = 0;
   }
@@ -348,7 +357,10 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.byKey.delete(ep.key);
     this.clearEjectionTimer(ep);
     ep.removed = true;
-    if (wasUsable) this.emit('endpoint-down', ep, 'removed');
+    if (wasUsable) {
+      ep.stateSince = now;
+      this.emit('endpoint-down', ep, 'removed');
+    }
     this.emit('endpoint-removed', ep);
   }
 
@@ -364,6 +376,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const after = ep.downReasonAt(now);
     if (before === after) return;
     // Only up<->down transitions are events; a down endpoint changing reason is just 'changed'.
+    if (after === undefined || before === undefined) ep.stateSince = now;
     if (after === undefined) {
       // Judged down on evidence and back while still announced: a flap (or a recovery).
       if (before === 'host-probe' || before === 'health-check' || before === 'outlier') ep.flaps++;

@@ -5,10 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LocalAddresses } from '../ambassador/local-addresses.js';
 import { OwnListeners } from '../ambassador/own-listeners.js';
-import { bindAccepts, dialledAddresses, isLoopback, isUnspecified, normalizeAddress, parseAddressPort } from './address.js';
+import { bindAccepts, dialledAddresses, isLoopback, isUnspecified, normalizeAddress, parseAddressPort } from '../base/address.js';
 import { Cluster } from './cluster.js';
 import { type LoopFacts, loopRefusal, RELAY_TO_TXT, screenEndpoint } from './endpoint-policy.js';
-import { spec } from './test-helpers.test.js';
+import { spec } from '../testing/tcp-kit.js';
 
 /** This host: 10.0.0.1 (eth0) and fd00::1, plus loopback. */
 const local = new LocalAddresses(() => ['127.0.0.1', '10.0.0.1', '::1', 'fd00::1', 'fe80::1%eth0']);

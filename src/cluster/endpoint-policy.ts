@@ -1,5 +1,5 @@
 import type { EndpointSpec } from '../discovery/source.js';
-import { dialledAddresses, formatAddressPort, isLoopback, isUnspecified, parseAddressPort } from './address.js';
+import { dialledAddresses, formatAddressPort, isLoopback, isUnspecified, parseAddressPort } from '../base/address.js';
 
 /**
  * TXT key of an announcement made for a relay: where the relay forwards to (`127.0.0.1:6379`,

@@ -49,11 +49,11 @@ export class Endpoint {
   draining: boolean;
   /** Result of our own active health checks (true until a checker says otherwise). */
   checkHealthy = true;
-  /** The peer host answers host probes (true until the host prober says otherwise). */
+  /** The peer host answers host probes (true until the host liveness check says otherwise). */
   hostAlive = true;
   /** The advertising ambassador says it serves this port (reported in host probe replies). */
   sourceServing = true;
-  /** Who actively judges this endpoint's health (set by the checker or the host prober adopting it). */
+  /** Who actively judges this endpoint's health (set by the checker or the host liveness check adopting it). */
   healthOrigin: HealthOrigin = 'passive';
   /** Epoch ms until which passive outlier detection keeps this endpoint out; 0 = not ejected. */
   ejectedUntil = 0;
@@ -61,6 +61,8 @@ export class Endpoint {
   ejections = 0;
   /** Connect failures in a row (reset by a successful connect). */
   consecutiveFailures = 0;
+  /** Epoch ms of the last successful connect (0: none yet). */
+  lastConnectedAt = 0;
   /** Times it came back up after being judged down (host probe, own check, outlier) while announced. */
   flaps = 0;
 
@@ -74,6 +76,8 @@ export class Endpoint {
   bytesOut = 0;
   /** Epoch ms when the endpoint was last part of its source's set. */
   lastSeen: number;
+  /** Epoch ms of its last up/down transition (its arrival when there was none): "down since". */
+  stateSince: number;
   /** Bumped whenever host/port change, so in-flight checks on the old address can be discarded. */
   generation = 0;
   /** True once the cluster dropped it; holders of a reference can notice. */
@@ -95,6 +99,7 @@ export class Endpoint {
     this.expiresAt = spec.expiresAt;
     this.draining = spec.draining ?? false;
     this.lastSeen = now;
+    this.stateSince = now;
   }
 
   get address(): string {

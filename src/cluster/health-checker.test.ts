@@ -2,11 +2,11 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeClock } from '../mdns/clock.js';
+import { FakeClock } from '../base/clock.js';
 import { Cluster } from './cluster.js';
 import type { Endpoint } from './endpoint.js';
 import { HealthChecker, type HealthCheckOptions } from './health-checker.js';
-import { spec, startServer, waitFor } from './test-helpers.test.js';
+import { spec, startServer, waitFor } from '../testing/tcp-kit.js';
 
 test('health checker marks a closed port down and a reopened one up', async () => {
   const srv = await startServer();
@@ -205,6 +205,11 @@ test('own checks: a refusal is proof (down at once); timeouts need a streak', ()
   const before = log.length;
   clock.advance(600);
   assert.deepEqual(log.slice(before).filter((l) => l !== 'a:ok'), ['a:ECONNREFUSED', 'DOWN a health-check']);
+  // The last check, as the status page shows it: when, and what it said.
+  const last = hc.lastCheck(c.endpoints()[0]!)!;
+  assert.equal(last.ok, false);
+  assert.equal(last.code, 'ECONNREFUSED');
+  assert.ok(last.at > clock.now() - 600 && last.at <= clock.now());
   hc.stop();
   c.close();
 });

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { systemClock, type Clock, type TimerHandle } from '../mdns/clock.js';
+import { systemClock, type Clock, type TimerHandle } from '../base/clock.js';
 import type { Cluster } from './cluster.js';
 import type { Endpoint } from './endpoint.js';
 import { isHardFailure, LossEstimate, missesToConvict } from './evidence.js';
@@ -53,6 +53,13 @@ export type HealthCheckerEvents = {
   check: [endpoint: Endpoint, ok: boolean, error: string | undefined];
 };
 
+/** A finished check: when (clock ms), whether it passed, and the errno-style code when it did not. */
+export interface LastCheck {
+  at: number;
+  ok: boolean;
+  code: string | undefined;
+}
+
 interface CheckState {
   /** Failed checks in a row. */
   misses: number;
@@ -62,6 +69,8 @@ interface CheckState {
   loss: LossEstimate;
   socket: net.Socket | undefined;
   timer: TimerHandle | undefined;
+  /** The last finished check (the status page's evidence). */
+  last?: LastCheck;
   /** A confirming re-check scheduled after a failure. */
   confirm?: TimerHandle | undefined;
 }
@@ -117,6 +126,11 @@ export class HealthChecker extends EventEmitter<HealthCheckerEvents> {
   /** Loss rate seen on the checks of `ep` while it answered (undefined if it is not checked here). */
   lossRate(ep: Endpoint): number | undefined {
     return this.states.get(ep)?.loss.rate;
+  }
+
+  /** The last finished check of `ep` (undefined if none yet, or it is not checked here). */
+  lastCheck(ep: Endpoint): LastCheck | undefined {
+    return this.states.get(ep)?.last;
   }
 
   /** Check every endpoint now, then every interval; new endpoints are checked as they arrive. */
@@ -214,6 +228,7 @@ export class HealthChecker extends EventEmitter<HealthCheckerEvents> {
 
   private record(ep: Endpoint, st: CheckState, generation: number, ok: boolean, code: string | undefined): void {
     if (!this.running || ep.removed || ep.generation !== generation || this.states.get(ep) !== st) return;
+    st.last = { at: this.clock.now(), ok, code };
     this.emit('check', ep, ok, code);
     if (ok) {
       // The misses since the last answer were losses, unless they were a death.

@@ -1,5 +1,5 @@
 import { accessSync, constants } from 'node:fs';
-import { InterfaceError, InterfaceSelection } from '../mdns/interfaces.js';
+import { InterfaceError, InterfaceSelection } from '../mdns/link/interfaces.js';
 import { credentialExposure } from './credential-exposure.js';
 import {
   type AdvertiseSpec, type ConnectSpec, type HostPort, type SrvSpec, type StaticSpec, ConfigError,

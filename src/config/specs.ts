@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { BALANCER_NAMES as BALANCERS, type BalancerName } from '../cluster/balancer.js';
 import { CHECK_KINDS, type CheckKind } from '../cluster/health-checker.js';
-import { PROBE_TXT_KEY } from '../cluster/host-probe-wire.js';
+import { LIVENESS_TXT_KEY } from '../cluster/liveness-wire.js';
 import { PROTOCOL_NAMES } from '../proxy/handshakes/index.js';
 import type { ListenerLimits } from '../proxy/limits.js';
 
@@ -164,7 +164,7 @@ export function parseAdvertise(raw: string): AdvertiseSpec {
     else if (k.startsWith('txt.') && k.length > 4) {
       const key = k.slice(4);
       if (key.includes('=') || Buffer.byteLength(`${key}=${v}`) > 255) throw new ConfigError(`${flag} ${raw}: TXT entry '${key}' too long or has '='`);
-      if (key.toLowerCase() === PROBE_TXT_KEY) throw new ConfigError(`${flag} ${raw}: TXT key '${PROBE_TXT_KEY}' is reserved (the ambassador announces its host probe port there)`);
+      if (key.toLowerCase() === LIVENESS_TXT_KEY) throw new ConfigError(`${flag} ${raw}: TXT key '${LIVENESS_TXT_KEY}' is reserved (the ambassador announces its host probe port there)`);
       spec.txt[key.toLowerCase()] = v;
     } else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: priority, weight, instance, subtype, relay-port, check, max-connections, txt.KEY)`);
   }

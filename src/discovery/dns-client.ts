@@ -1,7 +1,7 @@
 import { createSocket } from 'node:dgram';
 import { isIP, connect as tcpConnect } from 'node:net';
 import type * as DnsPacket from 'dns-packet';
-import { requireCommonJs } from '../commonjs.js';
+import { requireCommonJs } from '../base/commonjs.js';
 
 const dns = requireCommonJs('dns-packet') as typeof DnsPacket;
 

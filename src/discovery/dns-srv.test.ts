@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ScriptedDns, type ScriptedDnsOptions, type Zone } from '../../test/lib/scripted-dns.js';
-import { FakeClock } from '../mdns/clock.js';
+import { FakeClock } from '../base/clock.js';
 import { DnsSrvSource, type DnsSrvOptions } from './dns-srv.js';
 import { PlatformFiles } from './platform-files.js';
 import type { EndpointSpec } from './source.js';

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import type * as DnsPacket from 'dns-packet';
-import { type Clock, type TimerHandle, systemClock } from '../mdns/clock.js';
+import { type Clock, type TimerHandle, systemClock } from '../base/clock.js';
 import { DnsClient, DnsQueryError, type DnsServer, type QueryOptions, TruncatedAnswerError, formatServer } from './dns-client.js';
 import { PlatformFiles } from './platform-files.js';
 import { searchCandidates } from './resolv-conf.js';

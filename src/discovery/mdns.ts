@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { MdnsEngine } from '../mdns/engine.js';
-import type { ServiceBrowser, ServiceInstance } from '../mdns/browser.js';
+import type { ServiceBrowser, ServiceInstance } from '../mdns/browse/browser.js';
 import type { DiscoverySource, EndpointSpec } from './source.js';
 
 /** Endpoints of one service from mDNS/DNS-SD browsing. */

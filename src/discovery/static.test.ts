@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { LookupAddress } from 'node:dns';
-import { sleep, waitFor } from '../cluster/test-helpers.test.js';
+import { sleep, waitFor } from '../testing/tcp-kit.js';
 import type { EndpointSpec } from './source.js';
 import { StaticSource } from './static.js';
 

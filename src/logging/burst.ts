@@ -1,4 +1,4 @@
-import { type Clock, type TimerHandle, systemClock } from '../mdns/clock.js';
+import { type Clock, type TimerHandle, systemClock } from '../base/clock.js';
 
 /** What a burst was made of: how many events of each kind, over how long. */
 export interface BurstSummary {

@@ -1,6 +1,6 @@
 import type * as Pino from 'pino';
 import type { Logger } from 'pino';
-import { requireCommonJs } from '../commonjs.js';
+import { requireCommonJs } from '../base/commonjs.js';
 import type { LogFormat, LogLevel } from '../config/config.js';
 
 const { pino } = requireCommonJs('pino') as typeof Pino;

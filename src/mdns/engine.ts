@@ -1,21 +1,21 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { RemoteInfo } from 'node:dgram';
-import { Announcer } from './announcer.js';
-import { ServiceBrowser, TypeBrowser, type QuerySender } from './browser.js';
-import { type CacheEntry, RecordCache } from './cache.js';
-import { type Clock, type TimerHandle, systemClock } from './clock.js';
-import { type Family, InterfaceSelection, type LinkInfo, type NetInterface, linksOf, readLinks } from './interfaces.js';
-import type { Link } from './link.js';
-import { Links } from './links.js';
-import { type LinkDiff, NetworkMonitor } from './monitor.js';
-import { DEFAULT_TTL, HostClaim, OwnedRecords, type Registration, type ServiceSpec, type TtlConfig } from './owned.js';
-import { Prober } from './prober.js';
-import { Publisher } from './publisher.js';
-import { type MdnsQuestion, type MdnsRecord, rrsetKey, serviceType } from './records.js';
-import { Responder } from './responder.js';
-import { type LinkTransportFactory, MDNS_PORT, udpTransport } from './sockets.js';
-import type { MdnsPacket } from './wire.js';
+import { Announcer } from './publish/announcer.js';
+import { ServiceBrowser, TypeBrowser, type QuerySender } from './browse/browser.js';
+import { type CacheEntry, RecordCache } from './browse/cache.js';
+import { type Clock, type TimerHandle, systemClock } from '../base/clock.js';
+import { type Family, InterfaceSelection, type LinkInfo, type NetInterface, linksOf, readLinks } from './link/interfaces.js';
+import type { Link } from './link/link.js';
+import { Links } from './link/links.js';
+import { type LinkDiff, NetworkMonitor } from './link/monitor.js';
+import { DEFAULT_TTL, HostClaim, OwnedRecords, type Registration, type ServiceSpec, type TtlConfig } from './publish/owned.js';
+import { Prober } from './publish/prober.js';
+import { Publisher } from './publish/publisher.js';
+import { type MdnsQuestion, type MdnsRecord, rrsetKey, serviceType } from './wire/records.js';
+import { Responder } from './publish/responder.js';
+import { type LinkTransportFactory, MDNS_PORT, udpTransport } from './link/sockets.js';
+import type { MdnsPacket } from './wire/codec.js';
 
 export interface MdnsEngineOptions {
   /** A fixed set of interfaces (tests, tools): used as given, never re-read. */

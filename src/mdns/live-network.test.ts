@@ -3,12 +3,12 @@
 // fake clock: every time here is exact.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeNet, from, inject } from './fake-net.test.js';
-import type { ServiceInstance } from './browser.js';
+import { FakeNet, from, inject } from '../testing/fake-net.js';
+import type { ServiceInstance } from './browse/browser.js';
 import type { NetworkState } from './engine.js';
-import { FLAP_SETTLE_MS, LINK_SETTLE_MS } from './publisher.js';
-import { IPV4_GRACE_MS } from './browser.js';
-import type { MdnsRecord } from './records.js';
+import { FLAP_SETTLE_MS, LINK_SETTLE_MS } from './publish/publisher.js';
+import { IPV4_GRACE_MS } from './browse/browser.js';
+import type { MdnsRecord } from './wire/records.js';
 
 async function announcedOn(addr = '198.18.0.1') {
   const net = new FakeNet();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
-import { startServer } from '../cluster/test-helpers.test.js';
+import { startServer } from '../testing/tcp-kit.js';
 import { awaitConnect, ConnectAttempt, ConnectError } from './connect.js';
 import { DeadlineQueue } from './deadlines.js';
 

@@ -5,7 +5,7 @@ import net from 'node:net';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster } from '../cluster/cluster.js';
-import { closed, connectTo, readBytes, refusedPort, spec, startServer } from '../cluster/test-helpers.test.js';
+import { closed, connectTo, readBytes, refusedPort, spec, startServer } from '../testing/tcp-kit.js';
 import { ConnectListener } from './listener.js';
 
 test('a refused address of a peer moves on to its next address; the endpoint is not blamed', async (t) => {

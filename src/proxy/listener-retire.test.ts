@@ -4,7 +4,7 @@ import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster } from '../cluster/cluster.js';
-import { closed, connectTo, readBytes, sleep, spec, startServer, type TestServer } from '../cluster/test-helpers.test.js';
+import { closed, connectTo, readBytes, sleep, spec, startServer, type TestServer } from '../testing/tcp-kit.js';
 import { ConnectListener, type ConnectListenerOptions } from './listener.js';
 
 async function setup(t: TestContext, opts: Partial<ConnectListenerOptions> = {}) {

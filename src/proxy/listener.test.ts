@@ -13,7 +13,7 @@ import {
   startServer,
   waitFor,
   type TestServer,
-} from '../cluster/test-helpers.test.js';
+} from '../testing/tcp-kit.js';
 import { ConnectListener, type ConnectListenerOptions } from './listener.js';
 
 async function setup(
@@ -166,11 +166,11 @@ test('a pending connect gives up when its endpoint goes down, and the client mov
   assert.equal(dead.consecutiveFailures, 0, 'the cancelled attempt is not counted against the endpoint');
 });
 
-test('a slow connect is raced, not abandoned: the next endpoint carries the client, the slow attempt is closed', async (t) => {
+test('a slow connect is raced, not abandoned: the next endpoint carries the client; the loser goes on, and its timeout counts', async (t) => {
   const good = await server(t);
   const slow: net.Socket[] = [];
   const { cluster, port, events, listener } = await setup(t, {
-    connectTimeoutMs: 60_000,
+    connectTimeoutMs: 300,
     raceDelayMs: 20,
     createConnection: (ep: Endpoint) => {
       if (ep.id === 'good') return net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true });
@@ -185,18 +185,77 @@ test('a slow connect is raced, not abandoned: the next endpoint carries the clie
   const c = await client(t, port);
   c.write('x');
   assert.equal((await readBytes(c, 1)).toString(), 'x');
-  assert.deepEqual(events, ['connected good #2'], 'no failure: the slow attempt lost a race, it did not fail');
+  assert.deepEqual(events, ['connected good #2'], 'no failure yet: the slow attempt lost a race, it has not failed');
   assert.equal(raced, 1);
-  await waitFor(() => slow[0]!.destroyed, 2000, 'the losing attempt closed');
   const slowEp = cluster.endpoints().find((e) => e.id === 'slow')!;
-  assert.equal(slowEp.failures, 0);
+  assert.equal(slow[0]!.destroyed, false, 'the losing attempt goes on after its client was served');
+  c.destroy(); // nor does it hang on its client
+  await waitFor(() => slowEp.failures === 1, 5000, 'the losing attempt timed out');
+  assert.equal(slow[0]!.destroyed, true);
+  assert.deepEqual(events, ['connected good #2', 'connect-failed slow ETIMEDOUT']);
+  assert.equal(slowEp.consecutiveFailures, 1);
 });
 
-test('with one endpoint, a slow connect is raced by another to the same endpoint', async (t) => {
+test('an endpoint whose SYNs are dropped loses every race, and is ejected once two lost attempts timed out', async (t) => {
+  const good = await server(t);
+  const { cluster, port, events } = await setup(t, {
+    connectTimeoutMs: 300,
+    raceDelayMs: 20,
+    balancer: 'round-robin',
+    createConnection: (ep: Endpoint) => (ep.id === 'good' ? net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true }) : new net.Socket()),
+  });
+  cluster.setEndpoints('static', [spec('firewalled', 1), spec('good', good.port)]);
+  const firewalled = cluster.endpoints().find((e) => e.id === 'firewalled')!;
+  let downs = 0;
+  cluster.on('endpoint-down', (ep, reason) => {
+    if (ep === firewalled && reason === 'outlier') downs++;
+  });
+  // Every second client starts at the firewalled endpoint, loses the race there, and is served by good.
+  for (let i = 0; i < 4; i++) {
+    const c = await client(t, port);
+    c.write('p');
+    assert.equal((await readBytes(c, 1)).toString(), 'p');
+    c.destroy();
+  }
+  await waitFor(() => downs === 1, 5000, 'the firewalled endpoint ejected');
+  assert.equal(firewalled.stateAt(Date.now()), 'down');
+  assert.equal(events.filter((e) => e === 'connect-failed firewalled ETIMEDOUT').length, 2);
+  // Ejected: the next client goes straight to good, without a race.
+  const before = events.length;
+  const c = await client(t, port);
+  c.write('q');
+  assert.equal((await readBytes(c, 1)).toString(), 'q');
+  assert.deepEqual(events.slice(before), ['connected good #1']);
+});
+
+test('the listener closing ends the attempts that lost a race', async (t) => {
+  const good = await server(t);
+  const slow: net.Socket[] = [];
+  const { cluster, port, listener } = await setup(t, {
+    connectTimeoutMs: 60_000,
+    raceDelayMs: 20,
+    createConnection: (ep: Endpoint) => {
+      if (ep.id === 'good') return net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true });
+      const s = new net.Socket();
+      slow.push(s);
+      return s;
+    },
+  });
+  cluster.setEndpoints('static', [spec('slow', 1), spec('good', good.port)]);
+  const c = await client(t, port);
+  c.write('x');
+  assert.equal((await readBytes(c, 1)).toString(), 'x');
+  c.destroy();
+  await listener.close();
+  await waitFor(() => slow[0]!.destroyed, 2000, 'the losing attempt closed');
+  assert.equal(cluster.endpoints().find((e) => e.id === 'slow')!.consecutiveFailures, 0, 'a cancelled attempt is no evidence');
+});
+
+test('with one endpoint, a slow connect is raced by another to the same endpoint; the loser timing out later is no evidence', async (t) => {
   const good = await server(t);
   const made: net.Socket[] = [];
   const { cluster, port, events } = await setup(t, {
-    connectTimeoutMs: 60_000,
+    connectTimeoutMs: 300,
     raceDelayMs: 20,
     createConnection: (ep: Endpoint) => {
       // The first SYN is lost; the second goes through.
@@ -210,15 +269,19 @@ test('with one endpoint, a slow connect is raced by another to the same endpoint
   c.write('y');
   assert.equal((await readBytes(c, 1)).toString(), 'y');
   assert.deepEqual(events, ['connected only #2']);
-  await waitFor(() => made[0]!.destroyed, 2000, 'the first attempt closed');
+  const only = cluster.endpoints()[0]!;
+  await waitFor(() => only.failures === 1, 5000, 'the first attempt timed out');
+  assert.equal(made[0]!.destroyed, true);
+  // It started before the second connected: only that SYN was lost, the endpoint answered.
+  assert.equal(only.consecutiveFailures, 0);
   assert.equal(good.accepted, 1);
 });
 
-test('when the first attempt completes first after all, the raced one is closed', async (t) => {
+test('when the first attempt completes first after all, the raced one goes on until its timeout', async (t) => {
   const good = await server(t);
   const made: net.Socket[] = [];
   const { cluster, port, events } = await setup(t, {
-    connectTimeoutMs: 60_000,
+    connectTimeoutMs: 400,
     raceDelayMs: 20,
     createConnection: (ep: Endpoint) => {
       const s = new net.Socket();
@@ -234,7 +297,8 @@ test('when the first attempt completes first after all, the raced one is closed'
   assert.equal((await readBytes(c, 1)).toString(), 'z');
   assert.equal(made.length >= 2, true, 'a second attempt was started');
   assert.match(events.at(-1)!, /^connected a #\d$/);
-  await waitFor(() => made.slice(1).every((s) => s.destroyed), 2000, 'the raced attempts closed');
+  await waitFor(() => made.slice(1).every((s) => s.destroyed), 5000, 'the raced attempts timed out');
+  assert.equal(cluster.endpoints().reduce((n, e) => n + e.failures, 0), made.length - 1, 'each raced attempt timed out, and counted');
 });
 
 test('raced attempts are bounded: every one times out, the client is closed after maxConnectAttempts', async (t) => {

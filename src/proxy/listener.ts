@@ -4,7 +4,7 @@ import { createBalancer, type Balancer } from '../cluster/balancer.js';
 import type { Cluster, EndpointDownReason } from '../cluster/cluster.js';
 import type { Endpoint, HealthJudge } from '../cluster/endpoint.js';
 import { awaitConnect, ConnectAttempt, connectSocket, noop } from './connect.js';
-import { ConnectRace, type Attempt, type AttemptOpener } from './connect-race.js';
+import { ConnectRace, type Attempt, type AttemptOpener, type AttemptOutcome } from './connect-race.js';
 import { ProxyConnection } from './connection.js';
 import { DeadlineQueue } from './deadlines.js';
 import { type LimitName, type ListenerLimits, MAX_LINGERING_REFUSALS } from './limits.js';
@@ -112,6 +112,7 @@ export type ConnectListenerEvents = {
   /**
    * A connect (or handshake) to `endpoint` failed; `code` e.g. ECONNREFUSED, ETIMEDOUT, EHANDSHAKE;
    * `phase` 'handshake' when the TCP (and TLS) connect worked and the protocol handshake did not.
+   * Also for an attempt that lost its race and then failed (the client was served by another).
    */
   'connect-failed': [conn: ProxyConnection, endpoint: Endpoint, code: string, phase: ConnectFailurePhase];
   /** After a failure on `from`, the client is being retried on `to`. */
@@ -167,6 +168,8 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
    */
   readonly fastConnects: DeadlineQueue<ConnectAttempt<ClientHandler>>;
   private readonly retiring = new WeakSet<ProxyConnection>();
+  /** Aborted by close(): attempts that lost their race (and outlive their client) end then. */
+  private readonly stopped = new AbortController();
   /** Pending connects of the slow path per endpoint, so they can give up at once when it goes down. */
   private readonly connecting = new Map<Endpoint, Set<(code: string) => void>>();
   /** @internal (ClientHandler) */
@@ -233,6 +236,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
 
   /** Stop accepting; let open connections finish for up to drainMs, then destroy what is left. */
   async close(options: CloseOptions = {}): Promise<void> {
+    this.stopped.abort();
     if (this.attached) {
       this.attached = false;
       this.cluster.off('endpoint-removed', this.onEndpointRemoved);
@@ -484,9 +488,9 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     // Endpoints that failed for this client, with the generation (address) tried — one that moved
     // since is worth a retry — and whether the failure was hard (refused: not worth repeating).
     const failed = start.failed ?? new Map<Endpoint, FailedTry>();
-    const race = new ConnectRace(this, signal);
+    const race = new ConnectRace(this, signal, this.stopped.signal, (o) => this.lostAttemptSettled(conn, o));
     // Before any await: a released fast-path socket must be watched at once.
-    if (start.adopt) race.adopt(start.adopt.ep, start.adopt.generation, start.adopt.dialled, start.adopt.socket);
+    if (start.adopt) race.adopt(start.adopt.ep, start.adopt.generation, start.adopt.dialled, start.adopt.startedAt, start.adopt.socket);
     const waitUntil = conn.startedAt + this.noEndpointWaitMs;
     let lastFailed = start.lastFailed;
     let wantAttempt = start.wantAttempt;
@@ -536,7 +540,7 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
         // A peer with another address (IPv4 and IPv6) is tried there before it is blamed.
         if (code === ENDPOINT_DOWN) failed.set(ep, { generation, hard: false });
         else if (!ep.failOver(outcome.attempt.dialled)) {
-          this.cluster.reportConnectFailure(ep, code);
+          this.cluster.reportConnectFailure(ep, code, outcome.attempt.startedAt);
           failed.set(ep, { generation, hard: code !== 'ETIMEDOUT' });
         }
         last.code = code;
@@ -610,6 +614,26 @@ export class ConnectListener extends EventEmitter<ConnectListenerEvents> impleme
     let pending = this.connecting.get(ep);
     if (pending === undefined) this.connecting.set(ep, (pending = new Set()));
     return awaitConnect(attempt.socket!, Math.max(1, this.connectTimeoutMs - this.raceDelayMs), signal, pending);
+  }
+
+  /**
+   * An attempt that lost its race ended: what it says about its endpoint
+   * counts as any other connect's would. A timeout counts towards ejection (an endpoint whose
+   * SYNs are dropped loses every race and is known by this alone); a late connect is a sign of
+   * life. Not blamed: a connect cancelled because the endpoint went down or the listener stopped.
+   */
+  private lostAttemptSettled(conn: ProxyConnection, outcome: AttemptOutcome & { kind: 'connected' | 'failed' }): void {
+    const { ep, dialled, startedAt } = outcome.attempt;
+    if (outcome.kind === 'connected') {
+      destroyQuietly(outcome.socket);
+      // With a handshake, only a finished handshake is a success (see connectWithRetry).
+      if (!this.options.handshake) this.cluster.reportConnectSuccess(ep);
+      return;
+    }
+    const code = outcome.code;
+    if (code === ENDPOINT_DOWN || code === 'ECANCELED' || ep.removed) return;
+    if (!ep.failOver(dialled)) this.cluster.reportConnectFailure(ep, code, startedAt);
+    this.emit('connect-failed', conn, ep, code, 'connect');
   }
 
   /** @internal (ConnectRace) An attempt settled: forget its endpoint's registry of pending connects once empty. */
@@ -707,7 +731,7 @@ interface SlowStart {
   /** Pick an attempt first (false: the fast path found none to pick: wait for an endpoint). */
   wantAttempt: boolean;
   /** A fast-path connect still pending after the race delay: raced from the start. */
-  adopt?: { ep: Endpoint; generation: number; dialled: string; socket: net.Socket };
+  adopt?: { ep: Endpoint; generation: number; dialled: string; startedAt: number; socket: net.Socket };
 }
 
 interface FailedTry {
@@ -790,7 +814,8 @@ class ClientHandler {
     const socket = attempt.release()!;
     this.attempt = undefined;
     this.conn.onCancel = undefined;
-    this.slow({ wantAttempt: true, adopt: { ep: this.endpoint!, generation: this.generation, dialled: this.dialled, socket } });
+    // (The fast attempt started as the client was accepted.)
+    this.slow({ wantAttempt: true, adopt: { ep: this.endpoint!, generation: this.generation, dialled: this.dialled, startedAt: this.conn.startedAt, socket } });
   }
 
   private readonly onEarlyError = (): void => this.conn.close('ECONNRESET');
@@ -810,7 +835,7 @@ class ClientHandler {
       const failed = new Map<Endpoint, FailedTry>();
       if (code === ENDPOINT_DOWN) failed.set(ep, { generation, hard: false });
       else if (!ep.failOver(this.dialled)) {
-        listener.cluster.reportConnectFailure(ep, code);
+        listener.cluster.reportConnectFailure(ep, code, conn.startedAt);
         failed.set(ep, { generation, hard: code !== 'ETIMEDOUT' });
       }
       const last: LastFailure = { code };

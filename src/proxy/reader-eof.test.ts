@@ -5,7 +5,7 @@ import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster } from '../cluster/cluster.js';
-import { sleep, spec, startServer, waitFor, type TestServer } from '../cluster/test-helpers.test.js';
+import { sleep, spec, startServer, waitFor, type TestServer } from '../testing/tcp-kit.js';
 import { ConnectListener } from './listener.js';
 import { RelayListener } from './relay.js';
 

@@ -1,6 +1,6 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { closed, connectTo, readBytes, refusedPort, startServer, waitFor } from '../cluster/test-helpers.test.js';
+import { closed, connectTo, readBytes, refusedPort, startServer, waitFor } from '../testing/tcp-kit.js';
 import { RelayListener, type RelayListenerOptions } from './relay.js';
 
 async function relay(t: TestContext, opts: RelayListenerOptions): Promise<{ relay: RelayListener; port: number }> {

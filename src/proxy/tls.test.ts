@@ -10,11 +10,11 @@ import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { Cluster } from '../cluster/cluster.js';
-import { connectTo, readBytes, spec, startServer, waitFor, type TestServer } from '../cluster/test-helpers.test.js';
+import { connectTo, readBytes, spec, startServer, waitFor, type TestServer } from '../testing/tcp-kit.js';
 import { connectSocket } from './connect.js';
 import { ConnectListener, type CreateConnection } from './listener.js';
 import { RelayListener } from './relay.js';
-import { haveOpenssl, makeCa, selfSigned, type TestCa } from './tls-helpers.test.js';
+import { haveOpenssl, makeCa, selfSigned, type TestCa } from '../testing/test-ca.js';
 import { plaintextConnection, TlsMaterial, wantsTls } from './tls.js';
 
 const skip = haveOpenssl ? undefined : 'openssl not installed';

@@ -21,7 +21,7 @@ import { TRIALS } from './scenarios/index.js';
 
 const ROOT = new URL('../../../', import.meta.url);
 const KNOWN_PATH = fileURLToPath(new URL('test/conformance/known-failures.json', ROOT));
-const CLI = fileURLToPath(new URL('dist/cli.js', ROOT));
+const CLI = fileURLToPath(new URL('dist/cli/bin.js', ROOT));
 
 const known = JSON.parse(readFileSync(KNOWN_PATH, 'utf8')) as KnownFailures;
 const only = process.env.CONFORMANCE_ONLY?.split(',').map((s) => s.trim()).filter(Boolean);
@@ -40,7 +40,7 @@ function skipReason(): string | undefined {
   try {
     readFileSync(CLI);
   } catch {
-    return 'dist/cli.js is missing: npm run build';
+    return 'dist/cli/bin.js is missing: npm run build';
   }
   return undefined;
 }

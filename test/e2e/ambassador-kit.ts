@@ -1,14 +1,14 @@
 // Shared helpers of the ambassador end-to-end tests (test/e2e/ambassador-*.test.ts): run the real
-// CLI (`node dist/cli.js`) inside lab hosts with JSON logs, read those logs, and drive bounded
+// CLI (`node dist/cli/bin.js`) inside lab hosts with JSON logs, read those logs, and drive bounded
 // client loops that tell which backend served each new connection.
 import { fileURLToPath } from 'node:url';
 import { type Host, type LabProcess, type RedisServer, redisCli, waitFor } from '../lib/netns.js';
 
 /**
- * The built CLI, as users run it. From .build/test/e2e/ → the repository's dist/cli.js.
+ * The built CLI, as users run it. From .build/test/e2e/ → the repository's dist/cli/bin.js.
  * Benchmarks comparing with another build (say the previous release's) set AMBASSADOR_CLI.
  */
-export const CLI = process.env.AMBASSADOR_CLI || fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
+export const CLI = process.env.AMBASSADOR_CLI || fileURLToPath(new URL('../../../dist/cli/bin.js', import.meta.url));
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

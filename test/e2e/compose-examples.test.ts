@@ -4,7 +4,7 @@
 // with `network_mode: service:X` inside X's namespace, as Docker does. (Under a real engine:
 // test/containers/.) Images are replaced by the same programs installed here (redis:7-alpine →
 // redis-server / redis-cli / sh, curlimages/curl → curl, traefik/whoami → a tiny HTTP server
-// answering "Hostname: NAME", mdns-ambassador → node dist/cli.js with the image's environment).
+// answering "Hostname: NAME", mdns-ambassador → node dist/cli/bin.js with the image's environment).
 // Each test then does what the example's README says and checks that it happens.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { canUseNetns, haveCommand, Lab, type Host, type LabProcess, waitFor } from '../lib/netns.js';
 import { argvOf, composeDir, IMAGE, isPod, loadCompose, type Compose, type Service } from '../lib/compose.js';
 
-const CLI = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../../dist/cli/bin.js', import.meta.url));
 const skip = canUseNetns() ?? (['redis-server', 'redis-cli', 'curl'].every(haveCommand) ? undefined : 'needs redis-server, redis-cli and curl');
 
 /** The environment the Dockerfile sets. */

@@ -25,7 +25,7 @@ const FAST = ['--health-interval', '500'];
 const ADMIN = 9901;
 
 interface Peers {
-  clusters: Array<{ name: string; listen: string; dataPlane: string; dataPlaneReason: string | null; panic: boolean; endpoints: Array<{ label: string; state: string }> }>;
+  clusters: Array<{ name: string; listen: string; dataPlane: { kind: string; state?: string; reason?: string }; panic: boolean; endpoints: Array<{ label: string; state: string }> }>;
   haproxy: { state: string; masterPid: number; workerPid: number; restarts: number; reloads: number } | null;
 }
 
@@ -117,7 +117,8 @@ describe('HAProxy data plane (--data-plane haproxy)', { skip }, () => {
     const started = conn.find({ msg: 'HAProxy started' })!;
     console.log(`# HAProxy ${started.version} started in ${fmt(started.ms as number)} (${started.dies})`);
     const p = await peers(c);
-    assert.deepEqual(p.clusters.map((x) => x.dataPlane), ['haproxy', 'haproxy', 'haproxy', 'haproxy', 'node', 'haproxy', 'haproxy']);
+    assert.deepEqual(p.clusters.map((x) => `${x.dataPlane.kind} ${x.dataPlane.state ?? ''}`), ['haproxy running', 'haproxy running', 'haproxy running', 'haproxy running', 'node ', 'haproxy running', 'haproxy running']);
+    assert.match(p.clusters[4]!.dataPlane.reason ?? '', /^credentials injection/);
     assert.equal(p.haproxy?.state, 'running');
     const served = new Set<string>();
     for (let i = 0; i < 4; i++) served.add(await whoServes(c, 6379));

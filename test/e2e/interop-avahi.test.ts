@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Lab, waitFor, type Host, type LabProcess } from '../lib/netns.js';
 import { avahiBrowse, avahiPublish, canUseAvahi, startAvahi } from '../lib/avahi.js';
 
-const cli = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
+const cli = fileURLToPath(new URL('../../../dist/cli/bin.js', import.meta.url));
 
 /** A TCP service to advertise (health gating needs something that accepts connections). Health
  * checks connect and reset at once, so the service must survive ECONNRESET. */

@@ -11,7 +11,7 @@ import { CLI, runLoop, sleep, startAdvertiser, startAmbassador, startConnector, 
 
 const skip = canUseNetns() ?? (haveCommand('redis-server') && haveCommand('redis-cli') && haveCommand('curl') ? undefined : 'needs redis-server, redis-cli and curl');
 const skipAvahi = skip ?? canUseAvahi();
-const WIRE = fileURLToPath(new URL('../../src/mdns/wire.js', import.meta.url));
+const WIRE = fileURLToPath(new URL('../../src/mdns/wire/codec.js', import.meta.url));
 
 async function httpGet(host: Host, path: string, port = 9901): Promise<string> {
   const r = await host.exec('curl', ['-s', '--max-time', '3', `http://127.0.0.1:${port}${path}`], { timeoutMs: 5000 });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { canUseNetns, Lab, waitFor } from '../lib/netns.js';
 
-const cli = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
+const cli = fileURLToPath(new URL('../../../dist/cli/bin.js', import.meta.url));
 
 test('an instance advertised on a dual-stack link resolves to its IPv4 and IPv6 addresses', { skip: canUseNetns() }, async () => {
   const lab = await Lab.create({ hosts: ['a', 'b'], ipv6: true });

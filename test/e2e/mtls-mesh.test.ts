@@ -11,7 +11,7 @@ import { copyFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab, type Host, type LabProcess, canUseNetns, haveCommand, redisCli, startRedis, waitFor } from '../lib/netns.js';
 import { type Amb, runLoop, startAdvertiser, startConnector } from './ambassador-kit.js';
-import { haveOpenssl, makeCa, selfSigned, type TestCa } from '../../src/proxy/tls-helpers.test.js';
+import { haveOpenssl, makeCa, selfSigned, type TestCa } from '../../src/testing/test-ca.js';
 
 const skip = canUseNetns() ?? (haveCommand('redis-server') && haveCommand('redis-cli') ? undefined : 'redis-server/redis-cli not installed')
   ?? (haveOpenssl ? undefined : 'openssl not installed');

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { argvOf, composeDir, examples, IMAGE, isPod, keysOf, loadCompose, netsOf, root, type Compose, type Service } from '../lib/compose.js';
 
-const cli = join(root, 'dist/cli.js');
+const cli = join(root, 'dist/cli/bin.js');
 
 /** Container path → host path, from the service's secrets and volumes (placeholders for named volumes). */
 function pathMapper(dir: string, c: Compose, s: Service, scratch: string): (p: string) => string {

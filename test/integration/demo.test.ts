@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 
-const cli = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
+const cli = fileURLToPath(new URL('../../../dist/cli/bin.js', import.meta.url));
 const isolated = process.env.MDNS_AMBASSADOR_TEST_ISOLATED === '1' || process.env.AMBASSADOR_TEST_ISOLATED === '1';
 const skip = isolated ? false : 'needs the private network namespace of the test runner (multicast on loopback only)';
 
@@ -67,6 +67,13 @@ test('demo --keep stays up for other clients until SIGINT, then exits 0', { skip
     while (!out.includes('keeps running') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
     assert.match(out, /keeps running \(--keep\)/, out);
     assert.match(out, new RegExp(`redis-cli -p ${port}`));
+    // The status page: its address printed before the failover, served while the mesh runs.
+    const page = /Its status page, live in a browser: (http:\/\/127\.0\.0\.1:\d+\/) \(open it now to watch the failover\)/.exec(out);
+    assert.ok(page, out);
+    assert.ok(out.indexOf(page[0]) < out.indexOf('kv-1 stops'), 'printed before the failover');
+    const res = await fetch(page[1]!);
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /<title>ambassador/);
     // A client of our own, with the Redis protocol, through the demo's connecting ambassador.
     const reply = await new Promise<string>((resolve, reject) => {
       const s = net.connect(port, '127.0.0.1', () => s.write('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv1\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n'));

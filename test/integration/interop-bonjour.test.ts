@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Bonjour, type Service } from 'bonjour-service';
 import { MdnsEngine } from '../../src/mdns/engine.js';
-import { resolveInterfaces } from '../../src/mdns/interfaces.js';
+import { resolveInterfaces } from '../../src/mdns/link/interfaces.js';
 
 const skip = process.env.MDNS_AMBASSADOR_TEST_ISOLATED === '1' ? false : 'needs the private network namespace of `npm test` (multicast on loopback only)';
 
@@ -45,7 +45,7 @@ test('our browser sees a service bonjour-service publishes (up, then down on its
     engine.publish({ name: 'anchor', port: 1 });
     bonjour.publish({ name: 'Theirs', type: 'bjpeer', port: 5151, host: 'ours.local', txt: { k: 'v' } });
     const b = engine.browse('bjpeer');
-    const up = await new Promise<import('../../src/mdns/browser.js').ServiceInstance>((resolve, reject) => {
+    const up = await new Promise<import('../../src/mdns/browse/browser.js').ServiceInstance>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('our browser saw nothing within 6 s')), 6000);
       b.on('up', (i) => {
         clearTimeout(t);

@@ -6,9 +6,9 @@ import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { MdnsEngine } from '../../src/mdns/engine.js';
-import { resolveInterfaces } from '../../src/mdns/interfaces.js';
-import type { ServiceBrowser, ServiceInstance } from '../../src/mdns/browser.js';
-import { decodePacket, encodePacket } from '../../src/mdns/wire.js';
+import { resolveInterfaces } from '../../src/mdns/link/interfaces.js';
+import type { ServiceBrowser, ServiceInstance } from '../../src/mdns/browse/browser.js';
+import { decodePacket, encodePacket } from '../../src/mdns/wire/codec.js';
 
 const skip = process.env.MDNS_AMBASSADOR_TEST_ISOLATED === '1' ? false : 'needs the private network namespace of `npm test` (multicast on loopback only)';
 const lo = () => resolveInterfaces(['127.0.0.1']);

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const cli = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
+const cli = fileURLToPath(new URL('../../../dist/cli/bin.js', import.meta.url));
 // mDNS only ever on the private namespace's loopback (the runner re-executes itself in one).
 const skip = process.env.MDNS_AMBASSADOR_TEST_ISOLATED === '1' ? undefined : 'needs the private network namespace of scripts/test.mjs';
 

@@ -2,12 +2,12 @@
 // and test/soak/mdns-fuzz.soak.test.ts (long). See the test file for what is checked.
 import assert from 'node:assert/strict';
 import type { RemoteInfo } from 'node:dgram';
-import { FakeClock } from '../../src/mdns/clock.js';
+import { FakeClock } from '../../src/base/clock.js';
 import { MdnsEngine } from '../../src/mdns/engine.js';
-import { FUZZ_KINDS, MdnsFuzzer } from '../../src/mdns/fuzz.js';
-import type { NetInterface } from '../../src/mdns/interfaces.js';
-import { recordKey, sameName, type MdnsRecord } from '../../src/mdns/records.js';
-import { decodePacket, encodePacket, MalformedPacketError, type MdnsPacket } from '../../src/mdns/wire.js';
+import { FUZZ_KINDS, MdnsFuzzer } from './mdns-fuzzer.js';
+import type { NetInterface } from '../../src/mdns/link/interfaces.js';
+import { recordKey, sameName, type MdnsRecord } from '../../src/mdns/wire/records.js';
+import { decodePacket, encodePacket, MalformedPacketError, type MdnsPacket } from '../../src/mdns/wire/codec.js';
 
 export const iface: NetInterface = { name: 'lo', address: '127.0.0.1', netmask: '255.0.0.0' };
 const peer = (port = 5353): RemoteInfo => ({ address: '127.0.0.2', port, family: 'IPv4', size: 0 });

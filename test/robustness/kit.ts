@@ -10,8 +10,8 @@ import { waitFor } from '../lib/netns.js';
 
 export { waitFor };
 
-/** The built CLI, as users run it (from .build/test/robustness/ → dist/cli.js). */
-export const CLI = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
+/** The built CLI, as users run it (from .build/test/robustness/ → dist/cli/bin.js). */
+export const CLI = fileURLToPath(new URL('../../../dist/cli/bin.js', import.meta.url));
 
 /** Skip reason unless inside the isolated runner (multicast on loopback only there). */
 export const isolated: string | false =
@@ -33,7 +33,7 @@ function killAll(): void {
 }
 process.once('exit', killAll);
 
-/** A spawned `ambassador` (node dist/cli.js …) with its JSON log. Killed by PID on exit. */
+/** A spawned `ambassador` (node dist/cli/bin.js …) with its JSON log. Killed by PID on exit. */
 export class AmbProc {
   readonly child: ChildProcess;
   readonly pid: number;

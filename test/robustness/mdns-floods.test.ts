@@ -12,9 +12,9 @@ import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
 import { MdnsEngine } from '../../src/mdns/engine.js';
-import type { NetInterface } from '../../src/mdns/interfaces.js';
-import type { MdnsRecord } from '../../src/mdns/records.js';
-import { decodePacket, encodePacket } from '../../src/mdns/wire.js';
+import type { NetInterface } from '../../src/mdns/link/interfaces.js';
+import type { MdnsRecord } from '../../src/mdns/wire/records.js';
+import { decodePacket, encodePacket } from '../../src/mdns/wire/codec.js';
 import { AmbProc, echoOnce, echoServer, fmt, freePort, isolated, metrics, percentile, rssKbOf, sleep } from './kit.js';
 
 const iface: NetInterface = { name: 'lo', address: '127.0.0.1', netmask: '255.0.0.0' };

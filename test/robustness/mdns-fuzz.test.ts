@@ -11,8 +11,8 @@ import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { MdnsEngine } from '../../src/mdns/engine.js';
-import { FUZZ_KINDS, MdnsFuzzer, type FuzzKind } from '../../src/mdns/fuzz.js';
-import { decodePacket } from '../../src/mdns/wire.js';
+import { FUZZ_KINDS, MdnsFuzzer, type FuzzKind } from './mdns-fuzzer.js';
+import { decodePacket } from '../../src/mdns/wire/codec.js';
 import { fuzzInProcess, iface } from './fuzz-harness.js';
 import { AmbProc, echoOnce, echoServer, freePort, httpGet, isolated, metrics, sleep, waitFor } from './kit.js';
 
@@ -105,8 +105,8 @@ test(`mDNS fuzz over the wire: ${WIRE_CASES} cases paced at a real ambassador, w
 // fires after 1 ms instead (TimeoutOverflowWarning). A record announced with TTL 0x7fffffff is
 // therefore refreshed 4 times at once (4 multicast queries: amplification) and dropped within ms.
 test('a record with a huge TTL stays cached (no setTimeout overflow)', async () => {
-  const { RecordCache } = await import('../../src/mdns/cache.js');
-  const { systemClock } = await import('../../src/mdns/clock.js');
+  const { RecordCache } = await import('../../src/mdns/browse/cache.js');
+  const { systemClock } = await import('../../src/base/clock.js');
   const c = new RecordCache(systemClock);
   let refreshes = 0;
   c.on('refresh', () => refreshes++);

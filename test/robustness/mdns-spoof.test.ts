@@ -10,10 +10,10 @@ import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
 import net from 'node:net';
 import { MdnsEngine } from '../../src/mdns/engine.js';
-import type { ServiceBrowser } from '../../src/mdns/browser.js';
-import type { NetInterface } from '../../src/mdns/interfaces.js';
-import type { MdnsRecord } from '../../src/mdns/records.js';
-import { decodePacket, encodePacket } from '../../src/mdns/wire.js';
+import type { ServiceBrowser } from '../../src/mdns/browse/browser.js';
+import type { NetInterface } from '../../src/mdns/link/interfaces.js';
+import type { MdnsRecord } from '../../src/mdns/wire/records.js';
+import { decodePacket, encodePacket } from '../../src/mdns/wire/codec.js';
 import { AmbProc, echoOnce, echoServer, freePort, isolated, sleep } from './kit.js';
 
 const iface: NetInterface = { name: 'lo', address: '127.0.0.1', netmask: '255.0.0.0' };

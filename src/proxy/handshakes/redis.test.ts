@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster } from '../../cluster/cluster.js';
-import { readBytes, sleep, spec, startServer, waitFor } from '../../cluster/test-helpers.test.js';
+import { readBytes, sleep, spec, startServer, waitFor } from '../../testing/tcp-kit.js';
 import { ConnectListener } from '../listener.js';
 import { anyAnnouncer, type CredentialGate } from './credential-gate.js';
 import { RedisProtocol } from './redis.js';

@@ -88,6 +88,8 @@ export class HaproxyFrontend extends EventEmitter<HaproxyFrontendEvents> {
   private seen = new Map<string, Seen>();
   /** Set by the plane: whether HAProxy is up and serving this frontend. */
   listening = false;
+  /** Set by the plane: its state ('running', 'restarting' …). */
+  planeState: () => string = () => 'idle';
 
   constructor(opts: HaproxyFrontendOptions, names: { frontend: string; backend: string }) {
     super();

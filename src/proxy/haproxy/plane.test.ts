@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Cluster } from '../../cluster/cluster.js';
-import { spec, startServer, type TestServer } from '../../cluster/test-helpers.test.js';
+import { spec, startServer, type TestServer } from '../../testing/tcp-kit.js';
 import { createLogger } from '../../logging/logger.js';
 import { findHaproxy, type HaproxyBinary } from './binary.js';
 import { HaproxyPlane } from './plane.js';

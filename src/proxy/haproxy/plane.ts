@@ -112,6 +112,7 @@ export class HaproxyPlane extends EventEmitter<HaproxyPlaneEvents> {
   /** A listener for HAProxy to carry (before start()). */
   frontend(opts: Omit<HaproxyFrontendOptions, 'slots'>): HaproxyFrontend {
     const f = new HaproxyFrontend({ ...opts, slots: this.opts.slots }, proxyNames(opts.service, opts.bind, opts.port));
+    f.planeState = () => this.state;
     this.frontends.push(f);
     this.applied.set(f, undefined);
     const c = f.cluster;

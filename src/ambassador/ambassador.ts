@@ -1,0 +1,533 @@
+import { lookup } from 'node:dns/promises';
+import type { AdminServer } from '../admin/http-server.js';
+import { Advertisement } from './advertisement.js';
+import { Connector } from './connector.js';
+import { nodePlaneReason } from './data-plane.js';
+import { LivenessAnswerer } from '../cluster/liveness-answerer.js';
+import { StrandedWatch } from './stranded.js';
+import { HostLiveness, type PeerHost } from '../cluster/host-liveness.js';
+import { ListenerDirectory } from './listener-directory.js';
+import { LocalAddresses } from './local-addresses.js';
+import { type OwnListener, OwnListeners } from './own-listeners.js';
+import { dialledAddresses, formatAddressPort, isLoopback } from '../base/address.js';
+import { type LoopFacts, screenEndpoint } from '../cluster/endpoint-policy.js';
+import type { Config } from '../config/config.js';
+import { credentialExposure } from '../config/credential-exposure.js';
+import { type AdvertiseSpec, type ConnectSpec, ConfigError } from '../config/specs.js';
+import { DnsSrvSource } from '../discovery/dns-srv.js';
+import { MdnsSource } from '../discovery/mdns.js';
+import type { DiscoverySource } from '../discovery/source.js';
+import { StaticSource } from '../discovery/static.js';
+import type { Logger } from '../logging/logger.js';
+import { type InterfaceChange, MdnsEngine, type NetworkState } from '../mdns/engine.js';
+import { InterfaceError, InterfaceSelection } from '../mdns/link/interfaces.js';
+import { anyAnnouncer, provenIdentity } from '../proxy/handshakes/credential-gate.js';
+import { createProtocol } from '../proxy/handshakes/index.js';
+import { defaultLimits, fileDescriptorLimit, FD_RESERVE, type ListenerLimits } from '../proxy/limits.js';
+import { findHaproxy, HaproxyUnusable } from '../proxy/haproxy/binary.js';
+import { HaproxyPlane } from '../proxy/haproxy/plane.js';
+import { plaintextConnection } from '../proxy/tls-policy.js';
+import type { TlsMaterial } from '../proxy/tls.js';
+
+/**
+ * Wires advertisements and connections together. Start: mDNS engine (only if something needs
+ * multicast), then connectors (listeners bound first so a bad port fails fast), then
+ * advertisements. Stop: goodbyes first, then stop accepting, drain (bounded), close sockets.
+ */
+export class Ambassador {
+  engine?: MdnsEngine;
+  readonly advertisements: Advertisement[] = [];
+  readonly connectors: Connector[] = [];
+  draining = false;
+  /** True once start() finished: every listener bound (the admin /healthz reports 200 from then on). */
+  started = false;
+  /** Epoch ms when start() was called (the status page's uptime). */
+  startedAt?: number;
+  admin?: AdminServer;
+  /** Mutual TLS material when --tls-* is given (stats for metrics). */
+  tls?: TlsMaterial;
+  /** Whether this network namespace lost every interface it had (a stranded sidecar); /healthz reports it. */
+  readonly stranded = new StrandedWatch();
+  /** Host liveness of peer ambassadors, shared by every --connect that browses mDNS. */
+  liveness?: HostLiveness;
+  /** Answers peers' host probes while something is advertised. */
+  answerer?: LivenessAnswerer;
+  /** The HAProxy data plane (--data-plane haproxy), when it carries at least one listener. */
+  haproxy?: HaproxyPlane;
+  private stopping?: Promise<void>;
+  /** Set by prepare({ check: true }) when the interfaces cannot be used on this host now. */
+  interfaceProblem?: string;
+  private select?: InterfaceSelection;
+
+  /** This host's addresses, and every listener of this process: what must never be an endpoint. */
+  readonly local = new LocalAddresses();
+  readonly own = new OwnListeners(this.local);
+  /** The --connect listeners of every ambassador on the network (with mDNS). */
+  directory?: ListenerDirectory;
+  /** What the loop checks of endpoints and advertisements know (see cluster/endpoint-policy.ts). */
+  private readonly loopFacts: LoopFacts = {
+    ownListener: (address, port) => this.own.reachedAt(address, port),
+    peerListener: (address, port) => this.directory?.find(address, port),
+    isLocal: (address) => this.local.has(address),
+    mdnsOnLoopback: () => this.engine?.network().interfaces.some((i) => i.addresses.some(isLoopback)) ?? false,
+  };
+  /** Circuit-breaker defaults of every listener (--connect and relays), from the file-descriptor limit. */
+  readonly defaultLimits: ListenerLimits;
+  private readonly fdLimit: number | undefined;
+
+  constructor(readonly config: Config, private readonly log: Logger) {
+    this.fdLimit = fileDescriptorLimit();
+    this.defaultLimits = defaultLimits(config.connect.length + config.advertise.length, this.fdLimit);
+  }
+
+  /** A --connect listener's circuit breakers: what its spec gives, else the defaults. */
+  private limitsFor(spec: ConnectSpec): ListenerLimits {
+    const d = this.defaultLimits;
+    const maxConnections = spec.limits.maxConnections ?? d.maxConnections;
+    return {
+      maxConnections,
+      maxPending: spec.limits.maxPending ?? Math.min(d.maxPending, maxConnections),
+      maxPerEndpoint: spec.limits.maxPerEndpoint ?? maxConnections,
+    };
+  }
+
+  /** One warning when the listeners may together need more file descriptors than the process may open. */
+  private warnAboutFileDescriptors(): void {
+    if (this.fdLimit === undefined) return;
+    const need = this.connectors.reduce((n, c) => n + c.listener.limits.maxConnections, 0)
+      + this.config.advertise.reduce((n, a) => n + (a.maxConnections ?? this.defaultLimits.maxConnections), 0);
+    if (2 * need + FD_RESERVE > this.fdLimit) {
+      this.log.warn({ fileDescriptorLimit: this.fdLimit, connections: need },
+        `the listeners' max-connections add up to ${need} connections (2 file descriptors each) but this process may open only ${this.fdLimit} files: raise the limit (ulimit -n) or lower max-connections`);
+    } else if (this.defaultLimits.maxConnections < 256) {
+      this.log.warn({ fileDescriptorLimit: this.fdLimit, maxConnections: this.defaultLimits.maxConnections },
+        `the file-descriptor limit (${this.fdLimit}) leaves each listener ${this.defaultLimits.maxConnections} connections by default: raise it (ulimit -n) if clients are refused`);
+    }
+  }
+
+  private needsMdns(): boolean {
+    const c = this.config;
+    const fixed = new Set([...c.static.map((s) => s.name), ...c.srv.map((s) => s.name)]);
+    return c.advertise.length > 0 || c.connect.some((x) => !fixed.has(x.name));
+  }
+
+  /**
+   * Everything that can refuse the configuration, before the first packet leaves: TLS files,
+   * credentials files, and every port we listen on (admin, --connect listeners, fixed relay
+   * ports, the host probe port). `--check` runs exactly this and releases it again.
+   */
+  async prepare(opts: { check?: boolean } = {}): Promise<void> {
+    const c = this.config;
+    // Every port we listen on is in the configuration (none is 0 but a relay's): loops between
+    // them are refused before anything is bound or logged.
+    this.registerConfiguredListeners();
+    this.refuseLoopsInConfiguration();
+    if (c.tls) await this.startTls(c.tls);
+    if (c.admin) {
+      // Loaded only when asked for: prom-client is a few MB of resident memory per process.
+      const { AdminServer } = await import('../admin/http-server.js');
+      const admin = new AdminServer(this, c.admin);
+      try {
+        await admin.listen();
+      } catch (err) {
+        throw new ConfigError(`--admin: ${(err as Error).message}`);
+      }
+      this.admin = admin;
+    }
+    if (this.needsMdns()) {
+      let select: InterfaceSelection;
+      try {
+        select = InterfaceSelection.parse(c.interfaces, c.excludeInterfaces);
+      } catch (err) {
+        if (err instanceof InterfaceError) throw new ConfigError(err.message);
+        throw err;
+      }
+      this.select = select;
+      // Created, not started: no socket until every listener is bound. The interfaces are the
+      // host's, not the configuration's: none usable now is no error (run waits, --check says so).
+      this.engine = new MdnsEngine({
+        select,
+        hostname: c.hostname,
+        ipv6: c.ipv6,
+        ttl: c.ttl ? { host: c.ttl, txt: c.ttl, ptr: c.ttl } : undefined,
+      });
+      if (opts.check) {
+        const now = this.engine.monitor.peek();
+        const missing = select.unmatched(this.engine.monitor.readAll());
+        if (missing.length) this.interfaceProblem = `interface '${missing[0]}' is not there now (run waits for it)`;
+        else if (now.length === 0) this.interfaceProblem = 'no usable network interface now (run waits for one)';
+      }
+    }
+    if (c.dataPlane === 'haproxy' && c.connect.some((spec) => nodePlaneReason(spec, c) === undefined)) await this.createHaproxyPlane();
+    for (const spec of c.connect) {
+      const conn = this.createConnector(spec);
+      this.connectors.push(conn);
+      try {
+        await conn.bind();
+      } catch (err) {
+        throw new ConfigError(`--connect ${spec.raw}: ${(err as Error).message}`);
+      }
+    }
+    if (this.haproxy) {
+      // Every listener bound once by us (a port in use fails as on the Node data plane); now HAProxy binds them for good.
+      if (opts.check) {
+        const complaint = await this.haproxy.check();
+        if (complaint) throw new ConfigError(`--data-plane haproxy: HAProxy refuses the configuration: ${complaint}`);
+      } else {
+        try {
+          await this.haproxy.start();
+        } catch (err) {
+          throw new ConfigError(`--data-plane haproxy: ${(err as Error).message}`);
+        }
+      }
+    }
+    if (c.advertise.length > 0) {
+      // Peers ask this host whether it lives and still serves what it announces (host probes).
+      const answerer = new LivenessAnswerer({
+        port: c.probePort,
+        serving: (port) => this.advertisements.some((a) => a.announcedPort === port && a.serving),
+      });
+      try {
+        await answerer.start();
+      } catch (err) {
+        throw new ConfigError(`--probe-port ${c.probePort}: cannot bind UDP (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      }
+      this.answerer = answerer;
+    }
+    for (const spec of c.advertise) {
+      const adv = new Advertisement(spec, this.engine!, this.log, {
+        healthIntervalMs: c.healthInterval,
+        healthTimeoutMs: c.healthTimeout,
+        connectTimeoutMs: c.connectTimeout,
+        tls: this.tls,
+        probePort: this.answerer?.port,
+        maxConnections: spec.maxConnections ?? this.defaultLimits.maxConnections,
+        loopCheck: () => this.advertisementLoop(spec),
+      });
+      this.advertisements.push(adv);
+      try {
+        await adv.bind();
+      } catch (err) {
+        throw new ConfigError(`--advertise ${spec.raw}: ${(err as Error).message}`);
+      }
+    }
+    if (!opts.check) this.warnAboutFileDescriptors();
+  }
+
+  /** Finds HAProxy (missing or too old: exit 2 naming what was found) and prepares its data plane. */
+  private async createHaproxyPlane(): Promise<void> {
+    const c = this.config;
+    let binary;
+    try {
+      binary = await findHaproxy(c.haproxy);
+    } catch (err) {
+      if (err instanceof HaproxyUnusable) throw new ConfigError(err.message);
+      throw err;
+    }
+    this.haproxy = new HaproxyPlane({
+      binary,
+      log: this.log,
+      connectTimeoutMs: c.connectTimeout,
+      idleTimeoutMs: c.idleTimeout,
+      queueTimeoutMs: c.noEndpointWait,
+      noEndpointWaitMs: c.noEndpointWait,
+      keepConnections: c.keepConnections,
+      slots: c.haproxySlots,
+    });
+  }
+
+  /** The listeners the configuration names, with their fixed ports: admin, --connect, relay-port. */
+  private registerConfiguredListeners(): void {
+    const c = this.config;
+    if (c.admin) this.own.add({ kind: 'admin', host: c.admin.host, port: c.admin.port, what: `admin endpoint (--admin ${formatAddressPort(c.admin.host, c.admin.port)})` });
+    const fixed = new Set([...c.static.map((s) => s.name), ...c.srv.map((s) => s.name)]);
+    for (const spec of c.connect) {
+      this.own.add({ kind: 'connect', host: spec.bind, port: spec.port, what: `--connect ${spec.raw} listener`, forwardsToMdns: !fixed.has(spec.name) });
+    }
+    for (const spec of c.advertise) {
+      if (spec.relayPort !== 0) this.own.add(this.relayListener(spec, spec.relayPort));
+    }
+  }
+
+  /**
+   * Loops the configuration shows, refused before anything starts (exit status 2): an
+   * advertisement whose target is a listener of this process, a --static endpoint that is one.
+   * (Names are resolved, and other ambassadors' listeners learned, at run time.)
+   */
+  private refuseLoopsInConfiguration(): void {
+    for (const spec of this.config.advertise) {
+      const why = this.ownTargetLoop(spec, dialledAddresses(spec.targetHost ?? '127.0.0.1'));
+      if (why) throw new ConfigError(`--advertise ${spec.raw}: ${why}`);
+    }
+    for (const s of this.config.static) {
+      for (const e of s.endpoints) {
+        for (const a of dialledAddresses(e.host)) {
+          const own = this.own.reachedAt(a, e.port);
+          if (own && own.kind !== 'relay') {
+            throw new ConfigError(`--static ${s.raw}: ${formatAddressPort(e.host, e.port)} is this ambassador's own ${own.what}: every client would be sent back to it (a loop)`);
+          }
+        }
+      }
+    }
+  }
+
+  /**
+   * Why announcing an advertisement's target (at `addresses`) would loop back into this process:
+   * it is one of our listeners — except a --connect listener that does not forward to mDNS
+   * endpoints (--static, --srv): announcing that one is a gateway, not a loop.
+   */
+  private ownTargetLoop(spec: AdvertiseSpec, addresses: string[]): string | undefined {
+    const target = formatAddressPort(spec.targetHost ?? '127.0.0.1', spec.port);
+    for (const a of addresses) {
+      const own = this.own.reachedAt(a, spec.port);
+      if (own && !(own.kind === 'connect' && !own.forwardsToMdns)) {
+        return `the target ${target} is this ambassador's own ${own.what}: announcing it would send every client back here (a loop); advertise the port of the real service`;
+      }
+    }
+    return undefined;
+  }
+
+  /** Run-time check of an advertisement's target: names resolved, other ambassadors' listeners too. */
+  private async advertisementLoop(spec: AdvertiseSpec): Promise<string | undefined> {
+    const host = spec.targetHost ?? '127.0.0.1';
+    let addresses = dialledAddresses(host);
+    if (addresses.length === 0) {
+      try {
+        addresses = (await lookup(host, { all: true })).map((a) => a.address);
+      } catch {
+        return undefined; // does not resolve: the health check says so
+      }
+    }
+    const own = this.ownTargetLoop(spec, addresses);
+    if (own) return own;
+    for (const a of addresses) {
+      const peer = this.directory?.find(a, spec.port);
+      if (peer) return `the target ${formatAddressPort(host, spec.port)} is ${peer}: announcing it would make connections circle between ambassadors (a loop)`;
+    }
+    return undefined;
+  }
+
+  private relayListener(spec: AdvertiseSpec, port: number): OwnListener {
+    const to = dialledAddresses(spec.targetHost ?? '127.0.0.1');
+    return { kind: 'relay', host: '0.0.0.0', port, what: `relay of --advertise ${spec.raw} (port ${port})`,
+      toThisHost: to.length > 0 && to.every((a) => this.local.has(a)) };
+  }
+
+  /** A relay (started at bind, or when first announced) is one of our listeners from now on. */
+  private readonly relays = new Map<Advertisement, OwnListener>();
+  private registerRelay(adv: Advertisement): void {
+    const port = adv.relay?.address()?.port;
+    if (port === undefined || adv.spec.relayPort !== 0 || this.relays.has(adv)) return; // a fixed relay-port is registered from the start
+    const l = this.relayListener(adv.spec, port);
+    this.relays.set(adv, l);
+    this.own.add(l);
+    this.recheckLoops();
+  }
+
+  /** What is known about listeners changed: every endpoint and advertisement is checked again. */
+  private recheckLoops(): void {
+    for (const c of this.connectors) c.cluster.recheck();
+    for (const a of this.advertisements) void a.recheckLoop();
+  }
+
+  /** prepare(), then go live: mDNS, discovery, health checks, announcements. */
+  async start(): Promise<void> {
+    this.startedAt = Date.now();
+    await this.prepare();
+    this.stranded.on('state', (state) => (state === 'stranded'
+      ? this.log.warn('network lost: no interface left but loopback (/healthz reports no-network)')
+      : this.log.info({ state }, 'network interface back')));
+    this.stranded.start();
+    const c = this.config;
+    if (this.admin) {
+      const port = this.admin.address()?.port;
+      const base = `http://${formatAddressPort(c.admin!.host, port!)}`;
+      this.log.info({ admin: base, statusPage: `${base}/`, resources: ['/', '/healthz', '/peers', '/metrics', '/status', '/events'] }, 'admin endpoint listening');
+    }
+    if (this.engine) await this.startMdns(this.engine, this.select!);
+    if (this.engine) {
+      const directory = new ListenerDirectory(this.engine, this.local, this.loopFacts.mdnsOnLoopback);
+      this.directory = directory;
+      // Ours first, before any endpoint is used: the listeners that others could reach and that
+      // forward to mDNS endpoints.
+      for (const conn of this.connectors) {
+        if (conn.sources.some((x) => x.kind === 'mdns') && !isLoopback(conn.spec.bind)) {
+          directory.announce(conn.spec.name, conn.spec.bind, conn.listener.address()!.port);
+        }
+      }
+      directory.on('changed', () => this.recheckLoops());
+      directory.start();
+      // The engine sees interface addresses come and go (only its own interfaces: the rest is
+      // looked at by LocalAddresses every two seconds).
+      this.engine.on('interface', () => this.recheckLoops());
+    }
+    this.local.watch();
+    this.local.on('changed', () => this.recheckLoops());
+    for (const conn of this.connectors) {
+      this.admin?.metrics.watchConnector(conn);
+      await conn.start();
+    }
+    for (const adv of this.advertisements) {
+      adv.on('state', (state, reason) => {
+        this.registerRelay(adv);
+        const fields = { service: adv.spec.name, instance: adv.instance, port: adv.announcedPort, state, reason };
+        if (state === 'withdrawn' || state === 'waiting-for-target') this.log.warn(fields, 'advertisement');
+        else this.log.info(fields, 'advertisement');
+      });
+      this.admin?.metrics.watchAdvertisement(adv);
+      await adv.start();
+    }
+    this.started = true;
+  }
+
+  /**
+   * The mDNS engine follows the interfaces as they come and go: having none yet (a container's
+   * network coming up late, a laptop without Wi-Fi) is a warning, not an error.
+   */
+  private async startMdns(engine: MdnsEngine, select: InterfaceSelection): Promise<void> {
+    engine.on('warning', (err: Error) => this.log.warn({ err: err.message }, 'mDNS'));
+    engine.on('host-renamed', (from, to, why) => this.log.warn({ from, to, why }, 'host name conflict: renamed'));
+    engine.on('interface-failed', (name: string, err: Error) => this.log.warn({ interface: name, err: err.message }, 'cannot use interface for mDNS; retrying'));
+    await engine.start();
+    const net = engine.network();
+    this.log.info({ host: engine.hostName, interfaces: net.interfaces.map((i) => `${i.name} ${i.addresses.join(' ')}`) }, 'mDNS started');
+    for (const missing of select.unmatched(engine.monitor.readAll())) {
+      this.log.warn({ interface: missing }, `interface '${missing}' is not there (yet): waiting for it`);
+    }
+    if (net.interfaces.length === 0) this.log.warn({ select: select.toString() }, 'no usable network interface: waiting for one (mDNS starts when it appears)');
+    engine.on('interface', (ch: InterfaceChange) => {
+      const msg = ch.change === 'address' ? 'interface address changed' : `interface ${ch.change}`;
+      const fields = { interface: ch.interface, addresses: ch.addresses, ...(ch.change === 'address' ? { added: ch.added, removed: ch.removed } : {}) };
+      if (ch.change === 'down') this.log.warn(fields, msg);
+      else this.log.info(fields, msg);
+    });
+    let inUse = net.interfaces.map((i) => i.name).join(',');
+    engine.on('network', (state: NetworkState) => {
+      const now = state.interfaces.map((i) => i.name).join(',');
+      if (now === inUse) return;
+      inUse = now;
+      if (state.interfaces.length === 0) this.log.warn({ select: select.toString() }, 'no usable network interface: waiting for one');
+      else this.log.info({ interfaces: state.interfaces.map((i) => `${i.name} ${i.addresses.join(' ')}`) }, 'mDNS interfaces in use');
+    });
+  }
+
+  private createConnector(spec: ConnectSpec): Connector {
+    const c = this.config;
+    const sources: DiscoverySource[] = [];
+    for (const s of c.static.filter((x) => x.name === spec.name)) sources.push(new StaticSource(s.endpoints));
+    for (const s of c.srv.filter((x) => x.name === spec.name)) {
+      const srv = new DnsSrvSource(s.query, { servers: c.dnsServers });
+      // failed lookups are logged by the connector ('resolve-error'); the rest of the story here
+      srv.on('warning', (msg: string, fields: object) => this.log.warn({ service: spec.name, ...fields }, msg));
+      srv.on('info', (msg: string, fields: object) => this.log.info({ service: spec.name, ...fields }, msg));
+      sources.push(srv);
+    }
+    const credentials = credentialExposure(spec, { tls: !!this.tls, named: sources.length > 0, trustedLan: c.trustedLan });
+    for (const warning of credentials?.warnings ?? []) this.log.warn({ service: spec.name, listen: `${spec.bind}:${spec.port}` }, warning);
+    const nodeOnly = c.dataPlane === 'haproxy' ? nodePlaneReason(spec, c) : undefined;
+    if (sources.length === 0) {
+      sources.push(new MdnsSource(this.engine!, spec.name));
+      this.liveness ??= this.createLiveness();
+    }
+    return new Connector(spec, sources, this.log, {
+      healthIntervalMs: c.healthInterval,
+      healthTimeoutMs: c.healthTimeout,
+      connectTimeoutMs: c.connectTimeout,
+      raceDelayMs: c.raceDelay,
+      liveness: sources[0] instanceof MdnsSource ? this.liveness : undefined,
+      idleTimeoutMs: c.idleTimeout,
+      noEndpointWaitMs: c.noEndpointWait,
+      keepConnections: c.keepConnections,
+      limits: this.limitsFor(spec),
+      haproxy: nodeOnly === undefined ? this.haproxy : undefined,
+      nodePlaneReason: nodeOnly,
+      screen: (ep) => screenEndpoint(ep, this.loopFacts),
+      protocol: spec.protocol
+        ? createProtocol(spec.protocol, { authFile: spec.authFile, db: spec.db, credentialGate: c.trustedLan ? anyAnnouncer : provenIdentity })
+        : undefined,
+      credentials,
+      createConnection: this.tls
+        ? this.tls.createConnection({ expectName: spec.tlsName })
+        : plaintextConnection((ep) => this.once(`plaintext:${ep.key}`, () => this.log.warn(
+          { service: spec.name, endpoint: ep.label, address: ep.address },
+          'endpoint requires mutual TLS (TXT tls=1) but this ambassador has no --tls-cert/--tls-key/--tls-ca: refusing to send it plaintext'))),
+    });
+  }
+
+  /** One host liveness check for every cluster browsing mDNS: one probe per peer host, however many use it. */
+  private createLiveness(): HostLiveness {
+    const liveness = new HostLiveness({ intervalMs: this.config.healthInterval });
+    const fields = (peer: PeerHost) => ({ host: peer.address, probePort: peer.probePort, endpoints: [...peer.members.keys()].map((e) => e.label) });
+    liveness.on('host-down', (peer, code) => this.log.warn({ ...fields(peer), code, lossRate: round3(peer.loss.rate), misses: peer.misses },
+      code === 'ESILENT' ? 'peer host silent: its endpoints are down' : 'peer host unreachable: its endpoints are down'));
+    liveness.on('host-up', (peer) => this.log.info(fields(peer), 'peer host answers host probes again'));
+    liveness.on('orphaned', (peer) => this.log.warn(fields(peer),
+      'peer host refuses host probes (its ambassador is gone): checking its endpoints ourselves until it is back or they are withdrawn'));
+    liveness.on('adopted', (peer) => this.log.info(fields(peer), 'peer ambassador answers host probes again'));
+    return liveness;
+  }
+
+  private async startTls(files: NonNullable<Config['tls']>): Promise<void> {
+    // Loaded only with --tls-* (see tls-policy.ts).
+    const { TlsMaterial } = await import('../proxy/tls.js');
+    let tls: TlsMaterial;
+    try {
+      tls = await TlsMaterial.load(files, { handshakeTimeoutMs: this.config.connectTimeout });
+    } catch (err) {
+      throw new ConfigError((err as Error).message);
+    }
+    tls.on('reloaded', () => this.log.info({ cert: files.cert }, 'TLS certificate files changed: new connections use them'));
+    tls.on('reload-error', (message: string) => this.log.warn({ cert: files.cert }, message));
+    tls.on('connect-failed', (ep, code: string) => this.once(`tls:${ep.key}:${code}`, () => this.log.warn(
+      { endpoint: ep.label, address: ep.address, code },
+      'TLS handshake with endpoint failed: not a trusted ambassador (no application byte was sent to it)')));
+    tls.on('accept-failed', (remote: string, code: string) => this.once(`tls-accept:${remote.replace(/:\d+$/, '')}:${code}`, () =>
+      this.log.warn({ remote, code }, 'TLS client refused (no certificate signed by the CA); nothing relayed')));
+    await tls.start();
+    this.tls = tls;
+    this.log.info({ cert: files.cert, ca: files.ca, minVersion: tls.minVersion }, 'mutual TLS on ambassador-to-ambassador connections');
+  }
+
+  private readonly onceKeys = new Map<string, number>();
+
+  /** Runs `fn` for `key` at most once a minute (repeated refusals would flood the log). */
+  private once(key: string, fn: () => void): void {
+    const now = Date.now();
+    if ((this.onceKeys.get(key) ?? 0) > now) return;
+    if (this.onceKeys.size > 10_000) this.onceKeys.clear();
+    this.onceKeys.set(key, now + 60_000);
+    fn();
+  }
+
+  /** Idempotent graceful stop. */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    this.draining = true;
+    this.stranded.stop();
+    // Goodbyes first: peers stop sending new connections here before we stop accepting.
+    for (const a of this.advertisements) a.sayGoodbye();
+    this.local.stop();
+    await this.directory?.stop();
+    const drainMs = this.config.drainTimeout;
+    await Promise.all([
+      // HAProxy first: its soft stop (stop accepting, finish what is open, bounded by the drain
+      // time) starts before the clusters are emptied.
+      this.haproxy?.stop(drainMs),
+      ...this.connectors.map((x) => x.stop(drainMs)),
+      ...this.advertisements.map((a) => a.stop(drainMs)),
+    ]);
+    this.tls?.stop();
+    this.liveness?.stop();
+    this.answerer?.stop();
+    await this.engine?.stop();
+    await this.admin?.close();
+  }
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

@@ -1,0 +1,140 @@
+import type { Clock } from '../../base/clock.js';
+import { type Family, type LinkInfo, onLink } from './interfaces.js';
+import type { Claim } from '../publish/owned.js';
+import type { OwnedRecord } from '../wire/records.js';
+import { HEADER_BYTES, OutgoingScheduler, type SchedulerStats } from './scheduler.js';
+import type { Destination, LinkTransport } from './sockets.js';
+import { packetBytes } from '../wire/packets.js';
+import type { OutgoingPacket } from '../wire/codec.js';
+
+export interface TransportStats {
+  packetsIn: number;
+  packetsOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Packets that failed to decode or validate. */
+  malformed: number;
+  /** Well-formed packets ignored: off-link source, or a response from a port other than 5353. */
+  ignored: number;
+  sendErrors: number;
+}
+
+/**
+ * One network interface mDNS runs on, and everything that belongs to it: its addresses, its
+ * sockets (the transport), an outgoing scheduler per address family, the names we have probed
+ * here (`established`) and the records we have announced here and not withdrawn (`announced`:
+ * what needs a goodbye when it stops being ours). Created when the interface appears, updated
+ * when its addresses change, dropped when it goes; nothing else is torn down.
+ */
+export class Link {
+  /** When this link came up (clock ms). */
+  readonly since: number;
+  /** Probing may start (the link has settled after coming up). */
+  ready = false;
+  /** Claims (host name, services) probed successfully on this link. */
+  readonly established = new Set<Claim>();
+  /** Records announced here and not withdrawn, per family, by record key. */
+  readonly announced = new Map<Family, Map<string, OwnedRecord>>();
+  private readonly schedulers = new Map<Family, OutgoingScheduler>();
+  private pendingSends = 0;
+  closed = false;
+
+  constructor(
+    public info: LinkInfo,
+    private readonly transport: LinkTransport,
+    private readonly clock: Clock,
+    private readonly stats: TransportStats & SchedulerStats,
+  ) {
+    this.since = clock.now();
+  }
+
+  get name(): string {
+    return this.info.name;
+  }
+
+  get ipv4(): LinkInfo['ipv4'] {
+    return this.info.ipv4;
+  }
+
+  get ipv6(): LinkInfo['ipv6'] {
+    return this.info.ipv6;
+  }
+
+  /** Families we have a socket for here. */
+  families(): Family[] {
+    return this.closed ? [] : this.transport.families();
+  }
+
+  /** Every address of ours on this link (IPv6 without zone). */
+  addresses(): string[] {
+    return [...this.info.ipv4.map((a) => a.address), ...this.info.ipv6.map((a) => a.address)];
+  }
+
+  /** Whether a packet's source address is on this link (RFC 6762 §11). */
+  onLink(address: string): boolean {
+    return onLink(this.info, address);
+  }
+
+  /** The outgoing scheduler of one family. */
+  out(family: Family): OutgoingScheduler {
+    let s = this.schedulers.get(family);
+    if (!s) {
+      s = new OutgoingScheduler(this.clock, (p, dest, sent) => this.send(p, family, dest, sent), () => this.info.mtu - HEADER_BYTES[family], this.stats);
+      this.schedulers.set(family, s);
+    }
+    return s;
+  }
+
+  /** Records announced on `family` (created on first use). */
+  announcedOn(family: Family): Map<string, OwnedRecord> {
+    let m = this.announced.get(family);
+    if (!m) this.announced.set(family, (m = new Map()));
+    return m;
+  }
+
+  /** Encodes and sends one packet: to the group on `family`, or unicast to `dest`; `sent` once it left. */
+  send(packet: OutgoingPacket, family: Family, dest?: Destination, sent?: () => void): void {
+    if (this.closed) return;
+    let buf: Buffer;
+    try {
+      buf = packetBytes(packet);
+    } catch {
+      this.stats.sendErrors++;
+      return;
+    }
+    this.pendingSends++;
+    const ok = this.transport.send(buf, family, dest, (err) => {
+      this.pendingSends--;
+      if (err) this.stats.sendErrors++;
+      else sent?.();
+    });
+    if (!ok) {
+      this.pendingSends--;
+      return;
+    }
+    this.stats.packetsOut++;
+    this.stats.bytesOut += buf.length;
+  }
+
+  async update(info: LinkInfo): Promise<void> {
+    this.info = info;
+    await this.transport.update(info);
+    // A family whose socket went: what was announced on it is gone with it.
+    for (const f of [...this.announced.keys()]) if (!this.families().includes(f)) this.announced.delete(f);
+  }
+
+  /** Sends what is queued for goodbye now (before a stop). */
+  flushGoodbyes(): void {
+    for (const s of this.schedulers.values()) s.flush(true);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // Let queued datagrams (goodbyes) leave first; bounded.
+    for (let i = 0; i < 50 && this.pendingSends > 0; i++) await new Promise((r) => setTimeout(r, 2));
+    this.closed = true;
+    for (const s of this.schedulers.values()) s.close();
+    this.schedulers.clear();
+    await this.transport.close();
+  }
+}
