@@ -8,6 +8,8 @@ import { join, resolve } from 'node:path';
 import { startProcess, waitPort, waitListen, sleep, sh } from './proc.mjs';
 
 /**
+ * Paths: direct, haproxy (a bare HAProxy), socat, ambassador (the Node data plane), amb-haproxy
+ * (the ambassador with --data-plane haproxy), then the ones given here.
  * Path definitions from the command line:
  *   --ambassador-bin FILE                  the ambassador's entry point (default dist/cli/bin.js)
  *   --node BIN                             Node binary of the ambassador and the Node variants
@@ -85,7 +87,7 @@ listen bulk
 
   // Every feature on, as a user runs it: retry before the first byte and outlier detection
   // (always on), metrics (--admin) and logging at info (JSON lines to a pipe).
-  const ambassador = (name, bin, nodeArgs, nodeBinary) => async () => {
+  const ambassador = (name, bin, nodeArgs, nodeBinary, planeArgs = []) => async () => {
     const p = ports();
     const proc = start(name, nodeBinary, [
       ...nodeArgsAll,
@@ -95,6 +97,7 @@ listen bulk
       '--connect', `bulk=${p.bulk}`, '--static', `bulk=127.0.0.1:${bulkPort}`,
       '--admin', `127.0.0.1:${p.redis + 2}`,
       '--log-level', 'info',
+      ...planeArgs,
       ...ambArgs,
     ]);
     await ready(proc, p);
@@ -104,6 +107,10 @@ listen bulk
   };
   defs.ambassador = ambassador('ambassador', ambBin, process.env.BENCH_NODE_ARGS ?? '', nodeBin);
   node.ambassador = versionOf(nodeBin);
+  // The same ambassador with HAProxy as its data plane: the ambassador discovers and decides, a
+  // child HAProxy carries the bytes. Its pids include HAProxy's (a child: counted in the tree).
+  defs['amb-haproxy'] = ambassador('amb-haproxy', ambBin, process.env.BENCH_NODE_ARGS ?? '', nodeBin, ['--data-plane', 'haproxy']);
+  node['amb-haproxy'] = versionOf(nodeBin);
 
   const extra = [];
   for (let i = 0; i < argv.length; i++) {
@@ -132,7 +139,7 @@ listen bulk
       extra.push(name);
     }
   }
-  return { defs, names: ['direct', 'haproxy', 'socat', 'ambassador', ...extra], node };
+  return { defs, names: ['direct', 'haproxy', 'socat', 'ambassador', 'amb-haproxy', ...extra], node };
 }
 
 function fail(err, proc) {

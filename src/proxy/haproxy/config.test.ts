@@ -57,6 +57,14 @@ test('the configuration: master-worker, runtime API, limits, retries, no health 
   assert.doesNotMatch(text, /\bcheck\b/, 'HAProxy checks no endpoint: the ambassador decides');
 });
 
+test('max-per-endpoint that max-connections already covers: no server maxconn, no queue rule', () => {
+  const base = spec();
+  const l = { ...base.listeners[0]!, limits: { maxConnections: 100, maxPending: 10, maxPerEndpoint: 100 } };
+  const text = renderConfig({ ...base, listeners: [l] });
+  assert.doesNotMatch(text, /maxconn 100\b|queue\(/);
+  assert.match(text, /tcp-request connection reject if \{ fe_conn gt 100 \}/);
+});
+
 test('renderedSlot: what the runtime API must then correct (a drain slot starts ready with weight 0)', () => {
   const s = spec().listeners[0]!.slots;
   assert.deepEqual(renderedSlot(s[1]!), { ...s[1]!, state: 'ready', weight: 0 });

