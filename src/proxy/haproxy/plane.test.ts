@@ -234,7 +234,7 @@ setInterval(() => {}, 1000);
 
 for (const way of ['pdeathsig', 'sentinel'] as const) {
   test(`the ambassador killed with -9 leaves no HAProxy (${way})`, { skip: skip ?? (way === 'pdeathsig' && binary?.parentDeath.kind !== 'pdeathsig' ? 'no setpriv --pdeathsig here' : undefined) }, async () => {
-    const dir = fileURLToPath(new URL('.', import.meta.url));
+    const dir = fileURLToPath(new URL('.', import.meta.url)).replace(/\/$/, '');
     const child = spawn(process.execPath, ['--input-type=module', '-e', CHILD, dir, way, String(await freePort())], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     const pids = await new Promise<{ master: number; worker: number }>((resolve, reject) => {
