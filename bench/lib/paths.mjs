@@ -23,7 +23,7 @@ import { startProcess, waitPort, waitListen, sleep, sh } from './proc.mjs';
  * Returns { defs: name → async () => { pids, redis, bulk, stop }, names (every path, in order),
  * node: name → version of the Node binary that runs it (Node paths only) }.
  */
-export function pathDefinitions({ root, argv, opt, redisPort, bulkPort, wrap = (cmd, args) => [cmd, args], startTimeoutMs = 10_000 }) {
+export function pathDefinitions({ root, argv, opt, redisPort, bulkPort, wrap = (cmd, args) => [cmd, args], startTimeoutMs = 30_000 }) {
   const ambBin = resolve(root, opt('ambassador-bin', 'dist/cli/bin.js'));
   const nodeBin = opt('node', process.execPath);
   const ambArgs = (opt('amb-args') ?? '').split(' ').filter(Boolean);

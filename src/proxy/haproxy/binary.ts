@@ -59,7 +59,8 @@ export async function findHaproxy(explicit?: string): Promise<HaproxyBinary> {
       ? `${what}: no such program on PATH`
       : `${what}: no 'haproxy' on PATH (${process.env.PATH ?? ''}); install HAProxy ${MIN_VERSION.join('.')} or later, or give its path with --haproxy PATH`);
   }
-  const r = await run(path, ['-vv']);
+  // (both at once: a process start is slow on a loaded machine)
+  const [r, death] = await Promise.all([run(path, ['-vv']), parentDeath()]);
   if (r.error && typeof r.error.code === 'string') {
     throw new HaproxyUnusable(`${what}: cannot run ${path} (${r.error.code === 'ENOENT' ? 'no such file' : r.error.code})`);
   }
@@ -68,7 +69,7 @@ export async function findHaproxy(explicit?: string): Promise<HaproxyBinary> {
   if (v.major < MIN_VERSION[0] || (v.major === MIN_VERSION[0] && v.minor < MIN_VERSION[1])) {
     throw new HaproxyUnusable(`${what}: ${path} is HAProxy ${v.version}; ${MIN_VERSION.join('.')} or later is needed`);
   }
-  return { path, ...v, lua: /Built with Lua/i.test(r.stdout), parentDeath: await parentDeath() };
+  return { path, ...v, lua: /Built with Lua/i.test(r.stdout), parentDeath: death };
 }
 
 /** util-linux `setpriv` with --pdeathsig (2.33 and later) when there is one; else the sentinel. */

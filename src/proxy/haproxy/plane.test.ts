@@ -6,7 +6,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Cluster } from '../../cluster/cluster.js';
@@ -134,6 +136,38 @@ test('a client that finds no endpoint waits for one (--wait-for-endpoint) and is
   } finally {
     await plane.stop(0);
   }
+});
+
+test('the private directory: 0700, named with our pid; those of dead ambassadors are swept', { skip }, async () => {
+  const base = mkdtempSync(join(tmpdir(), 'plane-dir-test-'));
+  const dead = join(base, 'ambassador-haproxy-4194305-abc');
+  const live = join(base, `ambassador-haproxy-${process.pid}-def`);
+  mkdirSync(dead);
+  mkdirSync(live);
+  const saved = process.env.TMPDIR;
+  process.env.TMPDIR = base;
+  try {
+    const { plane } = setup();
+    assert.ok(plane.dir.startsWith(join(base, `ambassador-haproxy-${process.pid}-`)));
+    assert.equal(statSync(plane.dir).mode & 0o777, 0o700);
+    assert.ok(!existsSync(dead), 'a dead ambassador\'s directory is swept');
+    assert.ok(existsSync(live), 'a live one is kept');
+    await plane.stop(0);
+    assert.ok(!existsSync(plane.dir));
+  } finally {
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+    rmSync(base, { recursive: true, force: true });
+  }
+});
+
+test('HAProxy that cannot start: start() rejects with its alert, and nothing is left running', { skip }, async () => {
+  const { cluster, plane } = setup();
+  // an address this host does not have
+  plane.frontend({ cluster, service: 'svc', bind: '192.0.2.1', port: 6379, balance: 'round-robin', limits: LIMITS });
+  await assert.rejects(plane.start(), /HAProxy did not start: .*(cannot bind|Cannot assign)/i);
+  assert.ok(!pidAlive(plane.masterPid));
+  await plane.stop(0);
 });
 
 test('out of slots: a seamless reload with more; a connection held across it keeps working', { skip }, async () => {

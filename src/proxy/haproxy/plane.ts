@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Endpoint, HealthJudge } from '../../cluster/endpoint.js';
@@ -179,11 +179,12 @@ export class HaproxyPlane extends EventEmitter<HaproxyPlaneEvents> {
     return checkConfig(this.opts.binary.path, this.configFile);
   }
 
-  /** Starts HAProxy with every frontend; resolves once it serves (rejects with HAProxy's complaint). */
+  /**
+   * Starts HAProxy with every frontend; resolves once it serves (rejects with HAProxy's
+   * complaint: a configuration it refuses makes the master exit with an alert saying why).
+   */
   async start(): Promise<void> {
     this.state = 'starting';
-    const complaint = await this.check();
-    if (complaint) throw new Error(`HAProxy refuses the configuration: ${complaint}`);
     await this.spawn('start');
   }
 
@@ -204,7 +205,7 @@ export class HaproxyPlane extends EventEmitter<HaproxyPlaneEvents> {
     const t0 = Date.now();
     const info = await this.waitReady(proc, () => undefined);
     if (!info) {
-      const why = alerts.find((a) => /cannot bind|Address already in use|Starting (frontend|proxy)/i.test(a)) ?? alerts.at(-1) ?? `exit status ${(await proc.exited).code}`;
+      const why = alerts.find((a) => /cannot bind|Address already in use|Starting (frontend|proxy)|parsing \[/i.test(a)) ?? alerts[0] ?? `exit status ${(await proc.exited).code}`;
       throw new Error(`HAProxy did not start: ${why}`);
     }
     this.workerPid = info;
@@ -532,16 +533,50 @@ function unknownSlot(s: Slot): Slot {
 /**
  * A directory only this user can enter (mkdtemp makes it 0700) for the configuration and the
  * runtime API socket. Under the temporary directory; with a read-only root filesystem (the
- * image run with read_only) /dev/shm, a tmpfs a container always has.
+ * image run with read_only) /dev/shm, a tmpfs a container always has. Its name carries our pid:
+ * the directories of ambassadors that died without cleaning up (kill -9) are removed here.
  */
 function privateDirectory(): string {
   const tried: string[] = [];
   for (const base of [tmpdir(), '/dev/shm']) {
     try {
-      return mkdtempSync(join(base, 'ambassador-haproxy-'));
+      sweepDeadDirectories(base);
+      return mkdtempSync(join(base, `${DIR_PREFIX}${process.pid}-`));
     } catch (err) {
       tried.push(`${base} (${(err as NodeJS.ErrnoException).code})`);
     }
   }
   throw new Error(`no writable directory for HAProxy's configuration and socket: ${tried.join(', ')}; set TMPDIR`);
+}
+
+const DIR_PREFIX = 'ambassador-haproxy-';
+
+function sweepDeadDirectories(base: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(base);
+  } catch {
+    return;
+  }
+  const uid = process.getuid?.();
+  for (const name of names) {
+    const m = new RegExp(`^${DIR_PREFIX}(\\d+)-`).exec(name);
+    if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+    const dir = join(base, name);
+    try {
+      if (uid !== undefined && statSync(dir).uid !== uid) continue;
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // another ambassador sweeping at the same time, or not ours
+    }
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
