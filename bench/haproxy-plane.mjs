@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The HAProxy data plane's reaction time and footprint (--data-plane haproxy):
 //
-//   node bench/haproxy-plane.mjs [--switches 30] [--out bench/results/haproxy-plane.json]
+//   node bench/haproxy-plane.mjs [--switches 30] [--rest-s 30] [--out bench/results/haproxy-plane.json]
 //
 // 1. New endpoint → first connection through HAProxy: the plane of dist/ (the ambassador's own
 //    code, in this process) drives a real HAProxy; a client process opens a new connection every
@@ -10,14 +10,15 @@
 //    start of the first connection the new endpoint served. Repeated --switches times, each time
 //    a new endpoint (a free slot filled, the old one retired and freed): no reload.
 // 2. Footprint: RSS of the ambassador (`dist/cli/bin.js --data-plane haproxy`, one --connect
-//    listener with a --static endpoint) and of its HAProxy, idle, against the Node data plane.
+//    listener with a --static endpoint) and of its HAProxy, idle, and the CPU they use at rest
+//    (health checks, HAProxy's statistics read every second), against the Node data plane.
 // Runs in a private network namespace like datapath.mjs.
 import { enterPrivateNetns } from './lib/private-netns.mjs';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { spawn } from 'node:child_process';
-import { startProcess, run, sh, sleep, waitPort, tree, treeRssKb } from './lib/proc.mjs';
+import { cpuSeconds, startProcess, run, sh, sleep, waitPort, tree, treeRssKb } from './lib/proc.mjs';
 import { benchArgs } from './lib/args.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -26,6 +27,7 @@ enterPrivateNetns(fileURLToPath(import.meta.url), 'haproxy-plane');
 
 const { opt } = benchArgs();
 const switches = Number(opt('switches', 30));
+const restS = Number(opt('rest-s', 30));
 const outFile = resolve(root, opt('out', 'bench/results/haproxy-plane.json'));
 const log = (...a) => console.error(`[haproxy-plane ${new Date().toISOString().slice(11, 19)}]`, ...a);
 const dist = (p) => import(pathToFileURL(resolve(root, 'dist', p)).href);
@@ -118,8 +120,11 @@ async function idleRss(args) {
   const pids = tree(p.pid);
   const total = treeRssKb(p.pid) / 1024;
   const own = Number(/VmRSS:\s+(\d+)/.exec(sh('cat', [`/proc/${p.pid}/status`]))?.[1] ?? 0) / 1024;
+  const c0 = cpuSeconds(p.pid);
+  await sleep(restS * 1000);
+  const cpuMsPerS = ((cpuSeconds(p.pid) - c0) * 1000) / restS;
   await p.stop();
-  return { totalMb: +total.toFixed(1), ambassadorMb: +own.toFixed(1), childrenMb: +(total - own).toFixed(1), processes: pids.length };
+  return { totalMb: +total.toFixed(1), ambassadorMb: +own.toFixed(1), childrenMb: +(total - own).toFixed(1), processes: pids.length, cpuMsPerSecondAtRest: +cpuMsPerS.toFixed(2) };
 }
 const footprint = { node: await idleRss([]), haproxy: await idleRss(['--data-plane', 'haproxy']) };
 log(`idle RSS: Node data plane ${JSON.stringify(footprint.node)}; HAProxy data plane ${JSON.stringify(footprint.haproxy)}`);

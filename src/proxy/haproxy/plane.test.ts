@@ -79,11 +79,11 @@ after(async () => {
   for (const s of servers) await s.close();
 });
 
-function setup(slots = 4) {
+function setup(slots = 4, more: { idleTimeoutMs?: number; queueTimeoutMs?: number } = {}) {
   const cluster = new Cluster('svc');
   const plane = new HaproxyPlane({
     binary: binary!, log: createLogger('silent'), connectTimeoutMs: 1000, idleTimeoutMs: 0, queueTimeoutMs: 1000, noEndpointWaitMs: 30_000,
-    keepConnections: false, slots, statsIntervalMs: 200,
+    keepConnections: false, slots, statsIntervalMs: 200, ...more,
   });
   return { cluster, plane };
 }
@@ -168,6 +168,36 @@ test('HAProxy that cannot start: start() rejects with its alert, and nothing is 
   await assert.rejects(plane.start(), /HAProxy did not start: .*(cannot bind|Cannot assign)/i);
   assert.ok(!pidAlive(plane.masterPid));
   await plane.stop(0);
+});
+
+test('limits: max-per-endpoint queues in HAProxy, max-pending refuses past the queue (counted), --idle-timeout closes', { skip }, async () => {
+  const { cluster, plane } = setup(4, { idleTimeoutMs: 400, queueTimeoutMs: 30_000 });
+  const port = await freePort();
+  const f = plane.frontend({ cluster, service: 'svc', bind: '127.0.0.1', port, balance: 'round-robin', limits: { maxConnections: 100, maxPending: 1, maxPerEndpoint: 1 } });
+  try {
+    await plane.start();
+    cluster.setEndpoints('static', [endpoint(0)]);
+    await plane.settled();
+    const open = (): { socket: net.Socket; greeted: Promise<string>; closed: Promise<void> } => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.on('error', () => {});
+      return { socket, greeted: new Promise((r) => socket.once('data', (d) => r(String(d)))), closed: new Promise((r) => socket.once('close', () => r())) };
+    };
+    const first = open();
+    assert.equal(await first.greeted, 'a');
+    const second = open();
+    while (f.queued === 0) await plane.refresh(0);
+    const third = open();
+    await third.closed;
+    await plane.refresh(0);
+    assert.equal(f.refused['max-pending'], 1);
+    // the first one idle for --idle-timeout: HAProxy closes it, the queued one gets the endpoint
+    await first.closed;
+    assert.equal(await second.greeted, 'a');
+    second.socket.destroy();
+  } finally {
+    await plane.stop(0);
+  }
 });
 
 test('out of slots: a seamless reload with more; a connection held across it keeps working', { skip }, async () => {
