@@ -166,12 +166,17 @@ export class HaproxyFrontend extends EventEmitter<HaproxyFrontendEvents> {
     this.seen = new Map();
   }
 
+  /** Sum of every counter delta taken (tells a reading that found something new). */
+  private movement = 0;
+
   private delta(source: string, counter: string, value: number): number {
     let s = this.seen.get(source);
     if (!s) this.seen.set(source, (s = {}));
     const before = s[counter] ?? 0;
     s[counter] = value;
-    return value >= before ? value - before : value;
+    const d = value >= before ? value - before : value;
+    this.movement += d;
+    return d;
   }
 
   private totalsOf(label: string): EndpointTotals {
@@ -185,8 +190,10 @@ export class HaproxyFrontend extends EventEmitter<HaproxyFrontendEvents> {
    * deltas (added to the totals and the live Endpoint objects), failed connects become passive
    * evidence for the cluster (reported only for an endpoint with no successful connect in the
    * same reading: HAProxy does not say in which order they came), events carry the rest.
+   * True when any counter moved.
    */
-  absorb(rows: readonly StatRow[]): void {
+  absorb(rows: readonly StatRow[]): boolean {
+    const before = this.movement;
     const fe = rows.find((r) => r.pxname === this.frontendName && r.svname === 'FRONTEND');
     const mine = rows.filter((r) => r.pxname === this.backendName);
     const be = mine.find((r) => r.svname === 'BACKEND');
@@ -251,6 +258,7 @@ export class HaproxyFrontend extends EventEmitter<HaproxyFrontendEvents> {
       this.fail('all-failed', failedClients - noEndpoint);
       this.fail('no-endpoint', noEndpoint);
     }
+    return this.movement !== before;
   }
 
   /** Sessions open per slot in `rows` (a `show stat` of the backend's servers). */

@@ -32,7 +32,10 @@ export interface HaproxyPlaneOptions {
    * Default 5000 ms, the Node data plane's upper bound.
    */
   retireAfterMs?: number;
-  /** How often HAProxy's statistics are read (counters, passive evidence, retired slots). Default 1000 ms. */
+  /**
+   * How often HAProxy's statistics are read (counters, passive evidence, retired slots) while
+   * they move. Default 1000 ms; readings that find nothing new slow down to 8× this (at rest).
+   */
   statsIntervalMs?: number;
   /** The private directory for the configuration and the runtime API socket (default: a new one under the temp directory). */
   dir?: string;
@@ -386,7 +389,7 @@ export class HaproxyPlane extends EventEmitter<HaproxyPlaneEvents> {
 
   /** More slots: a seamless reload (listening sockets handed over, connections kept by the old worker). */
   private async reload(grow: Map<HaproxyFrontend, Record<Tier, number>>): Promise<void> {
-    await this.readStats().catch(() => {});
+    await this.readStats().catch(() => false);
     for (const [f, cap] of grow) f.slots = growSlots(f.slots, cap);
     // Replan on the grown tables, so the new configuration already carries every endpoint.
     for (const f of this.frontends) f.slots = planSlots({ balance: f.balance, endpoints: f.endpointFacts(), panic: f.cluster.inPanic, slots: f.slots }).slots;
@@ -449,10 +452,17 @@ export class HaproxyPlane extends EventEmitter<HaproxyPlaneEvents> {
 
   private startStats(): void {
     this.stopStats();
-    const every = this.opts.statsIntervalMs ?? 1000;
+    const base = this.opts.statsIntervalMs ?? 1000;
+    let every = base;
     const tick = (): void => {
       this.statsTimer = setTimeout(() => {
-        this.readStats().catch(() => {}).finally(() => {
+        this.readStats().then(
+          (moved) => {
+            // At rest nothing moves: reading less often halves what the ambassador costs idle.
+            every = moved ? base : Math.min(base * 8, every * 2);
+          },
+          () => {},
+        ).finally(() => {
           if (this.state === 'running' || this.state === 'reloading') tick();
         });
       }, every);
@@ -466,24 +476,30 @@ export class HaproxyPlane extends EventEmitter<HaproxyPlaneEvents> {
     this.statsTimer = undefined;
   }
 
-  /** Reads HAProxy's statistics into the frontends (counters, passive evidence, idle retiring slots). */
-  private async readStats(): Promise<void> {
-    if (this.state !== 'running' && this.state !== 'reloading') return;
+  /**
+   * Reads HAProxy's statistics into the frontends (counters, passive evidence, idle retiring
+   * slots). True when something moved (a counter, or slots still retiring).
+   */
+  private async readStats(): Promise<boolean> {
+    if (this.state !== 'running' && this.state !== 'reloading') return false;
     const generation = this.generation;
     const at = Date.now();
     const rows = parseStat(await this.api.one('show stat'));
-    if (generation !== this.generation) return;
+    if (generation !== this.generation) return true;
     this.lastStatsAt = Date.now();
+    let moved = false;
     for (const f of this.frontends) {
-      f.absorb(rows);
+      if (f.absorb(rows)) moved = true;
       this.freeIdle(f, rows, at);
+      if (f.slots.some((s) => s.retiring)) moved = true;
     }
+    return moved;
   }
 
   /** Fresh statistics for a scrape of /metrics or /peers (one reading shared by callers close together). */
   refresh(maxAgeMs = 100): Promise<void> {
     if (Date.now() - this.lastStatsAt <= maxAgeMs) return Promise.resolve();
-    this.refreshing ??= this.readStats().catch(() => {}).finally(() => {
+    this.refreshing ??= this.readStats().then(() => {}, () => {}).finally(() => {
       this.refreshing = undefined;
     });
     return this.refreshing;
