@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConnectListener } from '../proxy/listener.js';
+import { formatAddressPort } from '../base/address.js';
 import { EndpointHistory } from './endpoint-history.js';
 import { AmbassadorMetrics } from './metrics.js';
 import { peersSnapshot, type PeersSubject } from './peers.js';
@@ -19,8 +20,6 @@ const PAGE_HEADERS: http.OutgoingHttpHeaders = {
 export interface AdminSubject extends PeersSubject {
   /** True once start() finished (every listener bound, every advertisement started). */
   readonly started: boolean;
-  /** 'stranded' once the network namespace lost every interface it had (see ambassador/stranded.ts). */
-  readonly stranded?: { readonly state: string };
   /** Epoch ms when the ambassador started (default: when its admin server was made). */
   readonly startedAt?: number;
 }
@@ -83,7 +82,7 @@ export class AdminServer {
     const { host, port } = this.options;
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
-        const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+        const where = formatAddressPort(host, port);
         const why = err.code === 'EADDRINUSE' ? 'address already in use'
           : err.code === 'EADDRNOTAVAIL' ? 'address not available on this host'
             : err.code === 'EACCES' ? 'permission denied' : err.message;
@@ -149,7 +148,7 @@ export class AdminServer {
     ];
     if (s.draining) return { ok: false, status: 'draining', listeners, refusing };
     if (!s.started) return { ok: false, status: 'starting', listeners, refusing };
-    if (s.stranded?.state === 'stranded') return { ok: false, status: 'no-network', listeners, refusing };
+    if (s.hostNetwork?.verdict === 'stranded') return { ok: false, status: 'no-network', listeners, refusing };
     for (const c of s.connectors) {
       const l = c.listener;
       if (!(l instanceof ConnectListener ? l.server.listening : l.listening)) return { ok: false, status: 'listener-down', listeners, refusing };

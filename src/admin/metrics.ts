@@ -1,19 +1,58 @@
 import type * as PromClient from 'prom-client';
-import type { Advertisement, AdvertisementState } from '../ambassador/advertisement.js';
-import type { Connector } from '../ambassador/connector.js';
-import type { LivenessAnswerer } from '../cluster/liveness-answerer.js';
-import type { HostLiveness } from '../cluster/host-liveness.js';
-import type { Endpoint } from '../cluster/endpoint.js';
-import type { HealthChecker } from '../cluster/health-checker.js';
-import type { MdnsEngine } from '../mdns/engine.js';
 import { requireCommonJs } from '../base/commonjs.js';
+import type { Cluster } from '../cluster/cluster.js';
+import type { Endpoint } from '../cluster/endpoint.js';
+import type { HealthChecker, LastCheck } from '../cluster/health-checker.js';
+import type { HostLiveness } from '../cluster/host-liveness.js';
+import type { LivenessAnswerer } from '../cluster/liveness-answerer.js';
+import type { CredentialExposure } from '../config/credential-exposure.js';
+import type { AdvertiseSpec, ConnectSpec } from '../config/specs.js';
+import type { SourceKind } from '../discovery/source.js';
+import type { MdnsEngine } from '../mdns/engine.js';
 import { LIMIT_NAMES } from '../proxy/limits.js';
 import { ConnectListener } from '../proxy/listener.js';
+import type { RelayListener } from '../proxy/relay.js';
 import { HAPROXY_CONNECT_FAILED, type HaproxyFrontend } from '../proxy/haproxy/frontend.js';
 import type { HaproxyPlane } from '../proxy/haproxy/plane.js';
 
 const { collectDefaultMetrics, Counter, Gauge, Registry } = requireCommonJs('prom-client') as typeof PromClient;
 type Counter<T extends string> = PromClient.Counter<T>;
+
+/**
+ * What admin reads of a --connect (the ambassador's Connector). Declared here, in the floor's
+ * own terms, so that admin stays below the ambassador it reports on.
+ */
+export interface ConnectorView {
+  readonly spec: ConnectSpec;
+  readonly sources: ReadonlyArray<{ readonly kind: SourceKind }>;
+  readonly cluster: Cluster;
+  /** The Node data plane's listener, or HAProxy's frontend for it (--data-plane haproxy). */
+  readonly listener: ConnectListener | HaproxyFrontend;
+  readonly checker: HealthChecker;
+  /** Host liveness of the peer ambassadors behind its endpoints (mDNS only). */
+  readonly liveness: HostLiveness | undefined;
+  readonly credentials: CredentialExposure | undefined;
+  /** Clients refused by the circuit breakers, in a burst now. */
+  readonly refusals: { readonly inBurst: boolean };
+}
+
+/** What admin reads of an --advertise (the ambassador's Advertisement). Events: 'state' (state, reason). */
+export interface AdvertisementView {
+  readonly spec: AdvertiseSpec;
+  /** One of ADVERTISEMENT_STATES. */
+  readonly state: string;
+  readonly reason: string;
+  readonly instance: string | undefined;
+  readonly announcedPort?: number;
+  readonly relay?: RelayListener;
+  readonly relayRefusing: boolean;
+  /** Epoch ms of the last state change. */
+  readonly stateSince: number;
+  readonly checker: HealthChecker;
+  /** The advertisement's own check of its target: healthy now, and the last check's result. */
+  targetCheck(): { healthy: boolean; last: LastCheck | undefined };
+  on(event: 'state', listener: (state: string, reason: string) => void): unknown;
+}
 
 /** Codes that mean the TCP connect worked but the protocol or TLS handshake after it did not. */
 export function isHandshakeCode(code: string): boolean {
@@ -25,16 +64,17 @@ export function isHandshakeCode(code: string): boolean {
  * address. A cluster belongs to a listener, not to a name: two --connect for one service (say
  * production and staging) are two clusters with series of their own.
  */
-export function listenerLabels(c: Pick<Connector, 'spec'>): { cluster: string; listener: string } {
+export function listenerLabels(c: Pick<ConnectorView, 'spec'>): { cluster: string; listener: string } {
   return { cluster: c.spec.name, listener: `${c.spec.bind}:${c.spec.port}` };
 }
 
-const ADVERTISEMENT_STATES: AdvertisementState[] = ['waiting-for-target', 'probing', 'announced', 'withdrawn', 'stopped'];
+/** The states an advertisement reports (ambassador/advertisement.ts), each a series of ambassador_advertisement_state. */
+export const ADVERTISEMENT_STATES = ['waiting-for-target', 'probing', 'announced', 'withdrawn', 'stopped'] as const;
 
 /** What the metrics read: an Ambassador, or anything shaped like one (tests, the demo). */
 export interface MetricsSubject {
-  readonly connectors: readonly Connector[];
-  readonly advertisements: readonly Advertisement[];
+  readonly connectors: readonly ConnectorView[];
+  readonly advertisements: readonly AdvertisementView[];
   readonly engine?: MdnsEngine;
   /** Host liveness of peer ambassadors (connecting side). */
   readonly liveness?: HostLiveness;
@@ -45,7 +85,7 @@ export interface MetricsSubject {
 }
 
 /** Connections open now per endpoint label (every endpoint of the cluster listed, 0 included). */
-export function activeByEndpoint(c: Connector): Map<string, number> {
+export function activeByEndpoint(c: ConnectorView): Map<string, number> {
   const counts = new Map<string, number>();
   for (const ep of c.cluster.endpoints()) counts.set(ep.label, 0);
   const l = c.listener;
@@ -60,7 +100,7 @@ export function activeByEndpoint(c: Connector): Map<string, number> {
 }
 
 /** Clients waiting for an endpoint or a connect now (HAProxy: waiting in its queue). */
-export function pendingClients(c: Connector): number {
+export function pendingClients(c: ConnectorView): number {
   const l = c.listener;
   if (!(l instanceof ConnectListener)) return l.queued;
   let n = 0;
@@ -97,11 +137,11 @@ export class AmbassadorMetrics {
   private readonly refused: Counter<'cluster' | 'listener' | 'limit'>;
   private readonly relayRefused: Counter<'service'>;
   /** Upstream bytes of connections already closed, per cluster → endpoint label. */
-  private readonly closedBytes = new Map<Connector, Map<string, ByteTotals>>();
+  private readonly closedBytes = new Map<ConnectorView, Map<string, ByteTotals>>();
   /** Connections established to endpoints no longer in their cluster, per connector → endpoint label. */
-  private readonly removedEstablished = new Map<Connector, Map<string, number>>();
+  private readonly removedEstablished = new Map<ConnectorView, Map<string, number>>();
   /** Connectors watched (read at scrape time). */
-  private readonly connectors: Connector[] = [];
+  private readonly connectors: ConnectorView[] = [];
 
   constructor(private readonly subject: MetricsSubject, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -397,7 +437,7 @@ export class AmbassadorMetrics {
   }
 
   /** Counts a connector's events. Call before it starts; calling again for the same one does nothing. */
-  watchConnector(c: Connector): void {
+  watchConnector(c: ConnectorView): void {
     if (this.watched.has(c)) return;
     this.watched.add(c);
     this.connectors.push(c);
@@ -426,7 +466,7 @@ export class AmbassadorMetrics {
   }
 
   /** The Node data plane's listener: counted as its events come. */
-  private watchNodeListener(c: Connector, cl: { cluster: string; listener: string }, l: ConnectListener): void {
+  private watchNodeListener(c: ConnectorView, cl: { cluster: string; listener: string }, l: ConnectListener): void {
     l.on('connect-failed', (_conn, ep, code, phase) => {
       this.connectFailures.inc({ ...cl, endpoint: ep.label, code });
       // 'handshake': the TCP connect worked, the protocol handshake after it did not; TLS
@@ -478,11 +518,11 @@ export class AmbassadorMetrics {
   }
 
   /** Counts an advertisement's state changes, target checks and relay connections (idempotent). */
-  watchAdvertisement(a: Advertisement): void {
+  watchAdvertisement(a: AdvertisementView): void {
     if (this.watched.has(a)) return;
     this.watched.add(a);
     const service = a.spec.name;
-    a.on('state', (state: AdvertisementState) => {
+    a.on('state', (state: string) => {
       this.advTransitions.inc({ service, state });
       const relay = a.relay;
       if (relay && !this.watchedRelays.has(relay)) {

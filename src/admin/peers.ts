@@ -1,15 +1,8 @@
+import type { HostNetwork } from '../base/host-network.js';
+import { redactTxt } from '../base/redaction.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { LastCheck } from '../cluster/health-checker.js';
 import { activeByEndpoint, type MetricsSubject, pendingClients } from './metrics.js';
-
-/** TXT keys whose values are never shown (a TXT record is public, but people put things in it). */
-const SECRET_KEY = /pass|secret|token|key|auth|cred|private/i;
-
-export function redactTxt(txt: Readonly<Record<string, string>>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(txt)) out[k] = SECRET_KEY.test(k) ? '[redacted]' : v;
-  return out;
-}
 
 /**
  * A registry connection (etcd, ZooKeeper) as /peers and the status page show it: read-only, no
@@ -39,6 +32,11 @@ export interface DataPlaneView {
 
 export interface PeersSubject extends MetricsSubject {
   readonly draining: boolean;
+  /**
+   * The one "no network" verdict of this host, from its interface monitor (base/host-network.ts):
+   * /healthz says no-network while it is 'stranded'.
+   */
+  readonly hostNetwork?: Pick<HostNetwork, 'verdict' | 'noNetworkSince'>;
   /** The registry connection, when there is one (--registry). */
   readonly registry?: RegistryView | { status(): RegistryView };
   /** The --connect listeners of the ambassadors on the network (loops are refused against them). */
@@ -163,6 +161,14 @@ export function peersSnapshot<E extends object = object, C extends object = obje
   return {
     host: subject.engine?.hostName ?? null,
     draining: subject.draining,
+    /**
+     * This host's network (every interface): 'waiting' (none but loopback ever had an address),
+     * 'networked', 'stranded' (had one, none left: /healthz says no-network), and since when none has.
+     */
+    hostNetwork: subject.hostNetwork ? {
+      verdict: subject.hostNetwork.verdict,
+      noNetworkSince: subject.hostNetwork.noNetworkSince === undefined ? null : new Date(subject.hostNetwork.noNetworkSince).toISOString(),
+    } : null,
     /** mDNS interfaces in use (name, addresses, up since); null when nothing uses multicast. */
     network: net ? {
       interfaces: net.interfaces.map((i) => ({ name: i.name, addresses: i.addresses, since: new Date(i.since).toISOString() })),

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import net, { isIP } from 'node:net';
 import { Cluster } from '../cluster/cluster.js';
 import { formatAddressPort } from '../base/address.js';
-import { RELAY_TO_TXT } from '../cluster/endpoint-policy.js';
+import { RELAY_TO_TXT } from './endpoint-policy.js';
 import { HealthChecker, type LastCheck } from '../cluster/health-checker.js';
 import { LIVENESS_TXT_KEY } from '../cluster/liveness-wire.js';
 import type { AdvertiseSpec } from '../config/specs.js';

@@ -7,10 +7,10 @@ import { LivenessAnswerer } from '../cluster/liveness-answerer.js';
 import { StrandedWatch } from './stranded.js';
 import { HostLiveness, type PeerHost } from '../cluster/host-liveness.js';
 import { ListenerDirectory } from './listener-directory.js';
-import { LocalAddresses } from './local-addresses.js';
 import { type OwnListener, OwnListeners } from './own-listeners.js';
 import { dialledAddresses, formatAddressPort, isLoopback } from '../base/address.js';
-import { type LoopFacts, screenEndpoint } from '../cluster/endpoint-policy.js';
+import { addressesOf, HostNetwork } from '../base/host-network.js';
+import { type LoopFacts, screenEndpoint } from './endpoint-policy.js';
 import type { Config } from '../config/config.js';
 import { credentialExposure } from '../config/credential-exposure.js';
 import { type AdvertiseSpec, type ConnectSpec, ConfigError } from '../config/specs.js';
@@ -46,8 +46,15 @@ export class Ambassador {
   admin?: AdminServer;
   /** Mutual TLS material when --tls-* is given (stats for metrics). */
   tls?: TlsMaterial;
-  /** Whether this network namespace lost every interface it had (a stranded sidecar); /healthz reports it. */
-  readonly stranded = new StrandedWatch();
+  /**
+   * This host's interfaces, looked at once a second for everyone who follows them: the mDNS
+   * engine, the loop screen (which addresses are ours) and the stranded watch. Its verdict is the
+   * one "no network" that /healthz and /peers report.
+   */
+  readonly hostNetwork: HostNetwork;
+  private readonly ownsNetwork: boolean;
+  /** Whether this network namespace lost every interface it had (a stranded sidecar), and its owner came back. */
+  readonly stranded: StrandedWatch;
   /** Host liveness of peer ambassadors, shared by every --connect that browses mDNS. */
   liveness?: HostLiveness;
   /** Answers peers' host probes while something is advertised. */
@@ -59,23 +66,31 @@ export class Ambassador {
   interfaceProblem?: string;
   private select?: InterfaceSelection;
 
-  /** This host's addresses, and every listener of this process: what must never be an endpoint. */
-  readonly local = new LocalAddresses();
-  readonly own = new OwnListeners(this.local);
+  /** Every listener of this process: what must never be an endpoint. */
+  readonly own: OwnListeners;
   /** The --connect listeners of every ambassador on the network (with mDNS). */
   directory?: ListenerDirectory;
-  /** What the loop checks of endpoints and advertisements know (see cluster/endpoint-policy.ts). */
+  /** What the loop checks of endpoints and advertisements know (see endpoint-policy.ts). */
   private readonly loopFacts: LoopFacts = {
     ownListener: (address, port) => this.own.reachedAt(address, port),
     peerListener: (address, port) => this.directory?.find(address, port),
-    isLocal: (address) => this.local.has(address),
-    mdnsOnLoopback: () => this.engine?.network().interfaces.some((i) => i.addresses.some(isLoopback)) ?? false,
+    isLocal: (address) => this.hostNetwork.isLocal(address),
+    // The engine's selection follows the same look synchronously (its links open a moment later).
+    mdnsOnLoopback: () => this.engine?.selected.links().some((l) => addressesOf(l).some(isLoopback)) ?? false,
   };
   /** Circuit-breaker defaults of every listener (--connect and relays), from the file-descriptor limit. */
   readonly defaultLimits: ListenerLimits;
   private readonly fdLimit: number | undefined;
 
-  constructor(readonly config: Config, private readonly log: Logger) {
+  /**
+   * `network`: one host network shared by several ambassadors of one process (the demo); they
+   * start it (idempotent), its owner stops it. Default: the ambassador's own.
+   */
+  constructor(readonly config: Config, private readonly log: Logger, opts: { network?: HostNetwork } = {}) {
+    this.ownsNetwork = !opts.network;
+    this.hostNetwork = opts.network ?? new HostNetwork();
+    this.stranded = new StrandedWatch(this.hostNetwork);
+    this.own = new OwnListeners((address) => this.hostNetwork.isLocal(address));
     this.fdLimit = fileDescriptorLimit();
     this.defaultLimits = defaultLimits(config.connect.length + config.advertise.length, this.fdLimit);
   }
@@ -146,14 +161,15 @@ export class Ambassador {
       // Created, not started: no socket until every listener is bound. The interfaces are the
       // host's, not the configuration's: none usable now is no error (run waits, --check says so).
       this.engine = new MdnsEngine({
+        network: this.hostNetwork,
         select,
         hostname: c.hostname,
         ipv6: c.ipv6,
         ttl: c.ttl ? { host: c.ttl, txt: c.ttl, ptr: c.ttl } : undefined,
       });
       if (opts.check) {
-        const now = this.engine.monitor.peek();
-        const missing = select.unmatched(this.engine.monitor.readAll());
+        const now = this.engine.selected.peek();
+        const missing = select.unmatched(this.hostNetwork.links());
         if (missing.length) this.interfaceProblem = `interface '${missing[0]}' is not there now (run waits for it)`;
         else if (now.length === 0) this.interfaceProblem = 'no usable network interface now (run waits for one)';
       }
@@ -310,7 +326,7 @@ export class Ambassador {
   private relayListener(spec: AdvertiseSpec, port: number): OwnListener {
     const to = dialledAddresses(spec.targetHost ?? '127.0.0.1');
     return { kind: 'relay', host: '0.0.0.0', port, what: `relay of --advertise ${spec.raw} (port ${port})`,
-      toThisHost: to.length > 0 && to.every((a) => this.local.has(a)) };
+      toThisHost: to.length > 0 && to.every((a) => this.hostNetwork.isLocal(a)) };
   }
 
   /** A relay (started at bind, or when first announced) is one of our listeners from now on. */
@@ -325,15 +341,16 @@ export class Ambassador {
   }
 
   /** What is known about listeners changed: every endpoint and advertisement is checked again. */
-  private recheckLoops(): void {
+  private readonly recheckLoops = (): void => {
     for (const c of this.connectors) c.cluster.recheck();
     for (const a of this.advertisements) void a.recheckLoop();
-  }
+  };
 
   /** prepare(), then go live: mDNS, discovery, health checks, announcements. */
   async start(): Promise<void> {
     this.startedAt = Date.now();
     await this.prepare();
+    this.hostNetwork.start();
     this.stranded.on('state', (state) => (state === 'stranded'
       ? this.log.warn('network lost: no interface left but loopback (/healthz reports no-network)')
       : this.log.info({ state }, 'network interface back')));
@@ -346,7 +363,7 @@ export class Ambassador {
     }
     if (this.engine) await this.startMdns(this.engine, this.select!);
     if (this.engine) {
-      const directory = new ListenerDirectory(this.engine, this.local, this.loopFacts.mdnsOnLoopback);
+      const directory = new ListenerDirectory(this.engine, (a) => this.hostNetwork.isLocal(a), this.loopFacts.mdnsOnLoopback);
       this.directory = directory;
       // Ours first, before any endpoint is used: the listeners that others could reach and that
       // forward to mDNS endpoints.
@@ -357,12 +374,10 @@ export class Ambassador {
       }
       directory.on('changed', () => this.recheckLoops());
       directory.start();
-      // The engine sees interface addresses come and go (only its own interfaces: the rest is
-      // looked at by LocalAddresses every two seconds).
-      this.engine.on('interface', () => this.recheckLoops());
     }
-    this.local.watch();
-    this.local.on('changed', () => this.recheckLoops());
+    // An address of this host came or went (any interface: a listener on 0.0.0.0 takes them all):
+    // every endpoint is checked again, once per change.
+    this.hostNetwork.on('change', this.recheckLoops);
     for (const conn of this.connectors) {
       this.admin?.metrics.watchConnector(conn);
       await conn.start();
@@ -391,7 +406,7 @@ export class Ambassador {
     await engine.start();
     const net = engine.network();
     this.log.info({ host: engine.hostName, interfaces: net.interfaces.map((i) => `${i.name} ${i.addresses.join(' ')}`) }, 'mDNS started');
-    for (const missing of select.unmatched(engine.monitor.readAll())) {
+    for (const missing of select.unmatched(this.hostNetwork.links())) {
       this.log.warn({ interface: missing }, `interface '${missing}' is not there (yet): waiting for it`);
     }
     if (net.interfaces.length === 0) this.log.warn({ select: select.toString() }, 'no usable network interface: waiting for one (mDNS starts when it appears)');
@@ -510,7 +525,6 @@ export class Ambassador {
     this.stranded.stop();
     // Goodbyes first: peers stop sending new connections here before we stop accepting.
     for (const a of this.advertisements) a.sayGoodbye();
-    this.local.stop();
     await this.directory?.stop();
     const drainMs = this.config.drainTimeout;
     await Promise.all([
@@ -524,6 +538,8 @@ export class Ambassador {
     this.liveness?.stop();
     this.answerer?.stop();
     await this.engine?.stop();
+    if (this.ownsNetwork) this.hostNetwork.stop();
+    else this.hostNetwork.off('change', this.recheckLoops);
     await this.admin?.close();
   }
 }

@@ -7,6 +7,7 @@ import type net from 'node:net';
 import { createLogger } from '../logging/logger.js';
 import { parseConnect } from '../config/specs.js';
 import type { DiscoverySource, EndpointSpec } from '../discovery/source.js';
+import type { ConnectListener } from '../proxy/listener.js';
 import { closed, connectTo, readBytes, sleep, spec, startServer, waitFor } from '../testing/tcp-kit.js';
 import { Connector } from './connector.js';
 
@@ -45,13 +46,15 @@ async function pooled(port: number): Promise<{ socket: net.Socket; served: strin
 }
 
 test('balance=srv: when the primary is back, a pooled connection on the standby closes at its first pause', async (t) => {
-  const { port, source, p, s } = await primaryAndStandby(t, 'retire');
+  const { conn, port, source, p, s } = await primaryAndStandby(t, 'retire');
+  const retire = t.mock.method(conn.listener, 'retireConnectionsTo');
   source.announce([s]); // the primary is down
   const held = await pooled(port);
   assert.equal(held.served, 'S');
   t.after(() => void held.socket.destroy());
 
   source.announce([p, s]); // the primary is back
+  await waitFor(() => retire.mock.calls.some((c) => c.result === 1), 3000, 'the held connection set to close at its first pause');
   // While traffic flows without a pause the connection is left alone, however long that lasts.
   for (let i = 0; i < 12; i++) {
     held.socket.write('x');
@@ -65,16 +68,21 @@ test('balance=srv: when the primary is back, a pooled connection on the standby 
 });
 
 test('balance=srv,failback=keep: pooled connections stay on the standby', async (t) => {
-  const { port, source, p, s } = await primaryAndStandby(t, 'keep');
+  const { conn, port, source, p, s } = await primaryAndStandby(t, 'keep');
+  // A connection leaves only through these two (at its first pause, or at once): with keep,
+  // the primary's return must start neither. Spied on, not replaced.
+  const listener = conn.listener as ConnectListener;
+  const retire = t.mock.method(listener, 'retireConnectionsTo');
+  const close = t.mock.method(listener, 'closeConnectionsTo');
   source.announce([s]);
   const held = await pooled(port);
   t.after(() => void held.socket.destroy());
   source.announce([p, s]);
   const fresh = await pooled(port);
   t.after(() => void fresh.socket.destroy());
-  assert.equal(fresh.served, 'P', 'new connections go to the primary');
-  await sleep(600); // more than two quiet periods of the retirement check
+  assert.equal(fresh.served, 'P', 'new connections go to the primary (the primary\'s return was handled)');
+  assert.equal(retire.mock.callCount() + close.mock.callCount(), 0, 'no connection was set to close');
   held.socket.write('y');
   assert.equal((await readBytes(held.socket, 1)).toString(), 'y', 'the held connection still works');
-  await waitFor(() => !held.socket.closed, 100);
+  assert.equal(held.socket.closed, false);
 });

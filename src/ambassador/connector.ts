@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { formatAddressPort } from '../base/address.js';
 import { Cluster } from '../cluster/cluster.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import { HealthChecker } from '../cluster/health-checker.js';
@@ -39,7 +40,7 @@ export interface ConnectorOptions {
   credentials?: CredentialExposure;
   /** Circuit breakers of the listener (resolved: the spec's, else the defaults). */
   limits?: ListenerLimits;
-  /** The instance as it may be used, or why it must never be an endpoint (see cluster/endpoint-policy.ts). */
+  /** The instance as it may be used, or why it must never be an endpoint (see endpoint-policy.ts). */
   screen?: (spec: EndpointSpec) => EndpointSpec | string;
   /** HAProxy carries this listener's bytes (the cluster stays here); undefined: the Node data plane. */
   haproxy?: HaproxyPlane;
@@ -141,7 +142,7 @@ export class Connector extends EventEmitter {
     // Every line names the listener: two --connect for one service are two clusters.
     const listen = `${this.spec.bind}:${this.spec.port}`;
     const where = (ep: { label: string; host: string; port: number; source: string }) =>
-      ({ service: svc, listen, endpoint: ep.label, address: ep.host.includes(':') ? `[${ep.host}]:${ep.port}` : `${ep.host}:${ep.port}`, source: ep.source });
+      ({ service: svc, listen, endpoint: ep.label, address: formatAddressPort(ep.host, ep.port), source: ep.source });
     this.cluster.on('endpoint-up', (ep) => this.log.info(where(ep), 'endpoint up'));
     this.cluster.on('endpoint-down', (ep, reason) => {
       // Our own shutdown empties the cluster: that is no news about the endpoint.

@@ -3,7 +3,6 @@ import { formatAddressPort, isLoopback, isUnspecified, normalizeAddress } from '
 import type { ServiceBrowser, ServiceInstance } from '../mdns/browse/browser.js';
 import type { MdnsEngine } from '../mdns/engine.js';
 import type { Registration } from '../mdns/publish/owned.js';
-import type { LocalAddresses } from './local-addresses.js';
 
 /**
  * DNS-SD service type under which ambassadors announce their --connect listeners that other
@@ -37,7 +36,8 @@ export class ListenerDirectory extends EventEmitter {
 
   constructor(
     private readonly engine: MdnsEngine,
-    private readonly local: LocalAddresses,
+    /** Whether an address is this host's. */
+    private readonly isLocal: (address: string) => boolean,
     /** mDNS runs on a loopback interface: loopback addresses in announcements may be this host's. */
     private readonly mdnsOnLoopback: () => boolean,
   ) {
@@ -99,10 +99,10 @@ export class ListenerDirectory extends EventEmitter {
 
   /** Whether a connection to `a` reaches the peer's listener (bound to p.bind on its host). */
   private reaches(p: PeerListener, a: string): boolean {
-    const sameHost = p.addresses.some((x) => this.local.has(x));
+    const sameHost = p.addresses.some((x) => this.isLocal(x));
     if (isUnspecified(p.bind)) {
       if (p.bind === '0.0.0.0' && a.includes(':')) return false;
-      return p.addresses.includes(a) || (sameHost && this.local.has(a));
+      return p.addresses.includes(a) || (sameHost && this.isLocal(a));
     }
     if (isLoopback(p.bind)) return sameHost && a === p.bind;
     return a === p.bind;

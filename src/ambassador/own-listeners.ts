@@ -1,6 +1,5 @@
 import { bindAccepts } from '../base/address.js';
-import type { OwnListenerInfo } from '../cluster/endpoint-policy.js';
-import type { LocalAddresses } from './local-addresses.js';
+import type { OwnListenerInfo } from './endpoint-policy.js';
 
 /** A socket this process listens on. */
 export interface OwnListener extends OwnListenerInfo {
@@ -18,7 +17,8 @@ export interface OwnListener extends OwnListenerInfo {
 export class OwnListeners {
   private readonly listeners = new Set<OwnListener>();
 
-  constructor(readonly local: LocalAddresses) {}
+  /** `isLocal`: whether an address is this host's (the host network's look). */
+  constructor(private readonly isLocal: (address: string) => boolean) {}
 
   add(l: OwnListener): void {
     this.listeners.add(l);
@@ -31,7 +31,7 @@ export class OwnListeners {
   /** The listener that a connection to `address`:`port` (an IP address) reaches, if it is ours. */
   reachedAt(address: string, port: number): OwnListener | undefined {
     for (const l of this.listeners) {
-      if (l.port === port && bindAccepts(l.host, address, (a) => this.local.has(a))) return l;
+      if (l.port === port && bindAccepts(l.host, address, this.isLocal)) return l;
     }
     return undefined;
   }

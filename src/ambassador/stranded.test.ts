@@ -1,18 +1,32 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from '../base/clock.js';
+import { HostNetwork, type LinkInfo } from '../base/host-network.js';
 import { hostsAddressOf, StrandedWatch, type StrandedState } from './stranded.js';
 
-/** A namespace whose interfaces and /etc/hosts the test sets. */
+/** A namespace whose interfaces (loopback and eth0 with `addresses` addresses) and /etc/hosts the test sets. */
 function lab() {
   const ns = { addresses: 0, hosts: undefined as string | undefined };
   const clock = new FakeClock();
-  const watch = new StrandedWatch({ clock, probe: { addresses: () => ns.addresses, hostsAddress: () => ns.hosts } });
+  const link = (name: string, n: number, loopback = false): LinkInfo => ({
+    name, index: 0, loopback, multicast: !loopback, mtu: 1500, ipv6: [],
+    ipv4: Array.from({ length: n }, (_, i) => ({ address: loopback ? '127.0.0.1' : `10.0.0.${i + 1}`, netmask: '255.255.255.0' })),
+  });
+  const network = new HostNetwork({ clock, read: () => [link('lo', 1, true), ...(ns.addresses ? [link('eth0', ns.addresses)] : [])] });
+  const watch = new StrandedWatch(network, { clock, hostsAddress: () => ns.hosts });
   const states: StrandedState[] = [];
   const back: string[] = [];
   watch.on('state', (s) => states.push(s));
   watch.on('owner-back', (a) => back.push(a));
-  return { ns, clock, watch, states, back };
+  const start = () => {
+    network.start();
+    watch.start();
+  };
+  const stop = () => {
+    watch.stop();
+    network.stop();
+  };
+  return { ns, clock, watch, network, states, back, start, stop };
 }
 
 test('hostsAddressOf: the non-loopback address Docker writes for the container\'s host name', () => {
@@ -25,20 +39,20 @@ test('hostsAddressOf: the non-loopback address Docker writes for the container\'
 });
 
 test('never networked: waits, never stranded (the network is not up yet)', () => {
-  const { clock, watch, states, back, ns } = lab();
+  const { clock, watch, states, back, ns, start, stop } = lab();
   ns.hosts = '172.19.0.2';
-  watch.start();
+  start();
   clock.advance(60_000);
   assert.equal(watch.state, 'waiting');
   assert.deepEqual(states, []);
   assert.deepEqual(back, []);
-  watch.stop();
+  stop();
 });
 
 test('a link that flaps: stranded then networked again, the owner never "comes back"', () => {
-  const { clock, watch, states, back, ns } = lab();
+  const { clock, watch, states, back, ns, start, stop } = lab();
   ns.addresses = 2;
-  watch.start();
+  start();
   for (let i = 0; i < 5; i++) {
     ns.addresses = 0;
     clock.advance(3000);
@@ -47,14 +61,14 @@ test('a link that flaps: stranded then networked again, the owner never "comes b
   }
   assert.deepEqual(states, Array(5).fill(['stranded', 'networked']).flat(), 'the first interface is no event');
   assert.deepEqual(back, []);
-  watch.stop();
+  stop();
 });
 
 test('the owner stops (its line leaves /etc/hosts) and starts again elsewhere: owner-back once, after the settle time', () => {
-  const { clock, watch, states, back, ns } = lab();
+  const { clock, watch, states, back, ns, start, stop } = lab();
   ns.addresses = 1;
   ns.hosts = '172.19.0.2';
-  watch.start();
+  start();
   // stop: the interface goes first, /etc/hosts is rewritten a moment later
   ns.addresses = 0;
   clock.advance(1000);
@@ -70,26 +84,29 @@ test('the owner stops (its line leaves /etc/hosts) and starts again elsewhere: o
   clock.advance(10_000);
   assert.equal(back.length, 1);
   assert.deepEqual(states, ['stranded']);
-  watch.stop();
+  stop();
 });
 
 test('a stale /etc/hosts line that goes within the settle time is no owner-back', () => {
-  const { clock, watch, back, ns } = lab();
+  const { clock, back, ns, start, stop } = lab();
   ns.addresses = 1;
   ns.hosts = '172.19.0.2';
-  watch.start();
+  start();
   ns.addresses = 0;
   clock.advance(1000);
   clock.advance(1000); // the old line is still there for a tick
   ns.hosts = undefined;
   clock.advance(30_000);
   assert.deepEqual(back, []);
-  watch.stop();
+  stop();
 });
 
-test('stop() cancels the poll', () => {
-  const { clock, watch } = lab();
-  watch.start();
-  watch.stop();
+test('the watch has no timer of its own: it follows the host network\'s looks', () => {
+  const { clock, network, start, stop } = lab();
+  start();
+  assert.equal(clock.pending(), 1, 'the host network\'s next look');
+  clock.advance(10_000);
+  assert.equal(network.stats.looks, 11, 'one look a second');
+  stop();
   assert.equal(clock.pending(), 0);
 });

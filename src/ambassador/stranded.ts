@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { hostname, networkInterfaces } from 'node:os';
-import { systemClock, type Clock, type TimerHandle } from '../base/clock.js';
+import { hostname } from 'node:os';
+import { systemClock, type Clock } from '../base/clock.js';
+import type { HostNetwork, NetworkVerdict } from '../base/host-network.js';
 
 /**
  * A sidecar that shares another container's network namespace (compose `network_mode:
@@ -11,31 +12,21 @@ import { systemClock, type Clock, type TimerHandle } from '../base/clock.js';
  * restarting the sidecar is the only way back; but a restart attempted while X is still stopped
  * fails ("cannot join network of a non running container") and Docker does not try again.
  *
- * So the watch tells three states apart, once a second:
- *   waiting   never had a non-loopback address (the network is not up yet): nothing to do
- *   networked has one now
- *   stranded  had one and has none left (a container's owner stopped, a cable, Wi-Fi off)
- * and, while stranded, whether the namespace's owner is up again elsewhere: Docker rewrites the
+ * The host network's verdict tells the three states apart at each of its looks (once a second):
+ * waiting (never had a non-loopback address: the network is not up yet), networked, stranded
+ * (had one and has none left: a container's owner stopped, a cable, Wi-Fi off). This watch adds,
+ * while stranded, whether the namespace's owner is up again elsewhere: Docker rewrites the
  * /etc/hosts it shares with the sidecar when the owner starts, mapping the host name to the
  * owner's new address (and drops that line when it stops). Stranded + owner back for `settleMs`
  * emits 'owner-back': the moment an exit lets the restart policy re-attach the sidecar. A link
  * that flaps on a laptop only goes stranded → networked and never changes /etc/hosts.
  */
-export type StrandedState = 'waiting' | 'networked' | 'stranded';
-
-/** What the watch reads each tick (injectable for tests). */
-export interface NamespaceProbe {
-  /** Non-loopback addresses on this network namespace's interfaces. */
-  addresses(): number;
-  /** The non-loopback address /etc/hosts gives this host's name, if any. */
-  hostsAddress(): string | undefined;
-}
+export type StrandedState = NetworkVerdict;
 
 export interface StrandedWatchOptions {
-  probe?: NamespaceProbe;
+  /** The non-loopback address /etc/hosts gives this host's name, if any (injectable for tests). */
+  hostsAddress?: () => string | undefined;
   clock?: Clock;
-  /** Poll period (ms). Default 1000. */
-  intervalMs?: number;
   /** How long the owner must look back (ms) before 'owner-back': /etc/hosts is rewritten while it stops, too. Default 1500. */
   settleMs?: number;
 }
@@ -52,49 +43,52 @@ export function hostsAddressOf(text: string, name: string): string | undefined {
   return undefined;
 }
 
-export const systemProbe: NamespaceProbe = {
-  addresses: () => Object.values(networkInterfaces()).reduce((n, list) => n + (list ?? []).filter((a) => !a.internal).length, 0),
-  hostsAddress: () => {
-    try {
-      return hostsAddressOf(readFileSync('/etc/hosts', 'utf8'), hostname());
-    } catch {
-      return undefined;
-    }
-  },
-};
+function systemHostsAddress(): string | undefined {
+  try {
+    return hostsAddressOf(readFileSync('/etc/hosts', 'utf8'), hostname());
+  } catch {
+    return undefined;
+  }
+}
 
-/** Emits 'state' on stranded and on networked again after that; 'owner-back' once (see above). */
+/**
+ * Follows the host network's looks. Emits 'state' on stranded and on networked again after
+ * that; 'owner-back' once (see above).
+ */
 export class StrandedWatch extends EventEmitter<{ state: [state: StrandedState]; 'owner-back': [address: string] }> {
   state: StrandedState = 'waiting';
-  private readonly probe: NamespaceProbe;
+  private readonly hostsAddress: () => string | undefined;
   private readonly clock: Clock;
-  private readonly intervalMs: number;
   private readonly settleMs: number;
-  private timer?: TimerHandle;
   private ownerSince?: number;
   private fired = false;
+  private watching = false;
+  private readonly onLook = () => this.tick();
 
-  constructor(options: StrandedWatchOptions = {}) {
+  constructor(private readonly network: HostNetwork, options: StrandedWatchOptions = {}) {
     super();
-    this.probe = options.probe ?? systemProbe;
+    this.hostsAddress = options.hostsAddress ?? systemHostsAddress;
     this.clock = options.clock ?? systemClock;
-    this.intervalMs = options.intervalMs ?? 1000;
     this.settleMs = options.settleMs ?? 1500;
   }
 
+  /** Takes the network's verdict now, then at each of its looks. */
   start(): this {
+    if (this.watching) return this;
+    this.watching = true;
+    this.network.links(); // a first look, if the network had none yet
     this.tick();
+    this.network.on('look', this.onLook);
     return this;
   }
 
   stop(): void {
-    this.timer?.cancel();
-    this.timer = undefined;
+    this.watching = false;
+    this.network.off('look', this.onLook);
   }
 
   private tick(): void {
-    const has = this.probe.addresses() > 0;
-    const next: StrandedState = has ? 'networked' : this.state === 'waiting' ? 'waiting' : 'stranded';
+    const next = this.network.verdict;
     if (next !== this.state) {
       const first = this.state === 'waiting';
       this.state = next;
@@ -103,7 +97,7 @@ export class StrandedWatch extends EventEmitter<{ state: [state: StrandedState];
       if (!first) this.emit('state', next);
     }
     if (this.state === 'stranded' && !this.fired) {
-      const owner = this.probe.hostsAddress();
+      const owner = this.hostsAddress();
       if (!owner) this.ownerSince = undefined;
       else if (this.ownerSince === undefined) this.ownerSince = this.clock.now();
       else if (this.clock.now() - this.ownerSince >= this.settleMs) {
@@ -111,6 +105,5 @@ export class StrandedWatch extends EventEmitter<{ state: [state: StrandedState];
         this.emit('owner-back', owner);
       }
     }
-    this.timer = this.clock.setTimeout(() => this.tick(), this.intervalMs);
   }
 }

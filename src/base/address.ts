@@ -1,9 +1,19 @@
 import { isIP, isIPv4 } from 'node:net';
 
 /**
- * Address facts for telling where a connection would land (issue 20: loops). Addresses are
- * compared in one spelling: no IPv6 zone, IPv4-mapped IPv6 as plain IPv4, lower case.
+ * Addresses as this program compares, orders and prints them, written once. Compared in one
+ * spelling (normalizeAddress): no IPv6 zone, IPv4-mapped IPv6 as plain IPv4, lower case. Printed
+ * with the port as `host:port`, `[v6]:port` (formatAddressPort); a link-local IPv6 address means
+ * nothing without its zone (`fe80::1%eth0`, zoned).
  */
+
+/** A host (name or address) and a port, as given on the command line or found by discovery. */
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** The one spelling addresses are compared in (see above). */
 export function normalizeAddress(address: string): string {
   let a = address.trim().toLowerCase();
   const zone = a.indexOf('%');
@@ -60,6 +70,31 @@ export function parseAddressPort(text: string): { host: string; port: number } |
   return { host: m[1]!, port };
 }
 
+/** `10.0.0.5:6379`, `[fe80::1%eth0]:6379`: an IPv6 address never has the port glued on. */
 export function formatAddressPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** fe80::/10. */
+export function isLinkLocal6(address: string): boolean {
+  return /^fe[89ab][0-9a-f]:/i.test(address);
+}
+
+/** `fe80::1` on eth0 → `fe80::1%eth0` (a link-local address means nothing without its zone); others unchanged. */
+export function zoned(address: string, link: string): string {
+  return isLinkLocal6(address) ? `${address}%${link}` : address;
+}
+
+/**
+ * A peer's addresses, the likeliest to work first: routable IPv4 (what services listen on most,
+ * and what our own health checks use), IPv4 link-local, routable IPv6, IPv6 link-local (which
+ * needs its zone). Ties in text order, so the result does not depend on arrival order.
+ */
+export function orderAddresses(addresses: readonly string[]): string[] {
+  const rank = (a: string) => {
+    const bare = a.split('%')[0]!;
+    if (isIPv4(bare)) return bare.startsWith('169.254.') ? 1 : 0;
+    return isLinkLocal6(bare) ? 3 : 2;
+  };
+  return [...new Set(addresses)].sort((x, y) => rank(x) - rank(y) || (x < y ? -1 : x > y ? 1 : 0));
 }

@@ -1,8 +1,9 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
+import { formatAddressPort } from '../base/address.js';
+import { redactTxt } from '../base/redaction.js';
 import { MdnsEngine } from '../mdns/engine.js';
 import { InterfaceError, InterfaceSelection } from '../mdns/link/interfaces.js';
 import type { ServiceBrowser, ServiceInstance } from '../mdns/browse/browser.js';
-import { redactTxt } from '../admin/peers.js';
 import { fail } from './fail.js';
 
 export const BROWSE_OPTION_NAMES = ['interface', 'exclude-interface', 'json', 'once', 'wait'];
@@ -17,15 +18,10 @@ export function browseOptions<T>(y: Argv<T>) {
     .option('wait', { type: 'number', default: 3000, describe: 'ms to wait with --once' });
 }
 
-/** `10.0.0.5:6379`, `[fe80::1%eth0]:6379`: an IPv6 address never has the port glued on. */
-export function hostPort(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
-
 function line(mark: string, i: ServiceInstance): string {
   const txt = Object.entries(redactTxt(i.txt)).map(([k, v]) => `${k}=${v}`).join(' ');
   const type = i.type.replace(/\.local$/, '');
-  return `${mark} ${i.instance.padEnd(24)} ${type.padEnd(16)} ${i.host.padEnd(20)} ${i.addresses.map((a) => hostPort(a, i.port)).join(',')}` +
+  return `${mark} ${i.instance.padEnd(24)} ${type.padEnd(16)} ${i.host.padEnd(20)} ${i.addresses.map((a) => formatAddressPort(a, i.port)).join(',')}` +
     `${i.priority || i.weight ? ` prio=${i.priority} weight=${i.weight}` : ''}${txt ? `  ${txt}` : ''}`;
 }
 

@@ -2,6 +2,7 @@ import net from 'node:net';
 import { Writable } from 'node:stream';
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { Ambassador } from '../ambassador/ambassador.js';
+import { HostNetwork } from '../base/host-network.js';
 import { LIVENESS_TXT_KEY } from '../cluster/liveness-wire.js';
 import { buildConfig, type RawOptions } from '../config/config.js';
 import { createLogger, type Logger } from '../logging/logger.js';
@@ -235,14 +236,17 @@ export async function demoCommand(argv: ArgumentsCamelCase<DemoArgs>): Promise<v
   const log: Logger = argv.verbose ? createLogger('info', 'pretty', process.stderr) : createLogger('silent', 'json', new Writable({ write: (_c, _e, cb) => cb() }));
   const ambassadors: Ambassador[] = [];
   const replicas: KvReplica[] = [];
+  // One look at the interfaces a second for the whole demo, not one per ambassador.
+  const network = new HostNetwork();
   const startAmb = async (raw: RawOptions): Promise<Ambassador> => {
-    const amb = new Ambassador(buildConfig({ healthInterval: 300, healthTimeout: 300, connectTimeout: 1000, drainTimeout: 500, ...raw }), log);
+    const amb = new Ambassador(buildConfig({ healthInterval: 300, healthTimeout: 300, connectTimeout: 1000, drainTimeout: 500, ...raw }), log, { network });
     ambassadors.push(amb);
     await amb.start();
     return amb;
   };
   const stopAll = async () => {
     await Promise.all(ambassadors.map((a) => a.stop()));
+    network.stop();
     await Promise.all(replicas.map((r) => r.stop()));
   };
   let stopping = false;

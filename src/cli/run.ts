@@ -132,7 +132,7 @@ async function check(config: Config, warnings: string[]): Promise<void> {
     if (err instanceof ConfigError) fail(err.message);
     fail((err as Error).message, 1);
   }
-  const interfaces = amb.engine?.monitor.peek().map((l) => `${l.name} (${[...l.ipv4, ...l.ipv6].map((a) => a.address).join(' ')})`);
+  const interfaces = amb.engine?.selected.peek().map((l) => `${l.name} (${[...l.ipv4, ...l.ipv6].map((a) => a.address).join(' ')})`);
   await amb.stop();
   if (amb.interfaceProblem) warnings = [...warnings, `mDNS on this host now: ${amb.interfaceProblem}`];
   for (const w of warnings) process.stderr.write(`ambassador: warning: ${w}\n`);

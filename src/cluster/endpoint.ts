@@ -1,3 +1,4 @@
+import { formatAddressPort } from '../base/address.js';
 import type { EndpointSpec, SourceKind } from '../discovery/source.js';
 
 /**
@@ -103,7 +104,7 @@ export class Endpoint {
   }
 
   get address(): string {
-    return this.host.includes(':') ? `[${this.host}]:${this.port}` : `${this.host}:${this.port}`;
+    return formatAddressPort(this.host, this.port);
   }
 
   /** 'down' when active checks failed (reported first) or while ejected as an outlier. */

@@ -1,13 +1,13 @@
 import { accessSync, constants } from 'node:fs';
+import type { HostPort } from '../base/address.js';
+import type { LogFormat, LogLevel } from '../logging/logger.js';
 import { InterfaceError, InterfaceSelection } from '../mdns/link/interfaces.js';
 import { credentialExposure } from './credential-exposure.js';
 import {
-  type AdvertiseSpec, type ConnectSpec, type HostPort, type SrvSpec, type StaticSpec, ConfigError,
+  type AdvertiseSpec, type ConnectSpec, type SrvSpec, type StaticSpec, ConfigError,
   parseAdvertise, parseConnect, parseDnsServer, parseHostPort, parsePort, parseSrv, parseStatic,
 } from './specs.js';
 
-export type LogFormat = 'json' | 'pretty';
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface TlsFiles {
   cert: string;

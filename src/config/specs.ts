@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import type { HostPort } from '../base/address.js';
 import { BALANCER_NAMES as BALANCERS, type BalancerName } from '../cluster/balancer.js';
 import { CHECK_KINDS, type CheckKind } from '../cluster/health-checker.js';
 import { LIVENESS_TXT_KEY } from '../cluster/liveness-wire.js';
@@ -56,10 +57,6 @@ export interface ConnectSpec {
   raw: string;
 }
 
-export interface HostPort {
-  host: string;
-  port: number;
-}
 
 export interface StaticSpec {
   name: string;

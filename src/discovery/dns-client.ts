@@ -1,6 +1,7 @@
 import { createSocket } from 'node:dgram';
 import { isIP, connect as tcpConnect } from 'node:net';
 import type * as DnsPacket from 'dns-packet';
+import { formatAddressPort } from '../base/address.js';
 import { requireCommonJs } from '../base/commonjs.js';
 
 const dns = requireCommonJs('dns-packet') as typeof DnsPacket;
@@ -55,7 +56,7 @@ export interface QueryOptions {
 }
 
 export function formatServer(s: DnsServer): string {
-  return isIP(s.host) === 6 ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`;
+  return formatAddressPort(s.host, s.port);
 }
 
 /** What we learned about one server: it answers only over TCP; it rejects EDNS0. */

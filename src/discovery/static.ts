@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { isIP } from 'node:net';
-import type { HostPort } from '../config/specs.js';
+import type { HostPort } from '../base/address.js';
 import type { DiscoverySource, EndpointSpec } from './source.js';
 
 export type Lookup = (host: string) => Promise<LookupAddress[]>;

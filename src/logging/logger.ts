@@ -1,11 +1,13 @@
 import type * as Pino from 'pino';
 import type { Logger } from 'pino';
 import { requireCommonJs } from '../base/commonjs.js';
-import type { LogFormat, LogLevel } from '../config/config.js';
 
 const { pino } = requireCommonJs('pino') as typeof Pino;
 
 export type { Logger };
+
+export type LogFormat = 'json' | 'pretty';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 /** Paths pino blanks out wherever they appear: credentials never reach a log line. */
 export const REDACT_PATHS = ['password', 'pass', 'secret', 'auth', '*.password', '*.pass', '*.secret', '*.auth', 'authFile.*'];

@@ -1,18 +1,21 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { RemoteInfo } from 'node:dgram';
+import { zoned } from '../base/address.js';
 import { Announcer } from './publish/announcer.js';
-import { ServiceBrowser, TypeBrowser, type QuerySender } from './browse/browser.js';
-import { type CacheEntry, RecordCache } from './browse/cache.js';
+import { ServiceBrowser, TypeBrowser } from './browse/browser.js';
+import { RecordCache } from './browse/cache.js';
+import { QueryBatcher } from './browse/query-batcher.js';
 import { type Clock, type TimerHandle, systemClock } from '../base/clock.js';
-import { type Family, InterfaceSelection, type LinkInfo, type NetInterface, linksOf, readLinks } from './link/interfaces.js';
+import { type Family, HostNetwork, type LinkDiff, type LinkInfo } from '../base/host-network.js';
+import { InterfaceSelection, type NetInterface, linksOf } from './link/interfaces.js';
 import type { Link } from './link/link.js';
 import { Links } from './link/links.js';
-import { type LinkDiff, NetworkMonitor } from './link/monitor.js';
+import { SelectedLinks } from './link/selected-links.js';
 import { DEFAULT_TTL, HostClaim, OwnedRecords, type Registration, type ServiceSpec, type TtlConfig } from './publish/owned.js';
 import { Prober } from './publish/prober.js';
 import { Publisher } from './publish/publisher.js';
-import { type MdnsQuestion, type MdnsRecord, rrsetKey, serviceType } from './wire/records.js';
+import { type MdnsRecord, serviceType } from './wire/records.js';
 import { Responder } from './publish/responder.js';
 import { type LinkTransportFactory, MDNS_PORT, udpTransport } from './link/sockets.js';
 import type { MdnsPacket } from './wire/codec.js';
@@ -30,9 +33,15 @@ export interface MdnsEngineOptions {
   ipv6?: boolean;
   clock?: Clock;
   maxCacheEntries?: number;
-  /** How often the interfaces are looked at (ms). Default 1000. */
+  /**
+   * The host's interfaces, when something else follows them too (the ambassador's loop screen
+   * and stranded watch): one look a second for all. The caller starts and stops it. Default: the
+   * engine's own, from `interfaces`, `readLinks` and `pollMs`.
+   */
+  network?: HostNetwork;
+  /** How often the interfaces are looked at (ms), when the engine has its own network. Default 1000. */
   pollMs?: number;
-  /** Reads the interfaces (tests). Default: the system's. */
+  /** Reads the interfaces (tests), when the engine has its own network. Default: the system's. */
   readLinks?: () => LinkInfo[];
   /** Opens a link's sockets (tests). Default: UDP on `port`. */
   transport?: LinkTransportFactory;
@@ -79,8 +88,8 @@ export function hostLabelOf(name: string): string {
 }
 
 /**
- * The mDNS engine. A network monitor reports interface diffs; each interface in use is a Link
- * (its sockets, scheduler, what was probed and announced there); on top of what we own
+ * The mDNS engine. The host network's looks, through the interface selection, give interface
+ * diffs; each interface in use is a Link (its sockets, its scheduler); on top of what we own
  * (OwnedRecords) the Prober, Announcer and Responder do their parts and the Publisher decides
  * when; browsers share one record cache and one query batcher. It never touches sockets that
  * carry user traffic; it only publishes and discovers.
@@ -88,7 +97,7 @@ export function hostLabelOf(name: string): string {
  * Events: 'host-renamed' (old, new, why), 'malformed' (error, rinfo), 'warning' (error),
  * 'interface' (InterfaceChange), 'network' (NetworkState), 'interface-failed' (name, error).
  */
-export class MdnsEngine extends EventEmitter implements QuerySender {
+export class MdnsEngine extends EventEmitter {
   readonly cache: RecordCache;
   readonly links: Links;
   readonly owned: OwnedRecords;
@@ -96,13 +105,16 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   readonly announcer: Announcer;
   readonly responder: Responder;
   readonly publisher: Publisher;
-  readonly monitor: NetworkMonitor;
+  /** The host's interfaces (shared, or the engine's own) and those of them mDNS uses. */
+  readonly hostNetwork: HostNetwork;
+  readonly selected: SelectedLinks;
+  private readonly ownsNetwork: boolean;
   private readonly clock: Clock;
   private readonly port: number;
   private readonly browsers = new Set<ServiceBrowser | TypeBrowser>();
   private readonly serviceBrowsers = new Set<ServiceBrowser>();
   private readonly stats_ = { duplicateQuestionsSuppressed: 0, interfacesUp: 0, interfacesDown: 0, addressChanges: 0 };
-  private queryBatch?: { questions: Map<string, MdnsQuestion>; known: Map<string, { name: string; type: string }>; timer: TimerHandle };
+  private readonly queries: QueryBatcher;
   private readonly cacheDrops = new Map<string, TimerHandle>();
   private readonly failedLinks = new Set<string>();
   private starting = true;
@@ -115,17 +127,31 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     this.port = opts.port ?? MDNS_PORT;
     const ttl: TtlConfig = { ...DEFAULT_TTL, ...opts.ttl };
     const fixed = opts.interfaces ? linksOf(opts.interfaces) : undefined;
-    this.monitor = new NetworkMonitor({
-      read: fixed ? () => fixed : opts.readLinks ?? readLinks,
-      select: fixed ? InterfaceSelection.parse(fixed.map((l) => l.name)) : opts.select ?? InterfaceSelection.all(),
+    this.ownsNetwork = !opts.network;
+    this.hostNetwork = opts.network ?? new HostNetwork({
+      read: fixed ? () => fixed : opts.readLinks,
       clock: this.clock,
       intervalMs: fixed ? 0 : opts.pollMs ?? 1000,
+    });
+    this.selected = new SelectedLinks({
+      network: this.hostNetwork,
+      select: fixed ? InterfaceSelection.parse(fixed.map((l) => l.name)) : opts.select ?? InterfaceSelection.all(),
+      clock: this.clock,
       ipv6: opts.ipv6 ?? true,
     });
     this.links = new Links(this.clock, opts.transport ?? udpTransport(this.port), this.port);
     this.cache = new RecordCache(this.clock, {
       maxEntries: opts.maxCacheEntries,
       isProtected: (e) => [...this.serviceBrowsers].some((b) => b.relies(e.record)),
+    });
+    this.queries = new QueryBatcher({
+      clock: this.clock,
+      cache: this.cache,
+      browsers: this.browsers,
+      active: () => this.started && !this.stopped,
+      send: (questions, known) => {
+        for (const l of this.links.all()) for (const f of l.families()) l.out(f).sendQuery(questions, known);
+      },
     });
     this.owned = new OwnedRecords(new HostClaim(hostLabelOf(opts.hostname ?? hostname()), ttl), this.clock);
     const isOurAddress = (a: string) => this.links.isOurAddress(a);
@@ -146,8 +172,8 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
       if (!atStart) for (const b of this.browsers) b.reset();
     });
 
-    this.monitor.on('change', (diffs: LinkDiff[]) => void this.links.apply(diffs));
-    this.monitor.on('warning', (err) => this.emit('warning', err));
+    this.selected.on('change', (diffs: LinkDiff[]) => void this.links.apply(diffs));
+    this.hostNetwork.on('warning', this.onNetworkWarning);
     this.links.on('packet', (p: MdnsPacket, from: RemoteInfo, link: Link, family: Family) => this.onPacket(p, from, link, family));
     this.links.on('malformed', (err, rinfo) => this.emit('malformed', err, rinfo));
     this.links.on('warning', (err) => this.emit('warning', err));
@@ -156,6 +182,8 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     this.links.on('link-removed', (l: Link) => this.onLinkRemoved(l));
     this.links.on('link-failed', (name: string, err: Error) => this.onLinkFailed(name, err));
   }
+
+  private readonly onNetworkWarning = (err: Error) => this.emit('warning', err);
 
   get hostName(): string {
     return this.owned.host.name();
@@ -169,7 +197,8 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     if (this.started) return;
     this.started = true;
     this.starting = true;
-    this.monitor.start();
+    if (this.ownsNetwork) this.hostNetwork.start();
+    this.selected.start();
     await this.links.apply([]);
     this.starting = false;
     this.emitNetwork();
@@ -177,7 +206,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
 
   /** The interfaces in use now, and since when there is none. */
   network(): NetworkState {
-    const since = this.monitor.unusableSince;
+    const since = this.selected.unusableSince;
     const interfaces = this.links.all().map((l) => ({ name: l.name, addresses: l.addresses().map((a) => zoned(a, l.name)), since: l.since }));
     if (interfaces.length > 0) return { interfaces };
     return { interfaces, unusableSince: since === undefined ? this.clock.now() : since };
@@ -248,7 +277,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
       this.emit('interface-failed', name, err);
     }
     this.clock.setTimeout(() => {
-      if (!this.stopped && !this.links.get(name)) this.monitor.forget(name);
+      if (!this.stopped && !this.links.get(name)) this.selected.forget(name);
     }, LINK_RETRY_MS);
   }
 
@@ -277,46 +306,6 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     }
   }
 
-  /**
-   * Queues a query. Urgent ones (a browser's first, resolution of a new instance) leave at once;
-   * the others wait up to 100 ms, and when the batch leaves, every browser query and cache
-   * refresh due soon rides along: one packet per link where a naive engine sends one per
-   * question (this is how Avahi keeps its idle traffic low).
-   */
-  query(questions: MdnsQuestion[], knownAnswersFor: Array<{ name: string; type: string }> = [], urgent = false): void {
-    let b = this.queryBatch;
-    if (!b) {
-      b = { questions: new Map(), known: new Map(), timer: this.clock.setTimeout(() => this.flushQueries(), urgent ? 0 : 100) };
-      this.queryBatch = b;
-    } else if (urgent) {
-      b.timer.cancel();
-      b.timer = this.clock.setTimeout(() => this.flushQueries(), 0);
-    }
-    for (const q of questions) b.questions.set(`${rrsetKey(q.name, q.type)}|${q.qu ? 1 : 0}`, q);
-    for (const k of knownAnswersFor) b.known.set(rrsetKey(k.name, k.type), k);
-  }
-
-  private flushQueries(): void {
-    const b = this.queryBatch;
-    this.queryBatch = undefined;
-    if (!b || !this.started || this.stopped) return;
-    const add = (q: MdnsQuestion) => {
-      b.questions.set(`${rrsetKey(q.name, q.type)}|0`, q);
-      b.known.set(rrsetKey(q.name, q.type), q);
-    };
-    for (const br of this.browsers) {
-      const q = br.pullForward();
-      if (q) add(q);
-    }
-    const wanted = (e: CacheEntry) => [...this.browsers].some((br) => br.interestedIn(e.record));
-    for (const e of this.cache.takeDueRefreshes(2500, wanted)) add({ name: e.record.name, type: e.record.type });
-    const questions = [...b.questions.values()];
-    // Known answers from the cache (RFC 6762 §7.1); what does not fit continues with TC (§7.2).
-    const known: MdnsRecord[] = [];
-    for (const k of b.known.values()) known.push(...this.cache.knownAnswers(k.name, k.type));
-    for (const l of this.links.all()) for (const f of l.families()) l.out(f).sendQuery(questions, known);
-  }
-
   publish(opts: PublishOptions): Registration {
     const spec: ServiceSpec = {
       instance: (opts.instance ?? `${opts.name}@${this.owned.host.label}`).replace(/\./g, '-'),
@@ -341,7 +330,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   }
 
   browse(name: string): ServiceBrowser {
-    const b = new ServiceBrowser(serviceType(name), this.cache, this.clock, this);
+    const b = new ServiceBrowser(serviceType(name), this.cache, this.clock, this.queries);
     this.browsers.add(b);
     this.serviceBrowsers.add(b);
     b.start();
@@ -349,7 +338,7 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
   }
 
   browseTypes(): TypeBrowser {
-    const b = new TypeBrowser(this.cache, this.clock, this);
+    const b = new TypeBrowser(this.cache, this.clock, this.queries);
     this.browsers.add(b);
     b.start();
     return b;
@@ -380,23 +369,19 @@ export class MdnsEngine extends EventEmitter implements QuerySender {
     for (const b of this.browsers) b.stop();
     this.browsers.clear();
     this.serviceBrowsers.clear();
-    this.queryBatch?.timer.cancel();
-    this.queryBatch = undefined;
+    this.queries.cancel();
     this.responder.stop();
     this.publisher.stop();
     this.prober.stop();
-    this.monitor.stop();
+    this.selected.stop();
+    if (this.ownsNetwork) this.hostNetwork.stop();
+    this.hostNetwork.off('warning', this.onNetworkWarning);
     for (const t of this.cacheDrops.values()) t.cancel();
     this.cacheDrops.clear();
     this.cache.clear();
     this.emit('stopped');
     await this.links.close();
   }
-}
-
-/** `fe80::1` on eth0 → `fe80::1%eth0` (a link-local address means nothing without its zone). */
-function zoned(address: string, link: string): string {
-  return /^fe[89ab][0-9a-f]:/i.test(address) ? `${address}%${link}` : address;
 }
 
 function isSrv(d: unknown): boolean {

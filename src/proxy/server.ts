@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { formatAddressPort } from '../base/address.js';
 import type { ProxyConnection } from './connection.js';
 
 /** Creates a server calling `onClient` with every accepted (ready to use) client socket. */
@@ -85,7 +86,7 @@ export class ProxyServer {
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         this.server.off('listening', onListening);
-        const where = formatHostPort(this.host, this.port);
+        const where = formatAddressPort(this.host, this.port);
         const why =
           err.code === 'EADDRINUSE'
             ? 'address already in use'
@@ -143,8 +144,4 @@ export class ProxyServer {
     await Promise.all(left.map((c) => c.done));
     await serverClosed;
   }
-}
-
-export function formatHostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }

@@ -4,7 +4,7 @@
 import type { RemoteInfo } from 'node:dgram';
 import { FakeClock } from '../base/clock.js';
 import { MdnsEngine, type MdnsEngineOptions } from '../mdns/engine.js';
-import type { Family, LinkInfo } from '../mdns/link/interfaces.js';
+import type { Family, LinkInfo } from '../base/host-network.js';
 import type { Destination, LinkTransportFactory } from '../mdns/link/sockets.js';
 import { decodePacket, encodePacket, type MdnsPacket, type OutgoingPacket } from '../mdns/wire/codec.js';
 

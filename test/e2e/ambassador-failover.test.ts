@@ -71,6 +71,9 @@ describe('ambassador: failover under a client loop', { skip }, () => {
     await loop.waitCount(20);
     const t0 = Date.now();
     await ra.stop();
+    // redis shuts down while stop() waits for its exit: a request started before that may have
+    // been in flight on it; one started later must not fail
+    const tStopped = Date.now();
     const withdrawn = await advA.waitLog({ msg: 'advertisement', state: 'withdrawn' }, { since: t0, timeoutMs: 8000 });
     const down = await conn.waitLog({ msg: 'endpoint down', address: aAddr() }, { since: t0, timeoutMs: 8000 });
     const downAt = down.time;
@@ -98,7 +101,7 @@ describe('ambassador: failover under a client loop', { skip }, () => {
     const { failed } = report('health gating loop', loop, t0);
     assert.ok(servedA, 'c uses a again');
     // at most a request in flight on redis as it shut down; no connection started later fails
-    assert.ok(failed.every((r) => r.at < t0 + 100), 'no new connection failed');
+    assert.ok(failed.every((r) => r.at < tStopped), 'no new connection failed');
     const mid = loop.conns().filter((r) => r.at > downAt + 50 && r.end < up.time);
     assert.ok(mid.length > 0 && mid.every((r) => r.who === 'b'), 'only b while a was withdrawn');
   });
@@ -131,6 +134,9 @@ describe('ambassador: failover under a client loop', { skip }, () => {
     const t0 = Date.now();
     advA.proc.kill('SIGKILL');
     ra.process.kill('SIGKILL');
+    // dead (their sockets closed by the kernel) once both exits are seen
+    await Promise.all([advA.proc.exited, ra.process.exited]);
+    const tDead = Date.now();
     const down = await conn.waitLog({ msg: 'endpoint down', address: aAddr() }, { since: t0, timeoutMs: 8000 });
     await loop.finished;
     const { failed } = report('kill -9 loop', loop, t0);
@@ -141,7 +147,7 @@ describe('ambassador: failover under a client loop', { skip }, () => {
     // Requests in flight on a's redis when it died are lost (nothing can save those); a new
     // connection refused by a is retried on b before the client notices.
     assert.equal(failed.filter((r) => r.at > down.time).length, 0, 'no failure after detection');
-    assert.ok(failed.every((r) => r.at < t0 + 100), 'only connections already in flight at the kill failed');
+    assert.ok(failed.every((r) => r.at < tDead), 'only connections already in flight at the kill failed');
   });
 
   test('TTL expiry: kill -9 of a\'s ambassador alone (redis stays up) → c checks a itself, drops it when its records expire (--ttl 2)', async () => {
@@ -178,22 +184,30 @@ describe('ambassador: failover under a client loop', { skip }, () => {
     // 8 clients at a time, so that some start while c has not noticed yet
     const loop = runLoop(c, { count: 600, parallel: 8, intervalMs: 20, deadlineMs: 30_000, timeoutMs: 10_000 });
     await loop.waitCount(40);
+    // The cut lands while `ip link set down` runs: requests started before it returned may have
+    // been in flight at the cut; detection is timed from the moment the cut is surely in place.
     const t0 = Date.now();
     await a.linkDown();
+    const tCut = Date.now();
     try {
       const down = await conn.waitLog({ msg: 'endpoint down', address: aAddr() }, { since: t0, timeoutMs: 8000 });
       await loop.finished;
-      const { failed, slow } = report('cable cut loop', loop, t0);
+      const { failed, slow } = report('cable cut loop', loop, tCut);
       const lastSlow = slow.at(-1);
-      console.log(`# cable cut: endpoint down at c after ${fmt(down.time - t0)} (reason ${down.reason}); ` +
-        `connections slowed by a connect timeout + retry: ${slow.length}, the last started ${fmt(lastSlow && lastSlow.at - t0)} after the cut`);
+      console.log(`# cable cut (${fmt(tCut - t0)} to cut): endpoint down at c after ${fmt(down.time - tCut)} (reason ${down.reason}); ` +
+        `connections slowed by a connect timeout + retry: ${slow.length}, the last started ${fmt(lastSlow && lastSlow.at - tCut)} after the cut`);
       // host probes: ~0.8 s of silence after the first unanswered probe (one interval at most)
-      assert.ok(down.time - t0 < 3000, 'detection bounded');
+      assert.ok(down.time - tCut < 3000, 'detection bounded');
       // a request in flight to a at the cut never gets its reply: that connection is closed once a
       // is found dead; every connection started later succeeds
-      assert.ok(failed.every((r) => r.at < t0 + 200), 'only connections in flight at the cut failed');
-      // nothing started after detection waits for a dead peer
-      assert.equal(slow.filter((r) => r.at > down.time + 100).length, 0);
+      assert.ok(failed.every((r) => r.at < tCut), 'only connections in flight at the cut failed');
+      // nothing started after detection waits for a dead peer: one still tried would hold up every
+      // connection sent its way (half of them, by rotation) by a connect race; a loaded machine
+      // slows a few at random (7 of 575 at load average 15), so the bound is one in ten
+      const afterDetection = loop.conns().filter((r) => r.at > down.time + 100);
+      const slowAfter = slow.filter((r) => r.at > down.time + 100);
+      assert.ok(slowAfter.length <= afterDetection.length / 10,
+        `${slowAfter.length} of the ${afterDetection.length} connections started after detection were slower than 500 ms`);
     } finally {
       await a.linkUp();
     }

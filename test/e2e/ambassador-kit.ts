@@ -1,6 +1,8 @@
 // Shared helpers of the ambassador end-to-end tests (test/e2e/ambassador-*.test.ts): run the real
 // CLI (`node dist/cli/bin.js`) inside lab hosts with JSON logs, read those logs, and drive bounded
 // client loops that tell which backend served each new connection.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Host, type LabProcess, type RedisServer, redisCli, waitFor } from '../lib/netns.js';
 
@@ -87,10 +89,30 @@ export function startAmbassador(host: Host, args: string[], opts: AmbOptions = {
   return new Amb(host, proc, args);
 }
 
+/**
+ * Starts `ambassador ARGS --log-format json` in `host` inside a mount namespace of its own, with
+ * these files as /etc/resolv.conf and /etc/hosts (the system resolver's view, e.g. a container
+ * name for `--advertise redis=db:6379`). `name` tells the files apart in the host's directory.
+ */
+export function startAmbassadorWithFiles(host: Host, name: string, files: { resolv?: string; hosts?: string }, args: string[]): Amb {
+  const binds: string[] = [];
+  for (const [file, text] of [['resolv.conf', files.resolv], ['hosts', files.hosts]] as const) {
+    if (text === undefined) continue;
+    const path = join(host.dir, `${file}-${name}`);
+    writeFileSync(path, text);
+    binds.push(path, `/etc/${file}`);
+  }
+  const mounts = Array.from({ length: binds.length / 2 }, (_, i) => `mount --bind "$${2 * i + 1}" "$${2 * i + 2}"`).join(' && ');
+  const proc = host.spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `${mounts} && shift ${binds.length} && exec "$@"`, 'sh',
+    ...binds, process.execPath, CLI, '--log-format', 'json', ...args], { name: `[${host.name}] ambassador (own /etc files ${name}) ${args.join(' ')}` });
+  return new Amb(host, proc, args);
+}
+
 /** Started advertiser: waits for `advertisement … state announced`. Returns the log line too. */
 export async function startAdvertiser(host: Host, args: string[], opts: AmbOptions & { timeoutMs?: number } = {}): Promise<{ amb: Amb; announced: LogLine }> {
   const amb = startAmbassador(host, args, opts);
-  const announced = await amb.waitLog({ msg: 'advertisement', state: 'announced' }, { timeoutMs: opts.timeoutMs ?? 10_000 });
+  // Bounds here only turn a hang into a failure: generous, a loaded machine starts node slowly.
+  const announced = await amb.waitLog({ msg: 'advertisement', state: 'announced' }, { timeoutMs: opts.timeoutMs ?? 20_000 });
   return { amb, announced };
 }
 
@@ -99,7 +121,7 @@ export async function startConnector(host: Host, args: string[], opts: AmbOption
   const amb = startAmbassador(host, args, opts);
   const n = args.filter((a) => a === '--connect').length;
   await waitFor(() => amb.findAll({ msg: 'listening' }).length >= n || (!amb.proc.running && Promise.reject(new Error(amb.proc.output))),
-    { timeoutMs: 10_000, intervalMs: 20, message: `[${host.name}] connector listening` });
+    { timeoutMs: 20_000, intervalMs: 20, message: `[${host.name}] connector listening` });
   return amb;
 }
 
@@ -345,4 +367,66 @@ export async function redisConnectionsReceived(r: RedisServer): Promise<number> 
   const m = /total_connections_received:(\d+)/.exec(res.stdout);
   if (!m) throw new Error(`INFO stats on ${r.host.name}:${r.port}: ${res.stdout}${res.stderr}`);
   return Number(m[1]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// mDNS responses as the wire carries them, for waits on a packet instead of on time.
+
+const LISTENER = fileURLToPath(new URL('../fixtures/mdns-listen.js', import.meta.url));
+
+export interface HeardRecord { name: string; type: string; ttl: number; data?: string }
+export interface Heard { t: number; src: string; records: HeardRecord[] }
+
+/** A passive listener in a lab host, joined to the mDNS group on its lab interface. */
+export class MdnsHeard {
+  private constructor(readonly proc: LabProcess) {}
+
+  static async start(host: Host): Promise<MdnsHeard> {
+    const proc = host.spawn(process.execPath, [LISTENER, host.ip], { name: `[${host.name}] mdns listener` });
+    await proc.waitForLine(/^listening$/m);
+    return new MdnsHeard(proc);
+  }
+
+  packets(since = 0): Heard[] {
+    const out: Heard[] = [];
+    for (const line of this.proc.stdout.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        const h = JSON.parse(line) as Heard;
+        if (h.t >= since) out.push(h);
+      } catch { /* partial line */ }
+    }
+    return out;
+  }
+
+  /** Responses from `src` carrying a record named `name` (of `type`) that is live (live: true) or a goodbye. */
+  matching(src: string, name: string, type: string, live: boolean, since = 0): Heard[] {
+    return this.packets(since).filter((h) => h.src === src && h.records.some((r) => r.name === name && r.type === type && (r.ttl > 0) === live));
+  }
+
+  /** Waits until `count` such responses were heard; returns the last one. */
+  async waitFor(src: string, name: string, type: string, opts: { live?: boolean; count?: number; since?: number; timeoutMs?: number } = {}): Promise<Heard> {
+    const count = opts.count ?? 1;
+    const live = opts.live ?? true;
+    const hs = await waitFor(() => {
+      const m = this.matching(src, name, type, live, opts.since);
+      return m.length >= count ? m : undefined;
+    }, { timeoutMs: opts.timeoutMs ?? 10_000, intervalMs: 20, message: `${count} mDNS response(s) from ${src} with ${live ? 'a live' : 'a goodbye for'} ${type} ${name}` });
+    return hs[count - 1]!;
+  }
+
+  /**
+   * Waits for the two startup announcements (RFC 6762 §8.3, a second apart) of `name`/`type`
+   * from `src`: after them, what that host sends about the record answers something. Counting
+   * two multicasts is enough: a responder multicasts a record at most once a second (§6), so
+   * nothing else can carry it between the two announcements. (A listener started after the
+   * first one waits for a later answer: longer, never too short.)
+   */
+  announced(src: string, name: string, type: string, timeoutMs = 15_000): Promise<Heard> {
+    return this.waitFor(src, name, type, { count: 2, timeoutMs });
+  }
+
+  stop(): Promise<unknown> {
+    return this.proc.stop(1000);
+  }
 }

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab, type Host, type LabProcess, canUseNetns, haveCommand, startRedis, waitFor } from '../lib/netns.js';
 import type { ScriptedDnsOptions, Zone } from '../lib/scripted-dns.js';
-import { Amb, CLI, fmt, runLoop, startConnector, tagRedis } from './ambassador-kit.js';
+import { Amb, CLI, fmt, runLoop, startAmbassadorWithFiles, startConnector, tagRedis } from './ambassador-kit.js';
 
 const skip = canUseNetns() ?? (['redis-server', 'redis-cli', 'dnsmasq', 'dig', 'curl'].filter((c) => !haveCommand(c)).map((c) => `${c} not installed`)[0]);
 const SCRIPTED_DNS = fileURLToPath(new URL('../fixtures/scripted-dns-server.js', import.meta.url));
@@ -180,19 +180,6 @@ Promise.all(Array.from({ length: 8 }, worker)).then(() => console.log(JSON.strin
     assert.ok(conn.find({ msg: 'endpoint up', address: '[fd00:77::1]:7101' }));
   });
 
-  /** Starts the ambassador in `host` inside its own mount namespace, with these files as /etc/resolv.conf and /etc/hosts. */
-  function ambassadorWithFiles(host: Host, name: string, resolv: string, hosts: string, args: string[]): Amb {
-    const rf = join(host.dir, `resolv-${name}.conf`);
-    const hf = join(host.dir, `hosts-${name}`);
-    writeFileSync(rf, resolv);
-    writeFileSync(hf, hosts);
-    const full = [CLI, '--log-format', 'json', ...args];
-    const proc = host.spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c',
-      'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && shift 2 && exec "$@"', 'sh', rf, hf, process.execPath, ...full],
-    { name: `[${host.name}] ambassador (own resolv.conf ${name}) ${args.join(' ')}` });
-    return new Amb(host, proc, args);
-  }
-
   test('a relative, Kubernetes-style name through the search list and ndots of resolv.conf; /etc/hosts for a target; --dns-server overrides the nameserver', async () => {
     const [a, b, c, d, dns] = [h('a'), h('b'), h('c'), h('d'), h('dns')];
     await dnsmasq(dns, [
@@ -209,7 +196,7 @@ Promise.all(Array.from({ length: 8 }, worker)).then(() => console.log(JSON.strin
     console.log(`# search list: dig +search SRV _redis._tcp.redis with the test's resolv.conf → ${platform.stdout.trim().replace(/\n/g, '; ')}`);
     assert.match(platform.stdout, /7001 a\.svc\.test\./);
 
-    const amb = track(ambassadorWithFiles(c, 'search', resolv, hosts, ['--connect', 'redis=6379', '--srv', 'redis=_redis._tcp.redis', ...CHECKS]));
+    const amb = track(startAmbassadorWithFiles(c, 'search', { resolv, hosts }, ['--connect', 'redis=6379', '--srv', 'redis=_redis._tcp.redis', ...CHECKS]));
     const resolved = await amb.waitLog({ msg: 'DNS SRV name resolved' });
     assert.equal(resolved.name, '_redis._tcp.redis.ns1.svc.test');
     assert.match(String(resolved.via), new RegExp(`^${dns.ip.replace(/\./g, '\\.')}:53 `), 'the nameserver of resolv.conf');
@@ -222,7 +209,7 @@ Promise.all(Array.from({ length: 8 }, worker)).then(() => console.log(JSON.strin
     await amb.stop();
 
     // resolv.conf names a dead nameserver (d: nothing on port 53); --dns-server overrides it, the search list still applies
-    const over = track(ambassadorWithFiles(c, 'override', resolv.replace(dns.ip, d.ip), hosts,
+    const over = track(startAmbassadorWithFiles(c, 'override', { resolv: resolv.replace(dns.ip, d.ip), hosts },
       ['--connect', 'redis=6379', '--srv', 'redis=_redis._tcp.redis', '--dns-server', dns.ip, ...CHECKS]));
     const r2 = await over.waitLog({ msg: 'DNS SRV name resolved' });
     assert.equal(r2.name, '_redis._tcp.redis.ns1.svc.test');

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { type Host, Lab, canUseNetns, haveCommand, redisCli, startRedis, waitFor } from '../lib/netns.js';
 import { avahiBrowse, avahiPublish, canUseAvahi, startAvahi } from '../lib/avahi.js';
-import { CLI, runLoop, sleep, startAdvertiser, startAmbassador, startConnector, tagRedis, waitServedBy, whoServes } from './ambassador-kit.js';
+import { CLI, MdnsHeard, runLoop, sleep, startAdvertiser, startAmbassador, startConnector, tagRedis, waitServedBy, whoServes } from './ambassador-kit.js';
 
 const skip = canUseNetns() ?? (haveCommand('redis-server') && haveCommand('redis-cli') && haveCommand('curl') ? undefined : 'needs redis-server, redis-cli and curl');
 const skipAvahi = skip ?? canUseAvahi();
@@ -54,13 +54,17 @@ test('renumbering under a running advertiser: a connector follows at once, a fre
     const avahi = canUseAvahi() ? undefined : await startAvahi(c);
     const redis = await startRedis(a, { port: 12345 });
     await tagRedis(redis, 'a');
-    const { amb: adv } = await startAdvertiser(a, ['--advertise', 'redis=12345', '--admin', '9901']);
+    const heard = await MdnsHeard.start(b);
+    const { amb: adv, announced } = await startAdvertiser(a, ['--advertise', 'redis=12345', '--admin', '9901']);
     const conn = await startConnector(b, ['--connect', 'redis=6379']);
     await waitServedBy(b, 'a');
     const oldIp = a.ip;
     const newIp = oldIp.replace(/\.\d+$/, '.101');
     if (avahi) await avahiBrowse(c, '_redis._tcp', { until: (rs) => rs.some((r) => r.address === oldIp) });
-    await sleep(1500); // past the announcements: what follows is the address change alone
+    // past the announcements (both out): what follows is the address change alone
+    await heard.announced(oldIp, `${String(announced.instance)}._redis._tcp.local`, 'SRV');
+    await heard.announced(oldIp, 'a.local', 'A');
+    await heard.stop();
     const sent0 = await metric(a, 'ambassador_mdns_packets_sent_total');
     const loop = runLoop(b, { port: 6379, count: 100_000, intervalMs: 20, deadlineMs: 12_000, timeoutMs: 8000 });
     await loop.waitCount(5);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Lab, type Host, type LabProcess, canUseNetns, haveCommand, redisCli, startRedis, waitFor } from '../lib/netns.js';
-import { type Amb, type LogLine, sleep, startAmbassador, tagRedis } from './ambassador-kit.js';
+import { type Amb, type LogLine, MdnsHeard, sleep, startAmbassador, tagRedis } from './ambassador-kit.js';
 
 const skip = canUseNetns() ?? (haveCommand('redis-server') && haveCommand('redis-cli') && haveCommand('curl') ? undefined : 'needs redis-server, redis-cli and curl');
 const ANNOUNCER = fileURLToPath(new URL('../fixtures/mdns-announce.js', import.meta.url));
@@ -102,10 +102,12 @@ describe('loops between ambassadors', { skip }, () => {
 
   test('the same, b started once a waits for its target: both withdraw, no storm', async () => {
     const [a, b] = [lab.host('a'), lab.host('b')];
+    const heard = track(await MdnsHeard.start(lab.host('r')));
     // a alone: its target (b's listener) does not accept yet.
     const ambA = sidecarAdvertising(a, b);
     await ambA.waitLog({ msg: 'advertisement', state: 'waiting-for-target' });
-    await sleep(1500); // a's own listener record is announced by now
+    // b starts once a's own listener record is announced (both announcements out)
+    await heard.announced(a.ip, 'redis:6379@a._amb-connect._tcp.local', 'SRV');
     const ambB = sidecarAdvertising(b, a);
     await ambB.waitLog(withdrawnForLoop(a), { what: 'b withdraws (or never announces) its advertisement of a’s listener' });
     await ambA.waitLog(withdrawnForLoop(b), { what: 'a withdraws' });
@@ -120,11 +122,16 @@ describe('loops between ambassadors', { skip }, () => {
 
   test('a ring of three (a → b → c → a): every advertisement withdrawn, every endpoint refused, no storm', async () => {
     const [a, b, c] = [lab.host('a'), lab.host('b'), lab.host('c')];
+    const heard = track(await MdnsHeard.start(lab.host('r')));
     const ambs = [sidecarAdvertising(a, b), sidecarAdvertising(b, c), sidecarAdvertising(c, a)];
     await ambs[0]!.waitLog(withdrawnForLoop(b), { timeoutMs: 15_000 });
     await ambs[1]!.waitLog(withdrawnForLoop(c), { timeoutMs: 15_000 });
     await ambs[2]!.waitLog(withdrawnForLoop(a), { timeoutMs: 15_000 });
-    await sleep(1500); // goodbyes heard
+    // the goodbyes of the advertisements that were announced before they were withdrawn are out
+    for (const [i, h] of [a, b, c].entries()) {
+      const announced = ambs[i]!.find({ msg: 'advertisement', state: 'announced' });
+      if (announced) await heard.waitFor(h.ip, `${String(announced.instance)}._redis._tcp.local`, 'SRV', { live: false });
+    }
     const hosts = [a, b, c].map((host, i) => ({ host, amb: ambs[i]!, fds0: fdsOf(ambs[i]!) }));
     const before = await Promise.all([a, b, c].map(metrics));
     for (const h of [a, b, c]) assert.match(await ping(h), /^ERR ambassador: no endpoint for 'redis'/);

@@ -130,7 +130,7 @@ test('browse: IPv6 addresses in brackets, secret-looking TXT redacted, and a wor
   assert.equal(none.status, 0);
   assert.equal(none.stdout, '');
   assert.match(none.stderr, /^no 'nothing-here' service found within 1500 ms on lo \(127\.0\.0\.1\)\n$/);
-  const { hostPort } = await import('../../src/cli/browse.js');
+  const { formatAddressPort: hostPort } = await import('../../src/base/address.js');
   assert.equal(hostPort('fe80::1%eth0', 6379), '[fe80::1%eth0]:6379');
   assert.equal(hostPort('10.0.0.5', 6379), '10.0.0.5:6379');
 });

@@ -2,10 +2,14 @@
 // Everything runs on 127.0.0.1 inside the runner's private network namespace (scripts/test.mjs
 // re-executes itself under `unshare -n`), so no packet can reach a real interface.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createSocket, type Socket } from 'node:dgram';
+import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import type { MdnsRecord } from '../../src/mdns/wire/records.js';
+import { decodePacket } from '../../src/mdns/wire/codec.js';
 import { waitFor } from '../lib/netns.js';
 
 export { waitFor };
@@ -219,3 +223,52 @@ export function percentile(xs: number[], p: number): number {
 }
 
 export const fmt = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : String(n));
+
+/**
+ * The multicast responses on 127.0.0.1's mDNS group, recorded from the moment it is started (so
+ * start it before the ambassadors it listens to). For waits on a packet instead of on time.
+ */
+export class GroupRecorder {
+  readonly heard: Array<{ at: number; records: MdnsRecord[] }> = [];
+  private constructor(readonly socket: Socket) {
+    socket.on('message', (msg) => {
+      try {
+        const p = decodePacket(msg);
+        if (p.type === 'response') this.heard.push({ at: Date.now(), records: [...p.answers, ...p.additionals] });
+      } catch { /* not ours to judge */ }
+    });
+  }
+
+  static async start(): Promise<GroupRecorder> {
+    const s = createSocket({ type: 'udp4', reuseAddr: true });
+    s.bind(5353, '0.0.0.0');
+    await once(s, 'listening');
+    s.addMembership('224.0.0.251', '127.0.0.1');
+    s.setMulticastInterface('127.0.0.1');
+    return new GroupRecorder(s);
+  }
+
+  /** Responses that carry a record matching `pred`. */
+  carrying(pred: (r: MdnsRecord) => boolean, since = 0): Array<{ at: number; records: MdnsRecord[] }> {
+    return this.heard.filter((h) => h.at >= since && h.records.some(pred));
+  }
+
+  /**
+   * Waits for the two startup announcements (RFC 6762 §8.3) of the live record `name`/`type`;
+   * returns the time the second was heard. Two multicasts suffice: a responder multicasts a
+   * record at most once a second (§6), so nothing else can carry it between the two.
+   */
+  async announced(name: string, type: string, timeoutMs = 15_000): Promise<number> {
+    const hs = await waitFor(() => {
+      const m = this.carrying((r) => r.name === name && r.type === type && r.ttl > 0);
+      return m.length >= 2 ? m : undefined;
+    }, { timeoutMs, intervalMs: 20, message: `the two announcements of ${type} ${name}` });
+    return hs[1]!.at;
+  }
+
+  private closed = false;
+  close(): void {
+    if (!this.closed) this.socket.close();
+    this.closed = true;
+  }
+}

@@ -14,7 +14,7 @@ import type { ServiceBrowser } from '../../src/mdns/browse/browser.js';
 import type { NetInterface } from '../../src/mdns/link/interfaces.js';
 import type { MdnsRecord } from '../../src/mdns/wire/records.js';
 import { decodePacket, encodePacket } from '../../src/mdns/wire/codec.js';
-import { AmbProc, echoOnce, echoServer, freePort, isolated, sleep } from './kit.js';
+import { AmbProc, echoOnce, echoServer, freePort, isolated, sleep, waitFor } from './kit.js';
 
 const iface: NetInterface = { name: 'lo', address: '127.0.0.1', netmask: '255.0.0.0' };
 
@@ -35,10 +35,7 @@ interface Mesh {
 async function mesh(): Promise<Mesh> {
   const echo = await echoServer();
   const connectPort = await freePort();
-  const a = new AmbProc(['--interface', '127.0.0.1', '--hostname', 'alpha', '--advertise', `echo=${echo.port},instance=ours`]);
-  const b = new AmbProc(['--interface', '127.0.0.1', '--hostname', 'beta', '--connect', `echo=${connectPort}`, '--wait-for-endpoint', '3000']);
-  const watcher = new MdnsEngine({ interfaces: [iface], hostname: 'watcher' });
-  await watcher.start();
+  // The rogue socket hears everything from alpha's first packet on (it is bound first).
   const rogue = createSocket({ type: 'udp4', reuseAddr: true });
   rogue.bind(5353, '0.0.0.0');
   await once(rogue, 'listening');
@@ -51,9 +48,28 @@ async function mesh(): Promise<Mesh> {
       if (p.type === 'response') heard.push({ at: Date.now(), records: [...p.answers, ...p.additionals] });
     } catch { /* not ours to judge */ }
   });
+  const a = new AmbProc(['--interface', '127.0.0.1', '--hostname', 'alpha', '--advertise', `echo=${echo.port},instance=ours`]);
+  const b = new AmbProc(['--interface', '127.0.0.1', '--hostname', 'beta', '--connect', `echo=${connectPort}`, '--wait-for-endpoint', '3000']);
+  const watcher = new MdnsEngine({ interfaces: [iface], hostname: 'watcher' });
+  await watcher.start();
+  const browser = watcher.browse('echo');
+  const events: Mesh['events'] = [];
   try {
     await a.waitLog((l) => l.msg === 'advertisement' && l.state === 'announced', 10_000, 'advertised');
     await b.waitLog((l) => l.msg === 'endpoint up', 10_000, 'connector endpoint up');
+    await waitFor(() => browser.instances().length > 0, { timeoutMs: 10_000, message: 'the watcher resolves ours' });
+    // Both startup announcements of each record the spoofs name are out (a responder multicasts
+    // a record at most once a second, RFC 6762 §6, so the second multicast heard is the second
+    // announcement), and a second has passed since the last (the §10.2 one-second window): a
+    // record heard after the spoof can only be the answer to it.
+    const isOurs = (r: MdnsRecord) => r.ttl > 0 && ((r.type === 'SRV' && r.name === 'ours._echo._tcp.local') ||
+      (r.type === 'A' && r.name === 'alpha.local') || (r.type === 'PTR' && r.data === 'ours._echo._tcp.local'));
+    const secondOf = (type: string) => heard.filter((h) => h.records.some((r) => r.type === type && isOurs(r)))[1]?.at;
+    const last = await waitFor(() => {
+      const ts = ['SRV', 'A', 'PTR'].map(secondOf);
+      return ts.every((t) => t !== undefined) ? Math.max(...(ts as number[])) : undefined;
+    }, { timeoutMs: 10_000, intervalMs: 20, message: 'both announcements of SRV, A and PTR' });
+    await sleep(Math.max(0, last + 1000 - Date.now()));
   } catch (err) {
     // Nothing may stay open, or the test file would hang until the runner's timeout.
     rogue.close();
@@ -62,11 +78,7 @@ async function mesh(): Promise<Mesh> {
     await echo.close();
     throw err;
   }
-  const browser = watcher.browse('echo');
-  const events: Mesh['events'] = [];
   for (const ev of ['up', 'down', 'update'] as const) browser.on(ev, (i) => events.push({ at: Date.now(), ev, port: i.port, instance: i.instance }));
-  for (let i = 0; i < 100 && browser.instances().length === 0; i++) await sleep(50);
-  await sleep(1200); // past the second announcement and the RFC §10.2 one-second window
   return {
     echoPort: echo.port, connectPort, a, b, watcher, browser, rogue, heard, events,
     close: async () => {

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Clock, TimerHandle } from '../../base/clock.js';
 import type { CacheEntry, RecordCache } from './cache.js';
-import { isLinkLocal6, orderAddresses } from '../link/interfaces.js';
+import { isLinkLocal6, orderAddresses } from '../../base/address.js';
 import {
   type MdnsQuestion, type MdnsRecord, type SrvData, decodeTxt, instanceLabel, normalizeName, recordKey, sameName, SERVICES_ENUMERATION,
 } from '../wire/records.js';

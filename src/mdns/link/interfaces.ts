@@ -1,28 +1,6 @@
-import { networkInterfaces } from 'node:os';
-import { readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
-
-export type Family = 'IPv4' | 'IPv6';
-
-/** One address of an interface (IPv6 ones without a zone: the interface is the zone). */
-export interface LinkAddress {
-  address: string;
-  netmask: string;
-}
-
-/** One network interface as seen at one moment: what the network monitor diffs. */
-export interface LinkInfo {
-  name: string;
-  /** Kernel interface index (0 when unknown): a re-created interface with the same name is another link. */
-  index: number;
-  loopback: boolean;
-  /** IFF_MULTICAST (true where the flag cannot be read). */
-  multicast: boolean;
-  /** Link MTU in bytes: packets are sized to fit it without IP fragmentation. */
-  mtu: number;
-  ipv4: LinkAddress[];
-  ipv6: LinkAddress[];
-}
+import { isLinkLocal6 } from '../../base/address.js';
+import { type LinkAddress, type LinkInfo, readLinks } from '../../base/host-network.js';
 
 /**
  * A fixed interface description (tests and tools that name one address, e.g. loopback):
@@ -37,46 +15,7 @@ export interface NetInterface {
 
 export class InterfaceError extends Error {}
 
-const IFF_UP = 0x1;
-const IFF_LOOPBACK = 0x8;
-const IFF_MULTICAST = 0x1000;
-
-function sysfs(name: string, file: string): string | undefined {
-  try {
-    return readFileSync(`/sys/class/net/${name}/${file}`, 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-}
-
 const bareV6 = (a: string) => a.split('%')[0]!.toLowerCase();
-
-/**
- * The interfaces that are up and running now, with their addresses. Node lists only interfaces
- * that are UP and RUNNING (libuv skips the others), so a cable pulled or a link set down makes
- * its interface disappear here; the link flags (sysfs, Linux) add loopback and multicast.
- */
-export function readLinks(): LinkInfo[] {
-  const out: LinkInfo[] = [];
-  for (const [name, addrs] of Object.entries(networkInterfaces())) {
-    if (!addrs || addrs.length === 0) continue;
-    const flagText = sysfs(name, 'flags');
-    const flags = flagText === undefined ? undefined : parseInt(flagText, 16);
-    if (flags !== undefined && (flags & IFF_UP) === 0) continue;
-    const internal = addrs.some((a) => a.internal);
-    const v6 = addrs.filter((a) => a.family === 'IPv6');
-    out.push({
-      name,
-      index: Number(sysfs(name, 'ifindex') ?? (v6.find((a) => a.scopeid)?.scopeid ?? 0)) || 0,
-      loopback: flags !== undefined ? (flags & IFF_LOOPBACK) !== 0 : internal,
-      multicast: flags !== undefined ? (flags & IFF_MULTICAST) !== 0 : !internal,
-      mtu: Number(sysfs(name, 'mtu')) || 1500,
-      ipv4: addrs.filter((a) => a.family === 'IPv4').map((a) => ({ address: a.address, netmask: a.netmask })),
-      ipv6: v6.map((a) => ({ address: bareV6(a.address), netmask: a.netmask })),
-    });
-  }
-  return out;
-}
 
 /** LinkInfo for fixed interface descriptions (several entries with one name merge). */
 export function linksOf(fixed: readonly NetInterface[]): LinkInfo[] {
@@ -207,24 +146,6 @@ function v6ToBigInt(ip: string): bigint {
   const t = tail ? tail.split(':') : [];
   const groups = ip.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
   return groups.reduce((acc, g) => (acc << 16n) + BigInt(parseInt(g || '0', 16)), 0n);
-}
-
-export function isLinkLocal6(address: string): boolean {
-  return /^fe[89ab][0-9a-f]:/i.test(address);
-}
-
-/**
- * A peer's addresses, the likeliest to work first: routable IPv4 (what services listen on most,
- * and what our own health checks use), IPv4 link-local, routable IPv6, IPv6 link-local (which
- * needs its zone). Ties in text order, so the result does not depend on arrival order.
- */
-export function orderAddresses(addresses: readonly string[]): string[] {
-  const rank = (a: string) => {
-    const bare = a.split('%')[0]!;
-    if (isIPv4(bare)) return bare.startsWith('169.254.') ? 1 : 0;
-    return isLinkLocal6(bare) ? 3 : 2;
-  };
-  return [...new Set(addresses)].sort((x, y) => rank(x) - rank(y) || (x < y ? -1 : x > y ? 1 : 0));
 }
 
 /** Where a link's addresses come from: a LinkInfo or anything with the same address lists. */

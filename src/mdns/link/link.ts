@@ -1,7 +1,6 @@
 import type { Clock } from '../../base/clock.js';
-import { type Family, type LinkInfo, onLink } from './interfaces.js';
-import type { Claim } from '../publish/owned.js';
-import type { OwnedRecord } from '../wire/records.js';
+import type { Family, LinkInfo } from '../../base/host-network.js';
+import { onLink } from './interfaces.js';
 import { HEADER_BYTES, OutgoingScheduler, type SchedulerStats } from './scheduler.js';
 import type { Destination, LinkTransport } from './sockets.js';
 import { packetBytes } from '../wire/packets.js';
@@ -20,21 +19,14 @@ export interface TransportStats {
 }
 
 /**
- * One network interface mDNS runs on, and everything that belongs to it: its addresses, its
- * sockets (the transport), an outgoing scheduler per address family, the names we have probed
- * here (`established`) and the records we have announced here and not withdrawn (`announced`:
- * what needs a goodbye when it stops being ours). Created when the interface appears, updated
- * when its addresses change, dropped when it goes; nothing else is torn down.
+ * One network interface mDNS runs on, and how packets leave it: its addresses, its sockets (the
+ * transport), an outgoing scheduler per address family. Created when the interface appears,
+ * updated when its addresses change, dropped when it goes. What is published here (names probed,
+ * records announced) is the publishing side's (publish/owned.ts), not the link's.
  */
 export class Link {
   /** When this link came up (clock ms). */
   readonly since: number;
-  /** Probing may start (the link has settled after coming up). */
-  ready = false;
-  /** Claims (host name, services) probed successfully on this link. */
-  readonly established = new Set<Claim>();
-  /** Records announced here and not withdrawn, per family, by record key. */
-  readonly announced = new Map<Family, Map<string, OwnedRecord>>();
   private readonly schedulers = new Map<Family, OutgoingScheduler>();
   private pendingSends = 0;
   closed = false;
@@ -85,13 +77,6 @@ export class Link {
     return s;
   }
 
-  /** Records announced on `family` (created on first use). */
-  announcedOn(family: Family): Map<string, OwnedRecord> {
-    let m = this.announced.get(family);
-    if (!m) this.announced.set(family, (m = new Map()));
-    return m;
-  }
-
   /** Encodes and sends one packet: to the group on `family`, or unicast to `dest`; `sent` once it left. */
   send(packet: OutgoingPacket, family: Family, dest?: Destination, sent?: () => void): void {
     if (this.closed) return;
@@ -119,8 +104,6 @@ export class Link {
   async update(info: LinkInfo): Promise<void> {
     this.info = info;
     await this.transport.update(info);
-    // A family whose socket went: what was announced on it is gone with it.
-    for (const f of [...this.announced.keys()]) if (!this.families().includes(f)) this.announced.delete(f);
   }
 
   /** Sends what is queued for goodbye now (before a stop). */

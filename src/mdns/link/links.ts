@@ -1,9 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { RemoteInfo } from 'node:dgram';
 import type { Clock } from '../../base/clock.js';
-import type { Family, LinkInfo } from './interfaces.js';
+import type { Family, LinkInfo } from '../../base/host-network.js';
 import { Link, type TransportStats } from './link.js';
-import type { LinkDiff } from './monitor.js';
+import type { LinkDiff } from '../../base/host-network.js';
 import type { SchedulerStats } from './scheduler.js';
 import type { LinkTransportFactory } from './sockets.js';
 import { decodePacket, MalformedPacketError, type MdnsPacket } from '../wire/codec.js';

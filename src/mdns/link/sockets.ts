@@ -1,5 +1,5 @@
 import { createSocket, type Socket, type RemoteInfo } from 'node:dgram';
-import type { Family, LinkInfo } from './interfaces.js';
+import type { Family, LinkInfo } from '../../base/host-network.js';
 
 export const MDNS_GROUP = '224.0.0.251';
 export const MDNS_GROUP6 = 'ff02::fb';

@@ -5,7 +5,7 @@ import { type OwnedRecord, recordKey, rrsetKey } from '../wire/records.js';
 
 /**
  * Announcements and goodbyes (RFC 6762 §8.3, §10.1, §10.2), per link: keeps what a link has out
- * there (`link.announced`) in line with what we own there now. Records that stopped being ours
+ * there (`announced`, kept in OwnedRecords) in line with what we own there now. Records that stopped being ours
  * get a goodbye (TTL 0); new ones are announced twice, a second apart, with the cache-flush bit
  * on unique records. A unique RRset is always announced whole, so that the cache-flush bit makes
  * peers drop only what is stale: when an address changes, the goodbye of the old one and the new
@@ -25,11 +25,12 @@ export class Announcer {
    */
   reconcile(link: Link, opts: { once?: boolean } = {}): number {
     const desired = new Map<string, OwnedRecord>();
-    if (link.ready) for (const o of this.owned.live(link)) desired.set(recordKey(o.record), o);
+    const here = this.owned.at(link);
+    if (here.ready) for (const o of this.owned.live(link)) desired.set(recordKey(o.record), o);
     let fresh = 0;
     for (const family of link.families()) {
       const out = link.out(family);
-      const announced = link.announcedOn(family);
+      const announced = here.announcedOn(family);
       const gone = [...announced].filter(([k]) => !desired.has(k));
       const added = [...desired].filter(([k]) => !announced.has(k));
       if (gone.length) {
@@ -54,15 +55,16 @@ export class Announcer {
 
   /** Forgets records as announced without a goodbye (they are being replaced under the same name). */
   forget(link: Link, which: (o: OwnedRecord) => boolean): void {
-    for (const announced of link.announced.values()) {
+    for (const announced of this.owned.at(link).announced.values()) {
       for (const [k, o] of announced) if (which(o)) announced.delete(k);
     }
   }
 
   /** Goodbyes for everything announced on `link` (stop), sent now. */
   withdrawAll(link: Link): void {
+    const here = this.owned.at(link);
     for (const family of link.families()) {
-      const announced = link.announcedOn(family);
+      const announced = here.announcedOn(family);
       if (announced.size === 0) continue;
       link.out(family).multicast([...announced.values()].map((o) => o.record), { kind: 'goodbye' });
       this.stats.goodbyesSent += announced.size;

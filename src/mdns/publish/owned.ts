@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Clock, TimerHandle } from '../../base/clock.js';
+import type { Family } from '../../base/host-network.js';
 import type { LinkAddresses } from '../link/interfaces.js';
 import type { Link } from '../link/link.js';
 import {
@@ -172,12 +173,33 @@ export function compareRecordSets(a: MdnsRecord[], b: MdnsRecord[]): number {
   return sa.length - sb.length;
 }
 
+/**
+ * What is published on one link: kept with what we own, not in the Link (the link layer knows
+ * how packets leave, not what they publish).
+ */
+export class LinkPublication {
+  /** Probing may start (the link has settled after coming up). */
+  ready = false;
+  /** Claims (host name, services) probed successfully on this link. */
+  readonly established = new Set<Claim>();
+  /** Records announced here and not withdrawn, per family, by record key: what needs a goodbye when it stops being ours. */
+  readonly announced = new Map<Family, Map<string, OwnedRecord>>();
+
+  /** Records announced on `family` (created on first use). */
+  announcedOn(family: Family): Map<string, OwnedRecord> {
+    let m = this.announced.get(family);
+    if (!m) this.announced.set(family, (m = new Map()));
+    return m;
+  }
+}
+
 /** How long a record we sent counts as ours when it comes back (our own packet, echoed). */
 const ECHO_WINDOW_MS = 120_000;
 
 /**
- * What this host publishes: its name and its registrations, and which of their records are live
- * on a link (probed there). The prober, announcer and responder all read it; none of them owns it.
+ * What this host publishes: its name and its registrations, what is published on each link
+ * (probed there, announced there), and so which records are live on a link. The prober,
+ * announcer and responder all read it; none of them owns it.
  */
 export class OwnedRecords {
   readonly registrations = new Set<Registration>();
@@ -186,11 +208,19 @@ export class OwnedRecords {
   /** Bumped whenever what is live anywhere may have changed (see touch()). */
   private version = 0;
   private readonly liveCache = new WeakMap<Link, { version: number; info: unknown; records: OwnedRecord[] }>();
+  private readonly onLinks = new WeakMap<Link, LinkPublication>();
 
   constructor(
     readonly host: HostClaim,
     private readonly clock: Clock,
   ) {}
+
+  /** What is published on `link` (created on first use; forgotten with the link). */
+  at(link: Link): LinkPublication {
+    let p = this.onLinks.get(link);
+    if (!p) this.onLinks.set(link, (p = new LinkPublication()));
+    return p;
+  }
 
   /** Claims in force: the host name (once something is published) and every registration not withdrawn. */
   claims(): Claim[] {
@@ -222,10 +252,11 @@ export class OwnedRecords {
 
   private compute(link: Link): OwnedRecord[] {
     const out = new Map<string, OwnedRecord>();
-    if (!link.established.has(this.host)) return [];
+    const { established } = this.at(link);
+    if (!established.has(this.host)) return [];
     for (const o of this.host.records(link)) out.set(recordKey(o.record), o);
     for (const reg of this.registrations) {
-      if (reg.state === 'withdrawn' || !link.established.has(reg)) continue;
+      if (reg.state === 'withdrawn' || !established.has(reg)) continue;
       for (const o of reg.records()) if (!out.has(recordKey(o.record))) out.set(recordKey(o.record), o);
     }
     return [...out.values()];

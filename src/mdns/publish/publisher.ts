@@ -44,7 +44,7 @@ export class Publisher extends EventEmitter {
   }
 
   private readyLinks(): Link[] {
-    return this.links.all().filter((l) => l.ready && !l.closed);
+    return this.links.all().filter((l) => this.owned.at(l).ready && !l.closed);
   }
 
   // ---- links ---------------------------------------------------------------------------------
@@ -70,14 +70,17 @@ export class Publisher extends EventEmitter {
 
   private linkReady(link: Link, atStart: boolean): void {
     if (this.stopped || link.closed) return;
-    link.ready = true;
+    this.owned.at(link).ready = true;
     for (const c of this.owned.claims()) this.prober.probe(c, link);
     this.emit('link-ready', link, atStart);
   }
 
   /** The link's addresses changed: announce the new address records now (the name is ours here already). */
   linkChanged(link: Link): void {
-    if (!this.stopped && link.ready) this.announce(link);
+    const here = this.owned.at(link);
+    // A family whose socket went: what was announced on it is gone with it.
+    for (const f of [...here.announced.keys()]) if (!link.families().includes(f)) here.announced.delete(f);
+    if (!this.stopped && here.ready) this.announce(link);
   }
 
   linkRemoved(link: Link): void {
@@ -117,7 +120,7 @@ export class Publisher extends EventEmitter {
     reg.retry?.cancel();
     reg.setState('withdrawn', reason);
     this.prober.cancel(reg);
-    for (const l of this.links.all()) l.established.delete(reg);
+    for (const l of this.links.all()) this.owned.at(l).established.delete(reg);
     this.owned.touch();
     for (const l of this.links.all()) this.announcer.reconcile(l);
     this.owned.registrations.delete(reg);
@@ -137,16 +140,17 @@ export class Publisher extends EventEmitter {
   /** A claim passed probing on `link`. */
   probed(claim: Claim, link: Link): void {
     if (this.stopped || link.closed) return;
-    link.established.add(claim);
+    this.owned.at(link).established.add(claim);
     this.owned.touch();
     this.announce(link);
   }
 
   private announce(link: Link): void {
     this.announcer.reconcile(link, { once: this.flapping.has(link) });
-    if (!link.established.has(this.owned.host)) return;
+    const { established } = this.owned.at(link);
+    if (!established.has(this.owned.host)) return;
     for (const reg of this.owned.registrations) {
-      if (reg.state === 'probing' && link.established.has(reg) && !this.prober.isProbing(reg)) reg.setState('announced', 'announced');
+      if (reg.state === 'probing' && established.has(reg) && !this.prober.isProbing(reg)) reg.setState('announced', 'announced');
     }
   }
 
@@ -167,7 +171,7 @@ export class Publisher extends EventEmitter {
         claim.setState('probing', `conflict after announcing: ${reason}`);
       }
       this.backoff(() => {
-        for (const l of this.readyLinks()) if (l.established.has(claim)) this.prober.probe(claim, l);
+        for (const l of this.readyLinks()) if (this.owned.at(l).established.has(claim)) this.prober.probe(claim, l);
       }, claim instanceof Registration ? claim : undefined);
       return;
     }
@@ -178,7 +182,7 @@ export class Publisher extends EventEmitter {
   private renameService(reg: Registration, reason: string): void {
     reg.conflicts++;
     this.prober.cancel(reg);
-    const had = this.links.all().filter((l) => l.established.delete(reg));
+    const had = this.links.all().filter((l) => this.owned.at(l).established.delete(reg));
     this.owned.touch();
     for (const l of had) this.announcer.reconcile(l); // goodbyes for the old name
     const old = reg.instance;
@@ -198,7 +202,7 @@ export class Publisher extends EventEmitter {
       // Service records are replaced under the same names (their SRV now names the new host):
       // no goodbye for them; the old host name's addresses get one.
       this.announcer.forget(l, (o) => !(o.record.name === oldName && (o.record.type === 'A' || o.record.type === 'AAAA')));
-      l.established.clear();
+      this.owned.at(l).established.clear();
       this.owned.touch();
       this.announcer.reconcile(l);
     }

@@ -1,6 +1,6 @@
 import type { RemoteInfo } from 'node:dgram';
 import type { Clock, TimerHandle } from '../../base/clock.js';
-import type { Family } from '../link/interfaces.js';
+import type { Family } from '../../base/host-network.js';
 import type { Link } from '../link/link.js';
 import type { Claim, OwnedRecords } from './owned.js';
 import {
@@ -246,7 +246,7 @@ export class Responder {
         if (own) this.defend(link, family, claim && claim.kind === 'service' ? claimRecords(claim, live) : [own.record]);
         continue;
       }
-      if (!claim || !link.established.has(claim)) continue;
+      if (!claim || !this.owned.at(link).established.has(claim)) continue;
       if (liveKeys.has(key) || this.owned.isEcho(r)) continue;
       if (claim.kind === 'host') {
         if ((r.type === 'A' || r.type === 'AAAA') && !(typeof r.data === 'string' && this.hooks.isOurAddress(r.data))) {

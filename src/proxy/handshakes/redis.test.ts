@@ -229,22 +229,19 @@ test('auth-file rotation: the new password is used without a restart; a broken f
   assert.equal((await cli(['-p', port, 'ping'])).out, 'PONG', 'previous credentials kept');
 });
 
-test('redis-benchmark through the connector', { skip: skip ?? (have('redis-benchmark') ? undefined : 'no redis-benchmark') }, async (t) => {
+// A real client's workload (plain and pipelined) through the AUTH-injecting connector. Its speed
+// is measured by bench/datapath.mjs, not here: a unit test asserts what it does, not how fast.
+test('redis-benchmark through the connector: AUTH injected on every connection, plain and pipelined', { skip: skip ?? (have('redis-benchmark') ? undefined : 'no redis-benchmark') }, async (t) => {
   const rp = await redis(t, ['--requirepass', 'bench-pw']);
   const { port } = await proxy(t, [rp], { authFile: authFile('bench-pw') });
   const run = (args: string[]) => new Promise<string>((resolve, reject) => {
     execFile('redis-benchmark', ['-p', port, '-q', ...args], { timeout: 60_000 }, (err, out) => (err ? reject(err) : resolve(out)));
   });
-  const plain = await run(['-n', '20000', '-c', '20', '-t', 'set,get']);
-  const piped = await run(['-n', '50000', '-c', '20', '-P', '16', '-t', 'set,get']);
-  const direct = await new Promise<string>((resolve, reject) => {
-    execFile('redis-benchmark', ['-p', String(rp), '-a', 'bench-pw', '-q', '-n', '20000', '-c', '20', '-t', 'set,get'],
-      { timeout: 60_000 }, (err, out) => (err ? reject(err) : resolve(out)));
-  });
-  const rps = (s: string) => [...s.matchAll(/^(\w+): ([\d.]+) requests per second/gm)].map((m) => `${m[1]} ${m[2]}`).join(', ');
-  t.diagnostic(`direct:              ${rps(direct)}`);
-  t.diagnostic(`through connector:   ${rps(plain)}`);
-  t.diagnostic(`through, -P 16:      ${rps(piped)}`);
-  assert.match(plain, /SET: [\d.]+ requests per second/);
-  assert.match(piped, /GET: [\d.]+ requests per second/);
+  const plain = await run(['-n', '2000', '-c', '20', '-t', 'set,get']);
+  const piped = await run(['-n', '5000', '-c', '20', '-P', '16', '-t', 'set,get']);
+  for (const out of [plain, piped]) {
+    assert.match(out, /SET: [\d.]+ requests per second/);
+    assert.match(out, /GET: [\d.]+ requests per second/);
+    assert.doesNotMatch(out, /NOAUTH|ERR|error/i, out);
+  }
 });

@@ -1,24 +1,30 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from '../../base/clock.js';
-import { InterfaceError, InterfaceSelection, type LinkInfo, orderAddresses } from './interfaces.js';
-import { type LinkDiff, NetworkMonitor } from './monitor.js';
+import { HostNetwork, type LinkDiff, type LinkInfo } from '../../base/host-network.js';
+import { InterfaceError, InterfaceSelection } from './interfaces.js';
+import { SelectedLinks } from './selected-links.js';
 import { linkInfo } from '../../testing/fake-net.js';
 
 function setup(select = InterfaceSelection.all()) {
   const clock = new FakeClock();
   const links = new Map<string, LinkInfo>();
   const diffs: LinkDiff[][] = [];
-  const m = new NetworkMonitor({ read: () => [...links.values()], select, clock, intervalMs: 1000 });
+  const network = new HostNetwork({ read: () => [...links.values()], clock, intervalMs: 1000 });
+  const m = new SelectedLinks({ network, select, clock });
   m.on('change', (d: LinkDiff[]) => diffs.push(d));
-  return { clock, links, diffs, m };
+  const start = () => {
+    network.start();
+    m.start();
+  };
+  return { clock, links, diffs, m, network, start };
 }
 
 const brief = (ds: LinkDiff[]) => ds.map((d) => `${d.kind} ${d.name} +${d.added.join(',')} -${d.removed.join(',')}`);
 
-test('the monitor reports added, changed and removed interfaces once a second, and nothing when nothing changed', () => {
-  const { clock, links, diffs, m } = setup();
-  m.start();
+test('the selected links: added, changed and removed interfaces at the host network\'s looks, once a second; nothing when nothing changed', () => {
+  const { clock, links, diffs, m, network, start } = setup();
+  start();
   assert.deepEqual(diffs, [], 'no interface, no diff');
   assert.ok(m.unusableSince !== undefined);
   links.set('eth0', linkInfo('eth0', ['10.251.0.1']));
@@ -38,12 +44,14 @@ test('the monitor reports added, changed and removed interfaces once a second, a
   assert.deepEqual(brief(diffs.pop()!), ['removed eth0 + -10.251.0.101']);
   assert.equal(m.unusableSince, clock.now());
   m.stop();
+  network.stop();
+  assert.equal(clock.pending(), 0);
 });
 
 test('an interface re-created under the same name (another index) is removed, then added', () => {
-  const { clock, links, diffs, m } = setup();
+  const { clock, links, diffs, start } = setup();
   links.set('veth1', linkInfo('veth1', ['10.0.0.1'], [], { index: 7 }));
-  m.start();
+  start();
   links.set('veth1', linkInfo('veth1', ['10.0.0.1'], [], { index: 9 }));
   clock.advance(1000);
   assert.deepEqual(brief(diffs.pop()!), ['removed veth1 + -10.0.0.1', 'added veth1 +10.0.0.1 -']);
@@ -74,9 +82,4 @@ test('selection: only malformed values are errors', () => {
     assert.throws(() => InterfaceSelection.parse([bad]), InterfaceError, JSON.stringify(bad));
   }
   assert.throws(() => InterfaceSelection.parse([], ['x y']), /--exclude-interface/);
-});
-
-test('a peer\'s addresses are ordered likeliest first: IPv4, IPv4 link-local, IPv6, IPv6 link-local', () => {
-  assert.deepEqual(orderAddresses(['fe80::1%eth0', '2001:db8::5', '169.254.3.4', '10.0.0.9', 'fe80::1%eth0']),
-    ['10.0.0.9', '169.254.3.4', '2001:db8::5', 'fe80::1%eth0']);
 });

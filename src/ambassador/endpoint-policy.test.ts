@@ -1,20 +1,30 @@
-// Which instances must never be endpoints (issue 20): announcements at addresses that cannot mean
+// Which instances must never be endpoints (loops): announcements at addresses that cannot mean
 // their announcer, this process's own listeners, other ambassadors' --connect listeners, and
 // relays that forward to one of those. And what must stay allowed: the normal paths.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LocalAddresses } from '../ambassador/local-addresses.js';
-import { OwnListeners } from '../ambassador/own-listeners.js';
-import { bindAccepts, dialledAddresses, isLoopback, isUnspecified, normalizeAddress, parseAddressPort } from '../base/address.js';
-import { Cluster } from './cluster.js';
+import { FakeClock } from '../base/clock.js';
+import { HostNetwork, type LinkInfo } from '../base/host-network.js';
+import { OwnListeners } from './own-listeners.js';
+import { Cluster } from '../cluster/cluster.js';
 import { type LoopFacts, loopRefusal, RELAY_TO_TXT, screenEndpoint } from './endpoint-policy.js';
 import { spec } from '../testing/tcp-kit.js';
 
 /** This host: 10.0.0.1 (eth0) and fd00::1, plus loopback. */
-const local = new LocalAddresses(() => ['127.0.0.1', '10.0.0.1', '::1', 'fd00::1', 'fe80::1%eth0']);
+/** A host network whose interfaces are loopback and eth0 with `addresses` (read at each look). */
+function hostWith(addresses: () => string[], clock = new FakeClock()): HostNetwork {
+  const link = (name: string, list: string[], loopback = false): LinkInfo => ({
+    name, index: 0, loopback, multicast: !loopback, mtu: 1500,
+    ipv4: list.filter((a) => !a.includes(':')).map((address) => ({ address, netmask: '255.255.255.0' })),
+    ipv6: list.filter((a) => a.includes(':')).map((address) => ({ address, netmask: 'ffff:ffff:ffff:ffff::' })),
+  });
+  return new HostNetwork({ clock, read: () => [link('lo', ['127.0.0.1', '::1'], true), link('eth0', addresses())] });
+}
+
+const local = hostWith(() => ['10.0.0.1', 'fd00::1', 'fe80::1']);
 
 function facts(opts: { mdnsOnLoopback?: boolean; peers?: Array<{ address: string; port: number }> } = {}): { facts: LoopFacts; own: OwnListeners } {
-  const own = new OwnListeners(local);
+  const own = new OwnListeners((a) => local.isLocal(a));
   own.add({ kind: 'connect', host: '127.0.0.1', port: 6379, what: '--connect redis=6379 listener', forwardsToMdns: true });
   own.add({ kind: 'connect', host: '0.0.0.0', port: 7000, what: '--connect api=0.0.0.0:7000 listener', forwardsToMdns: true });
   own.add({ kind: 'relay', host: '0.0.0.0', port: 40000, what: 'relay of --advertise db=5432 (port 40000)', toThisHost: true });
@@ -25,36 +35,13 @@ function facts(opts: { mdnsOnLoopback?: boolean; peers?: Array<{ address: string
     facts: {
       ownListener: (a, p) => own.reachedAt(a, p),
       peerListener: (a, p) => (opts.peers ?? []).some((x) => x.address === a && x.port === p) ? `the --connect redis listener of the ambassador on b.local (0.0.0.0:${p})` : undefined,
-      isLocal: (a) => local.has(a),
+      isLocal: (a) => local.isLocal(a),
       mdnsOnLoopback: () => opts.mdnsOnLoopback ?? false,
     },
   };
 }
 
 const mdns = (host: string, port: number, txt: Record<string, string> = {}) => spec('i', port, { source: 'mdns', host, txt, label: 'redis@x' });
-
-test('address helpers: one spelling, loopback, unspecified, what a dial reaches, what a bind accepts', () => {
-  assert.equal(normalizeAddress('FE80::1%eth0'), 'fe80::1');
-  assert.equal(normalizeAddress('::ffff:127.0.0.1'), '127.0.0.1');
-  assert.equal(normalizeAddress('[fd00::1]'), 'fd00::1');
-  assert.ok(isLoopback('127.3.4.5') && isLoopback('::1') && isLoopback('::ffff:127.0.0.1') && !isLoopback('10.0.0.1'));
-  assert.ok(isUnspecified('0.0.0.0') && isUnspecified('::') && !isUnspecified('::1'));
-  assert.deepEqual(dialledAddresses('localhost'), ['127.0.0.1', '::1']);
-  assert.deepEqual(dialledAddresses('0.0.0.0'), ['127.0.0.1']);
-  assert.deepEqual(dialledAddresses('::'), ['::1']);
-  assert.deepEqual(dialledAddresses('db.internal'), []);
-  const isLocal = (a: string) => local.has(a);
-  assert.ok(bindAccepts('0.0.0.0', '127.9.9.9', isLocal), '0.0.0.0 takes all of 127/8');
-  assert.ok(bindAccepts('0.0.0.0', '10.0.0.1', isLocal));
-  assert.ok(!bindAccepts('0.0.0.0', '10.0.0.2', isLocal), 'not an address of this host');
-  assert.ok(!bindAccepts('0.0.0.0', '::1', isLocal), '0.0.0.0 is IPv4 only');
-  assert.ok(bindAccepts('::', '::1', isLocal) && bindAccepts('::', '10.0.0.1', isLocal), ':: is dual stack');
-  assert.ok(bindAccepts('127.0.0.1', '127.0.0.1', isLocal) && !bindAccepts('127.0.0.1', '127.0.0.2', isLocal) && !bindAccepts('127.0.0.1', '10.0.0.1', isLocal));
-  assert.deepEqual(parseAddressPort('[fd00::1]:6379'), { host: 'fd00::1', port: 6379 });
-  assert.deepEqual(parseAddressPort('10.0.0.2:6379'), { host: '10.0.0.2', port: 6379 });
-  assert.equal(parseAddressPort('fd00::1:6379'), undefined);
-  assert.equal(parseAddressPort('x:99999'), undefined);
-});
 
 test('our own listeners are never endpoints, on any address that reaches them', () => {
   const { facts: f } = facts({ mdnsOnLoopback: true });
@@ -140,20 +127,25 @@ test('cluster: refused instances stay out (listed with why), and come in or leav
   c.close();
 });
 
-test('own listeners: registered by bound address; LocalAddresses says changed only when the addresses do', () => {
-  let addrs = ['127.0.0.1', '10.0.0.1'];
-  const l = new LocalAddresses(() => addrs);
-  const own = new OwnListeners(l);
+test('own listeners: registered by bound address; which addresses are ours is the host network\'s last look', () => {
+  let addrs = ['10.0.0.1'];
+  const clock = new FakeClock();
+  const network = hostWith(() => addrs, clock);
+  const own = new OwnListeners((a) => network.isLocal(a));
   own.add({ kind: 'connect', host: '0.0.0.0', port: 6379, what: 'x' });
+  network.start();
   assert.ok(own.reachedAt('10.0.0.1', 6379));
   assert.equal(own.reachedAt('10.0.0.5', 6379), undefined);
-  let changed = 0;
-  l.on('changed', () => changed++);
-  addrs = ['127.0.0.1', '10.0.0.1', '10.0.0.5'];
-  // The look is reused for a moment; a new one (as the watcher makes) sees the new address.
-  (l as unknown as { lookedAt: number }).lookedAt = -Infinity;
-  assert.ok(own.reachedAt('10.0.0.5', 6379), 'an address added later is ours');
-  assert.equal(changed, 0, 'has() looks, watch() tells');
+  let changes = 0;
+  network.on('change', () => changes++);
+  addrs = ['10.0.0.1', '10.0.0.5'];
+  assert.equal(own.reachedAt('10.0.0.5', 6379), undefined, 'not before the next look');
+  clock.advance(1000);
+  assert.ok(own.reachedAt('10.0.0.5', 6379), 'an address added later is ours from the next look on');
+  assert.equal(changes, 1, 'one change event: the loops are checked again once');
+  clock.advance(5000);
+  assert.equal(changes, 1);
+  network.stop();
 });
 
 test('a peer with several addresses keeps those that may be dialled; with none left it is refused', () => {

@@ -7,13 +7,13 @@ import http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
 import { pino } from 'pino';
-import { Connector } from '../ambassador/connector.js';
+import { Connector } from './connector.js';
 import { parseConnect } from '../config/specs.js';
 import { StaticSource } from '../discovery/static.js';
 import type { ConnectListener } from '../proxy/listener.js';
-import { AdminServer, type AdminSubject } from './http-server.js';
-import { redactTxt } from './peers.js';
-import { STATUS_PAGE_SCRIPT } from './status-page.js';
+import { AdminServer, type AdminSubject } from '../admin/http-server.js';
+import { redactTxt } from '../base/redaction.js';
+import { STATUS_PAGE_SCRIPT } from '../admin/status-page.js';
 
 const silent = pino({ level: 'silent' });
 
