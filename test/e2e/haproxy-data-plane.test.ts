@@ -210,12 +210,14 @@ describe('HAProxy data plane (--data-plane haproxy)', { skip }, () => {
 
   test('graceful failover: SIGTERM of a\'s ambassador under load loses no connection', async () => {
     const c = h('c');
-    const loop = runLoop(c, { count: 300, parallel: 8, intervalMs: 2, deadlineMs: 30_000, timeoutMs: 10_000 });
+    const loop = runLoop(c, { count: 3000, parallel: 8, intervalMs: 2, deadlineMs: 30_000, timeoutMs: 10_000 });
     await loop.waitCount(30);
     const t0 = Date.now();
     await advA.stop();
     const down = await conn.waitLog({ msg: 'endpoint down', service: 'redis', address: aAddr() }, { since: t0, timeoutMs: 5000 });
-    await loop.finished;
+    // Until 30 connections started past the margin below (a fast machine got through a fixed count before it).
+    await waitFor(() => loop.conns().filter((r) => r.at > down.time + 250).length >= 30, { timeoutMs: 20_000, message: '30 connections after the verdict' });
+    await loop.stop();
     const failed = report('graceful failover', loop, t0);
     // The verdict reaches HAProxy over its runtime API a turn of the event loop after the log
     // line: a few ms idle, more on a loaded machine; a connection started later than this margin
