@@ -6,6 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { PassThrough } from 'node:stream';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Cluster } from '../../cluster/cluster.js';
 import { spec, startServer, type TestServer } from '../../testing/tcp-kit.js';
-import { createLogger } from '../../logging/logger.js';
+import { createLogger, type Logger } from '../../logging/logger.js';
 import { findHaproxy, type HaproxyBinary } from './binary.js';
 import { HaproxyPlane } from './plane.js';
 
@@ -79,10 +80,10 @@ after(async () => {
   for (const s of servers) await s.close();
 });
 
-function setup(slots = 4, more: { idleTimeoutMs?: number; queueTimeoutMs?: number } = {}) {
+function setup(slots = 4, more: { idleTimeoutMs?: number; queueTimeoutMs?: number; log?: Logger } = {}) {
   const cluster = new Cluster('svc');
   const plane = new HaproxyPlane({
-    binary: binary!, log: createLogger('silent'), connectTimeoutMs: 1000, idleTimeoutMs: 0, queueTimeoutMs: 1000, noEndpointWaitMs: 30_000,
+    binary: binary!, log: more.log ?? createLogger('silent'), connectTimeoutMs: 1000, idleTimeoutMs: 0, queueTimeoutMs: 1000, noEndpointWaitMs: 30_000,
     keepConnections: false, slots, statsIntervalMs: 200, ...more,
   });
   return { cluster, plane };
@@ -232,8 +233,12 @@ test('out of slots: a seamless reload with more; a connection held across it kee
   }
 });
 
-test('HAProxy killed with -9: started again at once with the endpoints of now; counted', { skip }, async () => {
-  const { cluster, plane } = setup();
+test('HAProxy killed with -9: started again at once with the endpoints of now; counted; its lines in our log', { skip }, async () => {
+  // The ambassador's JSON log stream, as --log-format json writes it.
+  const logged = new PassThrough();
+  let text = '';
+  logged.on('data', (d: Buffer) => (text += d));
+  const { cluster, plane } = setup(4, { log: createLogger('info', 'json', logged) });
   const port = await freePort();
   plane.frontend({ cluster, service: 'svc', bind: '127.0.0.1', port, balance: 'round-robin', limits: LIMITS });
   try {
@@ -242,10 +247,16 @@ test('HAProxy killed with -9: started again at once with the endpoints of now; c
     await plane.settled();
     assert.equal(await greet(port), 'd');
     const restarted = new Promise<void>((r) => plane.on('ready', (why) => why === 'restart' && r()));
-    process.kill(plane.workerPid!, 'SIGKILL');
+    const worker = plane.workerPid!;
+    process.kill(worker, 'SIGKILL');
     await restarted;
     await plane.settled();
     assert.equal(plane.restarts, 1);
+    // HAProxy's master says its worker died: relayed as an error line of ours, its pid attached.
+    const lines = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg: string; haproxyPid?: number });
+    const said = lines.find((l) => l.msg.startsWith('HAProxy: ') && l.msg.includes(String(worker)) && l.level >= 50);
+    assert.ok(said, `HAProxy's line about worker ${worker} in our log:\n${text}`);
+    assert.equal(typeof said.haproxyPid, 'number');
     assert.equal(await greet(port), 'd');
     const master = plane.masterPid;
     const restarted2 = new Promise<void>((r) => plane.on('ready', (why) => why === 'restart' && r()));
