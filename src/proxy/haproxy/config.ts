@@ -9,6 +9,8 @@ export interface HaproxyListenerSpec {
   frontend: string;
   backend: string;
   bind: string;
+  /** Further addresses, same port (`::1` beside `127.0.0.1`). */
+  alsoBinds?: readonly string[];
   port: number;
   balance: BalancerName;
   limits: Readonly<ListenerLimits>;
@@ -170,6 +172,7 @@ export function renderConfig(spec: HaproxyConfigSpec): string {
     lines.push(
       `frontend ${l.frontend}`,
       `  bind ${address(l.bind, l.port)}`,
+      ...(l.alsoBinds ?? []).map((a) => `  bind ${address(a, l.port)}`),
       `  maxconn ${frontendMaxconn(l.limits)}`,
       ...(fin !== undefined ? [`  tcp-request connection reject if { fe_conn gt ${fin} }`] : []),
       // Clients wait in the backend's queue only when every endpoint is at max-per-endpoint.

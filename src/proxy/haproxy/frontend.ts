@@ -40,6 +40,8 @@ export interface HaproxyFrontendOptions {
   cluster: Cluster;
   service: string;
   bind: string;
+  /** Also accept on this address, same port (`::1` beside `127.0.0.1`; skipped where the host has no such address). */
+  alsoBind?: string;
   port: number;
   balance: BalancerName;
   limits: ListenerLimits;
@@ -69,6 +71,9 @@ export class HaproxyFrontend extends EventEmitter<HaproxyFrontendEvents> {
   readonly backendName: string;
   readonly service: string;
   readonly bind: string;
+  /** The further addresses HAProxy binds (alsoBind where this host has it), known after listen(). */
+  alsoBinds: string[] = [];
+  private readonly alsoBind: string | undefined;
   readonly port: number;
   readonly balance: BalancerName;
   readonly limits: Readonly<ListenerLimits>;
@@ -96,6 +101,7 @@ export class HaproxyFrontend extends EventEmitter<HaproxyFrontendEvents> {
     this.cluster = opts.cluster;
     this.service = opts.service;
     this.bind = opts.bind;
+    this.alsoBind = opts.alsoBind;
     this.port = opts.port;
     this.balance = opts.balance;
     this.limits = { ...opts.limits };
@@ -110,9 +116,16 @@ export class HaproxyFrontend extends EventEmitter<HaproxyFrontendEvents> {
    */
   async listen(): Promise<net.AddressInfo> {
     const probe = new ProxyServer(this.bind, this.port, (c) => c.destroy(), () => {});
+    if (this.alsoBind !== undefined) probe.alsoListenOn(this.alsoBind);
     const addr = await probe.listen();
+    this.alsoBinds = probe.addresses().slice(1).map((a) => a.address);
     await probe.close();
     return addr;
+  }
+
+  /** Every address:port HAProxy accepts on for it (with alsoBind: both, where the host has it). */
+  addresses(): net.AddressInfo[] {
+    return [this.bind, ...this.alsoBinds].map((a) => ({ address: a, port: this.port, family: a.includes(':') ? 'IPv6' : 'IPv4' }));
   }
 
   address(): net.AddressInfo | undefined {

@@ -151,7 +151,7 @@ export class HaproxyPlane extends EventEmitter<HaproxyPlaneEvents> {
   private render(): string {
     const listeners: HaproxyListenerSpec[] = this.frontends.map((f) => {
       f.slots = f.slots.map((s) => (s.retiring ? freeSlot(s) : s));
-      return { frontend: f.frontendName, backend: f.backendName, bind: f.bind, port: f.port, balance: f.balance, limits: f.limits, slots: f.slots };
+      return { frontend: f.frontendName, backend: f.backendName, bind: f.bind, alsoBinds: f.alsoBinds, port: f.port, balance: f.balance, limits: f.limits, slots: f.slots };
     });
     return renderConfig({
       adminSocket: this.api.socketPath,
