@@ -1,6 +1,8 @@
 # mdns-ambassador image: `docker build -t mdns-ambassador .`
 #   docker run --rm mdns-ambassador --help
 #   docker run --network mynet mdns-ambassador --advertise redis=db:6379
+# With HAProxy as the data plane (--data-plane haproxy): the base image's Debian haproxy package
+#   docker build --build-arg HAPROXY=true -t mdns-ambassador:haproxy .
 # Multi-stage: TypeScript is compiled with the dev dependencies; the final image carries only
 # the compiled JavaScript and the production dependencies, and runs as the unprivileged `node`
 # with nothing to write (run it with a read-only root filesystem: `read_only: true`).
@@ -32,6 +34,14 @@ ENV NODE_ENV=production \
     AMBASSADOR_LOG_FORMAT=json \
     AMBASSADOR_EXIT_WHEN_STRANDED=true
 WORKDIR /app
+# --build-arg HAPROXY=true: HAProxy for --data-plane haproxy, from the base image's Debian
+# (bookworm: 2.6). It runs as the ambassador's child, as `node`, with its configuration and
+# sockets in a private directory (under /dev/shm when the root filesystem is read-only).
+ARG HAPROXY=false
+RUN if [ "$HAPROXY" = true ]; then \
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null \
+      && rm -rf /var/lib/apt/lists/* && haproxy -v; \
+    fi
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY package.json ./

@@ -8,6 +8,8 @@ import { join, resolve } from 'node:path';
 import { startProcess, waitPort, waitListen, sleep, sh } from './proc.mjs';
 
 /**
+ * Paths: direct, haproxy (a bare HAProxy), socat, ambassador (the Node data plane), amb-haproxy
+ * (the ambassador with --data-plane haproxy), then the ones given here.
  * Path definitions from the command line:
  *   --ambassador-bin FILE                  the ambassador's entry point (default dist/cli/bin.js)
  *   --node BIN                             Node binary of the ambassador and the Node variants
@@ -21,7 +23,7 @@ import { startProcess, waitPort, waitListen, sleep, sh } from './proc.mjs';
  * Returns { defs: name → async () => { pids, redis, bulk, stop }, names (every path, in order),
  * node: name → version of the Node binary that runs it (Node paths only) }.
  */
-export function pathDefinitions({ root, argv, opt, redisPort, bulkPort, wrap = (cmd, args) => [cmd, args], startTimeoutMs = 10_000 }) {
+export function pathDefinitions({ root, argv, opt, redisPort, bulkPort, wrap = (cmd, args) => [cmd, args], startTimeoutMs = 30_000 }) {
   const ambBin = resolve(root, opt('ambassador-bin', 'dist/cli/bin.js'));
   const nodeBin = opt('node', process.execPath);
   const ambArgs = (opt('amb-args') ?? '').split(' ').filter(Boolean);
@@ -87,7 +89,7 @@ listen bulk
 
   // Every feature on, as a user runs it: retry before the first byte and outlier detection
   // (always on), metrics (--admin) and logging at info (JSON lines to a pipe).
-  const ambassador = (name, bin, nodeArgs, nodeBinary) => async () => {
+  const ambassador = (name, bin, nodeArgs, nodeBinary, planeArgs = []) => async () => {
     const p = ports();
     const proc = start(name, nodeBinary, [
       ...nodeArgsAll,
@@ -97,6 +99,7 @@ listen bulk
       '--connect', `bulk=${p.bulk}`, '--static', `bulk=127.0.0.1:${bulkPort}`,
       '--admin', `127.0.0.1:${p.redis + 2}`,
       '--log-level', 'info',
+      ...planeArgs,
       ...ambArgs,
     ]);
     await ready(proc, p);
@@ -106,6 +109,10 @@ listen bulk
   };
   defs.ambassador = ambassador('ambassador', ambBin, process.env.BENCH_NODE_ARGS ?? '', nodeBin);
   node.ambassador = versionOf(nodeBin);
+  // The same ambassador with HAProxy as its data plane: the ambassador discovers and decides, a
+  // child HAProxy carries the bytes. Its pids include HAProxy's (a child: counted in the tree).
+  defs['amb-haproxy'] = ambassador('amb-haproxy', ambBin, process.env.BENCH_NODE_ARGS ?? '', nodeBin, ['--data-plane', 'haproxy']);
+  node['amb-haproxy'] = versionOf(nodeBin);
 
   const extra = [];
   for (let i = 0; i < argv.length; i++) {
@@ -134,7 +141,7 @@ listen bulk
       extra.push(name);
     }
   }
-  return { defs, names: ['direct', 'haproxy', 'socat', 'ambassador', ...extra], node };
+  return { defs, names: ['direct', 'haproxy', 'socat', 'ambassador', 'amb-haproxy', ...extra], node };
 }
 
 function fail(err, proc) {

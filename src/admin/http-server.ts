@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { ConnectListener } from '../proxy/listener.js';
 import { formatAddressPort } from '../base/address.js';
 import { EndpointHistory } from './endpoint-history.js';
 import { AmbassadorMetrics } from './metrics.js';
@@ -148,7 +149,10 @@ export class AdminServer {
     if (s.draining) return { ok: false, status: 'draining', listeners, refusing };
     if (!s.started) return { ok: false, status: 'starting', listeners, refusing };
     if (s.hostNetwork?.verdict === 'stranded') return { ok: false, status: 'no-network', listeners, refusing };
-    for (const c of s.connectors) if (!c.listener.server.listening) return { ok: false, status: 'listener-down', listeners, refusing };
+    for (const c of s.connectors) {
+      const l = c.listener;
+      if (!(l instanceof ConnectListener ? l.server.listening : l.listening)) return { ok: false, status: 'listener-down', listeners, refusing };
+    }
     return { ok: true, status: 'ok', listeners, refusing };
   }
 
@@ -175,6 +179,7 @@ export class AdminServer {
         return this.send(res, h.ok ? 200 : 503, 'application/json', JSON.stringify(body), req.method === 'HEAD');
       }
       if (path === '/peers') {
+        await this.subject.haproxy?.refresh();
         return this.send(res, 200, 'application/json', JSON.stringify(peersSnapshot(this.subject), null, 2) + '\n', req.method === 'HEAD');
       }
       const text = await this.metrics.text();

@@ -11,8 +11,10 @@ import type { AdvertiseSpec, ConnectSpec } from '../config/specs.js';
 import type { SourceKind } from '../discovery/source.js';
 import type { MdnsEngine } from '../mdns/engine.js';
 import { LIMIT_NAMES } from '../proxy/limits.js';
-import type { ConnectListener } from '../proxy/listener.js';
+import { ConnectListener } from '../proxy/listener.js';
 import type { RelayListener } from '../proxy/relay.js';
+import { HAPROXY_CONNECT_FAILED, type HaproxyFrontend } from '../proxy/haproxy/frontend.js';
+import type { HaproxyPlane } from '../proxy/haproxy/plane.js';
 
 const { collectDefaultMetrics, Counter, Gauge, Registry } = requireCommonJs('prom-client') as typeof PromClient;
 type Counter<T extends string> = PromClient.Counter<T>;
@@ -25,7 +27,8 @@ export interface ConnectorView {
   readonly spec: ConnectSpec;
   readonly sources: ReadonlyArray<{ readonly kind: SourceKind }>;
   readonly cluster: Cluster;
-  readonly listener: ConnectListener;
+  /** The Node data plane's listener, or HAProxy's frontend for it (--data-plane haproxy). */
+  readonly listener: ConnectListener | HaproxyFrontend;
   readonly checker: HealthChecker;
   /** Host liveness of the peer ambassadors behind its endpoints (mDNS only). */
   readonly liveness: HostLiveness | undefined;
@@ -78,8 +81,34 @@ export interface MetricsSubject {
   readonly liveness?: HostLiveness;
   /** Answers peers' host probes (advertising side). */
   readonly answerer?: LivenessAnswerer;
+  /** The HAProxy data plane, when some listeners are carried by HAProxy. */
+  readonly haproxy?: HaproxyPlane;
   /** The registry connection (--registry), read-only. */
   readonly registryStatus?: Readonly<RegistryStatus>;
+}
+
+/** Connections open now per endpoint label (every endpoint of the cluster listed, 0 included). */
+export function activeByEndpoint(c: ConnectorView): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const ep of c.cluster.endpoints()) counts.set(ep.label, 0);
+  const l = c.listener;
+  if (l instanceof ConnectListener) {
+    for (const conn of l.connections) {
+      if (conn.state === 'open' && conn.endpoint) counts.set(conn.endpoint.label, (counts.get(conn.endpoint.label) ?? 0) + 1);
+    }
+  } else {
+    for (const [label, t] of l.endpointTotals()) if (t.active > 0 || counts.has(label)) counts.set(label, t.active);
+  }
+  return counts;
+}
+
+/** Clients waiting for an endpoint or a connect now (HAProxy: waiting in its queue). */
+export function pendingClients(c: ConnectorView): number {
+  const l = c.listener;
+  if (!(l instanceof ConnectListener)) return l.queued;
+  let n = 0;
+  for (const conn of l.connections) if (conn.state === 'pending') n++;
+  return n;
 }
 
 interface ByteTotals {
@@ -138,8 +167,14 @@ export class AmbassadorMetrics {
       collect() {
         this.reset();
         for (const c of self.connectors) {
-          const totals = new Map(self.removedEstablished.get(c));
-          for (const ep of c.cluster.endpoints()) totals.set(ep.label, (totals.get(ep.label) ?? 0) + ep.connections);
+          const l = c.listener;
+          const totals = new Map<string, number>();
+          if (l instanceof ConnectListener) {
+            for (const [label, n] of self.removedEstablished.get(c) ?? []) totals.set(label, n);
+            for (const ep of c.cluster.endpoints()) totals.set(ep.label, (totals.get(ep.label) ?? 0) + ep.connections);
+          } else {
+            for (const [label, t] of l.endpointTotals()) totals.set(label, t.connections);
+          }
           for (const [endpoint, n] of totals) if (n > 0) this.inc({ ...listenerLabels(c), endpoint }, n);
         }
       },
@@ -167,12 +202,7 @@ export class AmbassadorMetrics {
       collect() {
         this.reset();
         for (const c of self.subject.connectors) {
-          const counts = new Map<string, number>();
-          for (const ep of c.cluster.endpoints()) counts.set(ep.label, 0);
-          for (const conn of c.listener.connections) {
-            if (conn.state === 'open' && conn.endpoint) counts.set(conn.endpoint.label, (counts.get(conn.endpoint.label) ?? 0) + 1);
-          }
-          for (const [endpoint, n] of counts) this.set({ ...listenerLabels(c), endpoint }, n);
+          for (const [endpoint, n] of activeByEndpoint(c)) this.set({ ...listenerLabels(c), endpoint }, n);
         }
       },
     });
@@ -180,20 +210,23 @@ export class AmbassadorMetrics {
       name: 'ambassador_connections_pending', help: 'Client connections waiting for an endpoint or a connect', labelNames: ['cluster', 'listener'], registers,
       collect() {
         this.reset();
-        for (const c of self.subject.connectors) {
-          let n = 0;
-          for (const conn of c.listener.connections) if (conn.state === 'pending') n++;
-          this.set(listenerLabels(c), n);
-        }
+        for (const c of self.subject.connectors) this.set(listenerLabels(c), pendingClients(c));
       },
     });
     const bytes = (direction: keyof ByteTotals) => function (this: Counter<'cluster' | 'listener' | 'endpoint'>) {
       this.reset();
       for (const c of self.subject.connectors) {
         const totals = new Map<string, number>();
+        const l = c.listener;
+        if (!(l instanceof ConnectListener)) {
+          for (const ep of c.cluster.endpoints()) totals.set(ep.label, 0);
+          for (const [label, t] of l.endpointTotals()) totals.set(label, direction === 'received' ? t.bytesIn : t.bytesOut);
+          for (const [endpoint, n] of totals) this.inc({ ...listenerLabels(c), endpoint }, n);
+          continue;
+        }
         for (const [endpoint, t] of self.closedBytes.get(c) ?? []) totals.set(endpoint, t[direction]);
         for (const ep of c.cluster.endpoints()) if (!totals.has(ep.label)) totals.set(ep.label, 0);
-        for (const conn of c.listener.connections) {
+        for (const conn of l.connections) {
           if (conn.state !== 'open' || !conn.endpoint || !conn.upstream) continue;
           const live = direction === 'received' ? conn.upstream.bytesRead : conn.upstream.bytesWritten;
           totals.set(conn.endpoint.label, (totals.get(conn.endpoint.label) ?? 0) + live);
@@ -261,6 +294,40 @@ export class AmbassadorMetrics {
           let n = 0;
           for (const conn of a.relay.connections) if (conn.state === 'open') n++;
           this.set({ service: a.spec.name }, n);
+        }
+      },
+    });
+
+    // The HAProxy data plane, when there is one.
+    const plane = (name: string, help: string, read: (p: HaproxyPlane) => number) =>
+      new Counter({
+        name, help, registers,
+        collect() {
+          this.reset();
+          const p = self.subject.haproxy;
+          if (p) this.inc(read(p));
+        },
+      });
+    plane('ambassador_haproxy_restarts_total', 'Times HAProxy (the data plane) died and was started again with the current endpoints', (p) => p.restarts);
+    plane('ambassador_haproxy_reloads_total', 'Seamless reloads of HAProxy (only when a backend runs out of server slots; membership changes never reload)', (p) => p.reloads);
+    new Gauge({
+      name: 'ambassador_haproxy_up', help: '1 while HAProxy (the data plane) serves, 0 while it is restarting', registers,
+      collect() {
+        this.reset();
+        const p = self.subject.haproxy;
+        if (p) this.set(p.running ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'ambassador_haproxy_slots', help: 'HAProxy server slots per listener carried by HAProxy: used (an endpoint), retiring (its endpoint left; connections still open), free', labelNames: ['cluster', 'listener', 'state'], registers,
+      collect() {
+        this.reset();
+        for (const c of self.subject.connectors) {
+          const l = c.listener;
+          if (l instanceof ConnectListener) continue;
+          const n = { used: 0, retiring: 0, free: 0 };
+          for (const slot of l.slots) n[slot.retiring ? 'retiring' : slot.endpoint === undefined ? 'free' : 'used']++;
+          for (const [state, v] of Object.entries(n)) this.set({ ...listenerLabels(c), state }, v);
         }
       },
     });
@@ -409,8 +476,31 @@ export class AmbassadorMetrics {
     this.watched.add(c);
     this.connectors.push(c);
     const cl = listenerLabels(c);
-    const l = c.listener;
     this.retries.inc(cl, 0);
+    this.raced.inc(cl, 0);
+    this.panics.inc(cl, 0);
+    this.panicAttempts.inc(cl, 0);
+    for (const limit of LIMIT_NAMES) this.refused.inc({ ...cl, limit }, 0);
+    c.cluster.on('panic', (inPanic) => {
+      if (inPanic) this.panics.inc(cl);
+    });
+    const l = c.listener;
+    if (l instanceof ConnectListener) this.watchNodeListener(c, cl, l);
+    else this.watchHaproxyFrontend(cl, l);
+    const added = new WeakSet<Endpoint>();
+    c.cluster.on('endpoint-added', (ep) => added.add(ep));
+    c.cluster.on('endpoint-up', (ep, was) => {
+      const reason = added.has(ep) ? 'discovered' : 'recovered';
+      added.delete(ep);
+      this.transitions.inc({ ...cl, endpoint: ep.label, to: 'up', reason });
+      if (was === 'host-probe' || was === 'health-check' || was === 'outlier') this.flaps.inc({ ...cl, endpoint: ep.label, was });
+    });
+    c.cluster.on('endpoint-down', (ep, reason) => this.transitions.inc({ ...cl, endpoint: ep.label, to: 'down', reason }));
+    this.watchChecker(cl, c.checker);
+  }
+
+  /** The Node data plane's listener: counted as its events come. */
+  private watchNodeListener(c: ConnectorView, cl: { cluster: string; listener: string }, l: ConnectListener): void {
     l.on('connect-failed', (_conn, ep, code, phase) => {
       this.connectFailures.inc({ ...cl, endpoint: ep.label, code });
       // 'handshake': the TCP connect worked, the protocol handshake after it did not; TLS
@@ -431,15 +521,8 @@ export class AmbassadorMetrics {
       if (ep.removed) keepEstablished(ep, 1);
     });
     l.on('failover', () => this.retries.inc(cl));
-    this.raced.inc(cl, 0);
-    this.panics.inc(cl, 0);
-    this.panicAttempts.inc(cl, 0);
     l.on('connect-raced', () => this.raced.inc(cl));
     l.on('panic-attempt', () => this.panicAttempts.inc(cl));
-    c.cluster.on('panic', (inPanic) => {
-      if (inPanic) this.panics.inc(cl);
-    });
-    for (const limit of LIMIT_NAMES) this.refused.inc({ ...cl, limit }, 0);
     l.on('client-refused', (limit) => this.refused.inc({ ...cl, limit }));
     l.on('client-closed-no-endpoint', (_conn, reason) => this.clientFailures.inc({ ...cl, reason }));
     this.internalErrors.inc(cl, 0);
@@ -456,16 +539,18 @@ export class AmbassadorMetrics {
         byEp.set(conn.endpoint.label, { received: result.upstreamBytesRead, sent: result.upstreamBytesWritten });
       }
     });
-    const added = new WeakSet<Endpoint>();
-    c.cluster.on('endpoint-added', (ep) => added.add(ep));
-    c.cluster.on('endpoint-up', (ep, was) => {
-      const reason = added.has(ep) ? 'discovered' : 'recovered';
-      added.delete(ep);
-      this.transitions.inc({ ...cl, endpoint: ep.label, to: 'up', reason });
-      if (was === 'host-probe' || was === 'health-check' || was === 'outlier') this.flaps.inc({ ...cl, endpoint: ep.label, was });
-    });
-    c.cluster.on('endpoint-down', (ep, reason) => this.transitions.inc({ ...cl, endpoint: ep.label, to: 'down', reason }));
-    this.watchChecker(cl, c.checker);
+  }
+
+  /**
+   * A listener carried by HAProxy: the same series, read from HAProxy's statistics (refreshed
+   * before each scrape). HAProxy neither races connects nor says why one failed (code
+   * ECONNFAILED); clients it finds no endpoint for are closed at once.
+   */
+  private watchHaproxyFrontend(cl: { cluster: string; listener: string }, l: HaproxyFrontend): void {
+    l.on('connect-failed', (endpoint, n) => this.connectFailures.inc({ ...cl, endpoint, code: HAPROXY_CONNECT_FAILED }, n));
+    l.on('failover', (n) => this.retries.inc(cl, n));
+    l.on('client-refused', (limit, n) => this.refused.inc({ ...cl, limit }, n));
+    l.on('client-closed-no-endpoint', (reason, n) => this.clientFailures.inc({ ...cl, reason }, n));
   }
 
   /** Counts an advertisement's state changes, target checks and relay connections (idempotent). */
@@ -497,8 +582,9 @@ export class AmbassadorMetrics {
     checker.on('check', (ep, ok) => this.healthChecks.inc({ ...labels, endpoint: ep.label, result: ok ? 'ok' : 'fail' }));
   }
 
-  /** Prometheus text exposition. */
-  text(): Promise<string> {
+  /** Prometheus text exposition (HAProxy's statistics read first, when it carries listeners). */
+  async text(): Promise<string> {
+    await this.subject.haproxy?.refresh();
     return this.registry.metrics();
   }
 

@@ -3,7 +3,7 @@ import { redactTxt } from '../base/redaction.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { LastCheck } from '../cluster/health-checker.js';
 import type { RegistryStatus } from '../discovery/registry/client.js';
-import type { MetricsSubject } from './metrics.js';
+import { activeByEndpoint, type MetricsSubject, pendingClients } from './metrics.js';
 
 /**
  * A registry connection (etcd, ZooKeeper) as /peers and the status page show it: read-only, no
@@ -114,11 +114,17 @@ function registryDetails(r: Readonly<RegistryStatus> | undefined) {
   };
 }
 
-/** A listener's data plane: what the connector says (a string or a view), else the embedded one. */
+/**
+ * A listener's data plane: what the connector says (a string or a view), else the embedded one.
+ * A connector carried by HAProxy says HAProxy's state ('running', 'restarting' …); one left on
+ * the Node data plane although HAProxy was asked for says why.
+ */
 function dataPlaneJson(c: object): DataPlaneView {
   const d = (c as { dataPlane?: string | DataPlaneView }).dataPlane;
   if (d === undefined) return { kind: 'node' };
-  return typeof d === 'string' ? { kind: d } : { kind: d.kind, state: d.state, reason: d.reason };
+  if (typeof d !== 'string') return { kind: d.kind, state: d.state, reason: d.reason };
+  const more = c as { dataPlaneState?: () => string | undefined; dataPlaneReason?: string };
+  return { kind: d, state: more.dataPlaneState?.(), reason: more.dataPlaneReason };
 }
 
 const limitJson = (n: number) => (Number.isFinite(n) ? n : null);
@@ -127,10 +133,9 @@ function round3(x: number | undefined): number | null {
   return x === undefined ? null : Math.round(x * 1000) / 1000;
 }
 
-function endpointJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now: number) {
+function endpointJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now: number, open: ReadonlyMap<string, number>) {
   const { bytesIn, bytesOut } = c.listener.bytesFor(ep);
-  let active = 0;
-  for (const conn of c.listener.connections) if (conn.state === 'open' && conn.endpoint === ep) active++;
+  const active = open.get(ep.label) ?? 0;
   const down = ep.downReasonAt(now);
   return {
     label: ep.label,
@@ -200,8 +205,8 @@ export function peersSnapshot<E extends object = object, C extends object = obje
     registry: subject.registry ? { ...registryJson(subject.registry), ...registryDetails(subject.registryStatus) } : null,
     clusters: subject.connectors.map((c) => {
       const addr = c.listener.address();
-      let pending = 0;
-      for (const conn of c.listener.connections) if (conn.state === 'pending') pending++;
+      const pending = pendingClients(c);
+      const open = activeByEndpoint(c);
       const limits = c.listener.limits;
       return {
         name: c.spec.name,
@@ -220,7 +225,7 @@ export function peersSnapshot<E extends object = object, C extends object = obje
         acceptedConnections: c.listener.accepted,
         pendingConnections: pending,
         panic: c.cluster.inPanic,
-        endpoints: c.cluster.endpoints().map((ep) => ({ ...endpointJson(c, ep, now), ...extras.endpoint?.(c, ep) })),
+        endpoints: c.cluster.endpoints().map((ep) => ({ ...endpointJson(c, ep, now, open), ...extras.endpoint?.(c, ep) })),
         /** Instances announced but kept out by the where. filter, and why. */
         filteredOut: c.cluster.filteredOut().map(({ spec, why }) => ({
           label: spec.label, source: spec.source, address: spec.host, port: spec.port, txt: redactTxt(spec.txt), why,
@@ -236,6 +241,15 @@ export function peersSnapshot<E extends object = object, C extends object = obje
         ...extras.cluster?.(c),
       };
     }),
+    /** The HAProxy data plane (--data-plane haproxy); null when every listener is on the Node data plane. */
+    haproxy: subject.haproxy ? {
+      state: subject.haproxy.state,
+      version: subject.haproxy.version,
+      masterPid: subject.haproxy.masterPid ?? null,
+      workerPid: subject.haproxy.workerPid ?? null,
+      restarts: subject.haproxy.restarts,
+      reloads: subject.haproxy.reloads,
+    } : null,
     /** Host probes this ambassador sends (connecting side) and answers (advertising side). */
     hostProbes: {
       sent: subject.liveness ? { ...subject.liveness.stats } : null,

@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { Connector } from './connector.js';
 import { parseConnect } from '../config/specs.js';
 import { StaticSource } from '../discovery/static.js';
+import type { ConnectListener } from '../proxy/listener.js';
 import { AdminServer, type AdminSubject } from '../admin/http-server.js';
 import { redactTxt } from '../base/redaction.js';
 import { STATUS_PAGE_SCRIPT } from '../admin/status-page.js';
@@ -146,7 +147,7 @@ test('/metrics counts connections, bytes, retries, handshake failures; /peers sh
     const payload = 'hello through the ambassador\n';
     for (let i = 0; i < 6; i++) assert.equal(await roundTrip(r.conn.listener.address()!.port, payload), payload);
     // the last connection may still be closing on the proxy's side
-    for (let i = 0; i < 100 && r.conn.listener.connections.size > 0; i++) await new Promise((res) => setTimeout(res, 10));
+    for (let i = 0; i < 100 && (r.conn.listener as ConnectListener).connections.size > 0; i++) await new Promise((res) => setTimeout(res, 10));
     const text = await (await fetch(`${r.base}/metrics`)).text();
     const good = `127.0.0.1:${r.good}`;
     const bad = `127.0.0.1:${r.bad}`;
@@ -197,7 +198,7 @@ test('/metrics counts internal errors: a client closed by a bug', async () => {
   try {
     let text = await (await fetch(`${r.base}/metrics`)).text();
     assert.equal(sample(text, 'ambassador_internal_errors_total', { cluster: 'kv' }), 0);
-    r.conn.listener.once('upstream-connected', () => {
+    (r.conn.listener as ConnectListener).once('upstream-connected', () => {
       throw new Error('bug in a listener');
     });
     await roundTrip(r.conn.listener.address()!.port, 'x').catch(() => ''); // closed: no reply, maybe a reset

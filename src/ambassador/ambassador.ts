@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import type { AdminServer } from '../admin/http-server.js';
 import { Advertisement } from './advertisement.js';
 import { Connector } from './connector.js';
+import { nodePlaneReason } from './data-plane.js';
 import { LivenessAnswerer } from '../cluster/liveness-answerer.js';
 import { StrandedWatch } from './stranded.js';
 import { HostLiveness, type PeerHost } from '../cluster/host-liveness.js';
@@ -29,6 +30,8 @@ import { InterfaceError, InterfaceSelection } from '../mdns/link/interfaces.js';
 import { anyAnnouncer, provenIdentity } from '../proxy/handshakes/credential-gate.js';
 import { createProtocol, loadProtocols } from '../proxy/handshakes/index.js';
 import { defaultLimits, fileDescriptorLimit, FD_RESERVE, type ListenerLimits } from '../proxy/limits.js';
+import { findHaproxy, HaproxyUnusable } from '../proxy/haproxy/binary.js';
+import { HaproxyPlane } from '../proxy/haproxy/plane.js';
 import { plaintextConnection } from '../proxy/tls-policy.js';
 import type { TlsMaterial } from '../proxy/tls.js';
 
@@ -62,6 +65,8 @@ export class Ambassador {
   liveness?: HostLiveness;
   /** Answers peers' host probes while something is advertised. */
   answerer?: LivenessAnswerer;
+  /** The HAProxy data plane (--data-plane haproxy), when it carries at least one listener. */
+  haproxy?: HaproxyPlane;
   /** --registry: the etcd or ZooKeeper connection (one per process), and the registrar of the advertisements. */
   registryClient?: RegistryClient;
   registrar?: Registrar;
@@ -202,6 +207,7 @@ export class Ambassador {
         else if (now.length === 0) this.interfaceProblem = 'no usable network interface now (run waits for one)';
       }
     }
+    if (c.dataPlane === 'haproxy' && c.connect.some((spec) => nodePlaneReason(spec, c) === undefined)) await this.createHaproxyPlane();
     for (const spec of c.connect) {
       const conn = this.createConnector(spec);
       this.connectors.push(conn);
@@ -209,6 +215,19 @@ export class Ambassador {
         await conn.bind();
       } catch (err) {
         throw new ConfigError(`--connect ${spec.raw}: ${(err as Error).message}`);
+      }
+    }
+    if (this.haproxy) {
+      // Every listener bound once by us (a port in use fails as on the Node data plane); now HAProxy binds them for good.
+      if (opts.check) {
+        const complaint = await this.haproxy.check();
+        if (complaint) throw new ConfigError(`--data-plane haproxy: HAProxy refuses the configuration: ${complaint}`);
+      } else {
+        try {
+          await this.haproxy.start();
+        } catch (err) {
+          throw new ConfigError(`--data-plane haproxy: ${(err as Error).message}`);
+        }
       }
     }
     if (c.advertise.length > 0) {
@@ -244,6 +263,28 @@ export class Ambassador {
       }
     }
     if (!opts.check) this.warnAboutFileDescriptors();
+  }
+
+  /** Finds HAProxy (missing or too old: exit 2 naming what was found) and prepares its data plane. */
+  private async createHaproxyPlane(): Promise<void> {
+    const c = this.config;
+    let binary;
+    try {
+      binary = await findHaproxy(c.haproxy);
+    } catch (err) {
+      if (err instanceof HaproxyUnusable) throw new ConfigError(err.message);
+      throw err;
+    }
+    this.haproxy = new HaproxyPlane({
+      binary,
+      log: this.log,
+      connectTimeoutMs: c.connectTimeout,
+      idleTimeoutMs: c.idleTimeout,
+      queueTimeoutMs: c.noEndpointWait,
+      noEndpointWaitMs: c.noEndpointWait,
+      keepConnections: c.keepConnections,
+      slots: c.haproxySlots,
+    });
   }
 
   /** The listeners the configuration names, with their fixed ports: admin, --connect, relay-port. */
@@ -546,6 +587,7 @@ export class Ambassador {
     const fixed = sources.length > 0;
     const credentials = credentialExposure(spec, { tls: !!this.tls, named: fixed || (this.registryNamed && !c.mdns), trustedLan: c.trustedLan });
     for (const warning of credentials?.warnings ?? []) this.log.warn({ service: spec.name, listen: `${spec.bind}:${spec.port}` }, warning);
+    const nodeOnly = c.dataPlane === 'haproxy' ? nodePlaneReason(spec, c) : undefined;
     if (!fixed) {
       // Found where ambassadors announce themselves: mDNS, the registry, or both as one set.
       const found: DiscoverySource[] = [];
@@ -569,6 +611,8 @@ export class Ambassador {
       noEndpointWaitMs: c.noEndpointWait,
       keepConnections: c.keepConnections,
       limits: this.limitsFor(spec),
+      haproxy: nodeOnly === undefined ? this.haproxy : undefined,
+      nodePlaneReason: nodeOnly,
       screen: (ep) => screenEndpoint(ep, this.loopFacts),
       backend: backendOf,
       protocol: spec.protocol
@@ -701,6 +745,9 @@ export class Ambassador {
     await this.directory?.stop();
     const drainMs = this.config.drainTimeout;
     await Promise.all([
+      // HAProxy first: its soft stop (stop accepting, finish what is open, bounded by the drain
+      // time) starts before the clusters are emptied.
+      this.haproxy?.stop(drainMs),
       ...this.connectors.map((x) => x.stop(drainMs)),
       ...this.advertisements.map((a) => a.stop(drainMs)),
     ]);

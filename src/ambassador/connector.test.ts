@@ -8,6 +8,7 @@ import { PassThrough } from 'node:stream';
 import { createLogger } from '../logging/logger.js';
 import { parseConnect } from '../config/specs.js';
 import type { DiscoverySource, EndpointSpec } from '../discovery/source.js';
+import type { ConnectListener } from '../proxy/listener.js';
 import { closed, connectTo, readBytes, sleep, spec, startServer, waitFor } from '../testing/tcp-kit.js';
 import { Connector } from './connector.js';
 
@@ -71,8 +72,9 @@ test('balance=srv,failback=keep: pooled connections stay on the standby', async 
   const { conn, port, source, p, s } = await primaryAndStandby(t, 'keep');
   // A connection leaves only through these two (at its first pause, or at once): with keep,
   // the primary's return must start neither. Spied on, not replaced.
-  const retire = t.mock.method(conn.listener, 'retireConnectionsTo');
-  const close = t.mock.method(conn.listener, 'closeConnectionsTo');
+  const listener = conn.listener as ConnectListener;
+  const retire = t.mock.method(listener, 'retireConnectionsTo');
+  const close = t.mock.method(listener, 'closeConnectionsTo');
   source.announce([s]);
   const held = await pooled(port);
   t.after(() => void held.socket.destroy());
@@ -103,7 +105,7 @@ test('an internal error while serving a client: logged once with its stack (repe
   t.after(() => conn.stop(0));
   source.announce([spec('u', up.port, { source: 'mdns' })]);
   let bugs = 2;
-  conn.listener.on('upstream-connected', () => {
+  (conn.listener as ConnectListener).on('upstream-connected', () => {
     if (bugs-- > 0) throw new Error('bug in a listener');
   });
   const port = conn.listener.address()!.port;

@@ -9,6 +9,8 @@ import type { CredentialExposure } from '../config/credential-exposure.js';
 import type { ConnectSpec } from '../config/specs.js';
 import type { DiscoverySource, EndpointSpec } from '../discovery/source.js';
 import { ConnectListener, type CreateConnection, type Handshake } from '../proxy/listener.js';
+import type { HaproxyFrontend } from '../proxy/haproxy/frontend.js';
+import type { HaproxyPlane } from '../proxy/haproxy/plane.js';
 import type { ProtocolHandshake } from '../proxy/handshakes/index.js';
 import type { Logger } from '../logging/logger.js';
 import { BurstLog } from '../logging/burst.js';
@@ -41,9 +43,16 @@ export interface ConnectorOptions {
   limits?: ListenerLimits;
   /** The instance as it may be used, or why it must never be an endpoint (see endpoint-policy.ts). */
   screen?: (spec: EndpointSpec) => EndpointSpec | string;
+  /** HAProxy carries this listener's bytes (the cluster stays here); undefined: the Node data plane. */
+  haproxy?: HaproxyPlane;
+  /** Why the Node data plane serves it although --data-plane haproxy was asked for (logged at start, in /peers). */
+  nodePlaneReason?: string;
   /** The backend an instance stands for (one endpoint per backend; see ClusterOptions.backend). */
   backend?: (spec: EndpointSpec) => string;
 }
+
+/** Which data plane carries a --connect listener's bytes. */
+export type DataPlaneName = 'node' | 'haproxy';
 
 /**
  * `--connect NAME=[BIND:]PORT`: discovery sources → cluster (+ active health checks) → listener.
@@ -51,7 +60,11 @@ export interface ConnectorOptions {
  */
 export class Connector extends EventEmitter {
   readonly cluster: Cluster;
-  readonly listener: ConnectListener;
+  /** The listener: the Node data plane's, or HAProxy's frontend for it. */
+  readonly listener: ConnectListener | HaproxyFrontend;
+  readonly dataPlane: DataPlaneName;
+  /** Why the Node data plane serves it although HAProxy was asked for; undefined otherwise. */
+  readonly dataPlaneReason: string | undefined;
   readonly checker: HealthChecker;
   readonly liveness: HostLiveness | undefined;
   readonly protocol: ProtocolHandshake | undefined;
@@ -78,23 +91,27 @@ export class Connector extends EventEmitter {
       // Judged by its ambassador — unless that ambassador is gone while its host lives.
       skip: (ep) => this.probePort(ep) !== undefined && !this.liveness!.isOrphaned(ep),
     });
-    this.listener = new ConnectListener({
-      cluster: this.cluster,
-      host: spec.bind,
-      alsoHost: spec.bothLoopbacks ? '::1' : undefined,
-      port: spec.port,
-      balancer: spec.balance,
-      connectTimeoutMs: opts.connectTimeoutMs,
-      raceDelayMs: opts.raceDelayMs,
-      idleTimeoutMs: opts.idleTimeoutMs,
-      noEndpointWaitMs: opts.noEndpointWaitMs,
-      keepConnectionsOnRemoval: opts.keepConnections,
-      handshake: opts.handshake ?? opts.protocol?.handshake,
-      greet: opts.protocol?.greet,
-      errorReply: opts.protocol ? (m, code) => opts.protocol!.errorReply(m, code) : undefined,
-      createConnection: opts.createConnection,
-      limits: opts.limits,
-    });
+    this.dataPlane = opts.haproxy ? 'haproxy' : 'node';
+    this.dataPlaneReason = opts.nodePlaneReason;
+    this.listener = opts.haproxy
+      ? opts.haproxy.frontend({ cluster: this.cluster, service: spec.name, bind: spec.bind, alsoBind: spec.bothLoopbacks ? '::1' : undefined, port: spec.port, balance: spec.balance, limits: resolvedLimits(opts.limits) })
+      : new ConnectListener({
+        cluster: this.cluster,
+        host: spec.bind,
+        alsoHost: spec.bothLoopbacks ? '::1' : undefined,
+        port: spec.port,
+        balancer: spec.balance,
+        connectTimeoutMs: opts.connectTimeoutMs,
+        raceDelayMs: opts.raceDelayMs,
+        idleTimeoutMs: opts.idleTimeoutMs,
+        noEndpointWaitMs: opts.noEndpointWaitMs,
+        keepConnectionsOnRemoval: opts.keepConnections,
+        handshake: opts.handshake ?? opts.protocol?.handshake,
+        greet: opts.protocol?.greet,
+        errorReply: opts.protocol ? (m, code) => opts.protocol!.errorReply(m, code) : undefined,
+        createConnection: opts.createConnection,
+        limits: opts.limits,
+      });
     const limits = this.listener.limits;
     const listen = `${spec.bind}:${spec.port}`;
     this.refusals = new BurstLog({
@@ -103,7 +120,8 @@ export class Connector extends EventEmitter {
       onSummary: (s, ended) => this.log.warn({ service: spec.name, listen, refused: s.total, byLimit: s.byKind, durationMs: s.durationMs },
         ended ? `stopped refusing clients: ${s.total} refused in ${s.durationMs} ms` : `still refusing clients: ${s.total} refused so far`),
     });
-    this.listener.on('client-refused', (limit) => this.refusals.hit(limit));
+    if (this.listener instanceof ConnectListener) this.listener.on('client-refused', (limit) => this.refusals.hit(limit));
+    else this.listener.on('client-refused', (limit, n) => this.refusals.hit(limit, n));
     this.protocol = opts.protocol;
     this.credentials = opts.credentials;
     this.wireLogs();
@@ -114,6 +132,11 @@ export class Connector extends EventEmitter {
   private readonly onHandover = (ep: Endpoint, cluster: Cluster): void => {
     if (cluster === this.cluster) void this.checker.check(ep);
   };
+
+  /** HAProxy's state ('running', 'restarting' …) for a listener it carries; undefined on the Node data plane. */
+  dataPlaneState(): string | undefined {
+    return this.listener instanceof ConnectListener ? undefined : this.listener.planeState();
+  }
 
   /** The host probe port of `ep`'s advertiser, when a peer ambassador vouches for it. */
   probePort(ep: Endpoint): number | undefined {
@@ -139,30 +162,16 @@ export class Connector extends EventEmitter {
     this.cluster.on('endpoint-updated', (ep, moved) => {
       if (moved) this.log.info(where(ep), 'endpoint moved');
     });
-    this.listener.on('connect-failed', (_c, ep, code) => this.log.warn({ ...where(ep), code }, 'connect failed'));
-    this.listener.on('failover', (_c, from, to) => this.log.warn({ service: svc, listen, from: from.label, to: to.label }, 'connect failed, retrying on next endpoint'));
-    this.listener.on('client-closed-no-endpoint', (_c, reason, attempts) => {
-      if (reason === 'rejected') {
-        this.log.warn({ service: svc, listen, reason, attempts },
-          'client closed: the upstream refused the handshake (credentials or database, see the line before); other endpoints not tried');
-      } else if (reason === 'all-failed') {
-        this.log.warn({ service: svc, listen, reason, attempts }, 'client closed: every endpoint tried failed');
-      } else {
-        const filteredOut = this.cluster.filteredOut().length;
-        this.log.warn({ service: svc, listen, reason, attempts, ...(filteredOut ? { filteredOut } : {}) }, filteredOut
-          ? `client closed: no endpoint; ${filteredOut} announced instance(s) do not match the where. filter (see /peers)`
-          : this.cluster.size === 0 ? `client closed: ${this.nobody()}`
-            : 'client closed: no endpoint could take it');
-      }
-    });
-    this.listener.on('listener-error', (err) => this.log.error({ service: svc, listen, err: err.message }, 'listener error'));
+    const l = this.listener;
     this.wireDebugLogs(where);
-    // A bug: its stack once (per 10 s), the client closed, the process alive.
-    this.listener.on('internal-error', (_c, err) => {
-      const stack = stackOf(err);
-      this.repeats.log(`internal|${stack}`, (repeated) =>
-        this.log.error({ service: svc, listen, err: stack, repeated }, 'internal error: a client was closed (a bug; please report this stack)'));
-    });
+    if (l instanceof ConnectListener) this.wireNodeListenerLogs(l, svc, listen, where);
+    else {
+      // HAProxy's counters, read every second: one line per endpoint and kind, with how many.
+      l.on('connect-failed', (endpoint, failures) => this.log.warn({ service: svc, listen, endpoint, failures, code: 'ECONNFAILED' },
+        'connects failed (HAProxy retried each on the next endpoint while retries were left)'));
+      l.on('client-closed-no-endpoint', (reason, clients) => this.log.warn({ service: svc, listen, reason, clients },
+        reason === 'all-failed' ? 'clients closed: every endpoint HAProxy tried failed' : 'clients closed: no endpoint could take them'));
+    }
     const p = this.protocol;
     if (p) {
       // Messages are secret-free by contract; repeats per endpoint and code are folded (10 s).
@@ -176,6 +185,32 @@ export class Connector extends EventEmitter {
       p.on('greeting-refused', (code: string, message: string) => this.repeats.log(`greeting|${code}`, (repeated) =>
         this.log.info({ service: svc, listen, protocol: p.name, code, repeated }, message)));
     }
+  }
+
+  private wireNodeListenerLogs(l: ConnectListener, svc: string, listen: string, where: (ep: Endpoint) => Record<string, unknown>): void {
+    l.on('connect-failed', (_c, ep, code) => this.log.warn({ ...where(ep), code }, 'connect failed'));
+    l.on('failover', (_c, from, to) => this.log.warn({ service: svc, listen, from: from.label, to: to.label }, 'connect failed, retrying on next endpoint'));
+    l.on('client-closed-no-endpoint', (_c, reason, attempts) => {
+      if (reason === 'rejected') {
+        this.log.warn({ service: svc, listen, reason, attempts },
+          'client closed: the upstream refused the handshake (credentials or database, see the line before); other endpoints not tried');
+      } else if (reason === 'all-failed') {
+        this.log.warn({ service: svc, listen, reason, attempts }, 'client closed: every endpoint tried failed');
+      } else {
+        const filteredOut = this.cluster.filteredOut().length;
+        this.log.warn({ service: svc, listen, reason, attempts, ...(filteredOut ? { filteredOut } : {}) }, filteredOut
+          ? `client closed: no endpoint; ${filteredOut} announced instance(s) do not match the where. filter (see /peers)`
+          : this.cluster.size === 0 ? `client closed: ${this.nobody(l.noEndpointWaitMs)}`
+            : 'client closed: no endpoint could take it');
+      }
+    });
+    l.on('listener-error', (err) => this.log.error({ service: svc, listen, err: err.message }, 'listener error'));
+    // A bug: its stack once (per 10 s), the client closed, the process alive.
+    l.on('internal-error', (_c, err) => {
+      const stack = stackOf(err);
+      this.repeats.log(`internal|${stack}`, (repeated) =>
+        this.log.error({ service: svc, listen, err: stack, repeated }, 'internal error: a client was closed (a bug; please report this stack)'));
+    });
   }
 
   /**
@@ -209,23 +244,29 @@ export class Connector extends EventEmitter {
     this.cluster.on('endpoint-added', (ep) => log.debug({ ...where(ep), addresses: ep.addresses, priority: ep.priority, weight: ep.weight }, 'endpoint added'));
     this.cluster.on('endpoint-removed', (ep) => log.debug(where(ep), 'endpoint removed'));
     this.cluster.on('panic', (inPanic) => log.debug({ service: svc, listen, inPanic }, inPanic ? 'panic mode: every endpoint is down on evidence, trying them anyway' : 'panic mode over'));
-    this.listener.on('upstream-connected', (c, ep, attempts) =>
+    const l = this.listener;
+    if (!(l instanceof ConnectListener)) {
+      // HAProxy carries the bytes: per-connection events are its own (its log lines are relayed).
+      if (log.isLevelEnabled('trace')) this.checker.on('check', (ep, ok, code) => log.trace({ ...where(ep), ok, code }, 'health check'));
+      return;
+    }
+    l.on('upstream-connected', (c, ep, attempts) =>
       log.debug({ ...where(ep), client: c.remote, attempts, ms: Date.now() - c.startedAt }, 'client connected to endpoint'));
-    this.listener.on('connect-raced', (c, ep) => log.debug({ ...where(ep), client: c.remote }, 'connect still pending after the race delay: racing another attempt'));
-    this.listener.on('panic-attempt', (ep) => log.debug(where(ep), 'panic mode: trying an endpoint judged down'));
+    l.on('connect-raced', (c, ep) => log.debug({ ...where(ep), client: c.remote }, 'connect still pending after the race delay: racing another attempt'));
+    l.on('panic-attempt', (ep) => log.debug(where(ep), 'panic mode: trying an endpoint judged down'));
     if (!log.isLevelEnabled('trace')) return;
     this.checker.on('check', (ep, ok, code) => log.trace({ ...where(ep), ok, code }, 'health check'));
-    this.listener.on('connection', (c) => log.trace({ service: svc, listen, client: c.remote }, 'client accepted'));
-    this.listener.on('connection-closed', (c, result) => log.trace({
+    l.on('connection', (c) => log.trace({ service: svc, listen, client: c.remote }, 'client accepted'));
+    l.on('connection-closed', (c, result) => log.trace({
       service: svc, listen, client: c.remote, endpoint: c.endpoint?.label, ms: Date.now() - c.startedAt,
       ...(result ? { bytesToEndpoint: result.upstreamBytesWritten, bytesFromEndpoint: result.upstreamBytesRead, error: result.error, errorSide: result.errorSide } : { upstream: false }),
     }, 'connection closed'));
   }
 
   /** Why there is no endpoint at all, in the words of where they come from. */
-  private nobody(): string {
+  private nobody(waitedMs: number): string {
     const kinds = this.sources.map((s) => s.kind);
-    const wait = `waited ${this.listener.noEndpointWaitMs} ms`;
+    const wait = `waited ${waitedMs} ms`;
     if (kinds.includes('mdns')) {
       return `nobody announces _${this.spec.name}._tcp on the network (${wait}; 'ambassador browse' lists what is announced)`;
     }
@@ -236,9 +277,12 @@ export class Connector extends EventEmitter {
   async bind(): Promise<void> {
     await this.protocol?.start();
     const addr = await this.listener.listen();
-    const also = this.listener.addresses().slice(1).map((a) => `[${a.address}]:${a.port}`);
+    const l = this.listener;
+    const also = l.addresses().slice(1).map((a) => `[${a.address}]:${a.port}`);
+    // Which data plane carries it, and why not HAProxy when it was asked for: one line per listener.
     this.log.info({ service: this.spec.name, listen: `${addr.address}:${addr.port}`, ...(also.length ? { alsoOn: also } : {}), balance: this.spec.balance,
-      sources: this.sources.map((s) => s.kind), where: this.spec.where }, 'listening');
+      sources: this.sources.map((s) => s.kind), where: this.spec.where, dataPlane: this.dataPlane,
+      ...(this.dataPlaneReason ? { why: this.dataPlaneReason } : {}) }, 'listening');
   }
 
   /** Discovery and health checks (after bind()). */
@@ -264,6 +308,11 @@ export class Connector extends EventEmitter {
     for (const s of this.sources) await s.stop();
     this.cluster.close();
   }
+}
+
+/** The limits as the Node data plane's listener resolves them (unset = none). */
+function resolvedLimits(l: ListenerLimits | undefined): ListenerLimits {
+  return { maxConnections: l?.maxConnections ?? Infinity, maxPending: l?.maxPending ?? Infinity, maxPerEndpoint: l?.maxPerEndpoint ?? Infinity };
 }
 
 function describeLimit(limit: string, l: ListenerLimits): string {

@@ -7,6 +7,7 @@ import type { Endpoint } from '../cluster/endpoint.js';
 import { LIVENESS_TXT_KEY } from '../cluster/liveness-wire.js';
 import { buildConfig, type RawOptions } from '../config/config.js';
 import { createLogger, type Logger } from '../logging/logger.js';
+import { ConnectListener } from '../proxy/listener.js';
 import { fail } from './fail.js';
 
 // `ambassador demo`: a whole mesh in this one process, over loopback, narrated.
@@ -352,7 +353,7 @@ async function runDemo(argv: DemoArgs, say: Narrator, startAmb: StartAmb, replic
     'source-check': 'its ambassador says the service stopped accepting',
   };
   conn.cluster.on('endpoint-down', (ep, reason) => say.line(`! endpoint down: ${ep.label} (${why[reason]})`));
-  conn.listener.on('failover', (_c, from, to) => say.line(`! a connect to ${from.label} failed; the same client is retried on ${to.label} before it notices anything`));
+  if (conn.listener instanceof ConnectListener) conn.listener.on('failover', (_c, from, to) => say.line(`! a connect to ${from.label} failed; the same client is retried on ${to.label} before it notices anything`));
   for (const ep of conn.cluster.endpoints()) say.line(upLine(ep));
   const found = await waitUntil(() => conn.cluster.healthy().length >= 2, 5000);
   if (!found) throw new Error(`the connecting ambassador found ${conn.cluster.healthy().length} of 2 replicas within 5 s`);

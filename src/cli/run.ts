@@ -10,6 +10,7 @@ export const RUN_OPTION_NAMES = [
   'advertise', 'connect', 'static', 'srv', 'interface', 'exclude-interface', 'hostname', 'ipv6', 'ttl', 'dns-server', 'tls-cert', 'tls-key', 'tls-ca',
   'health-interval', 'health-timeout', 'connect-timeout', 'race-delay', 'probe-port', 'idle-timeout', 'wait-for-endpoint', 'drain-timeout',
   'keep-connections', 'trusted-lan', 'admin', 'log-level', 'log-format', 'check', 'exit-when-stranded',
+  'data-plane', 'haproxy', 'haproxy-slots',
   'registry', 'mdns', 'registry-address',
 ];
 
@@ -56,6 +57,12 @@ export function runOptions<T>(y: Argv<T>) {
     .option('wait-for-endpoint', { type: 'string', group: 'Health:', default: 5000, describe: 'ms a client waits for an endpoint to appear before it is closed' })
     .option('drain-timeout', { type: 'string', group: 'Health:', default: 10000, describe: 'ms open connections may take to finish on shutdown' })
     .option('keep-connections', { type: 'boolean', group: 'Health:', default: false, describe: 'keep open connections when their endpoint disappears (default: close them)' })
+    .option('data-plane', {
+      type: 'string', group: 'Data plane:', default: 'node', choices: ['node', 'haproxy'],
+      describe: 'what carries the bytes of --connect listeners: node (embedded) or haproxy (a local HAProxy 2.6+ as a child, driven over its runtime API: the ambassador still discovers and judges endpoints); listeners HAProxy cannot serve (auth-file, protocol=, --tls-*) stay on node, and the log says so',
+    })
+    .option('haproxy', { type: 'string', group: 'Data plane:', describe: 'the HAProxy program for --data-plane haproxy (default: haproxy on PATH)' })
+    .option('haproxy-slots', { type: 'string', group: 'Data plane:', describe: 'server slots per HAProxy backend at start (default 16); more replicas than slots cost one seamless reload (connections kept)' })
     .option('exit-when-stranded', {
       type: 'boolean', group: 'Operations:', default: false,
       describe: 'for a sidecar sharing a container\'s network namespace: once that namespace lost every interface and the container is up again in a new one, exit with status 75 so the restart policy re-attaches this one (on in the image)',

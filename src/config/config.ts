@@ -68,7 +68,16 @@ export interface Config {
   registryAddresses: string[];
   /** Exit (status 75) when stranded and the namespace's owner is back (see ambassador/stranded.ts). */
   exitWhenStranded: boolean;
+  /** What carries the bytes of --connect listeners: the embedded Node data plane, or a local HAProxy. */
+  dataPlane: DataPlane;
+  /** The HAProxy program (--haproxy); undefined = `haproxy` on PATH. */
+  haproxy?: string;
+  /** Server slots per HAProxy backend at start (--haproxy-slots). */
+  haproxySlots: number;
 }
+
+export type DataPlane = 'node' | 'haproxy';
+export const DATA_PLANES: readonly DataPlane[] = ['node', 'haproxy'];
 
 /** Raw option values as yargs hands them over (strings from flags or environment). */
 export interface RawOptions {
@@ -99,6 +108,9 @@ export interface RawOptions {
   dnsServer?: string[];
   trustedLan?: boolean;
   exitWhenStranded?: boolean;
+  dataPlane?: string;
+  haproxy?: string;
+  haproxySlots?: number | string;
   registry?: string;
   mdns?: boolean;
   registryAddress?: string[];
@@ -201,6 +213,17 @@ export function buildConfig(raw: RawOptions): Config {
       warnings.push(`--connect ${c.raw}: tls-name has no effect without --tls-cert/--tls-key/--tls-ca (endpoints are reached in plain TCP)`);
     }
   }
+  const dataPlane = (raw.dataPlane ?? 'node') as DataPlane;
+  if (!DATA_PLANES.includes(dataPlane)) throw new ConfigError(`--data-plane: '${raw.dataPlane}' is not one of ${DATA_PLANES.join(', ')}`);
+  let haproxySlots = 16;
+  if (raw.haproxySlots !== undefined && raw.haproxySlots !== '') {
+    haproxySlots = /^\d+$/.test(String(raw.haproxySlots).trim()) ? Number(raw.haproxySlots) : NaN;
+    if (!(haproxySlots >= 1 && haproxySlots <= 10_000)) throw new ConfigError(`--haproxy-slots: '${String(raw.haproxySlots).trim()}' must be a whole number of servers between 1 and 10000`);
+  }
+  if (dataPlane !== 'haproxy') {
+    if (raw.haproxy) warnings.push(`--haproxy has no effect without --data-plane haproxy`);
+    if (raw.haproxySlots !== undefined && raw.haproxySlots !== '') warnings.push(`--haproxy-slots has no effect without --data-plane haproxy`);
+  }
   if (raw.trustedLan && !connect.some((c) => c.authFile !== undefined)) {
     warnings.push('--trusted-lan has no effect: no --connect injects credentials (auth-file=)');
   }
@@ -291,6 +314,9 @@ export function buildConfig(raw: RawOptions): Config {
     trustedLan: !!raw.trustedLan,
     warnings,
     exitWhenStranded: !!raw.exitWhenStranded,
+    dataPlane,
+    haproxy: raw.haproxy || undefined,
+    haproxySlots,
     registry,
     mdns,
     registryAddresses,

@@ -46,11 +46,12 @@ export class BurstLog {
     return this.timer !== undefined;
   }
 
-  hit(kind: string): void {
+  /** `count` events of `kind` (more than one when they are read from another process's counters). */
+  hit(kind: string, count = 1): void {
     const now = this.clock.now();
     this.lastAt = now;
-    this.total++;
-    this.byKind[kind] = (this.byKind[kind] ?? 0) + 1;
+    this.total += count;
+    this.byKind[kind] = (this.byKind[kind] ?? 0) + count;
     if (this.timer) return;
     this.startedAt = this.reportedAt = now;
     this.opts.onStart(kind);

