@@ -267,7 +267,8 @@ describe('HAProxy data plane (--data-plane haproxy)', { skip }, () => {
     await loop.waitCount(loop.conns().filter((r) => r.at <= t1).length + 20);
     await loop.stop();
     console.log(`# migration a → d:7777: announced → first connection served by d ${fmt(firstD.end - announced.time)}; held connection to a closed ${fmt(heldClosed - t0)} after a's SIGTERM`);
-    assert.ok(firstD.end - announced.time < 1500);
+    // discovery (mDNS, FAST timers) + one runtime-API command; the margin is for a loaded machine
+    assert.ok(firstD.end - announced.time < 3000, `announced → first connection by d: ${fmt(firstD.end - announced.time)}`);
     assert.ok(loop.conns().filter((r) => r.at > firstD.end).every((r) => r.who === 'd'));
   });
 
