@@ -169,7 +169,10 @@ export class AdminServer {
       }
       if (path === '/healthz') {
         const h = this.health();
-        return this.send(res, h.ok ? 200 : 503, 'application/json', JSON.stringify(h), req.method === 'HEAD');
+        // The registry's state is said, never judged: without it the mesh serves what it knew.
+        const r = this.subject.registryStatus;
+        const body = r ? { ...h, registry: { state: r.state, since: new Date(r.since).toISOString(), ...(r.state === 'connected' ? {} : { lastError: r.lastError }) } } : h;
+        return this.send(res, h.ok ? 200 : 503, 'application/json', JSON.stringify(body), req.method === 'HEAD');
       }
       if (path === '/peers') {
         return this.send(res, 200, 'application/json', JSON.stringify(peersSnapshot(this.subject), null, 2) + '\n', req.method === 'HEAD');

@@ -1,4 +1,5 @@
 import type * as PromClient from 'prom-client';
+import type { RegistryStatus } from '../discovery/registry/client.js';
 import { requireCommonJs } from '../base/commonjs.js';
 import type { Cluster } from '../cluster/cluster.js';
 import type { Endpoint } from '../cluster/endpoint.js';
@@ -77,6 +78,8 @@ export interface MetricsSubject {
   readonly liveness?: HostLiveness;
   /** Answers peers' host probes (advertising side). */
   readonly answerer?: LivenessAnswerer;
+  /** The registry connection (--registry), read-only. */
+  readonly registryStatus?: Readonly<RegistryStatus>;
 }
 
 interface ByteTotals {
@@ -291,6 +294,33 @@ export class AmbassadorMetrics {
         this.inc({ change: 'up' }, s.interfacesUp);
         this.inc({ change: 'down' }, s.interfacesDown);
         this.inc({ change: 'address' }, s.addressChanges);
+      },
+    });
+    new Gauge({
+      name: 'ambassador_registry_connected', help: '1 while the registry (--registry) answers, 0 while it is away (the last endpoints are kept meanwhile)', registers,
+      collect() {
+        this.reset();
+        const r = self.subject.registryStatus;
+        if (r) this.set(r.state === 'connected' ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'ambassador_registry_requests_total', help: 'Requests sent to the registry (kind: read, write: keep-alives, registrations, deletions)', labelNames: ['kind'], registers,
+      collect() {
+        const r = self.subject.registryStatus;
+        if (!r) return;
+        this.reset();
+        this.inc({ kind: 'read' }, r.reads);
+        this.inc({ kind: 'write' }, r.requests - r.reads);
+      },
+    });
+    new Counter({
+      name: 'ambassador_registry_sessions_renewed_total', help: 'Registry leases / sessions found expired after a cut-off and taken anew (every registration written again)', registers,
+      collect() {
+        const r = self.subject.registryStatus;
+        if (!r) return;
+        this.reset();
+        this.inc(r.sessionsRenewed);
       },
     });
     new Gauge({

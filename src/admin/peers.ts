@@ -2,6 +2,7 @@ import type { HostNetwork } from '../base/host-network.js';
 import { redactTxt } from '../base/redaction.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { LastCheck } from '../cluster/health-checker.js';
+import type { RegistryStatus } from '../discovery/registry/client.js';
 import type { MetricsSubject } from './metrics.js';
 
 /**
@@ -41,6 +42,10 @@ export interface PeersSubject extends MetricsSubject {
   readonly registry?: RegistryView | { status(): RegistryView };
   /** The --connect listeners of the ambassadors on the network (loops are refused against them). */
   readonly directory?: { list(): Array<{ instance: string; host: string; addresses: string[]; port: number; bind: string; service: string }> };
+  /** The registry connection (--registry), read-only. */
+  readonly registryStatus?: Readonly<RegistryStatus>;
+  /** The registry instance name and state of each advertisement. */
+  readonly registrar?: { instanceOf(owner: object): { instance: string; state: string } | undefined };
 }
 
 const verdict = (ok: boolean): 'up' | 'down' => (ok ? 'up' : 'down');
@@ -96,6 +101,19 @@ function registryJson(r: NonNullable<PeersSubject['registry']>) {
   };
 }
 
+function registryDetails(r: Readonly<RegistryStatus> | undefined) {
+  if (!r) return {};
+  return {
+    member: r.member,
+    lastError: r.lastError,
+    requests: r.requests,
+    reads: r.reads,
+    sessionsRenewed: r.sessionsRenewed,
+    endpointsTrusted: r.authenticated ? 'named-endpoints' : 'like-mdns',
+    keepingLastEndpoints: r.state !== 'connected',
+  };
+}
+
 /** A listener's data plane: what the connector says (a string or a view), else the embedded one. */
 function dataPlaneJson(c: object): DataPlaneView {
   const d = (c as { dataPlane?: string | DataPlaneView }).dataPlane;
@@ -117,6 +135,10 @@ function endpointJson(c: MetricsSubject['connectors'][number], ep: Endpoint, now
   return {
     label: ep.label,
     source: ep.source,
+    /** Every source that reports it (mDNS and the registry: one endpoint). */
+    via: ep.via,
+    /** Injected credentials may go to it as to a --static endpoint: an authenticated registry named it. */
+    namedByOperator: ep.named || ep.source === 'static' || ep.source === 'srv',
     address: ep.host,
     /** Every address of the peer, likeliest first (a failed connect moves on to the next). */
     addresses: ep.addresses,
@@ -169,8 +191,13 @@ export function peersSnapshot<E extends object = object, C extends object = obje
       interfaces: net.interfaces.map((i) => ({ name: i.name, addresses: i.addresses, since: new Date(i.since).toISOString() })),
       noInterfaceSince: net.unusableSince === undefined ? null : new Date(net.unusableSince).toISOString(),
     } : null,
-    /** The registry connection (--registry); null without one. */
-    registry: subject.registry ? registryJson(subject.registry) : null,
+    /**
+     * The registry connection (--registry); null without one. With this ambassador's own client
+     * also: the member in use, requests and reads sent, leases/sessions renewed after a cut-off,
+     * which trust its endpoints get ('named-endpoints' when it authenticated us, else
+     * 'like-mdns'), and whether the last endpoints are being kept (static stability).
+     */
+    registry: subject.registry ? { ...registryJson(subject.registry), ...registryDetails(subject.registryStatus) } : null,
     clusters: subject.connectors.map((c) => {
       const addr = c.listener.address();
       let pending = 0;
@@ -241,6 +268,8 @@ export function peersSnapshot<E extends object = object, C extends object = obje
         check: a.spec.check,
         /** The target's check: its verdict and the last one that finished. */
         targetCheck: { state: verdict(check.healthy), last: lastCheckJson(check.last) },
+        /** Its registration in the registry (instance name there, registered / pending / withdrawn); null without --registry. */
+        registry: subject.registrar?.instanceOf(a) ?? null,
       };
     }),
     /**

@@ -30,6 +30,11 @@ export interface AdvertisementOptions {
    * recheckLoop().
    */
   loopCheck?: () => Promise<string | undefined>;
+  /**
+   * Without mDNS (--no-mdns): the addresses peers will dial (for the relay decision); the
+   * advertisement is then 'announced' as soon as its target passes, for the registry to carry.
+   */
+  addresses?: () => string[];
 }
 
 /**
@@ -96,9 +101,12 @@ export class Advertisement extends EventEmitter {
   /** Clients the relay refused (max-connections): one line when a burst starts, one when it ends. */
   private readonly relayRefusals: BurstLog;
 
+  /** Without mDNS: announced (for the registry) or not. */
+  private published = false;
+
   constructor(
     readonly spec: AdvertiseSpec,
-    private readonly engine: MdnsEngine,
+    private readonly engine: MdnsEngine | undefined,
     private readonly log: Logger,
     private readonly opts: AdvertisementOptions,
   ) {
@@ -185,12 +193,12 @@ export class Advertisement extends EventEmitter {
   /** Peers reach the target directly only if it is this host and listens on our mDNS addresses. */
   private async needsRelay(): Promise<boolean> {
     if (this.relay) return true; // bound at start: mutual TLS or a fixed relay-port
-    if (this.engine.addresses().length === 0) {
+    if (this.engine && this.engine.addresses().length === 0) {
       // Started before the network: which addresses peers will use is known once it is up.
       this.setState('probing', 'waiting for a network interface');
       await Promise.race([this.engine.waitForNetwork(), this.stoppedSignal]);
     }
-    const ours = this.engine.addresses();
+    const ours = this.engine ? this.engine.addresses() : this.opts.addresses?.() ?? [];
     if (this.spec.targetHost !== undefined) return !ours.includes(this.spec.targetHost);
     const addr = ours.find((a) => !a.startsWith('127.'));
     if (!addr) return false; // loopback-only mesh: 127.0.0.1 is what peers use anyway
@@ -222,11 +230,11 @@ export class Advertisement extends EventEmitter {
       this.checker.start();
       if (!this.targetCluster.endpoints()[0]?.checkHealthy) {
         this.setState('withdrawn', `target ${this.target.host}:${this.target.port} stopped accepting connections`);
-      } else if (!this.registration) {
+      } else if (!this.registration && !this.published) {
         this.deciding = this.publish().catch((err) => this.log.error({ err: String(err), service: this.spec.name }, 'cannot advertise'));
       } else {
-        this.setState('probing', 'the target is no longer a loop');
-        this.engine.republish(this.registration);
+        this.setState(this.engine ? 'probing' : 'announced', 'the target is no longer a loop');
+        if (this.registration) this.engine?.republish(this.registration);
       }
     }
   }
@@ -239,7 +247,7 @@ export class Advertisement extends EventEmitter {
   private holdForLoop(why: string): void {
     this.loop = why;
     this.checker.stop();
-    if (this.registration && this.state !== 'withdrawn') this.engine.unpublish(this.registration, why);
+    if (this.registration && this.state !== 'withdrawn') this.engine?.unpublish(this.registration, why);
     this.setState('withdrawn', why);
   }
 
@@ -263,17 +271,16 @@ export class Advertisement extends EventEmitter {
       this.announcedPort = this.target.port;
     }
     if (this.stopped) return;
-    const txt: Record<string, string> = { ...this.spec.txt };
-    if (this.opts.tls) txt[TLS_TXT_KEY] = '1';
-    if (this.opts.probePort) txt[LIVENESS_TXT_KEY] = String(this.opts.probePort);
-    // Where the relay forwards to, so that a connector whose listener that is refuses this
-    // endpoint from the first announcement on (a name would mean nothing to it: left out).
-    if (this.relay && isIP(this.target.host) !== 0) txt[RELAY_TO_TXT] = formatAddressPort(this.target.host, this.target.port);
+    if (!this.engine) {
+      this.published = true;
+      this.setState('announced', 'target accepts connections');
+      return;
+    }
     const reg = this.engine.publish({
       name: this.spec.name,
       port: this.announcedPort,
       instance: this.spec.instance,
-      txt,
+      txt: this.txt(),
       priority: this.spec.priority,
       weight: this.spec.weight,
       subtypes: this.spec.subtypes,
@@ -290,16 +297,34 @@ export class Advertisement extends EventEmitter {
     });
   }
 
+  /**
+   * What the announcement's TXT carries (the registry carries the same): the spec's keys, `tls`,
+   * `hostprobe`, and `relay-to` — where the relay forwards to, so that a connector whose listener
+   * that is refuses this endpoint from the first announcement on (a name would mean nothing to
+   * it: left out).
+   */
+  txt(): Record<string, string> {
+    const txt: Record<string, string> = { ...this.spec.txt };
+    if (this.opts.tls) txt[TLS_TXT_KEY] = '1';
+    if (this.opts.probePort) txt[LIVENESS_TXT_KEY] = String(this.opts.probePort);
+    if (this.relay && isIP(this.target.host) !== 0) txt[RELAY_TO_TXT] = formatAddressPort(this.target.host, this.target.port);
+    return txt;
+  }
+
   private withdraw(reason: string): void {
-    if (!this.registration || this.state === 'withdrawn') return;
-    this.engine.unpublish(this.registration, reason);
+    if ((!this.registration && !this.published) || this.state === 'withdrawn') return;
+    if (this.registration) this.engine?.unpublish(this.registration, reason);
     this.setState('withdrawn', reason);
   }
 
   private republish(): void {
-    if (!this.registration || this.state !== 'withdrawn' || this.loop !== undefined) return;
+    if ((!this.registration && !this.published) || this.state !== 'withdrawn' || this.loop !== undefined) return;
+    if (!this.registration) {
+      this.setState('announced', 'target accepts connections again');
+      return;
+    }
     this.setState('probing', 'target accepts connections again'); // before the registration says 'probing' too
-    this.engine.republish(this.registration);
+    this.engine?.republish(this.registration);
   }
 
   /** Goodbyes (the caller stops the engine after all of them went out). */
@@ -308,8 +333,8 @@ export class Advertisement extends EventEmitter {
     this.stopped = true;
     this.markStopped();
     this.checker.stop();
-    if (this.registration && this.state !== 'withdrawn') {
-      this.engine.unpublish(this.registration, 'shutdown');
+    if ((this.registration || this.published) && this.state !== 'withdrawn') {
+      if (this.registration) this.engine?.unpublish(this.registration, 'shutdown');
       this.goodbyeAt = Date.now();
     }
   }

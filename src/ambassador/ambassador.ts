@@ -1,4 +1,5 @@
 import { lookup } from 'node:dns/promises';
+import { hostname } from 'node:os';
 import type { AdminServer } from '../admin/http-server.js';
 import { Advertisement } from './advertisement.js';
 import { Connector } from './connector.js';
@@ -7,7 +8,7 @@ import { StrandedWatch } from './stranded.js';
 import { HostLiveness, type PeerHost } from '../cluster/host-liveness.js';
 import { ListenerDirectory } from './listener-directory.js';
 import { type OwnListener, OwnListeners } from './own-listeners.js';
-import { dialledAddresses, formatAddressPort, isLoopback } from '../base/address.js';
+import { dialledAddresses, formatAddressPort, isLinkLocal6, isLoopback } from '../base/address.js';
 import { addressesOf, HostNetwork } from '../base/host-network.js';
 import { type LoopFacts, screenEndpoint } from './endpoint-policy.js';
 import type { Config } from '../config/config.js';
@@ -15,6 +16,11 @@ import { credentialExposure } from '../config/credential-exposure.js';
 import { type AdvertiseSpec, type ConnectSpec, ConfigError } from '../config/specs.js';
 import { DnsSrvSource } from '../discovery/dns-srv.js';
 import { MdnsSource } from '../discovery/mdns.js';
+import { MergedSource } from '../discovery/merged.js';
+import type { RegistryClient, RegistryStatus } from '../discovery/registry/client.js';
+import type { RegistryView } from '../admin/peers.js';
+import type { Registrar } from '../discovery/registry/registrar.js';
+import type { RegistrySource } from '../discovery/registry/source.js';
 import type { DiscoverySource } from '../discovery/source.js';
 import { StaticSource } from '../discovery/static.js';
 import type { Logger } from '../logging/logger.js';
@@ -56,7 +62,14 @@ export class Ambassador {
   liveness?: HostLiveness;
   /** Answers peers' host probes while something is advertised. */
   answerer?: LivenessAnswerer;
+  /** --registry: the etcd or ZooKeeper connection (one per process), and the registrar of the advertisements. */
+  registryClient?: RegistryClient;
+  registrar?: Registrar;
+  /** The registry's source modules, loaded with the client (only with --registry). */
+  private registrySource?: typeof RegistrySource;
   private stopping?: Promise<void>;
+  /** start()'s preparation while it runs: a stop waits for what it binds, then closes it. */
+  private preparing?: Promise<void>;
   /** Set by prepare({ check: true }) when the interfaces cannot be used on this host now. */
   interfaceProblem?: string;
   private select?: InterfaceSelection;
@@ -115,8 +128,26 @@ export class Ambassador {
     }
   }
 
+  /** The registry connection as the admin layer shows it (read-only), undefined without --registry. */
+  get registryStatus(): Readonly<RegistryStatus> | undefined {
+    return this.registryClient?.status;
+  }
+
+  /** The registry connection for /peers and the status page: state and since when, why, authenticated. */
+  get registry(): RegistryView | undefined {
+    const s = this.registryClient?.status;
+    return s && { kind: s.kind, url: s.url, state: s.state, since: s.since, reason: s.lastError ?? undefined, authenticated: s.authenticated };
+  }
+
+  /** The registry authenticated us: its endpoints count as named by the operator (credentials injection). */
+  private get registryNamed(): boolean {
+    const r = this.config.registry;
+    return !!r && (!!r.authFile || !!r.certFile);
+  }
+
   private needsMdns(): boolean {
     const c = this.config;
+    if (!c.mdns) return false;
     const fixed = new Set([...c.static.map((s) => s.name), ...c.srv.map((s) => s.name)]);
     return c.advertise.length > 0 || c.connect.some((x) => !fixed.has(x.name));
   }
@@ -144,6 +175,7 @@ export class Ambassador {
       }
       this.admin = admin;
     }
+    if (c.registry) await this.prepareRegistry(c.registry);
     if (this.needsMdns()) {
       let select: InterfaceSelection;
       try {
@@ -192,7 +224,8 @@ export class Ambassador {
       this.answerer = answerer;
     }
     for (const spec of c.advertise) {
-      const adv = new Advertisement(spec, this.engine!, this.log, {
+      const adv = new Advertisement(spec, this.engine, this.log, {
+        addresses: () => this.registryAddresses(),
         healthIntervalMs: c.healthInterval,
         healthTimeoutMs: c.healthTimeout,
         connectTimeoutMs: c.connectTimeout,
@@ -305,10 +338,16 @@ export class Ambassador {
     for (const a of this.advertisements) void a.recheckLoop();
   };
 
+  /** This host's addresses changed: registrations carry the new ones. */
+  private readonly refreshRegistrations = (): void => this.registrar?.refresh();
+
   /** prepare(), then go live: mDNS, discovery, health checks, announcements. */
   async start(): Promise<void> {
     this.startedAt = Date.now();
-    await this.prepare();
+    this.preparing = this.prepare();
+    await this.preparing;
+    // A stop (Ctrl-C, SIGTERM) may come while starting: nothing is started after it.
+    if (this.stopping) return;
     this.hostNetwork.start();
     this.stranded.on('state', (state) => (state === 'stranded'
       ? this.log.warn('network lost: no interface left but loopback (/healthz reports no-network)')
@@ -321,6 +360,7 @@ export class Ambassador {
       this.log.info({ admin: base, statusPage: `${base}/`, resources: ['/', '/healthz', '/peers', '/metrics', '/status', '/events'] }, 'admin endpoint listening');
     }
     if (this.engine) await this.startMdns(this.engine, this.select!);
+    if (this.stopping) return;
     if (this.engine) {
       const directory = new ListenerDirectory(this.engine, (a) => this.hostNetwork.isLocal(a), this.loopFacts.mdnsOnLoopback);
       this.directory = directory;
@@ -337,7 +377,13 @@ export class Ambassador {
     // An address of this host came or went (any interface: a listener on 0.0.0.0 takes them all):
     // every endpoint is checked again, once per change.
     this.hostNetwork.on('change', this.recheckLoops);
+    if (this.registryClient) {
+      this.registryClient.start();
+      // The registered addresses follow the host's.
+      if (this.registrar && this.config.registryAddresses.length === 0) this.hostNetwork.on('change', this.refreshRegistrations);
+    }
     for (const conn of this.connectors) {
+      if (this.stopping) return;
       this.admin?.metrics.watchConnector(conn);
       await conn.start();
     }
@@ -349,8 +395,11 @@ export class Ambassador {
         else this.log.info(fields, 'advertisement');
       });
       this.admin?.metrics.watchAdvertisement(adv);
+      if (this.stopping) return;
+      if (this.registrar) this.registerWith(this.registrar, adv);
       await adv.start();
     }
+    if (this.stopping) return;
     this.started = true;
   }
 
@@ -385,6 +434,80 @@ export class Ambassador {
     });
   }
 
+  /**
+   * The registry client (its module and, for zk://, node-zookeeper-client loaded only now), its
+   * story told once per change in the log, and the registrar when something is advertised.
+   */
+  private async prepareRegistry(r: NonNullable<Config['registry']>): Promise<void> {
+    const { connectRegistry } = await import('../discovery/registry/connect.js');
+    const client = await connectRegistry(r.kind, {
+      members: r.members, prefix: r.prefix, ttlMs: r.ttlMs, tls: r.tls, authFile: r.authFile,
+      caFile: r.caFile, certFile: r.certFile, keyFile: r.keyFile, display: r.display,
+    });
+    this.registryClient = client;
+    this.registrySource = (await import('../discovery/registry/source.js')).RegistrySource;
+    const fields = () => ({ registry: r.display, member: client.status.member ?? undefined, authenticated: client.status.authenticated || undefined });
+    let outageSince: number | undefined;
+    client.on('state', (state: string, error?: string) => {
+      if (state === 'connected') {
+        if (outageSince !== undefined) this.log.info({ ...fields(), unreachableForMs: Date.now() - outageSince }, 'registry reachable again: watches listed again, registrations written again');
+        else this.log.info(fields(), 'registry connected');
+        outageSince = undefined;
+      } else if ((state === 'reconnecting' || state === 'connecting') && outageSince === undefined) {
+        outageSince = Date.now();
+        this.log.warn({ ...fields(), err: error },
+          state === 'connecting'
+            ? 'registry unreachable: retrying in the background (mDNS and the endpoints known meanwhile keep working)'
+            : 'registry unreachable: keeping the last endpoints and failing over on our own evidence (host probes, connects); retrying');
+      }
+    });
+    client.on('problem', (message: string) => this.log.warn(fields(), `registry: ${message}`));
+    client.on('session-renewed', (what: string) => this.log.warn(fields(),
+      `registry ${what} was lost while cut off (expired on the registry): every registration written again under a new one`));
+    if (this.config.advertise.length > 0) {
+      const { Registrar } = await import('../discovery/registry/registrar.js');
+      const registrar = new Registrar(client, { hostName: () => this.hostLabel(), addresses: () => this.registryAddresses() });
+      registrar.on('state', (service: string, instance: string, state: string, reason: string) => {
+        const f = { registry: r.display, service, instance, state, reason };
+        if (state === 'registered') this.log.info(f, 'registry registration');
+        else this.log.warn(f, 'registry registration');
+      });
+      this.registrar = registrar;
+    }
+  }
+
+  /**
+   * The addresses others should dial, as registered: --registry-address, else those announced
+   * over mDNS, else this host's interface addresses; loopback never (it would mean the reader).
+   */
+  private registryAddresses(): string[] {
+    if (this.config.registryAddresses.length > 0) return this.config.registryAddresses;
+    const fromMdns = this.engine?.addresses() ?? [];
+    const all = fromMdns.length > 0 ? fromMdns : this.hostNetwork.links().filter((l) => !l.loopback).flatMap(addressesOf);
+    const usable = all.filter((a) => !isLoopback(a) && !isLinkLocal6(a));
+    return [...usable.filter((a) => !a.includes(':')), ...usable.filter((a) => a.includes(':'))];
+  }
+
+  /** This host's name as registered: --hostname, else the machine's (not mDNS's: a conflict there renames it). */
+  private hostLabel(): string {
+    return this.config.hostname ?? hostname().split('.')[0]!;
+  }
+
+  /** An advertisement's state drives its registry registration: written while announced, deleted otherwise. */
+  private registerWith(registrar: Registrar, adv: Advertisement): void {
+    const hostLabel = () => this.hostLabel();
+    adv.on('state', (state: string, reason: string) => {
+      if ((state === 'probing' || state === 'announced') && adv.announcedPort !== undefined) {
+        registrar.offer(adv, {
+          service: adv.spec.name, instance: adv.spec.instance ?? `${adv.spec.name}@${hostLabel()}`, port: adv.announcedPort,
+          priority: adv.spec.priority, weight: adv.spec.weight, txt: adv.txt(),
+        });
+      } else if (state === 'withdrawn' || state === 'stopped' || state === 'waiting-for-target') {
+        void registrar.withdraw(adv, reason);
+      }
+    });
+  }
+
   private createConnector(spec: ConnectSpec): Connector {
     const c = this.config;
     const sources: DiscoverySource[] = [];
@@ -396,10 +519,20 @@ export class Ambassador {
       srv.on('info', (msg: string, fields: object) => this.log.info({ service: spec.name, ...fields }, msg));
       sources.push(srv);
     }
-    const credentials = credentialExposure(spec, { tls: !!this.tls, named: sources.length > 0, trustedLan: c.trustedLan });
+    const fixed = sources.length > 0;
+    const credentials = credentialExposure(spec, { tls: !!this.tls, named: fixed || (this.registryNamed && !c.mdns), trustedLan: c.trustedLan });
     for (const warning of credentials?.warnings ?? []) this.log.warn({ service: spec.name, listen: `${spec.bind}:${spec.port}` }, warning);
-    if (sources.length === 0) {
-      sources.push(new MdnsSource(this.engine!, spec.name));
+    if (!fixed) {
+      // Found where ambassadors announce themselves: mDNS, the registry, or both as one set.
+      const found: DiscoverySource[] = [];
+      if (this.engine) found.push(new MdnsSource(this.engine, spec.name));
+      if (this.registryClient) {
+        const reg = new this.registrySource!(this.registryClient, spec.name, { named: this.registryNamed, emptyGraceMs: c.registry!.ttlMs });
+        reg.on('ignored', (key: string, why: string) => this.log.warn({ service: spec.name, registry: c.registry!.display, key, why },
+          'registry value ignored: not a registration this ambassador can read'));
+        found.push(reg);
+      }
+      sources.push(found.length > 1 ? new MergedSource(found) : found[0]!);
       this.liveness ??= this.createLiveness();
     }
     return new Connector(spec, sources, this.log, {
@@ -407,7 +540,7 @@ export class Ambassador {
       healthTimeoutMs: c.healthTimeout,
       connectTimeoutMs: c.connectTimeout,
       raceDelayMs: c.raceDelay,
-      liveness: sources[0] instanceof MdnsSource ? this.liveness : undefined,
+      liveness: fixed ? undefined : this.liveness,
       idleTimeoutMs: c.idleTimeout,
       noEndpointWaitMs: c.noEndpointWait,
       keepConnections: c.keepConnections,
@@ -478,9 +611,13 @@ export class Ambassador {
 
   private async doStop(): Promise<void> {
     this.draining = true;
+    await this.preparing?.catch(() => {});
     this.stranded.stop();
     // Goodbyes first: peers stop sending new connections here before we stop accepting.
     for (const a of this.advertisements) a.sayGoodbye();
+    // The registry too: keys deleted (bounded: an unreachable registry must not hold the stop up;
+    // the lease or session then ends them one TTL later).
+    if (this.registrar) await Promise.race([this.registrar.withdrawAll('shutdown'), new Promise((r) => setTimeout(r, 1000).unref())]);
     await this.directory?.stop();
     const drainMs = this.config.drainTimeout;
     await Promise.all([
@@ -492,7 +629,11 @@ export class Ambassador {
     this.answerer?.stop();
     await this.engine?.stop();
     if (this.ownsNetwork) this.hostNetwork.stop();
-    else this.hostNetwork.off('change', this.recheckLoops);
+    else {
+      this.hostNetwork.off('change', this.recheckLoops);
+      this.hostNetwork.off('change', this.refreshRegistrations);
+    }
+    await this.registryClient?.close(1000);
     await this.admin?.close();
   }
 }

@@ -111,7 +111,8 @@ export class Connector extends EventEmitter {
 
   /** The host probe port of `ep`'s advertiser, when a peer ambassador vouches for it. */
   probePort(ep: Endpoint): number | undefined {
-    return this.liveness && ep.source === 'mdns' ? livenessPortOf(ep.txt) : undefined;
+    // Announced by an ambassador (over mDNS or in a registry): it answers host liveness checks.
+    return this.liveness && (ep.source === 'mdns' || ep.source === 'registry') ? livenessPortOf(ep.txt) : undefined;
   }
 
   private wireLogs(): void {

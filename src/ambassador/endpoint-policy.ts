@@ -42,6 +42,7 @@ export interface LoopFacts {
  */
 export function addressRefusal(spec: EndpointSpec, address: string, facts: LoopFacts): string | undefined {
   const at = formatAddressPort(address, spec.port);
+  if (spec.source === 'registry' && isUnspecified(address)) return `registered at ${at}, an address that names no host (a connection to it reaches this one): ignored`;
   if (spec.source === 'mdns') {
     if (isUnspecified(address)) return `announced at ${at}, an address that names no host (a connection to it reaches this one): ignored`;
     if (isLoopback(address) && !facts.mdnsOnLoopback()) {

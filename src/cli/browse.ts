@@ -4,9 +4,12 @@ import { redactTxt } from '../base/redaction.js';
 import { MdnsEngine } from '../mdns/engine.js';
 import { InterfaceError, InterfaceSelection } from '../mdns/link/interfaces.js';
 import type { ServiceBrowser, ServiceInstance } from '../mdns/browse/browser.js';
+import { parseDuration } from '../config/config.js';
+import { parseRegistryUrl } from '../config/registry-url.js';
+import { ConfigError } from '../config/specs.js';
 import { fail } from './fail.js';
 
-export const BROWSE_OPTION_NAMES = ['interface', 'exclude-interface', 'json', 'once', 'wait'];
+export const BROWSE_OPTION_NAMES = ['interface', 'exclude-interface', 'json', 'once', 'wait', 'registry', 'mdns'];
 
 export function browseOptions<T>(y: Argv<T>) {
   return y
@@ -15,7 +18,9 @@ export function browseOptions<T>(y: Argv<T>) {
     .option('exclude-interface', { type: 'string', array: true, describe: 'interfaces not to use: names, addresses or globs (repeatable)' })
     .option('json', { type: 'boolean', default: false, describe: 'one JSON object per event, for scripts' })
     .option('once', { type: 'boolean', default: false, describe: 'print what is found within --wait ms, then exit' })
-    .option('wait', { type: 'number', default: 3000, describe: 'ms to wait with --once' });
+    .option('wait', { type: 'number', default: 3000, describe: 'ms to wait with --once' })
+    .option('registry', { type: 'string', describe: 'also list what is registered in etcd or ZooKeeper (etcd://HOST:PORT[,…]/PREFIX, etcds://…, zk://…)' })
+    .option('mdns', { type: 'boolean', default: true, describe: 'browse mDNS too (--no-mdns: only the registry)' });
 }
 
 function line(mark: string, i: ServiceInstance): string {
@@ -25,7 +30,7 @@ function line(mark: string, i: ServiceInstance): string {
     `${i.priority || i.weight ? ` prio=${i.priority} weight=${i.weight}` : ''}${txt ? `  ${txt}` : ''}`;
 }
 
-export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; interface?: string[]; excludeInterface?: string[]; json: boolean; once: boolean; wait: number }>): Promise<void> {
+export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; interface?: string[]; excludeInterface?: string[]; json: boolean; once: boolean; wait: number; registry?: string; mdns: boolean }>): Promise<void> {
   let select;
   try {
     select = InterfaceSelection.parse(argv.interface ?? [], argv.excludeInterface ?? []);
@@ -34,6 +39,45 @@ export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; in
     throw err;
   }
   if (!Number.isFinite(argv.wait) || argv.wait <= 0) fail(`--wait: '${argv.wait}' must be a positive number of ms`);
+  let registry;
+  try {
+    registry = argv.registry ? parseRegistryUrl(argv.registry, (v, what) => parseDuration(v, 0, what)) : undefined;
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+  if (!argv.mdns && !registry) fail('--no-mdns: nothing left to browse: give --registry URL');
+  if (registry) {
+    const { browseRegistry, registryLine } = await import('./browse-registry.js');
+    const printRecord = (event: 'up' | 'update' | 'down', rec: import('../discovery/registry/record.js').RegistryRecord) => {
+      if (argv.json) process.stdout.write(JSON.stringify({ event, source: 'registry', ...rec, txt: redactTxt(rec.txt) }) + '\n');
+      else process.stdout.write(registryLine(event === 'up' ? '+' : event === 'down' ? '-' : '=', rec) + '\n');
+    };
+    const found = await browseRegistry(registry, argv.name, argv.once ? () => {} : printRecord);
+    if (!argv.mdns) {
+      if (!argv.once) setInterval(() => {}, 1 << 30);
+      const stop = async () => {
+        await found.client.close(500);
+        process.exit(0);
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+      if (argv.once) {
+        setTimeout(() => {
+          const all = found.all().sort((a, b) => `${a.rec.service}/${a.key}`.localeCompare(`${b.rec.service}/${b.key}`));
+          for (const { rec } of all) printRecord('up', rec);
+          if (all.length === 0) process.stderr.write(`no ${argv.name ? `'${argv.name}' ` : ''}service registered within ${argv.wait} ms in ${registry!.display}\n`);
+          void stop();
+        }, argv.wait);
+      }
+      return;
+    }
+    if (argv.once) {
+      setTimeout(() => {
+        for (const { rec } of found.all()) printRecord('up', rec);
+      }, argv.wait - 1).unref();
+    }
+  }
   const engine = new MdnsEngine({ select });
   try {
     await engine.start();

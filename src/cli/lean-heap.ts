@@ -6,11 +6,9 @@ import { setFlagsFromString } from 'node:v8';
  *  - `--semi-space-growth-factor=1`: the young generation keeps its initial 1 MB semi-space
  *    instead of doubling whenever start-up or a burst of traffic leaves survivors (V8 otherwise
  *    grows it towards 16 MB and rarely gives the pages back).
- * Measured for this program (bench/, issue 7): RSS 59 MB idle instead of 70, 61–63 MB under
- * load instead of 66–75; ops/s and bulk throughput within run-to-run noise. The price is CPU under
- * heavy connection churn (issue 13): ~17 % more user time per connection than without
- * `--optimize-for-size`, ~25 % more than V8's defaults, which take peak RSS under churn from
- * ~100 MB to 134 / 168 MB (bench/RESULTS.md, "What a new connection costs now").
+ * Measured for this program: RSS 59 MB idle instead of 70, throughput unchanged; the price is
+ * CPU under heavy connection churn (~17 % more user time per connection). Figures:
+ * bench/RESULTS.md, "Memory" and "What a new connection costs now".
  *
  * Only the CLI imports this module, first, so the settings apply while the rest loads; an
  * application embedding the library keeps its own. A flag given on node's command line wins.

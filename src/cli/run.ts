@@ -10,6 +10,7 @@ export const RUN_OPTION_NAMES = [
   'advertise', 'connect', 'static', 'srv', 'interface', 'exclude-interface', 'hostname', 'ipv6', 'ttl', 'dns-server', 'tls-cert', 'tls-key', 'tls-ca',
   'health-interval', 'health-timeout', 'connect-timeout', 'race-delay', 'probe-port', 'idle-timeout', 'wait-for-endpoint', 'drain-timeout',
   'keep-connections', 'trusted-lan', 'admin', 'log-level', 'log-format', 'check', 'exit-when-stranded',
+  'registry', 'mdns', 'registry-address',
 ];
 
 export function runOptions<T>(y: Argv<T>) {
@@ -24,6 +25,12 @@ export function runOptions<T>(y: Argv<T>) {
     })
     .option('static', { type: 'string', array: true, group: 'Services:', describe: 'fixed endpoints NAME=HOST:PORT[+HOST:PORT…] for a --connect NAME (no multicast)' })
     .option('srv', { type: 'string', array: true, group: 'Services:', describe: 'endpoints from unicast DNS SRV NAME=_svc._tcp.domain (relative names use the search list of /etc/resolv.conf), re-resolved as TTLs run out' })
+    .option('registry', {
+      type: 'string', group: 'Registry:',
+      describe: 'also register every --advertise in, and find every --connect through, etcd or ZooKeeper: etcd://HOST:PORT[,HOST:PORT…]/PREFIX, etcds://… (TLS), zk://HOST:PORT[,…]/PREFIX; options ?ttl=10s&auth-file=FILE&ca=FILE&cert=FILE&key=FILE (see README)',
+    })
+    .option('registry-address', { type: 'string', array: true, group: 'Registry:', describe: 'address others should dial to reach this host, as registered (NAT, several NICs, containers); default: the addresses announced over mDNS, loopback never' })
+    .option('mdns', { type: 'boolean', group: 'Registry:', default: true, describe: 'use mDNS (--no-mdns where multicast is useless: only --registry, --static, --srv)' })
     .option('interface', { alias: 'i', type: 'string', array: true, group: 'mDNS:', describe: 'mDNS interface by name, address or glob (eth0, 192.168.7.2, \'wl*\'; repeatable); default: every up multicast interface. One that does not exist yet is waited for' })
     .option('exclude-interface', { type: 'string', array: true, group: 'mDNS:', describe: 'never use these interfaces for mDNS: names, addresses or globs (\'docker*\', \'veth*\'; repeatable)' })
     .option('hostname', { type: 'string', group: 'mDNS:', describe: 'host label to announce as HOSTNAME.local (default: this host\'s name)' })
@@ -105,6 +112,8 @@ export async function runCommand(argv: ArgumentsCamelCase<Record<string, unknown
   try {
     await amb.start();
   } catch (err) {
+    // Stopped by a signal while starting: the signal's handler ends the process (exit 0).
+    if (signals > 0) return;
     await amb.stop().catch(() => {});
     if (err instanceof ConfigError) fail(err.message);
     fail((err as Error).message, 1);
@@ -132,6 +141,7 @@ async function check(config: Config, warnings: string[]): Promise<void> {
   const what = [
     ...config.advertise.map((a) => `advertise ${a.name}=${a.targetHost ? a.targetHost + ':' : ''}${a.port}`),
     ...config.connect.map((c) => `connect ${c.name} on ${c.bind}:${c.port} (${c.balance})`),
+    ...(config.registry ? [`registry ${config.registry.display}${config.mdns ? ' beside mDNS' : ' (no mDNS)'}`] : []),
     ...(interfaces?.length ? [`mDNS on ${interfaces.join(', ')}`] : []),
   ];
   process.stdout.write(`configuration OK: ${what.join('; ')}\n`);

@@ -46,6 +46,10 @@ export class Endpoint {
   label: string;
   expiresAt: number | undefined;
 
+  /** Every source that reports it, when more than one may (mDNS and a registry). */
+  via: SourceKind[];
+  /** Named by the operator: from an authenticated registry (credentials may go to it). */
+  named: boolean;
   /** The source announced its departure (mDNS goodbye); removal follows unless it is revoked. */
   draining: boolean;
   /** Result of our own active health checks (true until a checker says otherwise). */
@@ -99,6 +103,8 @@ export class Endpoint {
     this.label = spec.label;
     this.expiresAt = spec.expiresAt;
     this.draining = spec.draining ?? false;
+    this.via = spec.via ?? [spec.source];
+    this.named = spec.named ?? false;
     this.lastSeen = now;
     this.stateSince = now;
   }
@@ -141,6 +147,8 @@ export class Endpoint {
   update(spec: EndpointSpec, now: number = Date.now()): 'address' | 'meta' | undefined {
     this.lastSeen = now;
     this.expiresAt = spec.expiresAt;
+    this.via = spec.via ?? [spec.source];
+    this.named = spec.named ?? false;
     let change: 'address' | 'meta' | undefined;
     const addresses = addressesOf(spec);
     const sameAddresses = addresses.length === this.addresses.length && addresses.every((a, i) => a === this.addresses[i]);

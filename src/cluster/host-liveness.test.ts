@@ -5,7 +5,7 @@ import { LivenessAnswerer } from './liveness-answerer.js';
 import { Cluster } from './cluster.js';
 import type { Endpoint } from './endpoint.js';
 import { encodeLiveness, livenessPortOf, REPLY, REQUEST } from './liveness-wire.js';
-import { HostLiveness, type CreateLivenessTransport, type LivenessTransportHandlers } from './host-liveness.js';
+import { HostLiveness, type CreateLivenessTransport, type LivenessTransportHandlers, udpTransport } from './host-liveness.js';
 import { seeded, spec, waitFor } from '../testing/tcp-kit.js';
 
 /**
@@ -306,4 +306,21 @@ test('over real UDP on 127.0.0.1: an answerer answers; once it is gone, "port un
   await waitFor(() => liveness.isOrphaned(a), 5000, 'orphaned on ICMP port unreachable');
   assert.equal(a.state, 'up');
   assert.equal(b.state, 'up', 'a gone ambassador vouches for nothing, either way');
+});
+
+test('udpTransport: a connect the kernel refuses is reported as an error, and sending after it never throws', async () => {
+  // Linux refuses connect() to the broadcast address: EACCES without SO_BROADCAST, or
+  // ENETUNREACH first where there is no route at all (the test runner's namespace). Node then
+  // leaves the socket unconnected.
+  const errors: string[] = [];
+  const t = udpTransport('255.255.255.255', 9, { message: () => {}, error: (code) => errors.push(code) });
+  try {
+    t.send(Buffer.from('probe'));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(errors.length, 1, errors.join());
+    assert.match(errors[0]!, /^(EACCES|ENETUNREACH)$/);
+    assert.doesNotThrow(() => t.send(Buffer.from('probe again')));
+  } finally {
+    t.close();
+  }
 });

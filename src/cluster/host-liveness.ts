@@ -452,7 +452,14 @@ export function udpTransport(address: string, port: number, h: LivenessTransport
   let queued: Buffer | undefined;
   socket.on('message', (d) => h.message(d));
   socket.on('error', (err: NodeJS.ErrnoException) => h.error(err.code ?? 'EIO'));
-  socket.connect(port, address, () => {
+  socket.connect(port, address, (err?: Error) => {
+    // A connect that failed (ENETUNREACH: no route to an address a registry or an announcement
+    // named) leaves the socket unconnected, where send(data, callback) would throw: the peer is
+    // unreachable, said as an error like any ICMP one.
+    if (err) {
+      if (!closed) h.error((err as NodeJS.ErrnoException).code ?? 'EIO');
+      return;
+    }
     connected = true;
     if (queued && !closed) socket.send(queued, onSent);
     queued = undefined;

@@ -1,11 +1,11 @@
-import { accessSync, constants } from 'node:fs';
 import type { HostPort } from '../base/address.js';
 import type { LogFormat, LogLevel } from '../logging/logger.js';
 import { InterfaceError, InterfaceSelection } from '../mdns/link/interfaces.js';
 import { credentialExposure } from './credential-exposure.js';
+import { type RegistryConfig, parseRegistryAddress, parseRegistryUrl } from './registry-url.js';
 import {
   type AdvertiseSpec, type ConnectSpec, type SrvSpec, type StaticSpec, ConfigError,
-  parseAdvertise, parseConnect, parseDnsServer, parseHostPort, parsePort, parseSrv, parseStatic,
+  parseAdvertise, parseConnect, parseDnsServer, parseHostPort, parsePort, parseSrv, parseStatic, readable,
 } from './specs.js';
 
 
@@ -60,6 +60,12 @@ export interface Config {
   trustedLan: boolean;
   /** Things given that cannot have the effect the user meant (logged at start, printed by --check). */
   warnings: string[];
+  /** --registry: etcd or ZooKeeper, beside mDNS (or instead of it, with --no-mdns). */
+  registry?: RegistryConfig;
+  /** mDNS on (default); --no-mdns where multicast is useless: only the registry, --static, --srv. */
+  mdns: boolean;
+  /** --registry-address: what others should dial to reach this host (default: the mDNS addresses). */
+  registryAddresses: string[];
   /** Exit (status 75) when stranded and the namespace's owner is back (see ambassador/stranded.ts). */
   exitWhenStranded: boolean;
 }
@@ -93,6 +99,9 @@ export interface RawOptions {
   dnsServer?: string[];
   trustedLan?: boolean;
   exitWhenStranded?: boolean;
+  registry?: string;
+  mdns?: boolean;
+  registryAddress?: string[];
 }
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -113,15 +122,6 @@ export function splitList(values: readonly unknown[] | unknown): string[] {
     .filter((s) => s.length > 0);
 }
 
-function readable(path: string, what: string): string {
-  try {
-    accessSync(path, constants.R_OK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigError(`${what}: cannot read '${path}' (${code === 'ENOENT' ? 'no such file' : code})`);
-  }
-  return path;
-}
 
 /**
  * A duration flag in milliseconds: a number, or a number with a unit (`500ms`, `2s`, `1.5m`),
@@ -192,9 +192,24 @@ export function buildConfig(raw: RawOptions): Config {
     warnings.push('--trusted-lan has no effect: no --connect injects credentials (auth-file=)');
   }
 
+  const registry = raw.registry !== undefined && String(raw.registry).trim() !== ''
+    ? parseRegistryUrl(String(raw.registry), (v, what) => parseDuration(v, 0, what)) : undefined;
+  const mdns = raw.mdns !== false;
+  const registryAddresses = splitList(raw.registryAddress).flatMap((v) => v.split(/[\s,]+/)).filter(Boolean).map(parseRegistryAddress);
+  if (registryAddresses.length > 0 && !registry) throw new ConfigError('--registry-address has nothing to say without --registry URL');
+  const fixedNames = new Set([...statics, ...srv].map((s) => s.name));
+  if (!mdns && !registry) {
+    if (advertise.length > 0) throw new ConfigError(`--no-mdns: --advertise ${advertise[0]!.raw} could not be announced anywhere: give --registry URL`);
+    const lost = connect.find((c) => !fixedNames.has(c.name));
+    if (lost) throw new ConfigError(`--no-mdns: --connect ${lost.raw} would find no endpoint: give --registry URL, or --static/--srv ${lost.name}=…`);
+  }
+
   // Credentials only go where identity is proven or was named; checked here so --check says it too.
-  const named = new Set([...statics, ...srv].map((s) => s.name));
-  for (const c of connect) credentialExposure(c, { tls: tls !== undefined, named: named.has(c.name), trustedLan: !!raw.trustedLan });
+  // An authenticated registry names its endpoints as the operator would (mDNS beside it does not).
+  const registryNamed = !!registry?.authFile || !!registry?.certFile;
+  for (const c of connect) {
+    credentialExposure(c, { tls: tls !== undefined, named: fixedNames.has(c.name) || (registryNamed && !mdns), trustedLan: !!raw.trustedLan });
+  }
 
   let admin: Config['admin'];
   if (raw.admin !== undefined && raw.admin !== '') {
@@ -257,6 +272,9 @@ export function buildConfig(raw: RawOptions): Config {
     trustedLan: !!raw.trustedLan,
     warnings,
     exitWhenStranded: !!raw.exitWhenStranded,
+    registry,
+    mdns,
+    registryAddresses,
   };
 }
 

@@ -1,3 +1,4 @@
+import { accessSync, constants } from 'node:fs';
 import { isIP } from 'node:net';
 import type { HostPort } from '../base/address.js';
 import { BALANCER_NAMES as BALANCERS, type BalancerName } from '../cluster/balancer.js';
@@ -8,6 +9,17 @@ import type { ListenerLimits } from '../proxy/limits.js';
 
 /** A user-facing configuration problem: printed as one line, exit status 2. */
 export class ConfigError extends Error {}
+
+/** `path`, when this process may read it; else a ConfigError naming `what` and why. */
+export function readable(path: string, what: string): string {
+  try {
+    accessSync(path, constants.R_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(`${what}: cannot read '${path}' (${code === 'ENOENT' ? 'no such file' : code})`);
+  }
+  return path;
+}
 
 export interface AdvertiseSpec {
   /** Service name, e.g. `redis` → `_redis._tcp.local`. */

@@ -1,7 +1,7 @@
 import type { EventEmitter } from 'node:events';
 
 /** Where an endpoint was learned from. */
-export type SourceKind = 'mdns' | 'static' | 'srv';
+export type SourceKind = 'mdns' | 'static' | 'srv' | 'registry';
 
 /**
  * One reachable instance of a service as a discovery source reports it. Sources always emit
@@ -35,6 +35,16 @@ export interface EndpointSpec {
    * endpoint is actually removed.
    */
   draining?: boolean;
+  /**
+   * Every source that reports this instance, when more than one could (an ambassador seen over
+   * mDNS and in a registry is one endpoint). Absent: `source` alone.
+   */
+  via?: SourceKind[];
+  /**
+   * The operator named it, as with --static/--srv: it comes from a registry this ambassador
+   * authenticated to (credentials may go to it, see credential-gate.ts).
+   */
+  named?: boolean;
 }
 
 /** A discovery source feeds one cluster. It emits 'endpoints' (EndpointSpec[]) on every change. */

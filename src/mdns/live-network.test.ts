@@ -1,6 +1,6 @@
-// The engine on a network that changes under it (issue 11): renumbering, interfaces coming and
-// going, flapping links, starting before the network, IPv6 link-local zones. Fake network and
-// fake clock: every time here is exact.
+// The engine on a network that changes under it (DHCP, Wi-Fi, cables, VPNs): renumbering,
+// interfaces coming and going, flapping links, starting before the network, IPv6 link-local
+// zones. Fake network and fake clock: every time here is exact.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeNet, from, inject } from '../testing/fake-net.js';

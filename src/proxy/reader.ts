@@ -14,8 +14,9 @@ import net from 'node:net';
  * Buffers of closed sockets go back to a small free list, so a new connection costs no
  * allocation either. A socket starts with a 16 KiB buffer (HAProxy's default buffer size) and
  * moves to 64 KiB the first time a read fills it, so request/response traffic holds 16 KiB per
- * socket (50 clients: 1.6 instead of 6.4 MB) and bulk transfers still read 64 KiB at a time. Measured in bench/ (issue 7): about 20 % less proxy CPU per request, bulk
- * throughput up, peak RSS under bulk down by a third.
+ * socket (50 clients: 1.6 instead of 6.4 MB) and bulk transfers still read 64 KiB at a time:
+ * less CPU per request and a third less peak RSS under bulk (bench/RESULTS.md, "What each change
+ * bought").
  *
  * Only sockets this package connects have one (net.connect's documented `onread` option):
  * net.Server has no such option for accepted sockets, which forward their 'data' chunks.

@@ -24,8 +24,18 @@ export interface Import {
   typeOnly: boolean;
 }
 
+const parsed = new Map<string, { text: string; imports: Import[] }>();
+
 /** Every module a source file names: import/export … from, import type, import(), import('…').Type. */
 export function importsOf(file: string, text: string): Import[] {
+  const hit = parsed.get(file);
+  if (hit?.text === text) return hit.imports;
+  const imports = parse(file, text);
+  parsed.set(file, { text, imports });
+  return imports;
+}
+
+function parse(file: string, text: string): Import[] {
   const src = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, false, ts.ScriptKind.TS);
   const out: Import[] = [];
   const visit = (node: ts.Node): void => {

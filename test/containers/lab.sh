@@ -266,6 +266,36 @@ debian_image() {
   rm -rf "$w"
 }
 
+# Stand-ins for the registries of compose/registry-*: Debian's etcd 3.4 and ZooKeeper 3.8 under
+# the upstream images' names, doing what the examples ask of them (etcd: the command line;
+# zookeeper: a standalone server on 2181 with its configuration written to /conf when missing,
+# as the official image's entrypoint does).
+registry_images() {
+  local key=$BASE_KEY
+  have_image quay.io/coreos/etcd:v3.5.17 "$key" && have_image zookeeper:3.8 "$key" && return
+  local w=$CACHE/work/etcd
+  copy_rootfs "$w"
+  chroot_apt "$w" install etcd-server etcd-client
+  slim "$w"
+  import "$w" quay.io/coreos/etcd:v3.5.17 "$key" --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' --change 'CMD ["etcd"]'
+  rm -rf "$w"
+  w=$CACHE/work/zookeeper
+  copy_rootfs "$w"
+  chroot_apt "$w" install zookeeper default-jre-headless
+  cat >"$w/docker-entrypoint.sh" <<'SH'
+#!/bin/sh
+set -e
+[ -f /conf/zoo.cfg ] || printf 'tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=/data\ndataLogDir=/datalog\nclientPort=2181\nadmin.enableServer=false\n4lw.commands.whitelist=srvr,ruok\n' >/conf/zoo.cfg
+exec java -Xmx256m -XX:+UseSerialGC -cp /usr/share/java/zookeeper.jar org.apache.zookeeper.server.quorum.QuorumPeerMain /conf/zoo.cfg
+SH
+  chmod 755 "$w/docker-entrypoint.sh"
+  mkdir -p "$w/conf" "$w/data" "$w/datalog" "$w/logs"
+  ln -sf /usr/share/zookeeper/bin/zkCli.sh "$w/usr/local/bin/zkCli.sh"
+  slim "$w"
+  import "$w" zookeeper:3.8 "$key" --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' --change 'ENTRYPOINT ["/docker-entrypoint.sh"]'
+  rm -rf "$w"
+}
+
 images() {
   local p; p=$(cd "${1:?project directory}" && pwd)
   mkdir -p "$CACHE/work"
@@ -276,6 +306,7 @@ images() {
   tools_images
   whoami_image
   debian_image
+  registry_images
 }
 
 case "${1:-}" in

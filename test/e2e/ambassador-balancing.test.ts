@@ -62,7 +62,7 @@ describe('ambassador: balancing', { skip }, () => {
     // that takes the ambassador a round trip to the server (FIN forwarded, FIN back), a few ms on
     // a loaded machine. The next short connection waits well beyond that (100 ms), else it may
     // find a tie and go to the other backend (seen with 5 ms under load, before and after
-    // issue 13's changes, on Node 20 and 24).
+    // the per-connection fast path, on Node 20 and 24).
     const loop = runLoop(lab.host('c'), { port: 6380, hold: 3, count: 20, intervalMs: 100, deadlineMs: 30_000 });
     const s = await loop.finished;
     const held = loop.results().filter((r) => r.held).map((r) => r.who).join('');

@@ -1,4 +1,4 @@
-// Credentials never go to a peer whose identity was not proven (issue 18), on one LAN segment:
+// Credentials never go to a peer whose identity was not proven, on one LAN segment:
 //   srv    a genuine redis (requirepass) behind `ambassador --advertise redis=7001`
 //   rogue  a plain TCP listener that records every byte, announced by `ambassador --advertise redis=7002`
 //   cli    `ambassador --connect redis=6379,auth-file=…` in several configurations

@@ -1,4 +1,4 @@
-// Unicast DNS SRV end to end (issue 14): real dnsmasq (and, for what dnsmasq cannot do, the
+// Unicast DNS SRV end to end: real dnsmasq (and, for what dnsmasq cannot do, the
 // scripted server of test/lib/scripted-dns.ts) in lab namespaces; real redis-servers behind the
 // ambassador. Every endpoint must be reached for real: each redis reports, per connection, the
 // local address and port the connection arrived at (CLIENT INFO laddr=…), so "traffic spread

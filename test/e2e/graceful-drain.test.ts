@@ -1,4 +1,4 @@
-// What a held connection sees when its advertiser stops gracefully (issue 19: 3). A pooled
+// What a held connection sees when its advertiser stops gracefully. A pooled
 // client keeps one connection through `--connect redis=6379` on another host and PINGs it every
 // 400 ms; the advertiser gets SIGTERM with --drain-timeout 3s.
 //   relayed (redis on loopback): the connection lives until the advertiser's drain ends, then

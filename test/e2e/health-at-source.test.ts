@@ -1,4 +1,4 @@
-// Health checks that scale with the mesh (issue 16), on a netns lab with real redis-server:
+// Health checks that scale with the mesh, on a netns lab with real redis-server:
 // - 20 idle connecting ambassadors: the redis behind an advertising ambassador sees only that
 //   ambassador's own checks; the advertiser receives one small host probe per connector host.
 // - A peer published by avahi-publish-service (no ambassador behind it) is still checked by the

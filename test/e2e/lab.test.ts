@@ -183,6 +183,39 @@ test('extra networks give hosts a second interface on a separate segment', { ski
   }
 });
 
+test('routed sites: unicast crosses the router, multicast stays in its site', { skip: skipLab }, async () => {
+  const lab = await Lab.create({ hosts: ['a', 'a2', 'b'], sites: { east: ['a', 'a2'], west: ['b'] } });
+  try {
+    const [a, a2, b] = [lab.host('a'), lab.host('a2'), lab.host('b')];
+    assert.equal(a.ip.split('.').slice(0, 3).join('.'), lab.subnets.east!.replace(/\.0\/24$/, ''));
+    assert.notEqual(lab.subnets.east, lab.subnets.west);
+    assert.equal(a.ifname, 'lab0');
+    assert.ok(lab.routerNetns);
+    // TCP across the router
+    const srv = b.spawn(process.execPath, ['-e', `require('node:net').createServer((s) => s.end('hi from west\\n')).listen(7101, () => console.log('listening'))`]);
+    await srv.waitForLine(/listening/);
+    const client = `const s = require('node:net').connect(7101, process.argv[1]); s.setTimeout(1500, () => process.exit(3));
+      s.on('data', (d) => { process.stdout.write(d); process.exit(0); }); s.on('error', (e) => { console.error(e.code); process.exit(2); });`;
+    assert.equal((await a.exec(process.execPath, ['-e', client, b.ip])).stdout.trim(), 'hi from west');
+    // multicast: a2 (same site) hears it, b (other site) does not
+    const port = '5391';
+    const r2 = a2.spawn(process.execPath, ['-e', RECEIVER, port, a2.ip]);
+    const rb = b.spawn(process.execPath, ['-e', RECEIVER, port, b.ip]);
+    await r2.waitForLine(/^ready$/);
+    await rb.waitForLine(/^ready$/);
+    const sender = a.spawn(process.execPath, ['-e', SENDER, port, a.ip, 'site', '10']);
+    await r2.waitForLine(/^got site \d+ from /);
+    await sender.exited;
+    await new Promise((r) => setTimeout(r, 200));
+    assert.doesNotMatch(rb.output, /got site/, 'multicast must not cross the router');
+    // the router can cut a site off (a partition)
+    await lab.execOnRouter('iptables', ['-A', 'FORWARD', '-s', a.ip, '-j', 'DROP']);
+    assert.notEqual((await a.exec(process.execPath, ['-e', client, b.ip])).code, 0);
+  } finally {
+    await lab.destroy();
+  }
+});
+
 test('destroy kills every child by PID and removes all namespaces', { skip: skipLab }, async () => {
   const lab = await Lab.create({ hosts: ['p', 'q'], prefix: 'ambd' });
   const names = lab.netnsNames;

@@ -1,4 +1,4 @@
-// Live networks (issue 11), end to end on lab hosts: an advertiser renumbered under a running
+// Live networks, end to end on lab hosts: an advertiser renumbered under a running
 // connector; an ambassador started while its only interface is down; an interface added and
 // removed at run time; a flapping link; IPv6-only and dual-stack Avahi peers. Real ambassadors,
 // redis-server, avahi-daemon; every wait bounded. The figures asked for in the issue are printed.

@@ -1,4 +1,4 @@
-// Loops between ambassadors (issue 20), on network namespaces: hosts whose ambassadors advertise
+// Loops between ambassadors, on network namespaces: hosts whose ambassadors advertise
 // each other's --connect listeners (two hosts, started together or one after the other; a ring of
 // three), a rogue announcing two sidecars' listeners to each other, and a remote announcement at
 // 127.0.0.1 / 0.0.0.0. Each time: no connection storm (nothing ever piped, a handful of

@@ -1,4 +1,4 @@
-// Lossy links (issue 17), on a netns lab with real redis-server: every host drops a share of the
+// Lossy links, on a netns lab with real redis-server: every host drops a share of the
 // packets it receives on its lab interface (iptables statistic match; this kernel has no netem).
 //
 // a: redis :7001 behind `--advertise one=7001 --advertise two=7001`

@@ -1,4 +1,4 @@
-// What an operator sees (issue 19: 2, 7, 9, 11), with the real CLI on the private namespace's
+// What an operator sees, with the real CLI on the private namespace's
 // loopback: per-listener metrics and log fields, log lines that do not mislead, a where. filter
 // that matches nothing explained in the log and /peers, and `browse` output.
 import { test } from 'node:test';

@@ -1,4 +1,4 @@
-// What `run` refuses, `--check` finds, before anything reaches the network (issue 19: 1, 5, 6, 8):
+// What `run` refuses, `--check` finds, before anything reaches the network:
 // a port in use (connect listener, admin, fixed relay port), an auth file that is empty or a
 // directory. Each ends with one line and exit status 2, nothing on stdout before it. And the
 // environment: a misspelled AMBASSADOR_* variable, a variable a flag replaces, and options

@@ -10,9 +10,16 @@
 // Addresses: each segment is a /24 of 198.18.0.0/15 (RFC 2544 benchmark range), a fresh one per
 // lab; host number i (1-based, in `hosts` order) is .i on every segment it is on. Extra segments
 // (`networks: { back: ['a', 'b'] }`) give hosts more interfaces: host.link('back').ip/.ifname.
-// A live network (issue 11): lab.addNetwork('back', ['a', 'd']) plugs a new segment in while the
+// A live network: lab.addNetwork('back', ['a', 'd']) plugs a new segment in while the
 // lab runs, lab.removeLink(host, 'back') deletes an interface, host.addAddress/delAddress
 // renumber, host.linkDown/linkUp cut the cable ('switch') or set the interface down ('host').
+// Routed sites (networks without multicast between them: two VLANs, two VPCs, sites on a VPN):
+// `sites: { east: ['etcd', 'a'], west: ['c'] }` puts each listed host on its site's own segment
+// (a /24 and bridge of its own, host.ip on it) instead of the shared 'lan', and adds a router
+// namespace with one interface (.254) on every site and on 'lan' when hosts remain there. The
+// router forwards unicast only: Linux forwards no multicast without a multicast routing daemon,
+// and none runs, so mDNS stays inside each site. lab.execOnRouter() runs commands there
+// (iptables, tcpdump).
 //
 // Safety (see shared/DESIGN.md): the lab never touches a real interface. The bridge lives in a
 // dedicated "switch" namespace created here; each host namespace has exactly one veth plugged
@@ -396,6 +403,12 @@ export interface LabOptions {
    * the primary interface (lab0); join groups per interface explicitly.
    */
   networks?: Record<string, string[]>;
+  /**
+   * Routed sites: site name → hosts on its own segment (their primary interface, lab0), joined
+   * by a router that forwards unicast but no multicast. Hosts in no site stay on 'lan', which the
+   * router joins too. Not with `attach` (both would take .254 of 'lan').
+   */
+  sites?: Record<string, string[]>;
 }
 
 export type LinkSide = 'switch' | 'host';
@@ -596,6 +609,11 @@ export class Lab {
     const prefix = opts.prefix ?? 'amb';
     if (!/^[a-z][a-z0-9]{0,11}$/i.test(prefix)) throw new Error(`bad lab prefix ${JSON.stringify(prefix)}`);
     if (opts.hosts.length === 0 || opts.hosts.length > 250) throw new Error('a lab needs 1..250 hosts');
+    if (opts.sites && opts.attach) throw new Error('sites and attach both want .254 of the lan');
+    for (const [site, members] of Object.entries(opts.sites ?? {})) {
+      if (site === PRIMARY_NETWORK || !/^[a-z0-9-]+$/i.test(site) || opts.networks?.[site]) throw new Error(`bad site name ${JSON.stringify(site)}`);
+      for (const m of members) if (!opts.hosts.includes(m)) throw new Error(`site ${site}: unknown host ${m}`);
+    }
     for (const h of opts.hosts) {
       if (!/^[a-z0-9][a-z0-9-]{0,30}$/i.test(h)) throw new Error(`bad host name ${JSON.stringify(h)}`);
     }
@@ -635,7 +653,11 @@ export class Lab {
     const sw = this.switchNetns;
     await this.addNetns(sw);
     this.ipv6 = opts.ipv6 ?? false;
-    const segments: Array<[string, string[]]> = [[PRIMARY_NETWORK, opts.hosts], ...Object.entries(opts.networks ?? {})];
+    const sites = Object.entries(opts.sites ?? {});
+    const siteOf = new Map<string, string>();
+    for (const [site, members] of sites) for (const m of members) siteOf.set(m, site);
+    const onLan = opts.hosts.filter((h) => !siteOf.has(h));
+    const segments: Array<[string, string[]]> = [[PRIMARY_NETWORK, onLan], ...sites, ...Object.entries(opts.networks ?? {})];
     for (const [net] of segments) await this.addBridge(net);
     let i = 0;
     for (const name of opts.hosts) {
@@ -646,9 +668,11 @@ export class Lab {
       this.hostMap.set(name, host);
       if (!opts.ipv6) await sysctl(ns, 'net.ipv6.conf.all.disable_ipv6', '1');
       for (const [net, members] of segments) {
-        if (members.includes(name)) await this.plug(host, net);
+        // A site host's own segment is its primary link ('lan' for everything that asks).
+        if (members.includes(name)) await this.plug(host, net, siteOf.get(name) === net ? PRIMARY_NETWORK : net);
       }
     }
+    if (sites.length > 0) await this.addRouter([...(onLan.length > 0 ? [PRIMARY_NETWORK] : []), ...sites.map(([s]) => s)]);
     if (this.gateway) {
       const ifname = `lab${this.id.split('-').pop()}`.slice(0, 15);
       await ip(['-n', sw, 'link', 'add', 'pgw', 'type', 'veth', 'peer', 'name', ifname, 'netns', String(process.pid)]);
@@ -670,8 +694,42 @@ export class Lab {
     await ip(['-n', this.switchNetns, 'link', 'set', bridge, 'up']);
   }
 
+  /**
+   * The router of routed sites: a namespace with an interface at .254 on each segment, IPv4
+   * forwarding on (unicast only, see the header); every host of those segments routes via it.
+   */
+  private async addRouter(nets: string[]): Promise<void> {
+    const rt = `${this.id}.rt`;
+    await this.addNetns(rt);
+    this.routerNetns = rt;
+    await sysctl(rt, 'net.ipv4.ip_forward', '1');
+    for (const [k, net] of nets.entries()) {
+      const b = this.bridges.get(net)!;
+      const port = `rt${k}`;
+      await ip(['-n', this.switchNetns, 'link', 'add', port, 'type', 'veth', 'peer', 'name', `eth${k}`, 'netns', rt]);
+      await ip(['-n', this.switchNetns, 'link', 'set', port, 'master', b.bridge]);
+      await ip(['-n', this.switchNetns, 'link', 'set', port, 'up']);
+      await ip(['-n', rt, 'addr', 'add', `${b.base}.254/24`, 'dev', `eth${k}`]);
+      await ip(['-n', rt, 'link', 'set', `eth${k}`, 'up']);
+      for (const h of this.hostMap.values()) {
+        if (h.primary.bridge === b.bridge) await ip(['-n', h.netns, 'route', 'add', 'default', 'via', `${b.base}.254`]);
+      }
+    }
+  }
+
+  /** The router namespace of routed sites (undefined without `sites`). */
+  routerNetns: string | undefined;
+
+  /** Runs a command in the router of routed sites (iptables to cut a site off, tcpdump). */
+  execOnRouter(cmd: string, args: string[] = [], opts: ExecOptions = {}): Promise<ExecResult> {
+    this.assertAlive();
+    if (!this.routerNetns) throw new Error(`lab ${this.id} has no router (create it with sites)`);
+    const [f, a] = netnsArgv(this.routerNetns, cmd, args);
+    return execTracked(f, a, { ...opts, name: opts.name ?? `[router] ${cmd}` }, this.children);
+  }
+
   /** Gives `host` an interface on segment `net` (veth into the segment's bridge), address .index. */
-  private async plug(host: Host, net: string): Promise<HostLink> {
+  private async plug(host: Host, net: string, as = net): Promise<HostLink> {
     const b = this.bridges.get(net)!;
     const sw = this.switchNetns;
     const ns = host.netns;
@@ -687,8 +745,8 @@ export class Lab {
     if (!this.ipv6) await sysctl(ns, `net.ipv6.conf.${link.ifname}.disable_ipv6`, '1');
     await ip(['-n', ns, 'addr', 'add', link.cidr, 'dev', link.ifname]);
     await ip(['-n', ns, 'link', 'set', link.ifname, 'multicast', 'on', 'up']);
-    if (net === PRIMARY_NETWORK) await ip(['-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', link.ifname]);
-    host.links.set(net, link);
+    if (as === PRIMARY_NETWORK) await ip(['-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', link.ifname]);
+    host.links.set(as, link);
     return link;
   }
 

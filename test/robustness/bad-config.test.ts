@@ -1,4 +1,4 @@
-// Bad configuration and environment (issue 6): the rows test/integration/cli-errors.test.ts does
+// Bad configuration and environment: the rows test/integration/cli-errors.test.ts does
 // not have. Each must give one line `ambassador: error: …` naming the problem, exit status 2,
 // no stack trace.
 import { test } from 'node:test';
@@ -69,7 +69,7 @@ test('bad environment: --admin port already in use by another process', async ()
 // Inside the runner's private namespace only lo exists: we may add links there (never elsewhere).
 const root = isolated || (process.env.MDNS_AMBASSADOR_TEST_ROOT !== '1' ? 'needs root in the private namespace' : false);
 
-// Live networks (issue 11): no usable interface, or one named that is not there yet, is no
+// Live networks: no usable interface, or one named that is not there yet, is no
 // start-up error any more: the ambassador says so in one warning line and waits.
 test('no multicast interface at all (loopback-only host): the ambassador keeps running and says it waits', { skip: isolated, timeout: 20_000 }, async () => {
   // A target that accepts: the advertisement is ready to go and waits for the network.

@@ -1,4 +1,4 @@
-// Connection load (issue 6): 1 000 concurrent client connections through one connector, then a
+// Connection load: 1 000 concurrent client connections through one connector, then a
 // churn of short connections; no failed connection, no fd leak in the ambassador process, no
 // memory growth once the load is over. The ambassador is the real CLI with a --static endpoint
 // (an echo server in this process), so only loopback TCP is involved.

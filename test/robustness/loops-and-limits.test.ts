@@ -1,4 +1,4 @@
-// Loops and limits (issue 20), with the real CLI on loopback (the runner's private namespace):
+// Loops and limits, with the real CLI on loopback (the runner's private namespace):
 // - `--connect redis=P --advertise redis=P` is refused at start with one line and exit status 2;
 // - the same loop made of two processes (an advertiser of the connector's own port) is refused at
 //   run time: the connector never dials itself, its connections and fds stay flat;

@@ -1,4 +1,4 @@
-// Query and announcement floods (issue 6), on loopback in the runner's private namespace.
+// Query and announcement floods, on loopback in the runner's private namespace.
 //
 // Query flood: a host sends thousands of queries a second for 5 s at an advertising ambassador.
 // A raw socket on the group counts the multicast responses per record: RFC 6762 §6 allows one

@@ -1,4 +1,4 @@
-// mDNS fuzzing (issue 6): seeded, reproducible hostile packets fed to the engine.
+// mDNS fuzzing: seeded, reproducible hostile packets fed to the engine.
 //
 // 1. In-process: an MdnsEngine on a fake clock with a fake socket (no network at all); every case
 //    goes through the transport's message handler exactly as a datagram would (decode, source

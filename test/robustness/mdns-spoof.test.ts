@@ -1,4 +1,4 @@
-// Spoofed goodbyes and name conflicts (issue 6, RFC 6762 §9, §10.1), on loopback.
+// Spoofed goodbyes and name conflicts (RFC 6762 §9, §10.1), on loopback.
 //
 // An advertiser (ambassador `alpha`, instance `ours`) and a connector (ambassador `beta`) to it;
 // an in-process watcher engine records what a peer sees; a rogue socket on 5353 sends the spoofs.

@@ -1,4 +1,4 @@
-// Restart safety (issue 6): an advertiser restarted quickly — SIGTERM then at once a new process,
+// Restart safety: an advertiser restarted quickly — SIGTERM then at once a new process,
 // and SIGKILL then at once a new process (its old records still cached at peers) — must come
 // back under the same instance and host name (no conflict rename), and the connector's window
 // without an endpoint must be as short as possible (printed).

@@ -1,4 +1,4 @@
-// Slow and stuck peers (issue 6), loopback TCP only.
+// Slow and stuck peers, loopback TCP only.
 //
 // - A client that reads nothing while the upstream sends as fast as it can: back-pressure must
 //   stop the ambassador from buffering (RSS bounded, the upstream blocked after a few MB).
