@@ -252,9 +252,10 @@ function main() {
     writeFileSync(svg, datapathSvg(d));
     md = replaceSection(md, name, datapathSection(d, relative(dirname(mdFile), svg)));
   }
-  for (const name of ['conncost-callgrind', 'conncost-strace']) {
-    const file = join(resultsDir, `${name}.json`);
-    if (existsSync(file)) md = replaceSection(md, name, conncostSection(JSON.parse(readFileSync(file, 'utf8'))), { after: 'datapath' });
+  // conncost-callgrind.json, conncost-strace.json and other runs (--out bench/results/conncost-NAME.json): a block each.
+  for (const file of readdirSync(resultsDir).filter((x) => /^conncost-[\w-]+\.json$/.test(x)).sort()) {
+    const name = file.replace(/\.json$/, '');
+    md = replaceSection(md, name, conncostSection(JSON.parse(readFileSync(join(resultsDir, file), 'utf8'))), { after: 'datapath' });
   }
   for (const extra of ['failover', 'mesh', 'health-load', 'lossy']) {
     const file = join(resultsDir, `${extra}.json`);

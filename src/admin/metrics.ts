@@ -110,6 +110,8 @@ export class AmbassadorMetrics {
   private readonly relayFailures: Counter<'service' | 'code'>;
   private readonly refused: Counter<'cluster' | 'listener' | 'limit'>;
   private readonly relayRefused: Counter<'service'>;
+  private readonly internalErrors: Counter<'cluster' | 'listener'>;
+  private readonly relayInternalErrors: Counter<'service'>;
   /** Upstream bytes of connections already closed, per cluster → endpoint label. */
   private readonly closedBytes = new Map<ConnectorView, Map<string, ByteTotals>>();
   /** Connections established to endpoints no longer in their cluster, per connector → endpoint label. */
@@ -156,6 +158,8 @@ export class AmbassadorMetrics {
     this.relayAccepted = new Counter({ name: 'ambassador_relay_connections_accepted_total', help: 'Connections accepted by an advertisement relay', labelNames: ['service'], registers });
     this.refused = new Counter({ name: 'ambassador_connections_refused_total', help: 'Clients refused at once by a circuit breaker (limit: max-connections, max-pending, max-per-endpoint); not in accepted_total', labelNames: ['cluster', 'listener', 'limit'], registers });
     this.relayRefused = new Counter({ name: 'ambassador_relay_connections_refused_total', help: 'Clients an advertisement relay refused at once (its max-connections were open)', labelNames: ['service'], registers });
+    this.internalErrors = new Counter({ name: 'ambassador_internal_errors_total', help: 'Clients of a --connect listener closed by an unexpected exception (a bug; its stack is logged)', labelNames: ['cluster', 'listener'], registers });
+    this.relayInternalErrors = new Counter({ name: 'ambassador_relay_internal_errors_total', help: 'Clients of an advertisement relay closed by an unexpected exception (a bug; its stack is logged)', labelNames: ['service'], registers });
     this.relayFailures = new Counter({ name: 'ambassador_relay_connect_failures_total', help: 'Relay connects to the advertised target that failed', labelNames: ['service', 'code'], registers });
 
     new Gauge({
@@ -438,6 +442,8 @@ export class AmbassadorMetrics {
     for (const limit of LIMIT_NAMES) this.refused.inc({ ...cl, limit }, 0);
     l.on('client-refused', (limit) => this.refused.inc({ ...cl, limit }));
     l.on('client-closed-no-endpoint', (_conn, reason) => this.clientFailures.inc({ ...cl, reason }));
+    this.internalErrors.inc(cl, 0);
+    l.on('internal-error', () => this.internalErrors.inc(cl));
     l.on('connection-closed', (conn, result) => {
       if (!result || !conn.endpoint) return;
       let byEp = this.closedBytes.get(c);
@@ -477,6 +483,8 @@ export class AmbassadorMetrics {
         relay.on('connect-failed', (_c, code) => this.relayFailures.inc({ service, code }));
         this.relayRefused.inc({ service }, 0);
         relay.on('client-refused', () => this.relayRefused.inc({ service }));
+        this.relayInternalErrors.inc({ service }, 0);
+        relay.on('internal-error', () => this.relayInternalErrors.inc({ service }));
       }
     });
     this.watchChecker({ cluster: `advertise:${service}`, listener: '' }, a.checker);

@@ -225,6 +225,10 @@ export function peersSnapshot<E extends object = object, C extends object = obje
         filteredOut: c.cluster.filteredOut().map(({ spec, why }) => ({
           label: spec.label, source: spec.source, address: spec.host, port: spec.port, txt: redactTxt(spec.txt), why,
         })),
+        /** Instances of a backend that another instance stands for already (announced twice), and why. */
+        duplicates: c.cluster.duplicates().map(({ spec, why }) => ({
+          label: spec.label, source: spec.source, address: spec.host, port: spec.port, txt: redactTxt(spec.txt), why,
+        })),
         /** Instances that must never be endpoints (a loop: one of our listeners, another ambassador's), and why. */
         refused: c.cluster.refused().map(({ spec, why }) => ({
           label: spec.label, source: spec.source, address: spec.host, port: spec.port, txt: redactTxt(spec.txt), why,

@@ -192,6 +192,23 @@ test('/metrics counts connections, bytes, retries, handshake failures; /peers sh
   }
 });
 
+test('/metrics counts internal errors: a client closed by a bug', async () => {
+  const r = await rig();
+  try {
+    let text = await (await fetch(`${r.base}/metrics`)).text();
+    assert.equal(sample(text, 'ambassador_internal_errors_total', { cluster: 'kv' }), 0);
+    r.conn.listener.once('upstream-connected', () => {
+      throw new Error('bug in a listener');
+    });
+    await roundTrip(r.conn.listener.address()!.port, 'x').catch(() => ''); // closed: no reply, maybe a reset
+    assert.equal(await roundTrip(r.conn.listener.address()!.port, 'y\n'), 'y\n', 'the next client is served');
+    text = await (await fetch(`${r.base}/metrics`)).text();
+    assert.equal(sample(text, 'ambassador_internal_errors_total', { cluster: 'kv' }), 1);
+  } finally {
+    await r.close();
+  }
+});
+
 test('established connections stay counted after their endpoint leaves the cluster', async () => {
   const r = await rig();
   try {

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import net, { isIP } from 'node:net';
 import { Cluster } from '../cluster/cluster.js';
-import { formatAddressPort } from '../base/address.js';
+import { formatAddressPort, isLinkLocal6, isLoopback } from '../base/address.js';
 import { RELAY_TO_TXT } from './endpoint-policy.js';
 import { HealthChecker, type LastCheck } from '../cluster/health-checker.js';
 import { LIVENESS_TXT_KEY } from '../cluster/liveness-wire.js';
@@ -13,6 +13,7 @@ import { TLS_TXT_KEY } from '../proxy/tls-policy.js';
 import type { TlsMaterial } from '../proxy/tls.js';
 import type { Logger } from '../logging/logger.js';
 import { BurstLog } from '../logging/burst.js';
+import { RepeatFilter, stackOf } from '../logging/repeats.js';
 
 export interface AdvertisementOptions {
   healthIntervalMs: number;
@@ -35,6 +36,8 @@ export interface AdvertisementOptions {
    * advertisement is then 'announced' as soon as its target passes, for the registry to carry.
    */
   addresses?: () => string[];
+  /** Without mDNS: the host label its instance name carries (NAME@LABEL), as registered. */
+  hostLabel?: () => string;
 }
 
 /**
@@ -86,6 +89,10 @@ export class Advertisement extends EventEmitter {
   relay?: RelayListener;
   registration?: Registration;
   private readonly target: { host: string; port: number };
+  /** What a passing check of the target says: it accepts connections, or (check=redis) it answers PING. */
+  private get accepting(): string {
+    return this.spec.check === 'redis' ? 'answers PING' : 'accepts connections';
+  }
   private readonly targetCluster: Cluster;
   readonly checker: HealthChecker;
   private stopped = false;
@@ -100,6 +107,7 @@ export class Advertisement extends EventEmitter {
   private loop: string | undefined;
   /** Clients the relay refused (max-connections): one line when a burst starts, one when it ends. */
   private readonly relayRefusals: BurstLog;
+  private readonly repeats = new RepeatFilter();
 
   /** Without mDNS: announced (for the registry) or not. */
   private published = false;
@@ -155,6 +163,26 @@ export class Advertisement extends EventEmitter {
     return this.registration?.instance;
   }
 
+  /** The instance name it is (or will be) announced under over mDNS, before any conflict rename. */
+  get plannedInstance(): string {
+    return this.instanceAs(this.engine ? this.engine.defaultInstance(this.spec.name) : `${this.spec.name}@${this.opts.hostLabel?.() ?? 'localhost'}`);
+  }
+
+  /** Its instance name on host `label` (a registry's): as plannedInstance. */
+  instanceOn(label: string): string {
+    return this.instanceAs(`${this.spec.name}@${label}`);
+  }
+
+  /**
+   * The spec's instance, or the default NAME@HOST — NAME@HOST:PORT when this process advertises
+   * NAME more than once (one name each, or the second replica is hidden behind the first).
+   */
+  private instanceAs(defaultName: string): string {
+    const s = this.spec;
+    if (s.instance !== undefined) return s.instance;
+    return s.instanceByPort ? `${defaultName}:${s.port}` : defaultName;
+  }
+
   private setState(state: AdvertisementState, reason: string): void {
     if (this.state === state && this.reason === reason) return;
     this.state = state;
@@ -179,7 +207,8 @@ export class Advertisement extends EventEmitter {
       } else if (!ok && !this.targetSeen) {
         // (EBADREPLY / ETIMEDOUT with check=redis: it accepts, but does not answer PING)
         const why = this.spec.check === 'redis' && (error === 'EBADREPLY' || error === 'ETIMEDOUT') ? `not answering PING (${error})` : whyNotAccepting(error);
-        this.setState('waiting-for-target', `target ${this.target.host}:${this.target.port} ${why}`);
+        this.setState('waiting-for-target', `target ${this.target.host}:${this.target.port} ${why}${this.lanHint ?? ''}`);
+        if (error === 'ECONNREFUSED' && this.spec.targetHost === undefined && this.lanHint === undefined) void this.lookOnLan(why);
       }
     });
     this.targetCluster.on('endpoint-health', (_ep, healthy) => {
@@ -188,6 +217,26 @@ export class Advertisement extends EventEmitter {
       else this.withdraw(`target ${this.target.host}:${this.target.port} ${this.spec.check === 'redis' ? 'stopped answering PING' : 'stopped accepting connections'}`);
     });
     this.checker.start();
+  }
+
+  /**
+   * NAME=PORT means 127.0.0.1:PORT; a service bound to the LAN address only (a common Redis and
+   * PostgreSQL setup) refuses there. Looked for once on this host's other addresses, to say what
+   * to write rather than guess: announcing a different address than the one written would
+   * surprise whoever reads the command line.
+   */
+  private lanHint?: string;
+  private async lookOnLan(why: string): Promise<void> {
+    this.lanHint = '';
+    const ours = (this.engine ? this.engine.addresses() : this.opts.addresses?.() ?? []).filter((a) => !isLoopback(a) && !isLinkLocal6(a));
+    for (const addr of ours) {
+      if (this.stopped || this.targetSeen) return;
+      if (!(await accepts(addr, this.target.port, this.opts.healthTimeoutMs))) continue;
+      const at = formatAddressPort(addr, this.target.port);
+      this.lanHint = `; it listens on ${at}: write --advertise ${this.spec.name}=${at}`;
+      if (!this.targetSeen && !this.stopped) this.setState('waiting-for-target', `target ${this.target.host}:${this.target.port} ${why}${this.lanHint}`);
+      return;
+    }
   }
 
   /** Peers reach the target directly only if it is this host and listens on our mDNS addresses. */
@@ -210,6 +259,12 @@ export class Advertisement extends EventEmitter {
       createServer: this.opts.tls?.createServer, maxConnections: this.opts.maxConnections });
     await relay.listen();
     relay.on('client-refused', (limit) => this.relayRefusals.hit(limit));
+    // A bug: its stack once (per 10 s), the client closed, the process alive.
+    relay.on('internal-error', (_c, err) => {
+      const stack = stackOf(err);
+      this.repeats.log(stack, (repeated) =>
+        this.log.error({ service: this.spec.name, relay: relay.address()?.port, err: stack, repeated }, 'internal error: a relay client was closed (a bug; please report this stack)'));
+    });
     this.relay = relay;
   }
 
@@ -273,20 +328,20 @@ export class Advertisement extends EventEmitter {
     if (this.stopped) return;
     if (!this.engine) {
       this.published = true;
-      this.setState('announced', 'target accepts connections');
+      this.setState('announced', `target ${this.accepting}`);
       return;
     }
     const reg = this.engine.publish({
       name: this.spec.name,
       port: this.announcedPort,
-      instance: this.spec.instance,
+      instance: this.plannedInstance,
       txt: this.txt(),
       priority: this.spec.priority,
       weight: this.spec.weight,
       subtypes: this.spec.subtypes,
     });
     this.registration = reg;
-    this.setState('probing', 'target accepts connections');
+    this.setState('probing', `target ${this.accepting}`);
     reg.on('state', (s: string, why: string) => {
       if (s === 'announced') this.setState('announced', why);
       // Already probing (we just re-published): the registration saying so again is one line too many.
@@ -320,10 +375,10 @@ export class Advertisement extends EventEmitter {
   private republish(): void {
     if ((!this.registration && !this.published) || this.state !== 'withdrawn' || this.loop !== undefined) return;
     if (!this.registration) {
-      this.setState('announced', 'target accepts connections again');
+      this.setState('announced', `target ${this.accepting} again`);
       return;
     }
-    this.setState('probing', 'target accepts connections again'); // before the registration says 'probing' too
+    this.setState('probing', `target ${this.accepting} again`); // before the registration says 'probing' too
     this.engine?.republish(this.registration);
   }
 

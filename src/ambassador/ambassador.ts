@@ -10,7 +10,7 @@ import { ListenerDirectory } from './listener-directory.js';
 import { type OwnListener, OwnListeners } from './own-listeners.js';
 import { dialledAddresses, formatAddressPort, isLinkLocal6, isLoopback } from '../base/address.js';
 import { addressesOf, HostNetwork } from '../base/host-network.js';
-import { type LoopFacts, screenEndpoint } from './endpoint-policy.js';
+import { backendOf, type LoopFacts, screenEndpoint } from './endpoint-policy.js';
 import type { Config } from '../config/config.js';
 import { credentialExposure } from '../config/credential-exposure.js';
 import { type AdvertiseSpec, type ConnectSpec, ConfigError } from '../config/specs.js';
@@ -233,6 +233,7 @@ export class Ambassador {
         probePort: this.answerer?.port,
         maxConnections: spec.maxConnections ?? this.defaultLimits.maxConnections,
         loopCheck: () => this.advertisementLoop(spec),
+        hostLabel: () => this.hostLabel(),
       });
       this.advertisements.push(adv);
       try {
@@ -251,6 +252,7 @@ export class Ambassador {
     const fixed = new Set([...c.static.map((s) => s.name), ...c.srv.map((s) => s.name)]);
     for (const spec of c.connect) {
       this.own.add({ kind: 'connect', host: spec.bind, port: spec.port, what: `--connect ${spec.raw} listener`, forwardsToMdns: !fixed.has(spec.name) });
+      if (spec.bothLoopbacks) this.own.add({ kind: 'connect', host: '::1', port: spec.port, what: `--connect ${spec.raw} listener`, forwardsToMdns: !fixed.has(spec.name) });
     }
     for (const spec of c.advertise) {
       if (spec.relayPort !== 0) this.own.add(this.relayListener(spec, spec.relayPort));
@@ -317,7 +319,7 @@ export class Ambassador {
 
   private relayListener(spec: AdvertiseSpec, port: number): OwnListener {
     const to = dialledAddresses(spec.targetHost ?? '127.0.0.1');
-    return { kind: 'relay', host: '0.0.0.0', port, what: `relay of --advertise ${spec.raw} (port ${port})`,
+    return { kind: 'relay', host: '::', port, what: `relay of --advertise ${spec.raw} (port ${port})`,
       toThisHost: to.length > 0 && to.every((a) => this.hostNetwork.isLocal(a)) };
   }
 
@@ -344,6 +346,7 @@ export class Ambassador {
   /** prepare(), then go live: mDNS, discovery, health checks, announcements. */
   async start(): Promise<void> {
     this.startedAt = Date.now();
+    if (this.log.isLevelEnabled('debug')) this.logConfiguration();
     this.preparing = this.prepare();
     await this.preparing;
     // A stop (Ctrl-C, SIGTERM) may come while starting: nothing is started after it.
@@ -395,12 +398,29 @@ export class Ambassador {
         else this.log.info(fields, 'advertisement');
       });
       this.admin?.metrics.watchAdvertisement(adv);
+      if (this.log.isLevelEnabled('trace')) {
+        adv.checker.on('check', (_ep, ok, code) => this.log.trace({ service: adv.spec.name, target: adv.spec.targetHost ?? '127.0.0.1', port: adv.spec.port, ok, code }, 'target check'));
+      }
       if (this.stopping) return;
       if (this.registrar) this.registerWith(this.registrar, adv);
       await adv.start();
     }
     if (this.stopping) return;
     this.started = true;
+  }
+
+  /** --log-level debug: what the configuration came to, defaults filled in (file names, never their contents). */
+  private logConfiguration(): void {
+    const c = this.config;
+    this.log.debug({
+      advertise: c.advertise.map((a) => a.raw), connect: c.connect.map((x) => `${x.raw} → ${x.bind}:${x.port}${x.bothLoopbacks ? ' and [::1]' : ''}, ${x.balance}`),
+      static: c.static.map((s) => s.raw), srv: c.srv.map((s) => s.raw), dnsServers: c.dnsServers.map((d) => formatAddressPort(d.host, d.port)),
+      interfaces: c.interfaces, excludeInterfaces: c.excludeInterfaces, hostname: c.hostname, ipv6: c.ipv6, ttl: c.ttl,
+      tls: c.tls ? { cert: c.tls.cert, ca: c.tls.ca } : undefined, healthIntervalMs: c.healthInterval, healthTimeoutMs: c.healthTimeout,
+      connectTimeoutMs: c.connectTimeout, raceDelayMs: c.raceDelay, idleTimeoutMs: c.idleTimeout, waitForEndpointMs: c.noEndpointWait,
+      drainTimeoutMs: c.drainTimeout, keepConnections: c.keepConnections, trustedLan: c.trustedLan, limits: this.defaultLimits,
+      mdns: c.mdns, registry: c.registry?.display, registryAddresses: c.registryAddresses,
+    }, 'configuration');
   }
 
   /**
@@ -411,6 +431,9 @@ export class Ambassador {
     engine.on('warning', (err: Error) => this.log.warn({ err: err.message }, 'mDNS'));
     engine.on('host-renamed', (from, to, why) => this.log.warn({ from, to, why }, 'host name conflict: renamed'));
     engine.on('interface-failed', (name: string, err: Error) => this.log.warn({ interface: name, err: err.message }, 'cannot use interface for mDNS; retrying'));
+    engine.on('host-mates', (answered: boolean) => this.log.debug({ host: engine.hostName }, answered
+      ? 'another process on this host answers for its name: no goodbye for the host\'s addresses'
+      : 'no other process on this host answers for its name: goodbyes for the host\'s addresses too'));
     await engine.start();
     const net = engine.network();
     this.log.info({ host: engine.hostName, interfaces: net.interfaces.map((i) => `${i.name} ${i.addresses.join(' ')}`) }, 'mDNS started');
@@ -499,7 +522,7 @@ export class Ambassador {
     adv.on('state', (state: string, reason: string) => {
       if ((state === 'probing' || state === 'announced') && adv.announcedPort !== undefined) {
         registrar.offer(adv, {
-          service: adv.spec.name, instance: adv.spec.instance ?? `${adv.spec.name}@${hostLabel()}`, port: adv.announcedPort,
+          service: adv.spec.name, instance: adv.instanceOn(hostLabel()), port: adv.announcedPort,
           priority: adv.spec.priority, weight: adv.spec.weight, txt: adv.txt(),
         });
       } else if (state === 'withdrawn' || state === 'stopped' || state === 'waiting-for-target') {
@@ -546,6 +569,7 @@ export class Ambassador {
       keepConnections: c.keepConnections,
       limits: this.limitsFor(spec),
       screen: (ep) => screenEndpoint(ep, this.loopFacts),
+      backend: backendOf,
       protocol: spec.protocol
         ? createProtocol(spec.protocol, { authFile: spec.authFile, db: spec.db, credentialGate: c.trustedLan ? anyAnnouncer : provenIdentity })
         : undefined,
@@ -565,9 +589,20 @@ export class Ambassador {
     liveness.on('host-down', (peer, code) => this.log.warn({ ...fields(peer), code, lossRate: round3(peer.loss.rate), misses: peer.misses },
       code === 'ESILENT' ? 'peer host silent: its endpoints are down' : 'peer host unreachable: its endpoints are down'));
     liveness.on('host-up', (peer) => this.log.info(fields(peer), 'peer host answers host probes again'));
-    liveness.on('orphaned', (peer) => this.log.warn(fields(peer),
-      'peer host refuses host probes (its ambassador is gone): checking its endpoints ourselves until it is back or they are withdrawn'));
+    liveness.on('orphaned', (peer) => {
+      // After a clean stop (goodbyes received, the endpoints leaving) the silence is expected.
+      if ([...peer.members.keys()].every((ep) => ep.draining || ep.removed)) {
+        if (this.log.isLevelEnabled('debug')) this.log.debug(fields(peer), 'peer ambassador stopped after its goodbyes: its host refuses host probes now');
+        return;
+      }
+      this.log.warn(fields(peer),
+        'peer host refuses host probes (its ambassador is gone): checking its endpoints ourselves until it is back or they are withdrawn');
+    });
     liveness.on('adopted', (peer) => this.log.info(fields(peer), 'peer ambassador answers host probes again'));
+    if (this.log.isLevelEnabled('debug')) {
+      liveness.on('miss', (peer, needed) => this.log.debug({ ...fields(peer), misses: peer.misses, needed, lossRate: round3(peer.loss.rate) },
+        'host probe unanswered'));
+    }
     return liveness;
   }
 
@@ -580,7 +615,9 @@ export class Ambassador {
     } catch (err) {
       throw new ConfigError((err as Error).message);
     }
-    tls.on('reloaded', () => this.log.info({ cert: files.cert }, 'TLS certificate files changed: new connections use them'));
+    tls.on('reloaded', () => {
+      if (!this.reloading) this.log.info({ cert: files.cert }, 'TLS certificate files changed: new connections use them');
+    });
     tls.on('reload-error', (message: string) => this.log.warn({ cert: files.cert }, message));
     tls.on('connect-failed', (ep, code: string) => this.once(`tls:${ep.key}:${code}`, () => this.log.warn(
       { endpoint: ep.label, address: ep.address, code },
@@ -590,6 +627,42 @@ export class Ambassador {
     await tls.start();
     this.tls = tls;
     this.log.info({ cert: files.cert, ca: files.ca, minVersion: tls.minVersion }, 'mutual TLS on ambassador-to-ambassador connections');
+  }
+
+  /** A SIGHUP reload is running: its summary line says what the per-file lines would. */
+  private reloading = false;
+
+  /**
+   * SIGHUP, as for HAProxy, nginx or Avahi: everything the ambassador reads from files is read
+   * again now rather than at the next poll — TLS certificate, key and CA, every auth-file — and
+   * the sources that resolve names (--srv, --static host names) look again (re-reading
+   * resolv.conf and /etc/hosts). Flags and the environment are not re-read (restart for those).
+   * Resolves with what was read, for one log line; a file that fails keeps what was in use.
+   */
+  async reload(): Promise<Record<string, unknown>> {
+    if (this.draining) return { skipped: 'stopping' };
+    this.reloading = true;
+    const report: Record<string, unknown> = {};
+    try {
+      if (this.tls) report.tls = (await this.tls.reload()) ? 're-read' : 'invalid: the previous certificate is kept';
+      const credentials: string[] = [];
+      let sources = 0;
+      for (const c of this.connectors) {
+        const reloaded = c.protocol?.reload?.();
+        if (reloaded) credentials.push(`${c.spec.name} (${c.spec.bind}:${c.spec.port}): ${(await reloaded) ? 're-read' : 'invalid: the previous credentials are kept'}`);
+        for (const s of c.sources) {
+          if (s.refresh) {
+            await s.refresh();
+            sources++;
+          }
+        }
+      }
+      if (credentials.length) report.credentials = credentials;
+      if (sources) report.sourcesRefreshed = sources;
+    } finally {
+      this.reloading = false;
+    }
+    return report;
   }
 
   private readonly onceKeys = new Map<string, number>();
@@ -615,6 +688,9 @@ export class Ambassador {
     this.stranded.stop();
     // Goodbyes first: peers stop sending new connections here before we stop accepting.
     for (const a of this.advertisements) a.sayGoodbye();
+    // The host's address records get theirs at the end, unless another process here still
+    // answers for them (ambassadors side by side): asked now, answered during the drain.
+    this.engine?.askHostMates();
     // The registry too: keys deleted (bounded: an unreachable registry must not hold the stop up;
     // the lease or session then ends them one TTL later).
     if (this.registrar) await Promise.race([this.registrar.withdrawAll('shutdown'), new Promise((r) => setTimeout(r, 1000).unref())]);

@@ -4,6 +4,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
+import { PassThrough } from 'node:stream';
 import { createLogger } from '../logging/logger.js';
 import { parseConnect } from '../config/specs.js';
 import type { DiscoverySource, EndpointSpec } from '../discovery/source.js';
@@ -83,4 +84,33 @@ test('balance=srv,failback=keep: pooled connections stay on the standby', async 
   held.socket.write('y');
   assert.equal((await readBytes(held.socket, 1)).toString(), 'y', 'the held connection still works');
   assert.equal(held.socket.closed, false);
+});
+
+test('an internal error while serving a client: logged once with its stack (repeats folded), the client closed, the next one served', async (t) => {
+  const up = await startServer({ greeting: 'U' });
+  t.after(() => up.close());
+  const source = new Announcements();
+  const out = new PassThrough();
+  const lines: Array<Record<string, unknown>> = [];
+  out.on('data', (d: Buffer) => {
+    for (const l of d.toString().split('\n')) if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+  });
+  const conn = new Connector({ ...parseConnect('redis=127.0.0.1:1'), port: 0 }, [source], createLogger('info', 'json', out), {
+    healthIntervalMs: 60_000, healthTimeoutMs: 500, connectTimeoutMs: 1000, noEndpointWaitMs: 1000, keepConnections: false,
+  });
+  await conn.bind();
+  await conn.start();
+  t.after(() => conn.stop(0));
+  source.announce([spec('u', up.port, { source: 'mdns' })]);
+  let bugs = 2;
+  conn.listener.on('upstream-connected', () => {
+    if (bugs-- > 0) throw new Error('bug in a listener');
+  });
+  const port = conn.listener.address()!.port;
+  for (let i = 0; i < 2; i++) await closed(await connectTo(port));
+  assert.equal((await pooled(port)).served, 'U', 'the process goes on');
+  const logged = lines.filter((l) => String(l.msg).startsWith('internal error'));
+  assert.equal(logged.length, 1, 'the same bug twice: one line');
+  assert.equal(logged[0]!.level, 50);
+  assert.match(String(logged[0]!.err), /^Error: bug in a listener\n\s+at /, 'with its stack');
 });

@@ -12,6 +12,7 @@ import { ConnectListener, type CreateConnection, type Handshake } from '../proxy
 import type { ProtocolHandshake } from '../proxy/handshakes/index.js';
 import type { Logger } from '../logging/logger.js';
 import { BurstLog } from '../logging/burst.js';
+import { RepeatFilter, stackOf } from '../logging/repeats.js';
 import type { ListenerLimits } from '../proxy/limits.js';
 
 export interface ConnectorOptions {
@@ -40,6 +41,8 @@ export interface ConnectorOptions {
   limits?: ListenerLimits;
   /** The instance as it may be used, or why it must never be an endpoint (see endpoint-policy.ts). */
   screen?: (spec: EndpointSpec) => EndpointSpec | string;
+  /** The backend an instance stands for (one endpoint per backend; see ClusterOptions.backend). */
+  backend?: (spec: EndpointSpec) => string;
 }
 
 /**
@@ -54,7 +57,8 @@ export class Connector extends EventEmitter {
   readonly protocol: ProtocolHandshake | undefined;
   readonly credentials: CredentialExposure | undefined;
   private stopping = false;
-  private readonly logged = new Map<string, { at: number; repeated: number }>();
+  /** Lines that may repeat for every client (handshake failures, internal errors), folded per 10 s. */
+  private readonly repeats = new RepeatFilter();
   /** Clients refused by the circuit breakers: one line when a burst starts, one when it ends. */
   readonly refusals: BurstLog;
 
@@ -65,7 +69,7 @@ export class Connector extends EventEmitter {
     opts: ConnectorOptions,
   ) {
     super();
-    this.cluster = new Cluster(spec.name, { where: spec.where, screen: opts.screen });
+    this.cluster = new Cluster(spec.name, { where: spec.where, screen: opts.screen, backend: opts.backend });
     this.liveness = opts.liveness;
     this.checker = new HealthChecker(this.cluster, {
       intervalMs: opts.healthIntervalMs,
@@ -77,6 +81,7 @@ export class Connector extends EventEmitter {
     this.listener = new ConnectListener({
       cluster: this.cluster,
       host: spec.bind,
+      alsoHost: spec.bothLoopbacks ? '::1' : undefined,
       port: spec.port,
       balancer: spec.balance,
       connectTimeoutMs: opts.connectTimeoutMs,
@@ -129,6 +134,7 @@ export class Connector extends EventEmitter {
     this.cluster.on('endpoint-filtered', (spec, why) =>
       this.log.info({ ...where(spec), why }, 'instance ignored: it does not match the where. filter'));
     this.cluster.on('endpoint-refused', (spec, why) => this.log.warn({ ...where(spec), why }, 'endpoint refused'));
+    this.cluster.on('endpoint-duplicate', (spec, why) => this.log.info({ ...where(spec), why }, 'instance ignored: another instance announces the same backend'));
     this.cluster.on('endpoint-updated', (ep, moved) => {
       if (moved) this.log.info(where(ep), 'endpoint moved');
     });
@@ -144,14 +150,22 @@ export class Connector extends EventEmitter {
         const filteredOut = this.cluster.filteredOut().length;
         this.log.warn({ service: svc, listen, reason, attempts, ...(filteredOut ? { filteredOut } : {}) }, filteredOut
           ? `client closed: no endpoint; ${filteredOut} announced instance(s) do not match the where. filter (see /peers)`
-          : 'client closed: no endpoint could take it');
+          : this.cluster.size === 0 ? `client closed: ${this.nobody()}`
+            : 'client closed: no endpoint could take it');
       }
     });
     this.listener.on('listener-error', (err) => this.log.error({ service: svc, listen, err: err.message }, 'listener error'));
+    this.wireDebugLogs(where);
+    // A bug: its stack once (per 10 s), the client closed, the process alive.
+    this.listener.on('internal-error', (_c, err) => {
+      const stack = stackOf(err);
+      this.repeats.log(`internal|${stack}`, (repeated) =>
+        this.log.error({ service: svc, listen, err: stack, repeated }, 'internal error: a client was closed (a bug; please report this stack)'));
+    });
     const p = this.protocol;
     if (p) {
       // Messages are secret-free by contract; repeats per endpoint and code are folded (10 s).
-      p.on('handshake-failed', (ep, code: string, message: string) => this.throttled(`${ep.key}|${code}`, (repeated) =>
+      p.on('handshake-failed', (ep, code: string, message: string) => this.repeats.log(`${ep.key}|${code}`, (repeated) =>
         this.log.warn({ service: svc, listen, protocol: p.name, endpoint: ep.label, address: ep.address, code, repeated }, message)));
       p.on('credentials-loaded', (changed: boolean) => {
         if (changed) this.log.info({ service: svc, listen, protocol: p.name }, 'credentials file changed: new connections use the new credentials');
@@ -177,23 +191,49 @@ export class Connector extends EventEmitter {
     }
   }
 
-  /** Log now, or count a repeat if the same key was logged less than 10 s ago. */
-  private throttled(key: string, log: (repeated: number) => void): void {
-    const now = Date.now();
-    const prev = this.logged.get(key);
-    if (prev && now - prev.at < 10_000) {
-      prev.repeated++;
-      return;
+  /**
+   * --log-level debug: what discovery saw, which endpoint each client got and after how many
+   * attempts, raced connects, panic picks; trace: every health check and every connection's end.
+   * Subscribed only at those levels: at info nothing listens, and nothing is built per connection.
+   */
+  private wireDebugLogs(where: (ep: { label: string; host: string; port: number; source: string }) => Record<string, unknown>): void {
+    const log = this.log;
+    if (!log.isLevelEnabled('debug')) return;
+    const svc = this.spec.name;
+    const listen = `${this.spec.bind}:${this.spec.port}`;
+    for (const s of this.sources) s.on('debug', (msg: string, fields: object) => log.debug({ service: svc, listen, source: s.kind, ...fields }, msg));
+    this.cluster.on('endpoint-added', (ep) => log.debug({ ...where(ep), addresses: ep.addresses, priority: ep.priority, weight: ep.weight }, 'endpoint added'));
+    this.cluster.on('endpoint-removed', (ep) => log.debug(where(ep), 'endpoint removed'));
+    this.cluster.on('panic', (inPanic) => log.debug({ service: svc, listen, inPanic }, inPanic ? 'panic mode: every endpoint is down on evidence, trying them anyway' : 'panic mode over'));
+    this.listener.on('upstream-connected', (c, ep, attempts) =>
+      log.debug({ ...where(ep), client: c.remote, attempts, ms: Date.now() - c.startedAt }, 'client connected to endpoint'));
+    this.listener.on('connect-raced', (c, ep) => log.debug({ ...where(ep), client: c.remote }, 'connect still pending after the race delay: racing another attempt'));
+    this.listener.on('panic-attempt', (ep) => log.debug(where(ep), 'panic mode: trying an endpoint judged down'));
+    if (!log.isLevelEnabled('trace')) return;
+    this.checker.on('check', (ep, ok, code) => log.trace({ ...where(ep), ok, code }, 'health check'));
+    this.listener.on('connection', (c) => log.trace({ service: svc, listen, client: c.remote }, 'client accepted'));
+    this.listener.on('connection-closed', (c, result) => log.trace({
+      service: svc, listen, client: c.remote, endpoint: c.endpoint?.label, ms: Date.now() - c.startedAt,
+      ...(result ? { bytesToEndpoint: result.upstreamBytesWritten, bytesFromEndpoint: result.upstreamBytesRead, error: result.error, errorSide: result.errorSide } : { upstream: false }),
+    }, 'connection closed'));
+  }
+
+  /** Why there is no endpoint at all, in the words of where they come from. */
+  private nobody(): string {
+    const kinds = this.sources.map((s) => s.kind);
+    const wait = `waited ${this.listener.noEndpointWaitMs} ms`;
+    if (kinds.includes('mdns')) {
+      return `nobody announces _${this.spec.name}._tcp on the network (${wait}; 'ambassador browse' lists what is announced)`;
     }
-    log(prev?.repeated ?? 0);
-    this.logged.set(key, { at: now, repeated: 0 });
+    return `no endpoint for '${this.spec.name}' from ${kinds.map((k) => `--${k}`).join(' or ')} (${wait})`;
   }
 
   /** Loads credentials and binds the listener: what can refuse the configuration. */
   async bind(): Promise<void> {
     await this.protocol?.start();
     const addr = await this.listener.listen();
-    this.log.info({ service: this.spec.name, listen: `${addr.address}:${addr.port}`, balance: this.spec.balance,
+    const also = this.listener.addresses().slice(1).map((a) => `[${a.address}]:${a.port}`);
+    this.log.info({ service: this.spec.name, listen: `${addr.address}:${addr.port}`, ...(also.length ? { alsoOn: also } : {}), balance: this.spec.balance,
       sources: this.sources.map((s) => s.kind), where: this.spec.where }, 'listening');
   }
 

@@ -7,7 +7,7 @@ import { FakeClock } from '../base/clock.js';
 import { HostNetwork, type LinkInfo } from '../base/host-network.js';
 import { OwnListeners } from './own-listeners.js';
 import { Cluster } from '../cluster/cluster.js';
-import { type LoopFacts, loopRefusal, RELAY_TO_TXT, screenEndpoint } from './endpoint-policy.js';
+import { backendOf, type LoopFacts, loopRefusal, RELAY_TO_TXT, screenEndpoint } from './endpoint-policy.js';
 import { spec } from '../testing/tcp-kit.js';
 
 /** This host: 10.0.0.1 (eth0) and fd00::1, plus loopback. */
@@ -158,4 +158,13 @@ test('a peer with several addresses keeps those that may be dialled; with none l
   assert.match(screenEndpoint(none, f) as string, /10\.0\.0\.3:6379 is the --connect redis listener/);
   const clean = spec('p', 6380, { source: 'mdns', host: '10.0.0.5', addresses: ['10.0.0.5', 'fd00::5'] });
   assert.equal(screenEndpoint(clean, f), clean, 'untouched: the same object, so the cluster sees no change');
+});
+
+test('backendOf: the address dialled, or a relay\'s relay-to target (a loopback one with the announcing host)', () => {
+  assert.equal(backendOf(spec('redis@a', 7000, { host: '198.18.1.1' })), '198.18.1.1:7000');
+  assert.equal(backendOf(spec('redis@a', 7000, { host: 'fe80::1%lab0' })), '[fe80::1%lab0]:7000');
+  const relay = (id: string, host: string, port: number, to: string) => backendOf(spec(id, port, { host, txt: { [RELAY_TO_TXT]: to } }));
+  assert.equal(relay('db@a', '198.18.1.1', 40001, '127.0.0.1:5432'), relay('db@a (2)', '198.18.1.1', 40002, '127.0.0.1:5432'));
+  assert.notEqual(relay('db@a', '198.18.1.1', 40001, '127.0.0.1:5432'), relay('db@b', '198.18.1.2', 40001, '127.0.0.1:5432'));
+  assert.equal(relay('db@a', '198.18.1.1', 40001, '10.0.0.5:5432'), relay('db@b', '198.18.1.2', 40007, '10.0.0.5:5432'));
 });

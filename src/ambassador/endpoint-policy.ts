@@ -109,3 +109,16 @@ export function screenEndpoint(spec: EndpointSpec, facts: LoopFacts): EndpointSp
   if (kept.length === 0) return first;
   return { ...spec, host: kept.includes(spec.host) ? spec.host : kept[0]!, addresses: kept };
 }
+
+/**
+ * The backend an instance stands for: the service process its connections end at. Two instances
+ * with one backend (two ambassadors on one host advertising the same target) are one endpoint,
+ * else that backend gets twice its share. A relay's is its relay-to target (a loopback one is
+ * the announcing host's, so with the host's address); any other's, the address and port dialled.
+ */
+export function backendOf(spec: EndpointSpec): string {
+  const relayTo = spec.txt[RELAY_TO_TXT];
+  const target = relayTo === undefined ? undefined : parseAddressPort(relayTo);
+  if (target) return isLoopback(target.host) || isUnspecified(target.host) ? `${spec.host} → ${relayTo}` : relayTo!;
+  return formatAddressPort(spec.host, spec.port);
+}

@@ -6,10 +6,12 @@ import { InterfaceError, InterfaceSelection } from '../mdns/link/interfaces.js';
 import type { ServiceBrowser, ServiceInstance } from '../mdns/browse/browser.js';
 import { parseDuration } from '../config/config.js';
 import { parseRegistryUrl } from '../config/registry-url.js';
-import { ConfigError } from '../config/specs.js';
+import { ConfigError, parseServiceName } from '../config/specs.js';
 import { fail } from './fail.js';
 
 export const BROWSE_OPTION_NAMES = ['interface', 'exclude-interface', 'json', 'once', 'wait', 'registry', 'mdns'];
+/** Those of BROWSE_OPTION_NAMES that are booleans. */
+export const BROWSE_BOOLEAN_OPTIONS = ['json', 'once', 'mdns'];
 
 export function browseOptions<T>(y: Argv<T>) {
   return y
@@ -18,7 +20,7 @@ export function browseOptions<T>(y: Argv<T>) {
     .option('exclude-interface', { type: 'string', array: true, describe: 'interfaces not to use: names, addresses or globs (repeatable)' })
     .option('json', { type: 'boolean', default: false, describe: 'one JSON object per event, for scripts' })
     .option('once', { type: 'boolean', default: false, describe: 'print what is found within --wait ms, then exit' })
-    .option('wait', { type: 'number', default: 3000, describe: 'ms to wait with --once' })
+    .option('wait', { type: 'string', default: '3000', describe: 'how long to wait with --once: ms, or with a unit (2s)' })
     .option('registry', { type: 'string', describe: 'also list what is registered in etcd or ZooKeeper (etcd://HOST:PORT[,…]/PREFIX, etcds://…, zk://…)' })
     .option('mdns', { type: 'boolean', default: true, describe: 'browse mDNS too (--no-mdns: only the registry)' });
 }
@@ -30,15 +32,19 @@ function line(mark: string, i: ServiceInstance): string {
     `${i.priority || i.weight ? ` prio=${i.priority} weight=${i.weight}` : ''}${txt ? `  ${txt}` : ''}`;
 }
 
-export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; interface?: string[]; excludeInterface?: string[]; json: boolean; once: boolean; wait: number; registry?: string; mdns: boolean }>): Promise<void> {
+export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; interface?: string[]; excludeInterface?: string[]; json: boolean; once: boolean; wait: string; registry?: string; mdns: boolean }>): Promise<void> {
   let select;
+  let wait: number;
+  let name: string | undefined;
   try {
     select = InterfaceSelection.parse(argv.interface ?? [], argv.excludeInterface ?? []);
+    // Durations and service names as `run` takes them.
+    wait = parseDuration(argv.wait, 3000, '--wait');
+    if (argv.name !== undefined) name = parseServiceName(String(argv.name), 'browse');
   } catch (err) {
-    if (err instanceof InterfaceError) fail(err.message);
+    if (err instanceof InterfaceError || err instanceof ConfigError) fail(err.message);
     throw err;
   }
-  if (!Number.isFinite(argv.wait) || argv.wait <= 0) fail(`--wait: '${argv.wait}' must be a positive number of ms`);
   let registry;
   try {
     registry = argv.registry ? parseRegistryUrl(argv.registry, (v, what) => parseDuration(v, 0, what)) : undefined;
@@ -53,7 +59,7 @@ export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; in
       if (argv.json) process.stdout.write(JSON.stringify({ event, source: 'registry', ...rec, txt: redactTxt(rec.txt) }) + '\n');
       else process.stdout.write(registryLine(event === 'up' ? '+' : event === 'down' ? '-' : '=', rec) + '\n');
     };
-    const found = await browseRegistry(registry, argv.name, argv.once ? () => {} : printRecord);
+    const found = await browseRegistry(registry, name, argv.once ? () => {} : printRecord);
     if (!argv.mdns) {
       if (!argv.once) setInterval(() => {}, 1 << 30);
       const stop = async () => {
@@ -66,16 +72,16 @@ export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; in
         setTimeout(() => {
           const all = found.all().sort((a, b) => `${a.rec.service}/${a.key}`.localeCompare(`${b.rec.service}/${b.key}`));
           for (const { rec } of all) printRecord('up', rec);
-          if (all.length === 0) process.stderr.write(`no ${argv.name ? `'${argv.name}' ` : ''}service registered within ${argv.wait} ms in ${registry!.display}\n`);
+          if (all.length === 0) process.stderr.write(`no ${name ? `'${name}' ` : ''}service registered within ${wait} ms in ${registry!.display}\n`);
           void stop();
-        }, argv.wait);
+        }, wait);
       }
       return;
     }
     if (argv.once) {
       setTimeout(() => {
         for (const { rec } of found.all()) printRecord('up', rec);
-      }, argv.wait - 1).unref();
+      }, wait - 1).unref();
     }
   }
   const engine = new MdnsEngine({ select });
@@ -112,7 +118,7 @@ export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; in
       });
     }
   };
-  if (argv.name) follow(argv.name);
+  if (name) follow(name);
   else engine.browseTypes().on('type', (t: string) => follow(t));
 
   const stop = async () => {
@@ -128,9 +134,9 @@ export async function browseCommand(argv: ArgumentsCamelCase<{ name?: string; in
       for (const i of all) print('up', i);
       if (all.length === 0) {
         const on = engine.network().interfaces.map((i) => `${i.name} (${i.addresses.join(' ')})`).join(', ') || 'no interface (none usable yet)';
-        process.stderr.write(`no ${argv.name ? `'${argv.name}' ` : ''}service found within ${argv.wait} ms on ${on}\n`);
+        process.stderr.write(`no ${name ? `'${name}' ` : ''}service found within ${wait} ms on ${on}\n`);
       }
       void stop();
-    }, argv.wait);
+    }, wait);
   }
 }

@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { Ambassador } from '../ambassador/ambassador.js';
 import { HostNetwork } from '../base/host-network.js';
+import type { Endpoint } from '../cluster/endpoint.js';
 import { LIVENESS_TXT_KEY } from '../cluster/liveness-wire.js';
 import { buildConfig, type RawOptions } from '../config/config.js';
 import { createLogger, type Logger } from '../logging/logger.js';
@@ -26,6 +27,9 @@ export interface DemoArgs {
   requests: number;
   verbose: boolean;
 }
+
+/** Options of `ambassador demo` (for 'did you mean'). */
+export const DEMO_OPTION_NAMES = ['keep', 'port', 'static', 'requests', 'verbose'];
 
 export function demoOptions<T>(y: Argv<T>) {
   return y
@@ -340,7 +344,8 @@ async function runDemo(argv: DemoArgs, say: Narrator, startAmb: StartAmb, replic
   const conn = app.connectors[0]!;
   // (the host probe port is plumbing between ambassadors, not part of the story)
   const txtOf = (ep: { txt: Record<string, string> }) => Object.entries(ep.txt).filter(([k]) => k !== LIVENESS_TXT_KEY);
-  conn.cluster.on('endpoint-up', (ep) => say.line(`✓ endpoint up: ${ep.label}${ep.label === ep.address ? '' : ` at ${ep.address}`} (${ep.source}${txtOf(ep).length ? `, TXT ${txtOf(ep).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''})`));
+  const upLine = (ep: Endpoint) => `✓ endpoint up: ${ep.label}${ep.label === ep.address ? '' : ` at ${ep.address}`} (${ep.source}${txtOf(ep).length ? `, TXT ${txtOf(ep).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''})`;
+  conn.cluster.on('endpoint-up', (ep) => say.line(upLine(ep)));
   const why = {
     goodbye: 'goodbye received: no new connections, removed a second later', removed: 'removed', outlier: 'outlier: connects to it failed',
     'health-check': 'active health checks failed', 'host-probe': 'its ambassador stopped answering host probes',
@@ -348,7 +353,7 @@ async function runDemo(argv: DemoArgs, say: Narrator, startAmb: StartAmb, replic
   };
   conn.cluster.on('endpoint-down', (ep, reason) => say.line(`! endpoint down: ${ep.label} (${why[reason]})`));
   conn.listener.on('failover', (_c, from, to) => say.line(`! a connect to ${from.label} failed; the same client is retried on ${to.label} before it notices anything`));
-  for (const ep of conn.cluster.endpoints()) say.line(`✓ endpoint up: ${ep.label} at ${ep.address} (${ep.source})`);
+  for (const ep of conn.cluster.endpoints()) say.line(upLine(ep));
   const found = await waitUntil(() => conn.cluster.healthy().length >= 2, 5000);
   if (!found) throw new Error(`the connecting ambassador found ${conn.cluster.healthy().length} of 2 replicas within 5 s`);
   say.line(`  (discovery took ${Date.now() - t3} ms)`);

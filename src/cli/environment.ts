@@ -4,23 +4,18 @@
  * replaces the variable of the same option, for repeatable options too. Variables that cannot be
  * meant are reported instead of being ignored without a word.
  */
+import { editDistance } from './suggest.js';
+
 const PREFIX = 'AMBASSADOR_';
 /** Read by the program itself, not an option. */
 const NOT_OPTIONS = new Set(['AMBASSADOR_DEBUG']);
 
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return row[b.length]!;
-}
+/** A variable that cannot be read as its option wants (a boolean that says neither yes nor no). */
+export class EnvironmentError extends Error {}
+
+/** The usual ways to write a boolean (systemd, Docker and Compose users write all of them). */
+const TRUE = new Set(['true', 'yes', 'on', '1']);
+const FALSE = new Set(['false', 'no', 'off', '0', '']);
 
 /** Short flags of options (see runOptions/browseOptions). */
 const ALIASES: Readonly<Record<string, string>> = { advertise: '-a', connect: '-c', interface: '-i' };
@@ -40,6 +35,7 @@ export function takeEnvironmentOptions(
   commandOptions: readonly string[],
   allOptions: readonly string[],
   command: string,
+  booleanOptions: readonly string[] = [],
 ): string[] {
   const notices: string[] = [];
   const ours = new Set(commandOptions);
@@ -57,6 +53,13 @@ export function takeEnvironmentOptions(
         notices.push(`${key} is not an option of 'ambassador ${command}': ignored${near.length ? ` (did you mean ${near.join(' or ')}?)` : ''}`);
       }
       continue;
+    }
+    if (booleanOptions.includes(option)) {
+      // yargs reads only true/false: 'yes' would silently be false, 'maybe' accepted.
+      const v = (env[key] ?? '').trim().toLowerCase();
+      if (TRUE.has(v)) env[key] = 'true';
+      else if (FALSE.has(v)) env[key] = 'false';
+      else throw new EnvironmentError(`${key}='${env[key]}' is not a yes or a no (true/false, yes/no, on/off, 1/0)`);
     }
     const short = ALIASES[option];
     if (argv.some((a) => a === `--${option}` || a.startsWith(`--${option}=`) || a === `--no-${option}` || (short !== undefined && a === short))) {

@@ -1,10 +1,11 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { BROWSE_OPTION_NAMES, browseCommand, browseOptions } from './browse.js';
-import { demoCommand, demoOptions } from './demo.js';
-import { takeEnvironmentOptions } from './environment.js';
+import { BROWSE_BOOLEAN_OPTIONS, BROWSE_OPTION_NAMES, browseCommand, browseOptions } from './browse.js';
+import { DEMO_OPTION_NAMES, demoCommand, demoOptions } from './demo.js';
+import { EnvironmentError, takeEnvironmentOptions } from './environment.js';
 import { fail } from './fail.js';
-import { RUN_OPTION_NAMES, runCommand, runOptions } from './run.js';
+import { RUN_BOOLEAN_OPTIONS, RUN_OPTION_NAMES, runCommand, runOptions } from './run.js';
+import { nearest } from './suggest.js';
 
 // A bug must still end as one clear line, never a stack trace on the user's terminal
 // (set AMBASSADOR_DEBUG=1 to see the trace).
@@ -20,11 +21,42 @@ process.on('unhandledRejection', crash);
 // of other commands are set aside, and the ones that cannot be meant are reported by `run`.
 const subcommand = hideBin(process.argv)[0];
 const command = subcommand === 'browse' || subcommand === 'demo' ? subcommand : 'run';
-const environmentNotices = takeEnvironmentOptions(
-  process.env, hideBin(process.argv),
-  command === 'browse' ? BROWSE_OPTION_NAMES : command === 'demo' ? [] : RUN_OPTION_NAMES,
-  [...RUN_OPTION_NAMES, ...BROWSE_OPTION_NAMES], command,
-);
+const commandOptions = command === 'browse' ? BROWSE_OPTION_NAMES : command === 'demo' ? DEMO_OPTION_NAMES : RUN_OPTION_NAMES;
+
+// `-redis=6379` is read by yargs as the short flags -r -e -d -i -s: say what was meant instead.
+for (const arg of hideBin(process.argv)) {
+  if (arg === '--') break;
+  const m = /^-([A-Za-z][A-Za-z0-9-]+)(=.*)?$/.exec(arg);
+  if (!m) continue;
+  const word = m[1]!.toLowerCase();
+  const option = commandOptions.includes(word) ? word : nearest(word, commandOptions)[0];
+  fail(`'${arg}': options start with two dashes${option ? ` (did you mean --${option}${m[2] ?? ''}?)`
+    : m[2] ? ` (to announce or reach a service: --advertise ${m[1]}${m[2]} or --connect ${m[1]}${m[2]})` : ''} (see ambassador --help)`);
+}
+
+/** Unknown flags, each with the option it probably meant. */
+function unknownArguments(msg: string): string | undefined {
+  const m = /^Unknown arguments?: (.*)$/.exec(msg);
+  if (!m) return undefined;
+  const names = m[1]!.split(', ');
+  const hints = names.map((n) => {
+    const near = nearest(n.toLowerCase(), [...commandOptions, 'help', 'version']);
+    return near.length ? `--${n} (did you mean --${near[0]}?)` : `--${n}`;
+  });
+  return `unknown option${names.length > 1 ? 's' : ''} ${hints.join(', ')}`;
+}
+let environmentNotices: string[] = [];
+try {
+  environmentNotices = takeEnvironmentOptions(
+    process.env, hideBin(process.argv),
+    command === 'browse' ? BROWSE_OPTION_NAMES : command === 'demo' ? [] : RUN_OPTION_NAMES,
+    [...RUN_OPTION_NAMES, ...BROWSE_OPTION_NAMES], command,
+    command === 'browse' ? BROWSE_BOOLEAN_OPTIONS : RUN_BOOLEAN_OPTIONS,
+  );
+} catch (err) {
+  if (err instanceof EnvironmentError) fail(err.message);
+  throw err;
+}
 
 await yargs(hideBin(process.argv))
   .scriptName('ambassador')
@@ -44,6 +76,6 @@ await yargs(hideBin(process.argv))
   .wrap(Math.min(110, process.stdout.columns ?? 100))
   .fail((msg, err) => {
     if (err) crash(err);
-    fail(`${msg} (see ambassador --help)`);
+    fail(`${unknownArguments(msg) ?? msg} (see ambassador --help)`);
   })
   .parseAsync();

@@ -13,6 +13,9 @@ export const RUN_OPTION_NAMES = [
   'registry', 'mdns', 'registry-address',
 ];
 
+/** Those of RUN_OPTION_NAMES that are booleans (their variables take yes/no, on/off, 1/0 too). */
+export const RUN_BOOLEAN_OPTIONS = ['ipv6', 'keep-connections', 'trusted-lan', 'check', 'exit-when-stranded', 'mdns'];
+
 export function runOptions<T>(y: Argv<T>) {
   return y
     .option('advertise', {
@@ -80,12 +83,16 @@ export async function runCommand(argv: ArgumentsCamelCase<Record<string, unknown
   for (const w of warnings) log.warn(w);
   const amb = new Ambassador(config, log);
 
-  let signals = 0;
+  let stopAsked: { signal: NodeJS.Signals; at: number } | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
-    if (++signals > 1) {
+    if (stopAsked) {
+      // One request delivered twice (`timeout` signals the process, then its group; a wrapper
+      // forwards the Ctrl-C the terminal sent to the whole group) is not a second request.
+      if (sig === stopAsked.signal && Date.now() - stopAsked.at < SAME_REQUEST_MS) return;
       log.warn({ signal: sig }, 'second signal: exiting now');
       process.exit(1);
     }
+    stopAsked = { signal: sig, at: Date.now() };
     log.info({ signal: sig, drainMs: config.drainTimeout }, 'shutting down: goodbyes, stop accepting, drain');
     amb.stop().then(
       () => {
@@ -100,6 +107,15 @@ export async function runCommand(argv: ArgumentsCamelCase<Record<string, unknown
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A reload, as daemons do (HAProxy, nginx, Avahi), not Node's default (exit 129 without a word).
+  process.on('SIGHUP', () => {
+    if (stopAsked) return;
+    log.info({ signal: 'SIGHUP' }, 'reloading: re-reading TLS and credentials files, looking up --srv and --static names again');
+    amb.reload().then(
+      (report) => log.info({ signal: 'SIGHUP', ...report }, 'reloaded'),
+      (err) => log.error({ signal: 'SIGHUP', err: String(err) }, 'reload failed'),
+    );
+  });
   if (config.exitWhenStranded) {
     amb.stranded.once('owner-back', (address) => {
       log.warn({ address }, 'stranded: the container whose network this was is up again in a new namespace; exiting (75) so the restart policy re-attaches this one to it');
@@ -113,12 +129,15 @@ export async function runCommand(argv: ArgumentsCamelCase<Record<string, unknown
     await amb.start();
   } catch (err) {
     // Stopped by a signal while starting: the signal's handler ends the process (exit 0).
-    if (signals > 0) return;
+    if (stopAsked) return;
     await amb.stop().catch(() => {});
     if (err instanceof ConfigError) fail(err.message);
     fail((err as Error).message, 1);
   }
 }
+
+/** A stop signal repeated within this long is the same request delivered twice, not a second one. */
+const SAME_REQUEST_MS = 250;
 
 /**
  * `--check`: everything `run` would refuse, found before `run` would send its first packet —
@@ -135,11 +154,14 @@ async function check(config: Config, warnings: string[]): Promise<void> {
     fail((err as Error).message, 1);
   }
   const interfaces = amb.engine?.selected.peek().map((l) => `${l.name} (${[...l.ipv4, ...l.ipv6].map((a) => a.address).join(' ')})`);
+  // Several of one service: each under its own instance name, and the user should see which.
+  const instanceOf = new Map(amb.advertisements.map((a) => [a.spec, a.plannedInstance]));
+  const several = (name: string) => config.advertise.filter((a) => a.name === name).length > 1;
   await amb.stop();
   if (amb.interfaceProblem) warnings = [...warnings, `mDNS on this host now: ${amb.interfaceProblem}`];
   for (const w of warnings) process.stderr.write(`ambassador: warning: ${w}\n`);
   const what = [
-    ...config.advertise.map((a) => `advertise ${a.name}=${a.targetHost ? a.targetHost + ':' : ''}${a.port}`),
+    ...config.advertise.map((a) => `advertise ${a.name}=${a.targetHost ? a.targetHost + ':' : ''}${a.port}${several(a.name) ? ` as '${instanceOf.get(a)}'` : ''}`),
     ...config.connect.map((c) => `connect ${c.name} on ${c.bind}:${c.port} (${c.balance})`),
     ...(config.registry ? [`registry ${config.registry.display}${config.mdns ? ' beside mDNS' : ' (no mDNS)'}`] : []),
     ...(interfaces?.length ? [`mDNS on ${interfaces.join(', ')}`] : []),

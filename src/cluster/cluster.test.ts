@@ -61,6 +61,36 @@ test('setEndpoints merges per source: one source does not remove another', () =>
   c.close();
 });
 
+test('one backend announced twice (two ambassadors, one target) is one endpoint; the other takes over when it leaves', () => {
+  const c = new Cluster('svc');
+  const dup: string[] = [];
+  c.on('endpoint-duplicate', (s, why) => dup.push(`${s.id}: ${why}`));
+  const one = spec('redis@a', 7000, { source: 'mdns', host: '198.18.1.1' });
+  const two = spec('redis@a (2)', 7000, { source: 'mdns', host: '198.18.1.1' });
+  const other = spec('redis@a:7400', 7400, { source: 'mdns', host: '198.18.1.1' });
+  c.setEndpoints('mdns', [one, two, other]);
+  assert.deepEqual(c.endpoints().map((e) => e.id), ['redis@a', 'redis@a:7400']);
+  assert.deepEqual(dup, ['redis@a (2): the same backend (198.18.1.1:7000) as redis@a, which is the endpoint: one backend, one share']);
+  assert.deepEqual(c.duplicates().map((d) => d.spec.id), ['redis@a (2)']);
+  assert.deepEqual(c.filteredOut(), [], 'not a where. filter');
+  // The same set in another order: the endpoint stays the one it was.
+  c.setEndpoints('mdns', [other, two, one]);
+  assert.deepEqual(c.endpoints().map((e) => e.id), ['redis@a', 'redis@a:7400']);
+  assert.equal(dup.length, 1, 'said once');
+  // Its ambassador says goodbye: the other instance of the backend takes over at once.
+  c.setEndpoints('mdns', [{ ...one, draining: true }, two, other]);
+  assert.deepEqual(c.healthy().map((e) => e.id).sort(), ['redis@a (2)', 'redis@a:7400']);
+  c.setEndpoints('mdns', [two, other]);
+  assert.deepEqual(c.endpoints().map((e) => e.id).sort(), ['redis@a (2)', 'redis@a:7400']);
+  assert.deepEqual(c.duplicates(), []);
+  c.close();
+  // What a backend is can be given (the ambassador's: a relay's relay-to target).
+  const byTxt = new Cluster('svc', { backend: (s) => s.txt.target ?? `${s.host}:${s.port}` });
+  byTxt.setEndpoints('mdns', [spec('r1', 40001, { source: 'mdns', txt: { target: 'db' } }), spec('r2', 40002, { source: 'mdns', txt: { target: 'db' } })]);
+  assert.deepEqual(byTxt.endpoints().map((e) => e.id), ['r1']);
+  byTxt.close();
+});
+
 test('where filter keeps only specs whose TXT has every K=V; a TXT change can drop one', () => {
   const c = new Cluster('db', { where: { env: 'prod', role: 'primary' } });
   const log = record(c);

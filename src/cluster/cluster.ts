@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { formatAddressPort } from '../base/address.js';
 import type { EndpointSpec, SourceKind } from '../discovery/source.js';
 import { Endpoint, endpointKey, type DownReason, type HealthJudge } from './endpoint.js';
 import { isHardFailure } from './evidence.js';
@@ -30,6 +31,8 @@ export type ClusterEvents = {
   'endpoint-filtered': [spec: EndpointSpec, why: string];
   /** A source reported an instance that must never be an endpoint (the `screen` option: a loop), once until it leaves or changes. */
   'endpoint-refused': [spec: EndpointSpec, why: string];
+  /** A source reported a second instance of a backend that is an endpoint already (the `backend` option), once until it leaves or changes. */
+  'endpoint-duplicate': [spec: EndpointSpec, why: string];
   /** Something above happened (coalesced once per setEndpoints call). */
   changed: [];
 };
@@ -60,6 +63,11 @@ export interface ClusterOptions {
    * would make a loop, see endpoint-policy.ts.
    */
   screen?: (spec: EndpointSpec) => EndpointSpec | string;
+  /**
+   * The backend an instance stands for: two instances with one backend are one endpoint (else it
+   * gets twice its share). Default: the address and port dialled.
+   */
+  backend?: (spec: EndpointSpec) => string;
 }
 
 /**
@@ -72,8 +80,9 @@ export class Cluster extends EventEmitter<ClusterEvents> {
   readonly outlier: Required<OutlierOptions> | undefined;
   private readonly byKey = new Map<string, Endpoint>();
   /** Instances the `where` filter keeps out, with why (shown in /peers and logs: a filter that matches nothing is a common mistake). */
-  private readonly filtered = new Map<string, { spec: EndpointSpec; why: string; refused?: true }>();
+  private readonly filtered = new Map<string, { spec: EndpointSpec; why: string; refused?: true; duplicate?: true }>();
   private readonly screen: ((spec: EndpointSpec) => EndpointSpec | string) | undefined;
+  private readonly backendOf: (spec: EndpointSpec) => string;
   /** The last set of every source, for recheck(). */
   private readonly lastSets = new Map<SourceKind, readonly EndpointSpec[]>();
   private readonly ejectionTimers = new Map<Endpoint, NodeJS.Timeout>();
@@ -87,6 +96,7 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     this.name = name;
     this.where = { ...(options.where ?? {}) };
     this.screen = options.screen;
+    this.backendOf = options.backend ?? ((spec) => formatAddressPort(spec.host, spec.port));
     if (options.outlier === false) {
       this.outlier = undefined;
     } else {
@@ -119,7 +129,12 @@ export class Cluster extends EventEmitter<ClusterEvents> {
 
   /** Instances announced but kept out by the `where` filter, and why. */
   filteredOut(): Array<{ spec: EndpointSpec; why: string }> {
-    return [...this.filtered.values()].filter((f) => !f.refused);
+    return [...this.filtered.values()].filter((f) => !f.refused && !f.duplicate);
+  }
+
+  /** Instances left out because another instance of the same backend is the endpoint, and why. */
+  duplicates(): Array<{ spec: EndpointSpec; why: string }> {
+    return [...this.filtered.values()].filter((f) => f.duplicate);
   }
 
   /** Instances kept out because they must never be endpoints (the `screen` option), and why. */
@@ -144,18 +159,36 @@ export class Cluster extends EventEmitter<ClusterEvents> {
     const seen = new Set<string>();
     const seenFiltered = new Set<string>();
     let changed = false;
-    for (const s of specs) {
+    const screenedSpecs = specs.map((s) => {
       const reported: EndpointSpec = s.source === source ? s : { ...s, source };
       const key = endpointKey(source, reported.id);
       const screened = this.screen ? this.screen(reported) : reported;
       const refusal = typeof screened === 'string' ? screened : undefined;
       const spec = typeof screened === 'string' ? reported : screened;
-      const why = refusal ?? this.mismatch(spec);
+      return { key, spec, refusal, why: refusal ?? this.mismatch(spec) };
+    });
+    // One endpoint per backend: one not leaving (its ambassador said goodbye, another of the
+    // backend's did not), then the one that is an endpoint already, then the first reported.
+    const kept = new Map<string, { key: string; label: string; score: number }>();
+    for (const s of screenedSpecs) {
+      if (s.why !== undefined) continue;
+      const backend = this.backendOf(s.spec);
+      const score = (s.spec.draining ? 0 : 2) + (this.byKey.has(s.key) ? 1 : 0);
+      const cur = kept.get(backend);
+      if (cur === undefined || score > cur.score) kept.set(backend, { key: s.key, label: s.spec.label, score });
+    }
+    for (const { key, spec, refusal, why: filteredWhy } of screenedSpecs) {
+      const backend = filteredWhy === undefined ? this.backendOf(spec) : '';
+      const other = filteredWhy === undefined ? kept.get(backend) : undefined;
+      const duplicate = other !== undefined && other.key !== key
+        ? `the same backend (${backend}) as ${other.label}, which is the endpoint: one backend, one share`
+        : undefined;
+      const why = filteredWhy ?? duplicate;
       if (why !== undefined) {
         seenFiltered.add(key);
         if (this.filtered.get(key)?.why !== why) {
-          this.filtered.set(key, refusal === undefined ? { spec, why } : { spec, why, refused: true });
-          this.emit(refusal === undefined ? 'endpoint-filtered' : 'endpoint-refused', spec, why);
+          this.filtered.set(key, refusal !== undefined ? { spec, why, refused: true } : duplicate !== undefined ? { spec, why, duplicate: true } : { spec, why });
+          this.emit(refusal !== undefined ? 'endpoint-refused' : duplicate !== undefined ? 'endpoint-duplicate' : 'endpoint-filtered', spec, why);
         }
         continue; // an endpoint whose TXT no longer matches leaves below, like a removed one
       }

@@ -73,6 +73,8 @@ export type HostLivenessEvents = {
   orphaned: [peer: PeerHost];
   /** An orphaned peer's ambassador answers again: its endpoints are judged by host probes again. */
   adopted: [peer: PeerHost];
+  /** A probe went unanswered: `needed` misses in a row make a verdict (emitted only while someone listens). */
+  miss: [peer: PeerHost, needed: number];
   /**
    * Whether host probes vouch for `endpoint` changed (it joined or left a peer host, or its
    * peer was orphaned or adopted): whoever judges the others should look at it again.
@@ -334,6 +336,7 @@ export class HostLiveness extends EventEmitter<HostLivenessEvents> {
     peer.misses++;
     this.stats.misses++;
     if (peer.silentSince === 0) peer.silentSince = probe.sentAt;
+    if (this.listenerCount('miss') > 0) this.emit('miss', peer, this.missesNeeded(peer));
     const now = this.clock.now();
     if (peer.alive && !peer.orphaned && peer.misses >= this.missesNeeded(peer) && now - peer.silentSince >= this.minSilenceMs) {
       this.convict(peer, 'ESILENT');

@@ -161,10 +161,22 @@ export function buildConfig(raw: RawOptions): Config {
     if (!names.has(s.name)) throw new ConfigError(`${'endpoints' in s ? '--static' : '--srv'} ${s.raw}: no --connect ${s.name}=… uses it`);
   }
   const advertised = new Set<string>();
+  const instances = new Map<string, AdvertiseSpec>();
+  const defaultNamed = new Set<string>();
   for (const a of advertise) {
     const key = `${a.name}|${a.instance ?? ''}|${a.targetHost ?? ''}:${a.port}`;
     if (advertised.has(key)) throw new ConfigError(`--advertise ${a.raw}: given twice`);
     advertised.add(key);
+    if (a.instance !== undefined) {
+      const named = `${a.name}|${a.instance.toLowerCase()}`;
+      const prev = instances.get(named);
+      if (prev) throw new ConfigError(`--advertise ${a.raw}: instance '${a.instance}' is already announced by --advertise ${prev.raw} (one instance name, one service: give each its own instance=)`);
+      instances.set(named, a);
+    } else if (defaultNamed.has(a.name)) {
+      a.instanceByPort = true;
+    } else {
+      defaultNamed.add(a.name);
+    }
   }
 
   let tls: TlsFiles | undefined;
@@ -190,6 +202,12 @@ export function buildConfig(raw: RawOptions): Config {
   }
   if (raw.trustedLan && !connect.some((c) => c.authFile !== undefined)) {
     warnings.push('--trusted-lan has no effect: no --connect injects credentials (auth-file=)');
+  }
+  if (raw.probePort !== undefined && raw.probePort !== '' && advertise.length === 0) {
+    warnings.push('--probe-port has no effect without --advertise (host probes are answered by an advertising ambassador)');
+  }
+  if (splitList(raw.dnsServer).length > 0 && srv.length === 0) {
+    warnings.push('--dns-server has no effect without --srv (it is the DNS server for SRV lookups only; mDNS and --static names do not use it)');
   }
 
   const registry = raw.registry !== undefined && String(raw.registry).trim() !== ''

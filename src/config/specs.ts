@@ -28,6 +28,12 @@ export interface AdvertiseSpec {
   targetHost?: string;
   port: number;
   instance?: string;
+  /**
+   * Another --advertise of the same service before this one has the default instance name too:
+   * this one's default is `NAME@HOST:PORT`, not `NAME@HOST` (two registrations under one name
+   * would put two SRV records on one instance, and browsers would see one of them).
+   */
+  instanceByPort?: boolean;
   priority: number;
   weight: number;
   txt: Record<string, string>;
@@ -45,6 +51,11 @@ export interface AdvertiseSpec {
 export interface ConnectSpec {
   name: string;
   bind: string;
+  /**
+   * No BIND given, or `localhost`: listen on both loopback addresses, 127.0.0.1 (bind) and ::1
+   * where the host has it, so that `localhost` works whichever address a client tries first.
+   */
+  bothLoopbacks: boolean;
   port: number;
   balance: BalancerName;
   where: Record<string, string>;
@@ -82,13 +93,22 @@ export interface SrvSpec {
   raw: string;
 }
 
-const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
-export function parseServiceName(name: string, flag: string): string {
+/**
+ * A service name (`redis`, `_redis._tcp`, `_redis._tcp.local` → `redis`) as RFC 6335 §5.1 allows
+ * it: 1-15 letters, digits and hyphens, at least one letter, no hyphen first, last or twice in a
+ * row. `subtype`: a DNS-SD subtype label instead (RFC 6763 §7.1: any label up to 63 bytes).
+ */
+export function parseServiceName(name: string, flag: string, opts: { subtype?: boolean } = {}): string {
   const n = name.trim().toLowerCase().replace(/^_/, '').replace(/\._tcp(\.local)?$/, '');
-  if (!SERVICE_NAME.test(n)) {
-    throw new ConfigError(`${flag}: '${name}' is not a service name (letters, digits and '-', like 'redis')`);
-  }
+  const why = !LABEL.test(n) ? "letters, digits and '-', like 'redis'"
+    : opts.subtype ? undefined
+      : n.length > 15 ? 'at most 15 characters, RFC 6335'
+        : !/[a-z]/.test(n) ? 'at least one letter, RFC 6335'
+          : n.includes('--') ? "no '--', RFC 6335"
+            : undefined;
+  if (why) throw new ConfigError(`${flag}: '${name}' is not a ${opts.subtype ? 'subtype' : 'service name'} (${why})`);
   return n;
 }
 
@@ -164,7 +184,7 @@ export function parseAdvertise(raw: string): AdvertiseSpec {
         throw new ConfigError(`${flag} ${raw}: instance must be 1-63 bytes without '.'`);
       }
       spec.instance = v;
-    } else if (k === 'subtype') spec.subtypes.push(parseServiceName(v, `${flag} ${raw}: subtype`));
+    } else if (k === 'subtype') spec.subtypes.push(parseServiceName(v, `${flag} ${raw}: subtype`, { subtype: true }));
     else if (k === 'relay-port') spec.relayPort = parsePort(v, `${flag} ${raw}: relay-port`, true);
     else if (k === 'check') {
       if (!(CHECK_KINDS as readonly string[]).includes(v)) throw new ConfigError(`${flag} ${raw}: unknown check '${v}' (known: ${CHECK_KINDS.join(', ')})`);
@@ -190,6 +210,7 @@ export function parseConnect(raw: string): ConnectSpec {
   const spec: ConnectSpec = {
     name: parseServiceName(name, flag),
     bind: hp.host === 'localhost' ? '127.0.0.1' : (hp.host ?? '127.0.0.1'),
+    bothLoopbacks: hp.host === undefined || hp.host === 'localhost',
     port: hp.port,
     balance: 'round-robin',
     where: {},

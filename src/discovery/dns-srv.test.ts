@@ -97,6 +97,49 @@ test('dns srv: a Kubernetes-style relative name goes through the search list of 
   }
 });
 
+test('dns srv: a REFUSED answer to the name as given does not end the search (as in glibc): the search list is tried next', async () => {
+  // ndots:1: '_redis._tcp.redis' (2 dots) is asked as given first; a server that is
+  // authoritative for svc.test only refuses the foreign name, and the search list still finds it.
+  const zone = { ...replicas(2, '_redis._tcp.redis.svc.test'), error: { '_redis._tcp.redis': 'REFUSED' as const } };
+  const r = await rig(zone, { query: '_redis._tcp.redis', resolv: 'search svc.test\nnameserver 127.0.0.1\noptions ndots:1\n' });
+  try {
+    await r.source.start();
+    assert.equal(r.sets().at(-1)?.length, 2);
+    assert.deepEqual(r.dns.queries.filter((q) => q.type === 'SRV').map((q) => q.name), ['_redis._tcp.redis', '_redis._tcp.redis.svc.test']);
+    assert.equal(r.count('resolve-error'), 0);
+  } finally {
+    await r.done();
+  }
+});
+
+test('dns srv: in the search list, SERVFAIL goes on to the next domain, REFUSED ends the list, and the name as given is still asked', async () => {
+  const zone = {
+    ...replicas(1, '_redis._tcp.redis'),
+    error: { '_redis._tcp.redis.a.test': 'SERVFAIL' as const, '_redis._tcp.redis.b.test': 'REFUSED' as const },
+  };
+  const r = await rig(zone, { query: '_redis._tcp.redis', resolv: 'search a.test b.test c.test\nnameserver 127.0.0.1\noptions ndots:5\n' });
+  try {
+    await r.source.start();
+    assert.equal(r.sets().at(-1)?.length, 1);
+    assert.deepEqual(r.dns.queries.filter((q) => q.type === 'SRV').map((q) => q.name),
+      ['_redis._tcp.redis.a.test', '_redis._tcp.redis.b.test', '_redis._tcp.redis']);
+  } finally {
+    await r.done();
+  }
+});
+
+test('dns srv: every name refused: the lookup failed (the last endpoints are kept), not an empty answer', async () => {
+  const r = await rig({ ...replicas(1, '_other._tcp.svc.test'), error: { '_redis._tcp.redis': 'REFUSED' as const, '_redis._tcp.redis.svc.test': 'REFUSED' as const } },
+    { query: '_redis._tcp.redis', resolv: 'search svc.test\nnameserver 127.0.0.1\noptions ndots:1\n' });
+  try {
+    await r.source.start();
+    assert.equal(r.count('resolve-error'), 1);
+    assert.match(String((r.events.find((e) => e[0] === 'resolve-error')?.[1] as Error).message), /REFUSED/);
+  } finally {
+    await r.done();
+  }
+});
+
 test('dns srv: an absolute name (trailing dot) is asked as given only', async () => {
   const r = await rig(replicas(2), { query: `${NAME}.`, resolv: 'search ns1.svc.test\noptions ndots:5\n' });
   try {

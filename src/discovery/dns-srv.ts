@@ -168,9 +168,12 @@ export class DnsSrvSource extends EventEmitter implements DiscoverySource {
     const servers = this.opts.servers?.length ? this.opts.servers : conf.nameservers.map((host) => ({ host, port: 53 }));
     const q: QueryOptions = { timeoutMs: conf.timeoutMs ?? this.timeout, attempts: conf.attempts ?? this.attempts, tcpOnly: conf.useVc };
     const candidates = searchCandidates(this.query, conf);
+    const asGiven = this.query.toLowerCase();
     let found: { name: string; packet: DnsPacket.Packet; via: string; truncated?: TruncatedAnswerError } | undefined;
-    let servfail: DnsQueryError | undefined;
+    let failure: DnsQueryError | undefined;
+    let listEnded = false;
     for (const name of candidates) {
+      if (listEnded && name !== asGiven) continue;
       try {
         const r = await this.client.query(name, 'SRV', servers, q);
         if (srvRecords(r.packet).length > 0) {
@@ -183,13 +186,21 @@ export class DnsSrvSource extends EventEmitter implements DiscoverySource {
           found = { name, packet: err.partial, via: 'a truncated UDP answer', truncated: err };
           break;
         }
-        // glibc goes on through the search list after a SERVFAIL, and stops when no server answers
-        if (err instanceof DnsQueryError && err.rcode === 'SERVFAIL') servfail ??= err;
-        else throw err;
+        if (!(err instanceof DnsQueryError) || servers.length === 0) throw err;
+        // As glibc's res_search (checked on the same resolv.conf): the name as given, when it is
+        // asked first, may fail in any way and the search list is still tried; within the list a
+        // SERVFAIL goes on to the next domain, anything else (REFUSED, no answer) ends the list,
+        // and the name as given is still asked last. A server that refuses foreign zones is
+        // common (authoritative-only servers), and must not hide the name that works.
+        failure ??= err;
+        if (name !== asGiven && err.rcode !== 'SERVFAIL') listEnded = true;
       }
     }
+    if (this.listenerCount('debug') > 0) {
+      this.emit('debug', 'DNS SRV lookup', { query: this.query, tried: candidates, found: found?.name, records: found ? srvRecords(found.packet).length : 0, failed: failure?.message });
+    }
     if (!found) {
-      if (servfail) throw servfail;
+      if (failure) throw failure;
       return this.failed('empty', new DnsQueryError(`no SRV records for ${candidates.join(', ')}`));
     }
     const records = srvRecords(found.packet);

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { MdnsEngine } from '../mdns/engine.js';
 import type { ServiceBrowser, ServiceInstance } from '../mdns/browse/browser.js';
+import { redactTxt } from '../base/redaction.js';
 import type { DiscoverySource, EndpointSpec } from './source.js';
 
 /** Endpoints of one service from mDNS/DNS-SD browsing. */
@@ -16,9 +17,17 @@ export class MdnsSource extends EventEmitter implements DiscoverySource {
     const b = this.engine.browse(this.service);
     this.browser = b;
     const emit = () => this.emit('endpoints', b.instances().map(toEndpoint));
-    b.on('up', emit);
-    b.on('update', emit);
-    b.on('down', emit);
+    const seen = (event: string) => (i: ServiceInstance) => {
+      if (this.listenerCount('debug') > 0) {
+        this.emit('debug', `mDNS instance ${event}`, {
+          instance: i.instance, host: i.host, addresses: i.addresses, port: i.port, txt: redactTxt(i.txt), ...(i.leaving ? { leaving: true } : {}),
+        });
+      }
+      emit();
+    };
+    b.on('up', seen('up'));
+    b.on('update', seen('changed'));
+    b.on('down', seen('gone'));
     emit();
   }
 

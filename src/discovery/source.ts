@@ -47,9 +47,18 @@ export interface EndpointSpec {
   named?: boolean;
 }
 
-/** A discovery source feeds one cluster. It emits 'endpoints' (EndpointSpec[]) on every change. */
+/**
+ * A discovery source feeds one cluster. It emits 'endpoints' (EndpointSpec[]) on every change,
+ * and 'debug' (message, fields) with what it saw and asked — only while someone listens (a
+ * logger at --log-level debug): nothing is built for it otherwise.
+ */
 export interface DiscoverySource extends EventEmitter {
   readonly kind: SourceKind;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Look again now (SIGHUP: the operator changed a file or a record): what the source reads is
+   * read again and resolved, outside its schedule. Sources that are only told (mDNS) have none.
+   */
+  refresh?(): Promise<void>;
 }

@@ -59,6 +59,11 @@ export class StaticSource extends EventEmitter implements DiscoverySource {
     clearInterval(this.timer);
   }
 
+  /** Resolves the host names again now (a name still being looked up is not asked twice). */
+  async refresh(): Promise<void> {
+    if (!this.stopped) this.resolveAll();
+  }
+
   private resolveAll(): void {
     for (const name of this.names()) {
       if (this.inFlight.has(name)) continue; // still hanging: never a second thread for it
@@ -78,6 +83,7 @@ export class StaticSource extends EventEmitter implements DiscoverySource {
     const ordered = [...addrs.filter((a) => isIP(a) === 4), ...addrs.filter((a) => isIP(a) === 6)];
     const before = this.resolved.get(name);
     this.resolved.set(name, ordered);
+    if (this.listenerCount('debug') > 0) this.emit('debug', '--static name resolved', { name, addresses: ordered, changed: before?.[0] !== ordered[0] });
     if (before?.[0] !== ordered[0]) this.publish();
   }
 

@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { RemoteInfo } from 'node:dgram';
@@ -12,10 +13,11 @@ import { InterfaceSelection, type NetInterface, linksOf } from './link/interface
 import type { Link } from './link/link.js';
 import { Links } from './link/links.js';
 import { SelectedLinks } from './link/selected-links.js';
+import { packResponse } from './wire/packets.js';
 import { DEFAULT_TTL, HostClaim, OwnedRecords, type Registration, type ServiceSpec, type TtlConfig } from './publish/owned.js';
 import { Prober } from './publish/prober.js';
 import { Publisher } from './publish/publisher.js';
-import { type MdnsRecord, serviceType } from './wire/records.js';
+import { type MdnsQuestion, type MdnsRecord, serviceType } from './wire/records.js';
 import { Responder } from './publish/responder.js';
 import { type LinkTransportFactory, MDNS_PORT, udpTransport } from './link/sockets.js';
 import type { MdnsPacket } from './wire/codec.js';
@@ -80,6 +82,21 @@ export const LINK_CACHE_GRACE_MS = 5000;
 /** After a link failed to open (no socket), how long until it is tried again. */
 const LINK_RETRY_MS = 5000;
 
+/**
+ * How long stop() waits, after askHostMates(), for another responder on this host to answer for
+ * our host name. A responder answers a question about a unique record at once (RFC 6762 §6): on
+ * one host that is well under a millisecond, and 200 ms leaves room for a busy one. The wait
+ * overlaps the drain (a relay lingers 300 ms after its goodbyes): most stops pay nothing.
+ */
+export const HOST_MATE_WAIT_MS = 200;
+
+/**
+ * Answers to host-mates' questions skip the one-second rule, but not this bound: a process on
+ * this host asking in a loop cannot make us flood the link (an asker hears an answer sent for
+ * another asker within it).
+ */
+const HOST_MATE_ANSWER_GAP_MS = 100;
+
 /** A DNS label made of a host name: first label, only letters, digits and hyphens. */
 export function hostLabelOf(name: string): string {
   const first = name.split('.')[0] ?? 'host';
@@ -120,6 +137,13 @@ export class MdnsEngine extends EventEmitter {
   private starting = true;
   private started = false;
   private stopped = false;
+  private stopping?: Promise<void>;
+  /** The question of askHostMates(), and who to wake when another responder of this host answers. */
+  private hostMates?: { id: number; askedAt: number; wake?: () => void };
+  /** When another responder on this host last multicast an address record of our host name (not an echo of ours). */
+  private hostMateHeardAt = -Infinity;
+  /** When we last answered a host-mate's question, per link and family. */
+  private readonly hostMateAnsweredAt = new Map<string, number>();
 
   constructor(opts: MdnsEngineOptions = {}) {
     super();
@@ -174,7 +198,7 @@ export class MdnsEngine extends EventEmitter {
 
     this.selected.on('change', (diffs: LinkDiff[]) => void this.links.apply(diffs));
     this.hostNetwork.on('warning', this.onNetworkWarning);
-    this.links.on('packet', (p: MdnsPacket, from: RemoteInfo, link: Link, family: Family) => this.onPacket(p, from, link, family));
+    this.links.on('packet', (p: MdnsPacket, from: RemoteInfo, link: Link, family: Family, echo: boolean) => this.onPacket(p, from, link, family, echo));
     this.links.on('malformed', (err, rinfo) => this.emit('malformed', err, rinfo));
     this.links.on('warning', (err) => this.emit('warning', err));
     this.links.on('link-added', (l: Link) => this.onLinkAdded(l));
@@ -281,15 +305,27 @@ export class MdnsEngine extends EventEmitter {
     }, LINK_RETRY_MS);
   }
 
-  private onPacket(p: MdnsPacket, from: RemoteInfo, link: Link, family: Family): void {
+  private onPacket(p: MdnsPacket, from: RemoteInfo, link: Link, family: Family, echo = false): void {
+    const mates = this.hostMates;
     if (p.type === 'query') {
       this.prober.onQuery(p, link);
-      this.responder.handleQuery(p, from, link, family);
+      const fromThisHost = from.port === this.port && this.links.isOurAddress(from.address);
+      if (fromThisHost && mates !== undefined && p.id === mates.id) {
+        // Our own question to the other responders of this host: only they are to answer it.
+      } else if (fromThisHost && p.id !== 0 && this.asksForOurHostOnly(p)) {
+        this.answerHostMate(link, family);
+      } else {
+        this.responder.handleQuery(p, from, link, family);
+      }
       // A query from another host (ours loop back) may make one of our own redundant (§7.3).
       if (from.port === this.port && !this.links.isOurAddress(from.address)) {
         for (const q of p.questions) for (const b of this.browsers) if (b.heardQuestion(q, p.answers)) this.stats_.duplicateQuestionsSuppressed++;
       }
       return;
+    }
+    if (!echo && this.owned.host.active && this.links.isOurAddress(from.address) && this.answersForOurHost(p)) {
+      this.hostMateHeardAt = this.clock.now();
+      mates?.wake?.();
     }
     this.prober.onResponse(p, link);
     this.responder.handleResponse(p, from, link, family);
@@ -306,9 +342,14 @@ export class MdnsEngine extends EventEmitter {
     }
   }
 
+  /** The instance name a service gets when none is given: `NAME@HOST` (the host label now). */
+  defaultInstance(name: string): string {
+    return `${name}@${this.owned.host.label}`;
+  }
+
   publish(opts: PublishOptions): Registration {
     const spec: ServiceSpec = {
-      instance: (opts.instance ?? `${opts.name}@${this.owned.host.label}`).replace(/\./g, '-'),
+      instance: (opts.instance ?? this.defaultInstance(opts.name)).replace(/\./g, '-'),
       type: serviceType(opts.name),
       port: opts.port,
       txt: opts.txt,
@@ -362,16 +403,98 @@ export class MdnsEngine extends EventEmitter {
     };
   }
 
-  /** Goodbyes for everything we published, then close the sockets. */
-  async stop(): Promise<void> {
+  /**
+   * Before a stop: asks whether another responder on this host answers for our host name. Several
+   * processes on one host may publish the same name (ambassadors side by side, sharing UDP 5353;
+   * an avahi-daemon publishing the machine's name): its A/AAAA records are the host's, and they
+   * stay true when one of them stops. Their goodbyes (TTL 0) would make every peer drop the
+   * address of the others' services until they re-announce. So stop() sends goodbyes for them
+   * only when nobody else answered: what this process alone published always gets its goodbye.
+   * The question (A and AAAA, no known answers, so that nobody suppresses the answer) carries an
+   * ID of its own, which our own responder does not answer. A response from one of our addresses
+   * with a live address record of our host name, not the echo of one of our own datagrams (told
+   * by its bytes, see Link.takeEcho), is another responder's answer. Ambassadors answer this
+   * question at once even within the one-second rule (see answerHostMate); another stack that
+   * multicast the record within the last second may stay silent, and then the goodbye goes and
+   * its owner re-announces within the second peers keep it (RFC 6762 §10.1): the old 150 ms gap,
+   * in that rare case only. Getting it wrong the other way (an answer taken for another's) leaves
+   * out a goodbye, and peers' caches keep a true address until its TTL runs out.
+   */
+  askHostMates(): void {
+    if (this.hostMates || this.stopped || !this.owned.host.active) return;
+    const host = this.owned.host;
+    const id = randomInt(1, 0x10000);
+    this.hostMates = { id, askedAt: this.clock.now() };
+    const questions: MdnsQuestion[] = [{ name: host.name(), type: 'A' }, { name: host.name(), type: 'AAAA' }];
+    for (const l of this.links.all()) {
+      if (!this.owned.at(l).established.has(host)) continue;
+      for (const f of l.families()) l.out(f).sendQuery(questions, [], id);
+    }
+  }
+
+  /** A question only about our host name's addresses, with no known answers (see askHostMates). */
+  private asksForOurHostOnly(p: MdnsPacket): boolean {
+    if (!this.owned.host.active || p.questions.length === 0 || p.answers.length > 0) return false;
+    const name = this.owned.host.name().toLowerCase();
+    return p.questions.every((q) => q.name.toLowerCase() === name && (q.type === 'A' || q.type === 'AAAA' || q.type === 'ANY'));
+  }
+
+  /**
+   * Another process on this host, about to stop, asks whether we still answer for the host name
+   * we share: at once, and even if we multicast it within the last second (the one-second rule of
+   * RFC 6762 §6 would leave the question unanswered, and it would send the goodbye we avoid).
+   */
+  private answerHostMate(link: Link, family: Family): void {
+    if (!this.owned.at(link).established.has(this.owned.host)) return;
+    const now = this.clock.now();
+    const key = `${link.name}|${family}`;
+    if (now - (this.hostMateAnsweredAt.get(key) ?? -Infinity) < HOST_MATE_ANSWER_GAP_MS) return;
+    this.hostMateAnsweredAt.set(key, now);
+    const records = this.owned.host.records(link).map((o) => o.record);
+    for (const packet of packResponse(records, [], 1400)) link.send(packet, family);
+  }
+
+  private answersForOurHost(p: MdnsPacket): boolean {
+    const name = this.owned.host.name().toLowerCase();
+    const live = (r: MdnsRecord) => (r.type === 'A' || r.type === 'AAAA') && r.ttl > 0 && r.name.toLowerCase() === name;
+    return p.answers.some(live) || p.additionals.some(live);
+  }
+
+  /** Whether another responder on this host answered for our host name since askHostMates(). */
+  private hostMateAnswered(): boolean {
+    return this.hostMates !== undefined && this.hostMateHeardAt >= this.hostMates.askedAt;
+  }
+
+  /** Goodbyes for everything we published (see askHostMates), then close the sockets. */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
     if (this.stopped) return;
+    const mates = this.hostMates;
+    if (mates && !this.hostMateAnswered()) {
+      const left = mates.askedAt + HOST_MATE_WAIT_MS - this.clock.now();
+      if (left > 0) {
+        await new Promise<void>((resolve) => {
+          const t = this.clock.setTimeout(() => resolve(), left);
+          mates.wake = () => {
+            t.cancel();
+            resolve();
+          };
+        });
+      }
+    }
     this.stopped = true;
     for (const b of this.browsers) b.stop();
     this.browsers.clear();
     this.serviceBrowsers.clear();
     this.queries.cancel();
     this.responder.stop();
-    this.publisher.stop();
+    const keepHostAddresses = this.hostMateAnswered();
+    if (mates) this.emit('host-mates', keepHostAddresses);
+    this.publisher.stop({ keepHostAddresses });
     this.prober.stop();
     this.selected.stop();
     if (this.ownsNetwork) this.hostNetwork.stop();

@@ -1,18 +1,26 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
-import { startServer } from '../testing/tcp-kit.js';
-import { awaitConnect, ConnectAttempt, ConnectError } from './connect.js';
-import { DeadlineQueue } from './deadlines.js';
+import { Endpoint } from '../cluster/endpoint.js';
+import { spec, startServer } from '../testing/tcp-kit.js';
+import { ConnectAttempt, type AttemptOwner } from './connect.js';
 
 type Outcome = { socket: net.Socket | undefined; code: string };
 
-/** A ConnectAttempt whose outcome is awaited (the test's promise, not the attempt's). */
-function attempt(create: () => net.Socket, queue: DeadlineQueue<ConnectAttempt<string>>): { a: ConnectAttempt<string>; outcome: Promise<Outcome> } {
-  let report!: (o: Outcome) => void;
-  const outcome = new Promise<Outcome>((resolve) => (report = resolve));
-  const a = new ConnectAttempt('target', create, queue, (socket, code) => report({ socket, code }));
-  return { a, outcome };
+/** An owner whose reports the test awaits. */
+function owner(): AttemptOwner & { outcomes: Outcome[]; next: () => Promise<Outcome> } {
+  const outcomes: Outcome[] = [];
+  let wake: (() => void) | undefined;
+  return {
+    outcomes,
+    attemptDone(_a, socket, code) {
+      outcomes.push({ socket, code });
+      wake?.();
+    },
+    next() {
+      return outcomes.length > 0 ? Promise.resolve(outcomes[0]!) : new Promise((resolve) => (wake = () => resolve(outcomes[0]!)));
+    },
+  };
 }
 
 function unusedPort(): Promise<number> {
@@ -24,70 +32,68 @@ function unusedPort(): Promise<number> {
   });
 }
 
-test('ConnectAttempt: reports the connected socket, with its listeners and its deadline gone', async (t) => {
+const ep = (port: number): Endpoint => new Endpoint(spec('t', port));
+
+test('ConnectAttempt: reports the connected socket once, with its listeners gone', async (t) => {
   const up = await startServer();
   t.after(() => up.close());
-  const queue = new DeadlineQueue<ConnectAttempt<string>>(60_000, (x) => x.cancel('ETIMEDOUT'));
-  const { a, outcome } = attempt(() => net.connect(up.port, '127.0.0.1'), queue);
+  const o = owner();
+  const a = new ConnectAttempt(o, ep(up.port), 0);
+  a.open((e) => net.connect(e.port, e.host));
   assert.equal(a.pending, true);
-  assert.equal(queue.size, 1);
-  const { socket, code } = await outcome;
+  const { socket, code } = await o.next();
   assert.ok(socket && !socket.destroyed, 'connected');
   assert.equal(code, '');
   assert.equal(a.pending, false);
-  assert.equal(queue.size, 0, 'deadline cleared');
   assert.equal(socket.listenerCount('connect'), 0);
   assert.equal(socket.listenerCount('close'), 0);
+  a.cancel('ETIMEDOUT'); // settled: nothing more
+  assert.equal(o.outcomes.length, 1);
   socket.destroy();
 });
 
-test('ConnectAttempt: a refused connect reports its code; cancel() destroys the socket and reports the code given', async () => {
-  const queue = new DeadlineQueue<ConnectAttempt<string>>(60_000, (x) => x.cancel('ETIMEDOUT'));
+test('ConnectAttempt: a refused connect reports its code; cancel() destroys the socket and reports the code given; drop() reports nothing', async () => {
   const port = await unusedPort();
-  const refused = attempt(() => net.connect(port, '127.0.0.1'), queue);
-  const r = await refused.outcome;
-  assert.equal(r.socket, undefined);
-  assert.equal(r.code, 'ECONNREFUSED');
+  const refused = owner();
+  new ConnectAttempt(refused, ep(port), 0).open((e) => net.connect(e.port, e.host));
+  assert.deepEqual(await refused.next(), { socket: undefined, code: 'ECONNREFUSED' });
 
   const hung = new net.Socket(); // never connects
-  const cancelled = attempt(() => hung, queue);
-  cancelled.a.cancel('EENDPOINTDOWN');
-  const c = await cancelled.outcome;
-  assert.equal(c.code, 'EENDPOINTDOWN');
+  const cancelled = owner();
+  const a = new ConnectAttempt(cancelled, ep(1), 0);
+  a.open(() => hung);
+  a.cancel('EENDPOINTDOWN');
+  assert.deepEqual(cancelled.outcomes, [{ socket: undefined, code: 'EENDPOINTDOWN' }]);
   assert.ok(hung.destroyed);
-  assert.equal(queue.size, 0);
-  cancelled.a.cancel('ECANCELED'); // settled: no second report
+  a.cancel('ECANCELED');
+  assert.equal(cancelled.outcomes.length, 1, 'settled: no second report');
+
+  const other = new net.Socket();
+  const dropped = owner();
+  const b = new ConnectAttempt(dropped, ep(1), 0);
+  b.open(() => other);
+  b.drop();
+  assert.ok(other.destroyed);
+  assert.equal(b.pending, false);
+  assert.deepEqual(dropped.outcomes, []);
 });
 
 test('ConnectAttempt: a socket that cannot be made reports at once, synchronously', () => {
-  const queue = new DeadlineQueue<ConnectAttempt<string>>(60_000, (x) => x.cancel('ETIMEDOUT'));
-  const seen: string[] = [];
-  const a = new ConnectAttempt('t', () => {
+  const o = owner();
+  const a = new ConnectAttempt(o, ep(1), 0);
+  a.open(() => {
     throw Object.assign(new Error('no'), { code: 'EMFILE' });
-  }, queue, (_s, code) => seen.push(code));
-  assert.deepEqual(seen, ['EMFILE']);
+  });
+  assert.deepEqual(o.outcomes, [{ socket: undefined, code: 'EMFILE' }]);
   assert.equal(a.pending, false);
-  assert.equal(queue.size, 0);
 });
 
-test('ConnectAttempt: release() hands a connecting socket over untouched; awaitConnect carries it on', async (t) => {
-  const up = await startServer({ greeting: 'hi' });
-  t.after(() => up.close());
-  const queue = new DeadlineQueue<ConnectAttempt<string>>(60_000, (x) => x.cancel('ETIMEDOUT'));
-  let reported = false;
-  const a = new ConnectAttempt('t', () => net.connect(up.port, '127.0.0.1'), queue, () => (reported = true));
-  const socket = a.release()!;
-  assert.ok(socket && !socket.destroyed);
-  assert.equal(a.release(), undefined, 'released once');
-  assert.equal(queue.size, 0);
-  const connected = await awaitConnect(socket, 5000);
-  assert.equal(connected, socket);
-  assert.equal(reported, false, 'the attempt no longer reports');
-  socket.destroy();
-  // An aborted signal: the adopted socket is closed, the promise rejects.
-  const hung = new net.Socket();
-  const ac = new AbortController();
-  ac.abort();
-  await assert.rejects(awaitConnect(hung, 5000, ac.signal), (e: unknown) => e instanceof ConnectError && e.code === 'ECANCELED');
-  assert.ok(hung.destroyed);
+test('ConnectAttempt: the endpoint\'s address and generation are those of the start', () => {
+  const e = ep(1);
+  const a = new ConnectAttempt(owner(), e, 42);
+  e.generation = 3;
+  e.host = 'elsewhere';
+  assert.equal(a.generation, 0);
+  assert.equal(a.dialled, '127.0.0.1');
+  assert.equal(a.startedAt, 42);
 });

@@ -6,27 +6,20 @@ export type ConnectionState = 'pending' | 'open' | 'closed';
 
 let nextId = 1;
 
-/**
- * Abort reason of a connection's signal: abort() without one builds a DOMException (with a
- * stack trace) per connection, measured at 6 % of the proxy's CPU under connection churn.
- */
-const CLOSED = new Error('connection closed');
-CLOSED.name = 'AbortError';
-
 const DONE = Promise.resolve();
 
 /**
- * One accepted client connection through a listener: 'pending' while an upstream is being
- * chosen/connected (client bytes are held), 'open' while piping, then 'closed'.
+ * One accepted client connection through a listener, as others see it: 'pending' while an
+ * upstream is being chosen/connected (client bytes are held), 'open' while piping, then
+ * 'closed'. How it gets from one to the next is its ClientSession's (session.ts).
  *
- * Cheap to make: the AbortSignal and the `done` promise exist only once someone asks for them
- * (a handshake, a wait for an endpoint, a drain), not for every connection.
+ * Cheap to make: the `done` promise exists only once someone asks for it (a drain, a retirement),
+ * not for every connection.
  */
-export class ProxyConnection {
+export abstract class ProxyConnection {
   readonly id = nextId++;
-  readonly startedAt = Date.now();
   state: ConnectionState = 'pending';
-  /** Endpoint being tried (pending) or piped to (open). Undefined for relay connections. */
+  /** Endpoint being tried (pending) or piped to (open); a relay's is its target. */
   endpoint: Endpoint | undefined;
   /** Endpoint.generation (its address) when the connection was piped to it. */
   endpointGeneration = 0;
@@ -36,18 +29,17 @@ export class ProxyConnection {
   attempts = 0;
   /** Byte counts and error once closed (undefined when it never got an upstream). */
   result: PipeResult | undefined;
-  /** close() was called while pending: the listener gives up on this client. */
-  cancelled = false;
-  /** While pending: how the listener stops what it is doing for this client (called by close()). */
-  onCancel: ((code: string) => void) | undefined;
   /** The set of live connections this one leaves when it is marked closed. */
   registry: Set<ProxyConnection> | undefined;
   private remoteText: string | undefined;
-  private controller: AbortController | undefined;
   private donePromise: Promise<void> | undefined;
   private resolveDone: (() => void) | undefined;
 
-  constructor(readonly client: net.Socket) {}
+  constructor(
+    readonly client: net.Socket,
+    /** Epoch ms (the listener's clock) of the accept. */
+    readonly startedAt: number,
+  ) {}
 
   /**
    * "address:port" of the client. Computed on first use (a getpeername() per accepted client
@@ -55,15 +47,6 @@ export class ProxyConnection {
    */
   get remote(): string {
     return (this.remoteText ??= `${this.client.remoteAddress ?? '?'}:${this.client.remotePort ?? 0}`);
-  }
-
-  /** Aborted when the connection is closed while still pending (or once closed). */
-  get signal(): AbortSignal {
-    if (this.controller === undefined) {
-      this.controller = new AbortController();
-      if (this.cancelled || this.state === 'closed') this.controller.abort(CLOSED);
-    }
-    return this.controller.signal;
   }
 
   /** Resolves once the connection is fully closed and accounted for. */
@@ -74,16 +57,10 @@ export class ProxyConnection {
     return this.donePromise;
   }
 
-  /** Close now. Pending: abort the connect and drop the client. Open: destroy both sides. */
+  /** Close now. Pending: stop connecting and drop the client, quietly. Open: destroy both sides. */
   close(code = 'ECANCELED'): void {
     if (this.state === 'closed') return;
-    if (!this.cancelled) {
-      this.cancelled = true;
-      this.controller?.abort(CLOSED);
-      const cancel = this.onCancel;
-      this.onCancel = undefined;
-      cancel?.(code);
-    }
+    if (this.state === 'pending') this.abandon(code);
     if (this.pipe) {
       this.pipe.destroy(code);
     } else {
@@ -92,13 +69,14 @@ export class ProxyConnection {
     }
   }
 
-  /** Listener bookkeeping: the connection is gone. */
+  /** Pending, closed from outside (client reset, drain, stop): give up on this client. */
+  protected abstract abandon(code: string): void;
+
+  /** The connection is gone: leaves the registry, resolves `done`. */
   markClosed(result?: PipeResult): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.result = result;
-    this.onCancel = undefined;
-    this.controller?.abort(CLOSED);
     this.registry?.delete(this);
     this.resolveDone?.();
   }

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { FakeClock } from '../base/clock.js';
 import { Cluster } from '../cluster/cluster.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import {
@@ -45,6 +46,30 @@ async function client(t: TestContext, port: number): Promise<net.Socket> {
   const s = await connectTo(port);
   t.after(() => void s.destroy());
   return s;
+}
+
+/**
+ * A client served by 'good' after its first attempt, to 'slow' (a connect that never completes,
+ * never timed out here), lost the race; that attempt is still pending.
+ */
+async function raceLostAtSlow(t: TestContext) {
+  const good = await server(t);
+  const slow: net.Socket[] = [];
+  const lab = await setup(t, {
+    connectTimeoutMs: 60_000,
+    raceDelayMs: 20,
+    createConnection: (ep: Endpoint) => {
+      if (ep.id === 'good') return net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true });
+      const s = new net.Socket();
+      slow.push(s);
+      return s;
+    },
+  });
+  lab.cluster.setEndpoints('static', [spec('slow', 1), spec('good', good.port)]);
+  const c = await client(t, lab.port);
+  c.write('x');
+  assert.equal((await readBytes(c, 1)).toString(), 'x');
+  return { ...lab, slow, c };
 }
 
 test('forwards bytes both ways and counts them per endpoint', async (t) => {
@@ -198,11 +223,19 @@ test('a slow connect is raced, not abandoned: the next endpoint carries the clie
 
 test('an endpoint whose SYNs are dropped loses every race, and is ejected once two lost attempts timed out', async (t) => {
   const good = await server(t);
+  // The race point and the timeouts are clock steps: on a loaded machine a real 20 ms race
+  // delay could pass before a connect to good completes and race it to the firewalled one.
+  const clock = new FakeClock(Date.now());
+  const tried: string[] = [];
   const { cluster, port, events } = await setup(t, {
+    clock,
     connectTimeoutMs: 300,
     raceDelayMs: 20,
     balancer: 'round-robin',
-    createConnection: (ep: Endpoint) => (ep.id === 'good' ? net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true }) : new net.Socket()),
+    createConnection: (ep: Endpoint) => {
+      tried.push(ep.id);
+      return ep.id === 'good' ? net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true }) : new net.Socket();
+    },
   });
   cluster.setEndpoints('static', [spec('firewalled', 1), spec('good', good.port)]);
   const firewalled = cluster.endpoints().find((e) => e.id === 'firewalled')!;
@@ -212,11 +245,17 @@ test('an endpoint whose SYNs are dropped loses every race, and is ejected once t
   });
   // Every second client starts at the firewalled endpoint, loses the race there, and is served by good.
   for (let i = 0; i < 4; i++) {
+    const before = tried.length;
     const c = await client(t, port);
     c.write('p');
+    await waitFor(() => tried.length > before, 5000, 'a first attempt');
+    if (tried.at(-1) === 'firewalled') clock.advance(20);
     assert.equal((await readBytes(c, 1)).toString(), 'p');
     c.destroy();
   }
+  assert.equal(tried.filter((id) => id === 'firewalled').length, 2);
+  assert.equal(downs, 0, 'no verdict before the timeout');
+  clock.advance(300);
   await waitFor(() => downs === 1, 5000, 'the firewalled endpoint ejected');
   assert.equal(firewalled.stateAt(Date.now()), 'down');
   assert.equal(events.filter((e) => e === 'connect-failed firewalled ETIMEDOUT').length, 2);
@@ -229,22 +268,7 @@ test('an endpoint whose SYNs are dropped loses every race, and is ejected once t
 });
 
 test('the listener closing ends the attempts that lost a race', async (t) => {
-  const good = await server(t);
-  const slow: net.Socket[] = [];
-  const { cluster, port, listener } = await setup(t, {
-    connectTimeoutMs: 60_000,
-    raceDelayMs: 20,
-    createConnection: (ep: Endpoint) => {
-      if (ep.id === 'good') return net.connect({ host: ep.host, port: ep.port, allowHalfOpen: true });
-      const s = new net.Socket();
-      slow.push(s);
-      return s;
-    },
-  });
-  cluster.setEndpoints('static', [spec('slow', 1), spec('good', good.port)]);
-  const c = await client(t, port);
-  c.write('x');
-  assert.equal((await readBytes(c, 1)).toString(), 'x');
+  const { cluster, listener, slow, c } = await raceLostAtSlow(t);
   c.destroy();
   await listener.close();
   await waitFor(() => slow[0]!.destroyed, 2000, 'the losing attempt closed');
@@ -279,26 +303,37 @@ test('with one endpoint, a slow connect is raced by another to the same endpoint
 
 test('when the first attempt completes first after all, the raced one goes on until its timeout', async (t) => {
   const good = await server(t);
+  // Clock steps, not waits: a loaded machine cannot time the first attempt out before it connects.
+  const clock = new FakeClock(Date.now());
   const made: net.Socket[] = [];
   const { cluster, port, events } = await setup(t, {
+    clock,
     connectTimeoutMs: 400,
     raceDelayMs: 20,
-    createConnection: (ep: Endpoint) => {
+    createConnection: () => {
       const s = new net.Socket();
       // The first connects once the second has started (its SYN was retransmitted); the second never.
-      if (made.length === 0) setTimeout(() => s.connect({ host: ep.host, port: ep.port }), 80);
+      if (made.length === 1) made[0]!.connect({ host: '127.0.0.1', port: good.port });
       made.push(s);
       return s;
     },
   });
-  cluster.setEndpoints('static', [spec('a', good.port), spec('b', good.port)]);
+  cluster.setEndpoints('static', [spec('a', good.port), spec('b', good.port, { host: '127.0.0.2' })]);
   const c = await client(t, port);
   c.write('z');
+  await waitFor(() => made.length === 1, 5000, 'the first attempt');
+  clock.advance(20);
+  assert.equal(made.length, 2, 'the race point started a second attempt');
   assert.equal((await readBytes(c, 1)).toString(), 'z');
-  assert.equal(made.length >= 2, true, 'a second attempt was started');
   assert.match(events.at(-1)!, /^connected a #\d$/);
-  await waitFor(() => made.slice(1).every((s) => s.destroyed), 5000, 'the raced attempts timed out');
-  assert.equal(cluster.endpoints().reduce((n, e) => n + e.failures, 0), made.length - 1, 'each raced attempt timed out, and counted');
+  const failures = () => cluster.endpoints().reduce((n, e) => n + e.failures, 0);
+  clock.advance(399);
+  assert.equal(made[1]!.destroyed, false, 'the raced attempt goes on');
+  assert.equal(failures(), 0);
+  clock.advance(1);
+  await waitFor(() => made[1]!.destroyed, 5000, 'the raced attempt timed out');
+  assert.equal(failures(), 1, 'the raced attempt timed out, and counted');
+  assert.equal(cluster.endpoints().find((e) => e.id === 'b')!.failures, 1);
 });
 
 test('raced attempts are bounded: every one times out, the client is closed after maxConnectAttempts', async (t) => {
@@ -381,9 +416,9 @@ test('waits while the only endpoint is withdrawn by its own ambassador, proceeds
 });
 
 test('panic mode: every endpoint down on health evidence alone is still tried', async (t) => {
-  const up = await server(t);
+  const [up, up2] = [await server(t), await server(t)];
   const { cluster, port, listener } = await setup(t);
-  cluster.setEndpoints('static', [spec('a', up.port), spec('b', up.port)]);
+  cluster.setEndpoints('static', [spec('a', up.port), spec('b', up2.port)]);
   let panics = 0;
   listener.on('panic-attempt', () => panics++);
   const [a, b] = cluster.endpoints() as [Endpoint, Endpoint];
@@ -394,7 +429,7 @@ test('panic mode: every endpoint down on health evidence alone is still tried', 
   c.write('q');
   assert.equal((await readBytes(c, 1)).toString(), 'q', 'served at once, not after noEndpointWaitMs');
   assert.equal(panics, 1);
-  assert.equal(up.accepted, 1);
+  assert.equal(up.accepted + up2.accepted, 1);
 });
 
 test('half-close: client end reaches the server, which can still reply', async (t) => {
@@ -446,9 +481,9 @@ test('half-close the other way: server end reaches the client, which can still s
 });
 
 test('closes connections when their endpoint is removed or fails health checks; not on outlier ejection', async (t) => {
-  const up = await server(t);
+  const [up, up2] = [await server(t), await server(t)];
   const { cluster, port } = await setup(t, { cluster: new Cluster('svc', { outlier: { consecutiveFailures: 1 } }) });
-  cluster.setEndpoints('static', [spec('a', up.port), spec('b', up.port)]);
+  cluster.setEndpoints('static', [spec('a', up.port), spec('b', up2.port)]);
   const [a, b] = cluster.endpoints() as [Endpoint, Endpoint];
   const c1 = await client(t, port); // -> a
   c1.write('1');
@@ -651,4 +686,44 @@ test('back-pressure: a client that does not read keeps the proxy buffer bounded'
     c.resume();
   });
   assert.equal(got, TOTAL);
+});
+
+test('a bug while serving a client (a balancer that throws) closes that client, is reported once, and the next client is served', async (t) => {
+  const up = await server(t);
+  let broken = true;
+  const balancer = {
+    name: 'round-robin' as const,
+    pick: (eps: readonly Endpoint[]) => {
+      if (broken) throw new Error('balancer bug');
+      return eps[0];
+    },
+  };
+  const { cluster, listener, port, events } = await setup(t, { balancer });
+  cluster.setEndpoints('static', [spec('a', up.port)]);
+  const errors: unknown[] = [];
+  let closedConns = 0;
+  listener.on('internal-error', (_c, err) => errors.push(err));
+  listener.on('connection-closed', () => closedConns++);
+  const c = await client(t, port);
+  c.write('x');
+  await closed(c);
+  assert.equal(errors.length, 1);
+  assert.match(String(errors[0]), /balancer bug/);
+  await waitFor(() => listener.connections.size === 0 && closedConns === 1, 3000, 'the client accounted for');
+  assert.deepEqual(events, [], 'not a failure of the endpoint, nor a refusal');
+  broken = false;
+  const d = await client(t, port);
+  d.write('ok');
+  assert.equal((await readBytes(d, 2)).toString(), 'ok');
+  assert.deepEqual(events, ['connected a #1']);
+});
+
+test('an attempt that lost its race ends without a verdict when its endpoint goes down meanwhile', async (t) => {
+  const { cluster, events, slow } = await raceLostAtSlow(t);
+  assert.equal(slow[0]!.destroyed, false, 'the lost attempt goes on');
+  const slowEp = cluster.endpoints().find((e) => e.id === 'slow')!;
+  cluster.setHealth(slowEp, false); // e.g. its health checks failed
+  assert.equal(slow[0]!.destroyed, true, 'given up at once');
+  assert.equal(slowEp.failures, 0, 'no verdict of its own');
+  assert.deepEqual(events, ['connected good #2']);
 });

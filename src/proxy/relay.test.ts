@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { closed, connectTo, readBytes, refusedPort, startServer, waitFor } from '../testing/tcp-kit.js';
@@ -75,4 +76,31 @@ test('relay: connections that close without a byte (TCP health checks) leave not
   }
   await waitFor(() => r.connections.size === 0, 3000, 'no relay connection left');
   // A client that did send something still half-closes and waits for the answer (see the first test).
+});
+
+test('relay: a connect timeout closes the client (connect-failed ETIMEDOUT); a bug closes one client, reported once', async (t) => {
+  const target = await startServer({ greeting: 'T' });
+  t.after(() => target.close());
+  let hang = true;
+  const { relay: r, port } = await relay(t, {
+    target: { host: '127.0.0.1', port: target.port },
+    connectTimeoutMs: 50,
+    createConnection: (to) => (hang ? new net.Socket() : net.connect(to.port, to.host)),
+  });
+  const failed: string[] = [];
+  r.on('connect-failed', (_c, code) => failed.push(code));
+  await closed(await connectTo(port));
+  assert.deepEqual(failed, ['ETIMEDOUT']);
+  hang = false;
+  const errors: unknown[] = [];
+  r.on('internal-error', (_c, err) => errors.push(err));
+  r.once('upstream-connected', () => {
+    throw new Error('bug in a listener');
+  });
+  await closed(await connectTo(port));
+  assert.equal(errors.length, 1);
+  const c = await connectTo(port);
+  t.after(() => void c.destroy());
+  assert.equal((await readBytes(c, 1)).toString(), 'T', 'the next client is relayed');
+  await waitFor(() => r.connections.size === 1, 3000, 'the failed ones accounted for');
 });

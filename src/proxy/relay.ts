@@ -1,12 +1,16 @@
 import { EventEmitter } from 'node:events';
-import net from 'node:net';
-import { ConnectAttempt, noop } from './connect.js';
-import { ProxyConnection } from './connection.js';
+import type net from 'node:net';
+import { Endpoint } from '../cluster/endpoint.js';
+import { destroyQuietly } from './connect.js';
+import type { ProxyConnection } from './connection.js';
 import { DeadlineQueue } from './deadlines.js';
-import { SocketPipe, type PipeResult } from './pipe.js';
 import { MAX_LINGERING_REFUSALS } from './limits.js';
+import type { Pick } from './pick.js';
+import type { PipeResult } from './pipe.js';
 import { connectWithReader } from './reader.js';
+import { Refusals } from './refusal.js';
 import { ProxyServer, type CloseOptions, type CreateServer } from './server.js';
+import { ClientSession, type SessionHost, type SessionRules } from './session.js';
 
 export interface RelayTarget {
   host: string;
@@ -18,7 +22,10 @@ export interface RelayListenerOptions {
   target: RelayTarget;
   /** Port to listen on; 0 = ephemeral (read it back from listen()). */
   port?: number;
-  /** Address to bind. Default 0.0.0.0 (the relay exists to be reachable by peers). */
+  /**
+   * Address to bind. Default: every address, IPv6 and IPv4 (the relay exists to be reachable by
+   * peers, at every address the host announces: its AAAA records too).
+   */
   host?: string;
   /** Connect timeout to the target. Default 2000 ms. */
   connectTimeoutMs?: number;
@@ -42,37 +49,30 @@ export type RelayListenerEvents = {
   'listener-error': [error: Error];
   /** A client was closed at once: maxConnections were open. */
   'client-refused': [limit: 'max-connections'];
+  /** An unexpected exception while serving a client (a bug): the client was closed, the process goes on. */
+  'internal-error': [conn: ProxyConnection, error: unknown];
 };
 
 /**
  * Advertise side, for a service that listens only on loopback or on another host: a listener on
  * bind:port that forwards every connection to one fixed target, with the same pipe as
- * ConnectListener.
+ * ConnectListener. Each client is a ClientSession whose pick is always the target: one attempt,
+ * no race, no wait, no retry.
  */
 export class RelayListener extends EventEmitter<RelayListenerEvents> {
   readonly target: RelayTarget;
   readonly connectTimeoutMs: number;
   readonly maxConnections: number;
-  /** @internal (RelayClient) */
-  readonly options: RelayListenerOptions;
   private readonly proxy: ProxyServer;
-  /** @internal (RelayClient) */
-  readonly create: () => net.Socket;
-  /** @internal (RelayClient) Connects in flight, each timing out connectTimeoutMs after it started, on one timer. */
-  readonly deadlines: DeadlineQueue<ConnectAttempt<RelayClient>>;
+  private readonly sessions: RelaySessions;
 
   constructor(options: RelayListenerOptions) {
     super();
-    this.options = options;
     this.target = { ...options.target };
     this.connectTimeoutMs = Math.max(1, options.connectTimeoutMs ?? 2000);
-    const hook = options.createConnection;
-    this.create = hook
-      ? () => hook(this.target)
-      : () => connectWithReader(this.target.host, this.target.port);
-    this.deadlines = new DeadlineQueue(this.connectTimeoutMs, expireRelayConnect);
+    this.sessions = new RelaySessions(this, options);
     this.proxy = new ProxyServer(
-      options.host ?? '0.0.0.0',
+      options.host,
       options.port ?? 0,
       this.onClient,
       (err) => this.emit('listener-error', err),
@@ -81,10 +81,10 @@ export class RelayListener extends EventEmitter<RelayListenerEvents> {
     this.maxConnections = Math.max(1, options.maxConnections ?? Infinity);
     if (this.maxConnections !== Infinity) {
       // No error reply: a relay does not speak the service's protocol.
+      const refusals = new Refusals();
       const refused = (): boolean => this.emit('client-refused', 'max-connections');
       this.proxy.setLimit(this.maxConnections, (client) => {
-        client.on('error', noop);
-        client.destroy();
+        refusals.close(client, undefined);
         refused();
       }, MAX_LINGERING_REFUSALS, refused);
     }
@@ -112,102 +112,86 @@ export class RelayListener extends EventEmitter<RelayListenerEvents> {
   }
 
   private readonly onClient = (client: net.Socket): void => {
-    const conn = new ProxyConnection(client);
-    this.proxy.track(conn);
-    new RelayClient(this, conn).start();
+    const s = new ClientSession(this.sessions, client);
+    this.proxy.track(s);
+    s.start();
   };
 }
 
-/**
- * One client of a RelayListener: connects to the target and pipes, callbacks only (one
- * ConnectAttempt, its deadline in the listener's shared queue; no promise, timer or AbortSignal).
- */
-class RelayClient {
-  private attempt: ConnectAttempt<RelayClient> | undefined;
+/** The relay's side of its sessions: one endpoint, the target. */
+class RelaySessions implements SessionHost {
+  readonly rules: SessionRules;
+  readonly deadlines = new DeadlineQueue();
+  readonly create: () => net.Socket;
+  private readonly target: Endpoint;
 
   constructor(
     private readonly relay: RelayListener,
-    private readonly conn: ProxyConnection,
-  ) {}
-
-  start(): void {
-    const { relay, conn } = this;
-    const client = conn.client;
-    client.on('error', this.onEarlyError);
-    client.on('close', this.onEarlyError);
-    relay.emit('connection', conn);
-    if (conn.cancelled) return this.closeWithout();
-    conn.attempts = 1;
-    const attempt = new ConnectAttempt(this, relay.create, relay.deadlines, this.onConnectDone);
-    if (attempt.pending) {
-      this.attempt = attempt;
-      conn.onCancel = this.onCancel;
-    }
+    options: RelayListenerOptions,
+  ) {
+    const { host, port } = relay.target;
+    this.target = new Endpoint({ id: 'target', source: 'static', host, port, priority: 0, weight: 0, txt: {}, label: `${host}:${port}` });
+    this.rules = {
+      connectTimeoutMs: relay.connectTimeoutMs,
+      raceDelayMs: Infinity,
+      maxConnectAttempts: 1,
+      noEndpointWaitMs: 0,
+      handshake: undefined,
+      handshakeTimeoutMs: 0,
+      keepConnectionsOnRemoval: true,
+      idleTimeoutMs: options.idleTimeoutMs,
+      keepAliveInitialDelayMs: options.keepAliveInitialDelayMs,
+    };
+    const hook = options.createConnection;
+    this.create = hook ? () => hook(relay.target) : () => connectWithReader(host, port);
   }
 
-  /** The connect timeout passed (see expireRelayConnect). */
-  expire(): void {
-    this.attempt?.cancel('ETIMEDOUT', `connect timed out after ${this.relay.connectTimeoutMs} ms`);
+  pick(): Pick {
+    return this.target;
   }
 
-  private readonly onEarlyError = (): void => this.conn.close('ECONNRESET');
-  private readonly onCancel = (): void => this.attempt?.cancel('ECANCELED', 'connect aborted');
+  evidence(): void {}
+  waitForEndpoint(): void {}
+  stopWaiting(): void {}
+  failover(): void {}
+  raced(): void {}
+  lost(): void {} // one attempt: never raced
 
-  private readonly onConnectDone = (upstream: net.Socket | undefined, code: string): void => {
-    const { relay, conn } = this;
-    const client = conn.client;
-    this.attempt = undefined;
-    conn.onCancel = undefined;
-    if (upstream === undefined) {
-      if (!conn.cancelled) relay.emit('connect-failed', conn, code);
-      return this.closeWithout();
-    }
-    if (conn.cancelled || client.destroyed) {
-      upstream.on('error', noop);
-      upstream.destroy();
-      return this.closeWithout();
-    }
-    client.removeListener('error', this.onEarlyError);
-    client.removeListener('close', this.onEarlyError);
-    conn.upstream = upstream;
-    const pipe = new SocketPipe(client, upstream, {
-      idleTimeoutMs: relay.options.idleTimeoutMs,
-      keepAliveInitialDelayMs: relay.options.keepAliveInitialDelayMs,
-      onClosed: this.onPipeClosed,
-    });
-    conn.pipe = pipe;
-    conn.state = 'open';
+  accepted(s: ClientSession): void {
+    this.relay.emit('connection', s);
+  }
+
+  connectFailed(s: ClientSession, _ep: Endpoint, code: string): void {
+    this.relay.emit('connect-failed', s, code);
+  }
+
+  opened(s: ClientSession): void {
+    const client = s.client;
     // A client that leaves without having sent a byte (a TCP health check, a port probe) waits
     // for no answer: close the target side too. Half-closing it instead would leave the
     // connection open for as long as a target that never reads keeps quiet (and a stop would
     // then wait out the whole drain).
-    if (client.readableEnded) this.onClientEnd();
-    else client.once('end', this.onClientEnd);
-    relay.emit('upstream-connected', conn);
-  };
-
-  private readonly onClientEnd = (): void => {
-    if (this.conn.client.bytesRead === 0) this.conn.pipe!.destroy('ECLIENTEOF');
-  };
-
-  private readonly onPipeClosed = (result: PipeResult): void => {
-    this.conn.markClosed(result);
-    this.relay.emit('connection-closed', this.conn, result);
-  };
-
-  private closeWithout(): void {
-    const { relay, conn } = this;
-    const client = conn.client;
-    client.removeListener('error', this.onEarlyError);
-    client.removeListener('close', this.onEarlyError);
-    conn.onCancel = undefined;
-    client.on('error', noop);
-    client.destroy();
-    conn.markClosed();
-    relay.emit('connection-closed', conn, undefined);
+    const onClientEnd = (): void => {
+      if (client.bytesRead === 0) s.pipe!.destroy('ECLIENTEOF');
+    };
+    if (client.readableEnded) onClientEnd();
+    else client.once('end', onClientEnd);
+    this.relay.emit('upstream-connected', s);
   }
-}
 
-function expireRelayConnect(attempt: ConnectAttempt<RelayClient>): void {
-  attempt.owner.expire();
+  closed(s: ClientSession, result: PipeResult): void {
+    s.markClosed(result);
+    this.relay.emit('connection-closed', s, result);
+  }
+
+  ended(s: ClientSession): void {
+    if (s.upstream) destroyQuietly(s.upstream);
+    destroyQuietly(s.client);
+    s.markClosed();
+    this.relay.emit('connection-closed', s, undefined);
+  }
+
+  faulted(s: ClientSession, error: unknown): void {
+    this.relay.emit('internal-error', s, error);
+  }
 }

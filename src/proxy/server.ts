@@ -30,12 +30,17 @@ export class ProxyServer {
   private maxConnections = Infinity;
   private onOverflow: (client: net.Socket) => void = (client) => client.destroy();
   private closing: Promise<void> | undefined;
+  /** Addresses accepted on besides `host`, same port (see alsoListenOn), and their servers once listening. */
+  private readonly alsoHosts: string[] = [];
+  private readonly alsoServers: net.Server[] = [];
+  private readonly make: () => net.Server;
 
   constructor(
-    readonly host: string,
+    /** Address to bind; undefined: every address, IPv6 and IPv4 (Node's default: `::` where the host has IPv6, else 0.0.0.0). */
+    readonly host: string | undefined,
     readonly port: number,
     onClient: (client: net.Socket) => void,
-    onError: (err: Error) => void,
+    private readonly onError: (err: Error) => void,
     /**
      * Makes the server that accepts clients (e.g. a tls.Server, which hands over sockets once
      * their handshake is done). Default: a net.Server with half-open sockets and TCP_NODELAY
@@ -44,7 +49,7 @@ export class ProxyServer {
     createServer: CreateServer = (onConn) =>
       net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, onConn),
   ) {
-    this.server = createServer((client) => {
+    const accept = (client: net.Socket): void => {
       if (this.closing) {
         client.destroy();
         return;
@@ -60,10 +65,24 @@ export class ProxyServer {
       client.pause();
       client.read(0);
       onClient(client);
-    });
-    this.server.on('error', (err) => {
-      if (this.server.listening) onError(err);
-    });
+    };
+    this.make = () => {
+      const server = createServer(accept);
+      server.on('error', (err) => {
+        if (server.listening) onError(err);
+      });
+      return server;
+    };
+    this.server = this.make();
+  }
+
+  /**
+   * Also accept on `host`, at the same port, with the same handling (before listen()): `::1`
+   * beside `127.0.0.1`, so that `localhost` works whichever of its addresses a client tries. An
+   * address this host does not have (no IPv6) is skipped; one in use stops listen().
+   */
+  alsoListenOn(host: string): void {
+    this.alsoHosts.push(host);
   }
 
   /**
@@ -74,19 +93,49 @@ export class ProxyServer {
   setLimit(max: number, onOverflow: (client: net.Socket) => void, headroom: number, onDrop: () => void): void {
     this.maxConnections = max;
     this.onOverflow = onOverflow;
+    this.limit = { headroom, onDrop };
     this.server.maxConnections = max + headroom;
     this.server.on('drop', onDrop);
   }
+
+  private limit: { headroom: number; onDrop: () => void } | undefined;
 
   get isClosing(): boolean {
     return this.closing !== undefined;
   }
 
-  listen(): Promise<net.AddressInfo> {
+  async listen(): Promise<net.AddressInfo> {
+    const addr = await this.listenOn(this.server, this.host, this.port);
+    for (const host of this.alsoHosts) {
+      const server = this.make();
+      if (this.limit) {
+        server.maxConnections = this.maxConnections + this.limit.headroom;
+        server.on('drop', this.limit.onDrop);
+      }
+      try {
+        await this.listenOn(server, host, addr.port);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EADDRNOTAVAIL' || code === 'EAFNOSUPPORT') continue; // no such address here
+        await new Promise<void>((r) => this.server.close(() => r()));
+        for (const s of this.alsoServers) s.close();
+        throw err;
+      }
+      this.alsoServers.push(server);
+    }
+    return addr;
+  }
+
+  /** Every address:port accepted on (the main one first). */
+  addresses(): net.AddressInfo[] {
+    return [this.server, ...this.alsoServers].map((s) => s.address()).filter((a): a is net.AddressInfo => !!a && typeof a === 'object');
+  }
+
+  private listenOn(server: net.Server, host: string | undefined, port: number): Promise<net.AddressInfo> {
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
-        this.server.off('listening', onListening);
-        const where = formatAddressPort(this.host, this.port);
+        server.off('listening', onListening);
+        const where = host === undefined ? `port ${port}` : formatAddressPort(host, port);
         const why =
           err.code === 'EADDRINUSE'
             ? 'address already in use'
@@ -100,12 +149,12 @@ export class ProxyServer {
         reject(e);
       };
       const onListening = (): void => {
-        this.server.off('error', onError);
-        resolve(this.server.address() as net.AddressInfo);
+        server.off('error', onError);
+        resolve(server.address() as net.AddressInfo);
       };
-      this.server.once('error', onError);
-      this.server.once('listening', onListening);
-      this.server.listen({ host: this.host, port: this.port });
+      server.once('error', onError);
+      server.once('listening', onListening);
+      server.listen({ host, port });
     });
   }
 
@@ -126,10 +175,10 @@ export class ProxyServer {
   }
 
   private async doClose(drainMs: number, cancelPending: boolean): Promise<void> {
-    const serverClosed = new Promise<void>((resolve) => {
-      if (!this.server.listening) resolve();
-      else this.server.close(() => resolve());
-    });
+    const serverClosed = Promise.all([this.server, ...this.alsoServers].map((s) => new Promise<void>((resolve) => {
+      if (!s.listening) resolve();
+      else s.close(() => resolve());
+    })));
     if (cancelPending) for (const c of this.connections) if (c.state === 'pending') c.close('ECANCELED');
     if (drainMs > 0 && this.connections.size > 0) {
       let timer: NodeJS.Timeout | undefined;

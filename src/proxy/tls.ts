@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
+import { normalizeAddress } from '../base/address.js';
 import type { Endpoint } from '../cluster/endpoint.js';
 import type { CreateConnection } from './listener.js';
 import { codeOf } from './pipe.js';
@@ -198,7 +199,7 @@ export class TlsMaterial extends EventEmitter {
           const code = String(socket.authorizationError ?? 'ECERTUNTRUSTED');
           this.stats.acceptFailed++;
           this.countFailure(code);
-          this.emit('accept-failed', `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`, code);
+          this.emit('accept-failed', remoteOf(socket), code);
           socket.on('error', () => {});
           socket.destroy();
           return;
@@ -223,7 +224,7 @@ export class TlsMaterial extends EventEmitter {
       if ((s.bytesRead ?? 0) === 0 && (code === 'ECONNRESET' || /socket hang up|disconnected before/i.test(err.message))) return;
       this.stats.acceptFailed++;
       this.countFailure(code);
-      this.emit('accept-failed', `${s.remoteAddress ?? '?'}:${s.remotePort ?? 0}`, code);
+      this.emit('accept-failed', remoteOf(s), code);
     });
     const close = server.close.bind(server);
     server.close = (cb?: (err?: Error) => void) => {
@@ -259,4 +260,9 @@ function makeContext(pem: { cert: Buffer; key: Buffer; ca: Buffer }, minVersion:
     const msg = (err as Error).message.split('\n')[0]!.replace(/^error:[0-9A-F]+:/, '');
     throw new Error(`--tls-cert/--tls-key/--tls-ca: cannot use the certificate files (${msg})`);
   }
+}
+
+/** A client's address:port for logs, an IPv4 client of a dual-stack listener without its ::ffff: prefix. */
+function remoteOf(s: net.Socket): string {
+  return `${s.remoteAddress === undefined ? '?' : normalizeAddress(s.remoteAddress)}:${s.remotePort ?? 0}`;
 }

@@ -179,3 +179,50 @@ describe('registry: ZooKeeper between two subnets without multicast', { skip }, 
     console.log(`# ZooKeeper partition of a2: node expired ${fmt(expired)} after the cut (session ${TTL} ms), out at c ${fmt(out.time - t0)}; written again ${fmt(back)} after it healed`);
   });
 });
+
+describe('registry: ZooKeeper with digest authentication', { skip }, () => {
+  let lab: Lab;
+  let zk: RegistryCluster;
+  before(async () => {
+    lab = await Lab.create({ hosts: ['z1', 'a1', 'c'] });
+    zk = await startZooKeeper([lab.host('z1')]);
+    await startRedis(lab.host('a1'), { port: 7002, bind: '127.0.0.1' });
+    await lab.host('a1').run('redis-cli', ['-p', '7002', 'set', 'whoami', 'a1-secure']);
+    await lab.host('a1').run('redis-cli', ['-p', '7002', 'config', 'set', 'requirepass', 'redis-secret']);
+  });
+  after(async () => {
+    await lab?.destroy();
+  });
+
+  test('nodes only its user can read; the endpoints it names get injected credentials; anonymous readers get nothing', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const zkAuth = `${lab.tmpdir}/zk-auth`;
+    const redisAuth = `${lab.tmpdir}/redis-auth`;
+    writeFileSync(zkAuth, 'mesh mesh pw\n');
+    writeFileSync(redisAuth, 'redis-secret\n');
+    const secure = zk.url('/secure', `ttl=4s&auth-file=${zkAuth}`);
+    const c = lab.host('c');
+    const adv = startAmbassador(lab.host('a1'), ['--no-mdns', '--registry', secure, '--advertise', 'redis=127.0.0.1:7002'], { iface: false });
+    await adv.waitLog({ msg: 'registry registration', state: 'registered' }, { timeoutMs: 20_000 });
+    const conn = startAmbassador(c, ['--no-mdns', '--registry', secure, '--connect', `redis=6390,auth-file=${redisAuth}`, '--admin', '9902'], { iface: false });
+    await conn.waitLog({ msg: 'endpoint up' }, { timeoutMs: 20_000 });
+    const p = JSON.parse(await adminGet(c, 9902, '/peers'));
+    assert.equal(p.registry.authenticated, true);
+    assert.equal(p.registry.endpointsTrusted, 'named-endpoints');
+    assert.equal(p.clusters[0].endpoints[0].namedByOperator, true);
+    // the application sends no password: the ambassador logs in for it
+    const r = await c.exec('redis-cli', ['-p', '6390', 'get', 'whoami'], { timeoutMs: 5000 });
+    assert.equal(r.stdout.trim(), 'a1-secure');
+    assert.ok(!conn.proc.output.includes('mesh pw') && !adv.proc.output.includes('mesh pw'), 'the secret in no log line');
+    // Anyone else: ZooKeeper refuses to list the nodes (ACL: only the authenticated user).
+    const anonymous = await lab.host('z1').exec(process.execPath, ['-e', ZK_TOOL, ZK_MODULE, `${zk.members[0]!.host.ip}:2181`, JSON.stringify([['ls', '/secure/redis']])], { timeoutMs: 30_000 });
+    assert.notEqual(anonymous.code, 0, `anonymous listing refused: ${anonymous.stdout}`);
+    assert.match(anonymous.stderr, /NO_AUTH/);
+    const anon = startAmbassador(c, ['--no-mdns', '--registry', zk.url('/secure'), '--connect', 'redis=6391', '--admin', '9903'], { iface: false });
+    const refused = await anon.waitLog({ msg: /^registry: not allowed to read \/secure\/redis \(ZooKeeper NO_AUTH\)/ }, { timeoutMs: 20_000 });
+    console.log(`# anonymous connector: ${refused.msg}`);
+    const q = JSON.parse(await adminGet(c, 9903, '/peers'));
+    assert.equal(q.clusters[0].endpoints.length, 0);
+    assert.ok(anon.proc.running);
+  });
+});

@@ -5,6 +5,9 @@ import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const cli = fileURLToPath(new URL('../../../dist/cli/bin.js', import.meta.url));
 
@@ -14,7 +17,14 @@ function run(args: string[], env: Record<string, string> = {}) {
 }
 
 const cases: Array<[string, string[], RegExp]> = [
-  ['unknown flag', ['--bogus'], /Unknown argument: bogus/],
+  ['unknown flag', ['--bogus'], /unknown option --bogus \(see ambassador --help\)/],
+  ['misspelled flag', ['--conect', 'redis=6379'], /unknown option --conect \(did you mean --connect\?\)/],
+  ['one dash for two', ['-redis=6379'], /'-redis=6379': options start with two dashes \(to announce or reach a service: --advertise redis=6379 or --connect redis=6379\)/],
+  ['one dash, a flag', ['-connect', 'redis=6379'], /'-connect': options start with two dashes \(did you mean --connect\?\)/],
+  ['service name too long (RFC 6335)', ['--connect', 'averyveryverylongname=6379'], /'averyveryverylongname' is not a service name \(at most 15 characters, RFC 6335\)/],
+  ['service name all digits (RFC 6335)', ['--advertise', '1234=6379'], /'1234' is not a service name \(at least one letter, RFC 6335\)/],
+  ['browse: a name run refuses', ['browse', 'my_redis'], /browse: 'my_redis' is not a service name/],
+  ['browse: a bad duration shows the input', ['browse', '--once', '--wait', '2x'], /--wait: '2x' is not a duration/],
   ['bad port', ['--connect', 'redis=65536'], /out of range/],
   ['not a port', ['--advertise', 'redis=abc'], /not a port number/],
   ['duplicate listener', ['--connect', 'a=7000', '--connect', 'b=7000'], /already used/],
@@ -62,6 +72,26 @@ test('environment variables configure like flags', () => {
   const r = run(['--check'], { AMBASSADOR_ADVERTISE: 'redis=6379 api=8080', AMBASSADOR_CONNECT: 'db=7000', AMBASSADOR_INTERFACE: '127.0.0.1' });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /advertise redis=6379; advertise api=8080; connect db on 127\.0\.0\.1:7000/);
+});
+
+test('boolean environment variables: the usual spellings are read, anything else refused with one line', () => {
+  const auth = join(mkdtempSync(join(tmpdir(), 'amb-env-')), 'auth');
+  writeFileSync(auth, 'secret\n');
+  for (const yes of ['yes', 'ON', '1', 'True']) {
+    const r = run(['--connect', `redis=7000,auth-file=${auth}`, '--check'], { AMBASSADOR_TRUSTED_LAN: yes, AMBASSADOR_INTERFACE: '127.0.0.1' });
+    assert.equal(r.code, 0, `AMBASSADOR_TRUSTED_LAN=${yes}: ${r.stderr}`);
+  }
+  for (const no of ['no', 'off', '0', 'FALSE']) {
+    const r = run(['--connect', `redis=7000,auth-file=${auth}`, '--check'], { AMBASSADOR_TRUSTED_LAN: no, AMBASSADOR_INTERFACE: '127.0.0.1' });
+    assert.equal(r.code, 2, `AMBASSADOR_TRUSTED_LAN=${no}`);
+    assert.match(r.stderr, /refusing to send credentials/);
+  }
+  const r = run(['--connect', 'redis=7000', '--check'], { AMBASSADOR_KEEP_CONNECTIONS: 'maybe', AMBASSADOR_INTERFACE: '127.0.0.1' });
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr, "ambassador: error: AMBASSADOR_KEEP_CONNECTIONS='maybe' is not a yes or a no (true/false, yes/no, on/off, 1/0)\n");
+  const browse = run(['browse', '--once', '--wait', '1'], { AMBASSADOR_JSON: 'sure' });
+  assert.equal(browse.code, 2);
+  assert.match(browse.stderr, /^ambassador: error: AMBASSADOR_JSON='sure' is not a yes or a no/);
 });
 
 test('--help documents every flag', () => {

@@ -48,6 +48,9 @@ test('demo --static: the same story without multicast', { skip }, () => {
   assert.match(r.stdout, /✓ failover: 6\/6 ok/);
   assert.match(r.stdout, /✓ back to two replicas: 6\/6 ok/);
   assert.doesNotMatch(r.stdout, /announced/);
+  // A static endpoint's label is its address: said once.
+  assert.match(r.stdout, /✓ endpoint up: 127\.0\.0\.1:\d+ \(static\)/);
+  assert.doesNotMatch(r.stdout, /endpoint up: (\S+) at \1/);
 });
 
 test('demo --keep stays up for other clients until SIGINT, then exits 0', { skip }, async () => {

@@ -117,7 +117,7 @@ test('browse: IPv6 addresses in brackets, secret-looking TXT redacted, and a wor
   const adv = new AmbProc([...LO, '--hostname', 'vault', '--advertise', `kv=127.0.0.1:${up.port},txt.password=hunter2,txt.env=dev`]);
   t.after(() => adv.stop());
   await adv.waitLog((l) => l.msg === 'advertisement' && l.state === 'announced');
-  const browse = (args: string[]) => spawnSync(process.execPath, [CLI, 'browse', ...LO, '--once', '--wait', '1500', ...args], { encoding: 'utf8', timeout: 20_000 });
+  const browse = (args: string[]) => spawnSync(process.execPath, [CLI, 'browse', ...LO, '--once', '--wait', '1.5s', ...args], { encoding: 'utf8', timeout: 20_000 });
   const found = browse(['kv']);
   assert.equal(found.status, 0, found.stderr);
   assert.match(found.stdout, new RegExp(`127\\.0\\.0\\.1:${up.port}`));

@@ -92,6 +92,10 @@ test('environment: a misspelled variable and one replaced by a flag are reported
   assert.ok(warnings.some((w) => /AMBASSADOR_CONNECT is set, but --connect on the command line replaces it/.test(w)), r.stderr);
   assert.ok(warnings.some((w) => /tls-name has no effect without --tls-cert/.test(w)), r.stderr);
   assert.ok(warnings.some((w) => /--trusted-lan has no effect/.test(w)), r.stderr);
+  const more = run(['--connect', 'api=8082', '--probe-port', '5390', '--dns-server', '127.0.0.1', '--check']);
+  assert.equal(more.code, 0, more.stderr);
+  assert.match(more.stderr, /warning: --probe-port has no effect without --advertise/);
+  assert.match(more.stderr, /warning: --dns-server has no effect without --srv/);
   assert.ok(!warnings.some((w) => /AMBASSADOR_DEBUG/.test(w)), 'AMBASSADOR_DEBUG is the program\'s own');
   assert.match(r.stdout, /connect api on 127\.0\.0\.1:8082/);
   assert.doesNotMatch(r.stdout, /redis/, 'the flag replaced the variable');

@@ -12,6 +12,7 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Host, type LabProcess, haveCommand, waitFor } from './netns.js';
+import type { CertFiles, TestCa } from '../../src/testing/test-ca.js';
 
 /** Why registry tests cannot run here (undefined when they can). In CI the packages are installed: never a skip there. */
 export function registryMissing(kind: 'etcd' | 'zookeeper'): string | undefined {
@@ -80,6 +81,12 @@ function memberControls(members: RegistryMember[], launch: (m: RegistryMember) =
 export interface EtcdOptions {
   /** Extra flags for every member (e.g. auth is enabled with etcdctl afterwards). */
   args?: string[];
+  /**
+   * Clients speak TLS to the members (https, `etcds://`): each member a certificate for its
+   * address signed by this CA, and with `clientCertAuth` only clients with a certificate of the
+   * same CA are served (etcd --client-cert-auth). Peers keep plain http between themselves.
+   */
+  tls?: { ca: TestCa; clientCertAuth?: boolean };
 }
 
 export async function startEtcd(hosts: Host[], opts: EtcdOptions = {}): Promise<RegistryCluster> {
@@ -87,12 +94,21 @@ export async function startEtcd(hosts: Host[], opts: EtcdOptions = {}): Promise<
   if (why) throw new Error(why);
   const members: RegistryMember[] = hosts.map((host, i) => ({ host, id: i + 1, dir: join(host.dir, `etcd-${i + 1}`) }));
   const initial = members.map((m) => `m${m.id}=http://${m.host.ip}:2380`).join(',');
+  const scheme = opts.tls ? 'https' : 'http';
+  const serverCerts = new Map<RegistryMember, CertFiles>(members.map((m) => [m, opts.tls ? opts.tls.ca.issue(`etcd-m${m.id}`, { sans: [m.host.ip] }) : { cert: '', key: '' }]));
+  // etcdctl's own client certificate (served even with --client-cert-auth).
+  const ctl = opts.tls ? opts.tls.ca.issue('etcdctl') : undefined;
+  const ctlTls = opts.tls && ctl ? ['--cacert', opts.tls.ca.cert, '--cert', ctl.cert, '--key', ctl.key] : [];
+  const tlsArgs = (m: RegistryMember) => (opts.tls ? [
+    '--cert-file', serverCerts.get(m)!.cert, '--key-file', serverCerts.get(m)!.key, '--trusted-ca-file', opts.tls.ca.cert,
+    ...(opts.tls.clientCertAuth ? ['--client-cert-auth'] : []),
+  ] : []);
   const token = `lab-${process.pid}-${Date.now()}`;
   let first = true;
   const launch = (m: RegistryMember) => {
     const args = [
       '--name', `m${m.id}`, '--data-dir', m.dir,
-      '--listen-client-urls', `http://${m.host.ip}:2379`, '--advertise-client-urls', `http://${m.host.ip}:2379`,
+      '--listen-client-urls', `${scheme}://${m.host.ip}:2379`, '--advertise-client-urls', `${scheme}://${m.host.ip}:2379`, ...tlsArgs(m),
       '--listen-peer-urls', `http://${m.host.ip}:2380`, '--initial-advertise-peer-urls', `http://${m.host.ip}:2380`,
       '--initial-cluster', initial, '--initial-cluster-token', token, '--initial-cluster-state', first ? 'new' : 'existing',
       '--log-level', 'warn', ...(opts.args ?? []),
@@ -100,7 +116,7 @@ export async function startEtcd(hosts: Host[], opts: EtcdOptions = {}): Promise<
     m.proc = m.host.spawn('etcd', args, { name: `[${m.host.name}] etcd m${m.id}` });
   };
   const healthy = async (m: RegistryMember) => {
-    const r = await m.host.exec('etcdctl', ['--endpoints', `http://${m.host.ip}:2379`, '--command-timeout=1s', 'endpoint', 'health'], { timeoutMs: 5000 });
+    const r = await m.host.exec('etcdctl', ['--endpoints', `${scheme}://${m.host.ip}:2379`, ...ctlTls, '--command-timeout=1s', 'endpoint', 'health'], { timeoutMs: 5000 });
     return r.code === 0;
   };
   const waitMember = async (m: RegistryMember) => {
@@ -122,7 +138,7 @@ export async function startEtcd(hosts: Host[], opts: EtcdOptions = {}): Promise<
   const cluster: RegistryCluster = {
     kind: 'etcd',
     members,
-    url: (prefix = '/mesh', query = '') => `etcd://${members.map((m) => `${m.host.ip}:2379`).join(',')}${prefix}${query ? `?${query}` : ''}`,
+    url: (prefix = '/mesh', query = '') => `${opts.tls ? 'etcds' : 'etcd'}://${members.map((m) => `${m.host.ip}:2379`).join(',')}${prefix}${query ? `?${query}` : ''}`,
     async leader() {
       const live = members.filter((m) => m.proc?.running);
       const r = await live[0]!.host.run('etcdctl', ['--endpoints', live.map((m) => `http://${m.host.ip}:2379`).join(','), '--command-timeout=2s', 'endpoint', 'status', '-w', 'json'], { timeoutMs: 10_000 });

@@ -31,6 +31,8 @@ export interface Zone {
   ttl?: number;
   /** Put the targets' A/AAAA records in the additional section of SRV answers (default false). */
   additional?: boolean;
+  /** Names answered with this error code (no records), as a server that refuses a zone or fails. */
+  error?: Record<string, 'SERVFAIL' | 'REFUSED'>;
 }
 
 export interface ScriptedDnsOptions {
@@ -165,6 +167,8 @@ export class ScriptedDns {
     const z = this.zone;
     const ttl = z.ttl ?? 1;
     const name = norm(question.name);
+    const error = z.error?.[name];
+    if (error) return dns.encode({ ...base, flags: dns.RECURSION_DESIRED | (error === 'SERVFAIL' ? 2 : 5), answers: [] });
     const answers: DnsPacket.Answer[] = [];
     const additionals: DnsPacket.Answer[] = [];
     const addresses = (n: string, into: DnsPacket.Answer[]) => {

@@ -343,7 +343,7 @@ export class EtcdClient extends RegistryClientBase implements RegistryClient {
       const timer = setTimeout(() => req.destroy(new EtcdError(`${this.memberName(i)}: no answer within ${this.requestTimeoutMs} ms`, 0)), this.requestTimeoutMs);
       req.on('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(err instanceof EtcdError ? err : new EtcdError(`${this.memberName(i)}: ${err.code ?? err.message}`, 0));
+        reject(err instanceof EtcdError ? err : new EtcdError(`${this.memberName(i)}: ${networkReason(err)}`, 0));
       });
       req.end(text);
     });
@@ -467,7 +467,7 @@ class EtcdWatch extends EventEmitter implements DirectoryWatch {
       res.on('end', () => broken('stream ended'));
       res.on('error', () => broken('stream error'));
     });
-    req.on('error', (err: NodeJS.ErrnoException) => broken(err.code ?? err.message));
+    req.on('error', (err: NodeJS.ErrnoException) => broken(networkReason(err)));
   }
 
   /** The stream broke: watch again from where we were (a fresh member if this one is gone). */
@@ -562,4 +562,17 @@ class EtcdWatch extends EventEmitter implements DirectoryWatch {
     await this.relist();
     return undefined;
   }
+}
+
+/**
+ * Why a request failed, short: a socket errno as its code (ECONNREFUSED), a TLS failure in words
+ * with its code ("unable to verify the first certificate (UNABLE_TO_VERIFY_LEAF_SIGNATURE)",
+ * "TLS alert bad certificate (…)" when the server refused ours):
+ * the code alone does not tell an operator which certificate is wrong.
+ */
+function networkReason(err: NodeJS.ErrnoException): string {
+  if (err.code && /^E[A-Z]+$/.test(err.code)) return err.code;
+  // OpenSSL's own text is a line of internals; its code says it: "TLS alert bad certificate".
+  if (err.code?.startsWith('ERR_SSL_')) return `TLS ${err.code.replace(/^ERR_SSL_(SSLV3_|TLSV1_|TLSV13_)?/, '').toLowerCase().replace(/_/g, ' ')} (${err.code})`;
+  return err.code && !err.message.includes(err.code) ? `${err.message} (${err.code})` : err.message;
 }

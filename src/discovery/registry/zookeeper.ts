@@ -51,7 +51,7 @@ interface ZkLibrary {
   Id: new (scheme: string, id: string) => unknown;
   Permission: { ALL: number };
   CreateMode: { PERSISTENT: number; EPHEMERAL: number };
-  Exception: { NODE_EXISTS: number; NO_NODE: number; NOT_EMPTY: number };
+  Exception: { NODE_EXISTS: number; NO_NODE: number; NOT_EMPTY: number; NO_AUTH: number };
 }
 
 
@@ -217,6 +217,20 @@ export class ZooKeeperClient extends RegistryClientBase implements RegistryClien
     return this.lib.Exception;
   }
 
+  /** Paths whose ACL refused us, said once each (until they are readable again). */
+  private readonly denied = new Set<string>();
+
+  /** A watched directory's ACL refuses us: said once, or nothing would tell why it stays empty. */
+  accessDenied(path: string): void {
+    if (this.denied.has(path)) return;
+    this.denied.add(path);
+    this.problem(`not allowed to read ${path} (ZooKeeper NO_AUTH): its nodes belong to an authenticated user; give auth-file= with that user`);
+  }
+
+  accessGranted(path: string): void {
+    this.denied.delete(path);
+  }
+
   async register(dir: string, name: string, value: string, sameOwner: (existing: string) => boolean): Promise<'ok' | 'taken' | 'pending'> {
     const path = this.path(dir, name);
     const reg: Registration = { dir, name, value, sameOwner, written: false };
@@ -327,6 +341,8 @@ class ZkWatch extends EventEmitter implements DirectoryWatch {
   synced = false;
   listings = 0;
   private readonly watcher = (): void => this.scheduleRelist();
+  /** The last listing was refused by the directory's ACL. */
+  private denied = false;
 
   constructor(private readonly client: ZooKeeperClient, private readonly dirPath: string) {
     super();
@@ -372,9 +388,15 @@ class ZkWatch extends EventEmitter implements DirectoryWatch {
         // Nothing registered yet: be told when the directory appears.
         await c.call((zk, cb) => zk.exists(this.dirPath, this.watcher, cb), true).catch(() => {});
         this.apply(new Map(), -1);
+      } else if (c.code(err) === c.exceptions.NO_AUTH) {
+        // Not ours to read: nothing from it (the cheap check tries again, an ACL may change).
+        c.accessDenied(this.dirPath);
+        this.denied = true;
       }
       return;
     }
+    this.denied = false;
+    c.accessGranted(this.dirPath);
     const values = new Map<string, string>();
     for (const child of children) {
       try {
@@ -402,7 +424,8 @@ class ZkWatch extends EventEmitter implements DirectoryWatch {
     if (this.stopped) return;
     const stat = await this.client.call<ZkStat | null>((zk, cb) => zk.exists(this.dirPath, undefined, cb), true);
     const cv = stat ? stat.cversion : -1;
-    if (this.synced && cv !== this.cversion && !this.timer && !this.listing) {
+    if (this.denied && !this.timer && !this.listing) this.scheduleRelist(0);
+    else if (this.synced && cv !== this.cversion && !this.timer && !this.listing) {
       this.emit('stale', 'the watch missed a change (cversion)');
       this.scheduleRelist(0);
     }

@@ -18,6 +18,9 @@ export interface TransportStats {
   sendErrors: number;
 }
 
+/** How long a datagram we multicast waits for its echo (it comes back within milliseconds). */
+const OWN_ECHO_MS = 2000;
+
 /**
  * One network interface mDNS runs on, and how packets leave it: its addresses, its sockets (the
  * transport), an outgoing scheduler per address family. Created when the interface appears,
@@ -77,6 +80,28 @@ export class Link {
     return s;
   }
 
+  /**
+   * Our multicast datagrams of the last OWN_ECHO_MS, to tell their echoes (multicast loops back
+   * to our own socket) from the packets of another responder on this host, which come from the
+   * same address and port and may carry the same records.
+   */
+  private readonly ownRecent: Array<{ key: string; at: number }> = [];
+
+  /** Whether `msg` is the echo of a datagram we multicast on `family` (each one has one echo). */
+  takeEcho(msg: Buffer, family: Family): boolean {
+    const key = family + msg.toString('latin1');
+    const i = this.ownRecent.findIndex((e) => e.key === key);
+    if (i < 0) return false;
+    this.ownRecent.splice(i, 1);
+    return true;
+  }
+
+  private noteMulticast(buf: Buffer, family: Family): void {
+    const now = this.clock.now();
+    while (this.ownRecent.length > 0 && (now - this.ownRecent[0]!.at > OWN_ECHO_MS || this.ownRecent.length >= 64)) this.ownRecent.shift();
+    this.ownRecent.push({ key: family + buf.toString('latin1'), at: now });
+  }
+
   /** Encodes and sends one packet: to the group on `family`, or unicast to `dest`; `sent` once it left. */
   send(packet: OutgoingPacket, family: Family, dest?: Destination, sent?: () => void): void {
     if (this.closed) return;
@@ -99,6 +124,7 @@ export class Link {
     }
     this.stats.packetsOut++;
     this.stats.bytesOut += buf.length;
+    if (dest === undefined) this.noteMulticast(buf, family);
   }
 
   async update(info: LinkInfo): Promise<void> {

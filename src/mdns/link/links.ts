@@ -152,8 +152,11 @@ export class Links extends EventEmitter {
       this.stats.ignored++;
       return;
     }
+    // Another process on this host (sharing the port) sends from our address too: its packets are
+    // told from the echoes of ours by their bytes.
+    const echo = packet.type === 'response' && this.isOurAddress(rinfo.address) && link.takeEcho(msg, family);
     try {
-      this.emit('packet', packet, rinfo, link, family);
+      this.emit('packet', packet, rinfo, link, family, echo);
     } catch (err) {
       // A handler bug triggered by one packet must not take the process down.
       this.stats.malformed++;

@@ -60,15 +60,19 @@ export class Announcer {
     }
   }
 
-  /** Goodbyes for everything announced on `link` (stop), sent now. */
-  withdrawAll(link: Link): void {
+  /**
+   * Goodbyes for everything announced on `link` (stop), sent now — but for what `keep` says is
+   * still served by someone else (no goodbye: it is forgotten as ours, nothing more).
+   */
+  withdrawAll(link: Link, keep: (o: OwnedRecord) => boolean = () => false): void {
     const here = this.owned.at(link);
     for (const family of link.families()) {
       const announced = here.announcedOn(family);
-      if (announced.size === 0) continue;
-      link.out(family).multicast([...announced.values()].map((o) => o.record), { kind: 'goodbye' });
-      this.stats.goodbyesSent += announced.size;
+      const gone = [...announced.values()].filter((o) => !keep(o));
       announced.clear();
+      if (gone.length === 0) continue;
+      link.out(family).multicast(gone.map((o) => o.record), { kind: 'goodbye' });
+      this.stats.goodbyesSent += gone.length;
     }
     link.flushGoodbyes();
   }

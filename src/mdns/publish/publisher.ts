@@ -7,6 +7,7 @@ import {
   type Claim, type OwnedRecords, Registration, type ServiceSpec, type TtlConfig, nextHostName, nextInstanceName,
 } from './owned.js';
 import type { Prober } from './prober.js';
+import type { OwnedRecord } from '../wire/records.js';
 
 /** How long a link that came up settles before we probe on it (mDNSResponder waits 0.5 s too). */
 export const LINK_SETTLE_MS = 500;
@@ -230,8 +231,12 @@ export class Publisher extends EventEmitter {
     }
   }
 
-  /** Goodbyes for everything, everywhere, now. */
-  stop(): void {
+  /**
+   * Goodbyes for everything, everywhere, now. `keepHostAddresses`: another responder on this
+   * host still answers for our host name (see MdnsEngine.askHostMates): its A/AAAA records get no
+   * goodbye, they are still true and still served.
+   */
+  stop(opts: { keepHostAddresses?: boolean } = {}): void {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.settling.values()) t.cancel();
@@ -241,6 +246,10 @@ export class Publisher extends EventEmitter {
       if (reg.state !== 'withdrawn') reg.setState('withdrawn', 'shutdown');
     }
     this.owned.touch();
-    for (const l of this.links.all()) this.announcer.withdrawAll(l);
+    const host = this.owned.host.name().toLowerCase();
+    const keep = opts.keepHostAddresses
+      ? (o: OwnedRecord) => (o.record.type === 'A' || o.record.type === 'AAAA') && o.record.name.toLowerCase() === host
+      : undefined;
+    for (const l of this.links.all()) this.announcer.withdrawAll(l, keep);
   }
 }

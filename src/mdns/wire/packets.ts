@@ -89,12 +89,12 @@ export function packProbe(units: ProbeUnit[], limit: number): OutgoingPacket[] {
  * A query with its known answers: what does not fit the first packet continues in more packets,
  * every one but the last with the TC bit (RFC 6762 §7.2).
  */
-export function packQuery(questions: MdnsQuestion[], known: MdnsRecord[], limit: number): OutgoingPacket[] {
+export function packQuery(questions: MdnsQuestion[], known: MdnsRecord[], limit: number, id = 0): OutgoingPacket[] {
   const packets: OutgoingPacket[] = [];
   let i = 0;
   do {
     const qs = packets.length === 0 ? questions : [];
-    const [n, p] = largestFitting(qs.length ? 0 : 1, known.length - i, limit, (k) => ({ type: 'query', questions: qs, answers: known.slice(i, i + k) }));
+    const [n, p] = largestFitting(qs.length ? 0 : 1, known.length - i, limit, (k) => ({ id, type: 'query', questions: qs, answers: known.slice(i, i + k) }));
     packets.push(p);
     i += n;
   } while (i < known.length);

@@ -27,6 +27,11 @@ export interface ProtocolHandshake extends EventEmitter {
   /** Load credentials (rejects with a one-line message on a bad file) and watch for changes. */
   start(): Promise<void>;
   stop(): void;
+  /**
+   * Re-read the credentials file now (SIGHUP), whether or not it changed: true when it is valid
+   * (and in use), false when the previous credentials were kept ('credentials-error' says why).
+   */
+  reload?(): Promise<boolean>;
 }
 
 export interface HandshakeStats {
