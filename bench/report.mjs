@@ -257,7 +257,7 @@ function main() {
     const name = file.replace(/\.json$/, '');
     md = replaceSection(md, name, conncostSection(JSON.parse(readFileSync(join(resultsDir, file), 'utf8'))), { after: 'datapath' });
   }
-  for (const extra of ['failover', 'mesh', 'health-load', 'lossy']) {
+  for (const extra of ['failover', 'mesh', 'health-load', 'lossy', 'postgres']) {
     const file = join(resultsDir, `${extra}.json`);
     if (!existsSync(file)) continue;
     const d = JSON.parse(readFileSync(file, 'utf8'));

@@ -27,7 +27,7 @@ import type { Logger } from '../logging/logger.js';
 import { type InterfaceChange, MdnsEngine, type NetworkState } from '../mdns/engine.js';
 import { InterfaceError, InterfaceSelection } from '../mdns/link/interfaces.js';
 import { anyAnnouncer, provenIdentity } from '../proxy/handshakes/credential-gate.js';
-import { createProtocol } from '../proxy/handshakes/index.js';
+import { createProtocol, loadProtocols } from '../proxy/handshakes/index.js';
 import { defaultLimits, fileDescriptorLimit, FD_RESERVE, type ListenerLimits } from '../proxy/limits.js';
 import { plaintextConnection } from '../proxy/tls-policy.js';
 import type { TlsMaterial } from '../proxy/tls.js';
@@ -164,6 +164,7 @@ export class Ambassador {
     this.registerConfiguredListeners();
     this.refuseLoopsInConfiguration();
     if (c.tls) await this.startTls(c.tls);
+    await loadProtocols(c.connect.map((spec) => spec.protocol));
     if (c.admin) {
       // Loaded only when asked for: prom-client is a few MB of resident memory per process.
       const { AdminServer } = await import('../admin/http-server.js');
@@ -571,7 +572,10 @@ export class Ambassador {
       screen: (ep) => screenEndpoint(ep, this.loopFacts),
       backend: backendOf,
       protocol: spec.protocol
-        ? createProtocol(spec.protocol, { authFile: spec.authFile, db: spec.db, credentialGate: c.trustedLan ? anyAnnouncer : provenIdentity })
+        ? createProtocol(spec.protocol, {
+          authFile: spec.authFile, db: spec.db, credentialGate: c.trustedLan ? anyAnnouncer : provenIdentity,
+          serverTls: spec.serverTls, serverVerify: spec.serverVerify, serverCa: spec.serverCa, serverName: spec.serverName,
+        })
         : undefined,
       credentials,
       createConnection: this.tls

@@ -90,7 +90,8 @@ export class Connector extends EventEmitter {
       noEndpointWaitMs: opts.noEndpointWaitMs,
       keepConnectionsOnRemoval: opts.keepConnections,
       handshake: opts.handshake ?? opts.protocol?.handshake,
-      errorReply: opts.protocol ? (m) => opts.protocol!.errorReply(m) : undefined,
+      greet: opts.protocol?.greet,
+      errorReply: opts.protocol ? (m, code) => opts.protocol!.errorReply(m, code) : undefined,
       createConnection: opts.createConnection,
       limits: opts.limits,
     });
@@ -171,6 +172,9 @@ export class Connector extends EventEmitter {
         if (changed) this.log.info({ service: svc, listen, protocol: p.name }, 'credentials file changed: new connections use the new credentials');
       });
       p.on('credentials-error', (message: string) => this.log.warn({ service: svc, listen, protocol: p.name }, message));
+      // A client the greeting refused (bad startup packet, unsupported request): folded per code.
+      p.on('greeting-refused', (code: string, message: string) => this.repeats.log(`greeting|${code}`, (repeated) =>
+        this.log.info({ service: svc, listen, protocol: p.name, code, repeated }, message)));
     }
   }
 

@@ -34,6 +34,21 @@ test('--connect: bind defaults to 127.0.0.1; balance and where filters', () => {
   assert.equal(parseConnect('redis=6379,check=none').check, 'none');
 });
 
+test('--connect protocol=postgres: server TLS options; they and db= belong to their protocol', () => {
+  const c = parseConnect('pg=5432,protocol=postgres,auth-file=/run/pg,server-tls=require,server-verify=ca,server-ca=/etc/pg-ca.pem,server-name=db.internal');
+  assert.equal(c.protocol, 'postgres');
+  assert.equal(c.authFile, '/run/pg');
+  assert.deepEqual([c.serverTls, c.serverVerify, c.serverCa, c.serverName], ['require', 'ca', '/etc/pg-ca.pem', 'db.internal']);
+  assert.equal(parseConnect('pg=5432,protocol=postgres').serverTls, undefined, 'the protocol\'s default (prefer)');
+  assert.equal(parseConnect('pg=5432,protocol=postgres,server-name=10.0.0.5').serverName, '10.0.0.5');
+  assert.throws(() => parseConnect('redis=6379,auth-file=/f,server-tls=require'), /server-tls is for protocol=postgres/);
+  assert.throws(() => parseConnect('pg=5432,server-ca=/f'), /server-ca is for protocol=postgres/);
+  assert.throws(() => parseConnect('pg=5432,protocol=postgres,db=1'), /db is for protocol=redis/);
+  assert.throws(() => parseConnect('pg=5432,protocol=postgres,server-verify=some'), /server-verify must be full, ca, none/);
+  assert.throws(() => parseConnect('pg=5432,protocol=postgres,server-name=a b'), /not a DNS name/);
+  assert.throws(() => parseConnect('pg=5432,protocol=mysql'), /unknown protocol 'mysql' \(known: redis, postgres\)/);
+});
+
 test('--static and --srv', () => {
   assert.deepEqual(parseStatic('redis=10.0.0.5:6380+db2:6381').endpoints, [{ host: '10.0.0.5', port: 6380 }, { host: 'db2', port: 6381 }]);
   assert.equal(parseSrv('redis=_redis._tcp.example.internal').query, '_redis._tcp.example.internal');

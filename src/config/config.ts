@@ -155,6 +155,7 @@ export function buildConfig(raw: RawOptions): Config {
     if (prev) throw new ConfigError(`--connect ${c.raw}: ${key} is already used by --connect ${prev}`);
     listeners.set(key, c.raw);
     if (c.authFile) readable(c.authFile, `--connect ${c.raw}: auth-file`);
+    if (c.serverCa) readable(c.serverCa, `--connect ${c.raw}: server-ca`);
   }
   const names = new Set(connect.map((c) => c.name));
   for (const s of [...statics, ...srv]) {

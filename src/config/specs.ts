@@ -4,7 +4,9 @@ import type { HostPort } from '../base/address.js';
 import { BALANCER_NAMES as BALANCERS, type BalancerName } from '../cluster/balancer.js';
 import { CHECK_KINDS, type CheckKind } from '../cluster/health-checker.js';
 import { LIVENESS_TXT_KEY } from '../cluster/liveness-wire.js';
-import { PROTOCOL_NAMES } from '../proxy/handshakes/index.js';
+import {
+  PROTOCOL_NAMES, SERVER_TLS_MODES, SERVER_VERIFY_MODES, type ServerTlsMode, type ServerVerifyMode,
+} from '../proxy/handshakes/index.js';
 import type { ListenerLimits } from '../proxy/limits.js';
 
 /** A user-facing configuration problem: printed as one line, exit status 2. */
@@ -63,6 +65,11 @@ export interface ConnectSpec {
   db?: number;
   /** Protocol handshake (credentials injection, errors in the client's protocol); auth-file/db imply 'redis'. */
   protocol?: string;
+  /** protocol=postgres: TLS to the server (server-tls=), its verification (server-verify=), CA file, name. */
+  serverTls?: ServerTlsMode;
+  serverVerify?: ServerVerifyMode;
+  serverCa?: string;
+  serverName?: string;
   /** With mutual TLS: the name the endpoint's certificate must carry (SAN DNS or CN). */
   tlsName?: string;
   /**
@@ -202,7 +209,7 @@ export function parseAdvertise(raw: string): AdvertiseSpec {
 
 export function parseConnect(raw: string): ConnectSpec {
   const flag = '--connect';
-  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[BIND:]PORT[,balance=,where.KEY=VALUE,auth-file=,db=,protocol=,tls-name=,failback=,check=,max-connections=,max-pending=,max-per-endpoint=]');
+  const { name, value, opts } = splitSpec(raw, flag, 'NAME=[BIND:]PORT[,balance=,where.KEY=VALUE,auth-file=,db=,protocol=,server-tls=,server-verify=,server-ca=,server-name=,tls-name=,failback=,check=,max-connections=,max-pending=,max-per-endpoint=]');
   const hp = parseHostPort(value, `${flag} ${raw}`);
   if (hp.host !== undefined && hp.host !== 'localhost' && isIP(hp.host) === 0) {
     throw new ConfigError(`${flag} ${raw}: bind address '${hp.host}' must be an IP address`);
@@ -233,6 +240,16 @@ export function parseConnect(raw: string): ConnectSpec {
     } else if (k === 'protocol') {
       if (!PROTOCOL_NAMES.includes(v)) throw new ConfigError(`${flag} ${raw}: unknown protocol '${v}' (known: ${PROTOCOL_NAMES.join(', ')})`);
       spec.protocol = v;
+    } else if (k === 'server-tls') {
+      if (!(SERVER_TLS_MODES as readonly string[]).includes(v)) throw new ConfigError(`${flag} ${raw}: server-tls must be ${SERVER_TLS_MODES.join(', ')}`);
+      spec.serverTls = v as ServerTlsMode;
+    } else if (k === 'server-verify') {
+      if (!(SERVER_VERIFY_MODES as readonly string[]).includes(v)) throw new ConfigError(`${flag} ${raw}: server-verify must be ${SERVER_VERIFY_MODES.join(', ')}`);
+      spec.serverVerify = v as ServerVerifyMode;
+    } else if (k === 'server-ca') spec.serverCa = v;
+    else if (k === 'server-name') {
+      if (isIP(v) === 0 && !/^[A-Za-z0-9*]([A-Za-z0-9.*-]{0,252})$/.test(v)) throw new ConfigError(`${flag} ${raw}: server-name '${v}' is not a DNS name or an IP address`);
+      spec.serverName = v;
     } else if (k === 'tls-name') {
       if (!/^[A-Za-z0-9*]([A-Za-z0-9.*-]{0,252})$/.test(v)) throw new ConfigError(`${flag} ${raw}: tls-name '${v}' is not a DNS name`);
       spec.tlsName = v;
@@ -247,9 +264,14 @@ export function parseConnect(raw: string): ConnectSpec {
     } else if (k === 'max-connections') spec.limits.maxConnections = parseLimit(v, `${flag} ${raw}: max-connections`);
     else if (k === 'max-pending') spec.limits.maxPending = parseLimit(v, `${flag} ${raw}: max-pending`);
     else if (k === 'max-per-endpoint') spec.limits.maxPerEndpoint = parseLimit(v, `${flag} ${raw}: max-per-endpoint`);
-    else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: balance, where.KEY, auth-file, db, protocol, tls-name, failback, check, max-connections, max-pending, max-per-endpoint)`);
+    else throw new ConfigError(`${flag} ${raw}: unknown option '${k}' (known: balance, where.KEY, auth-file, db, protocol, server-tls, server-verify, server-ca, server-name, tls-name, failback, check, max-connections, max-pending, max-per-endpoint)`);
   }
   if ((spec.authFile !== undefined || spec.db !== undefined) && spec.protocol === undefined) spec.protocol = 'redis';
+  const serverOption = ['server-tls', 'server-verify', 'server-ca', 'server-name'].find((k) => opts.some(([o]) => o === k));
+  if (serverOption !== undefined && spec.protocol !== 'postgres') {
+    throw new ConfigError(`${flag} ${raw}: ${serverOption} is for protocol=postgres (TLS negotiated inside the PostgreSQL protocol)`);
+  }
+  if (spec.db !== undefined && spec.protocol !== 'redis') throw new ConfigError(`${flag} ${raw}: db is for protocol=redis (PostgreSQL: the client names its database)`);
   return spec;
 }
 

@@ -1,4 +1,3 @@
-import { randomInt } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { RemoteInfo } from 'node:dgram';
@@ -139,7 +138,7 @@ export class MdnsEngine extends EventEmitter {
   private stopped = false;
   private stopping?: Promise<void>;
   /** The question of askHostMates(), and who to wake when another responder of this host answers. */
-  private hostMates?: { id: number; askedAt: number; wake?: () => void };
+  private hostMates?: { askedAt: number; wake?: () => void };
   /** When another responder on this host last multicast an address record of our host name (not an echo of ours). */
   private hostMateHeardAt = -Infinity;
   /** When we last answered a host-mate's question, per link and family. */
@@ -310,9 +309,9 @@ export class MdnsEngine extends EventEmitter {
     if (p.type === 'query') {
       this.prober.onQuery(p, link);
       const fromThisHost = from.port === this.port && this.links.isOurAddress(from.address);
-      if (fromThisHost && mates !== undefined && p.id === mates.id) {
+      if (fromThisHost && echo && mates !== undefined && this.asksForOurHostOnly(p)) {
         // Our own question to the other responders of this host: only they are to answer it.
-      } else if (fromThisHost && p.id !== 0 && this.asksForOurHostOnly(p)) {
+      } else if (fromThisHost && !echo && p.authorities.length === 0 && this.asksForOurHostOnly(p)) {
         this.answerHostMate(link, family);
       } else {
         this.responder.handleQuery(p, from, link, family);
@@ -410,8 +409,9 @@ export class MdnsEngine extends EventEmitter {
    * stay true when one of them stops. Their goodbyes (TTL 0) would make every peer drop the
    * address of the others' services until they re-announce. So stop() sends goodbyes for them
    * only when nobody else answered: what this process alone published always gets its goodbye.
-   * The question (A and AAAA, no known answers, so that nobody suppresses the answer) carries an
-   * ID of its own, which our own responder does not answer. A response from one of our addresses
+   * The question (A and AAAA, no known answers, so that nobody suppresses the answer; ID 0 as
+   * RFC 6762 §18.1 asks) is told from a host-mate's by its bytes (the echo of our own datagram, see
+   * Link.takeEcho): ours is not answered by our own responder. A response from one of our addresses
    * with a live address record of our host name, not the echo of one of our own datagrams (told
    * by its bytes, see Link.takeEcho), is another responder's answer. Ambassadors answer this
    * question at once even within the one-second rule (see answerHostMate); another stack that
@@ -423,12 +423,11 @@ export class MdnsEngine extends EventEmitter {
   askHostMates(): void {
     if (this.hostMates || this.stopped || !this.owned.host.active) return;
     const host = this.owned.host;
-    const id = randomInt(1, 0x10000);
-    this.hostMates = { id, askedAt: this.clock.now() };
+    this.hostMates = { askedAt: this.clock.now() };
     const questions: MdnsQuestion[] = [{ name: host.name(), type: 'A' }, { name: host.name(), type: 'AAAA' }];
     for (const l of this.links.all()) {
       if (!this.owned.at(l).established.has(host)) continue;
-      for (const f of l.families()) l.out(f).sendQuery(questions, [], id);
+      for (const f of l.families()) l.out(f).sendQuery(questions, []);
     }
   }
 

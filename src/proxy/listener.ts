@@ -7,7 +7,7 @@ import { destroyQuietly, noop, type AttemptOwner, type ConnectAttempt } from './
 import type { ProxyConnection } from './connection.js';
 import type { Clock } from '../base/clock.js';
 import { DeadlineQueue, type Deadline } from './deadlines.js';
-import type { Handshake } from './handshake.js';
+import type { Greeting, Handshake } from './handshake.js';
 import { MAX_LINGERING_REFUSALS, type LimitName, type ListenerLimits } from './limits.js';
 import { pickEndpoint, type FailedTries, type Pick } from './pick.js';
 import type { PipeResult } from './pipe.js';
@@ -24,7 +24,7 @@ import {
   type SessionRules,
 } from './session.js';
 
-export { HandshakeError, type Handshake } from './handshake.js';
+export { HandshakeError, type ClientHello, type Greeting, type Handshake } from './handshake.js';
 export { ENDPOINT_DOWN, type ConnectFailurePhase, type NoEndpointReason } from './session.js';
 
 /** Opens the upstream socket (default: net.connect). A tls.TLSSocket is awaited until 'secureConnect'. */
@@ -75,14 +75,18 @@ export interface ConnectListenerOptions {
   /** Upper bound on that wait: a connection that never pauses is closed after this. Default 5000 ms. */
   retireMaxMs?: number;
   handshake?: Handshake;
-  /** Bound on the handshake. Default 5000 ms. */
+  /** Runs on every client before an endpoint is picked (see Greeting). */
+  greet?: Greeting;
+  /** Bound on the handshake, and on the greeting. Default 5000 ms. */
   handshakeTimeoutMs?: number;
   createConnection?: CreateConnection;
   /**
    * Encodes a one-line message in the client's protocol (e.g. a RESP error), sent to a client
    * that is closed without an upstream before the close. Default: the client is just closed.
+   * `code` says why: the HandshakeError's code when the handshake was rejected, else the
+   * NoEndpointReason, or the limit that refused the client.
    */
-  errorReply?: (message: string) => Buffer | string;
+  errorReply?: (message: string, code: string) => Buffer | string;
   /** Circuit breakers; past one a client is refused at once ('client-refused'). Default: none. */
   limits?: Partial<ListenerLimits>;
   /**
@@ -356,7 +360,7 @@ class ConnectSessions implements SessionHost {
   /** Clients accepted and not yet piped nor closed (compared with limits.maxPending). */
   pending = 0;
   private readonly refusals = new Refusals();
-  private readonly errorReply: ((message: string) => Buffer | string) | undefined;
+  private readonly errorReply: ((message: string, code: string) => Buffer | string) | undefined;
 
   constructor(
     private readonly listener: ConnectListener,
@@ -368,6 +372,7 @@ class ConnectSessions implements SessionHost {
       maxConnectAttempts: listener.maxConnectAttempts,
       noEndpointWaitMs: listener.noEndpointWaitMs,
       handshake: options.handshake,
+      greet: options.greet,
       handshakeTimeoutMs: listener.handshakeTimeoutMs,
       keepConnectionsOnRemoval: options.keepConnectionsOnRemoval ?? false,
       idleTimeoutMs: options.idleTimeoutMs,
@@ -462,12 +467,23 @@ class ConnectSessions implements SessionHost {
       this.refuse(client, reason);
     } else {
       client.on('error', noop);
-      const reply = reason !== undefined && this.errorReply ? this.errorReply(this.refusal(reason, s)) : undefined;
+      const code = reason === 'rejected' ? s.lastFailure.code ?? reason : reason;
+      const reply = reason !== undefined && this.errorReply ? this.errorReply(this.refusal(reason, s), code!) : undefined;
       if (reply !== undefined) sendAndClose(client, reply);
       else client.destroy();
       if (reason !== undefined) this.listener.emit('client-closed-no-endpoint', s, reason, s.attempts);
       s.endpoint = undefined;
     }
+    s.markClosed();
+    this.listener.emit('connection-closed', s, undefined);
+  }
+
+  refused(s: ClientSession, reply: Buffer): void {
+    this.pending--;
+    const client = s.client;
+    client.on('error', noop);
+    if (reply.length > 0 && !client.destroyed) sendAndClose(client, reply);
+    else client.destroy();
     s.markClosed();
     this.listener.emit('connection-closed', s, undefined);
   }
@@ -480,7 +496,7 @@ class ConnectSessions implements SessionHost {
   refuse(client: net.Socket, limit: LimitName): void {
     const errorReply = this.errorReply;
     this.refusals.close(client, errorReply && (() =>
-      errorReply(`ambassador: too many clients for '${this.listener.cluster.name}' (${limit}=${this.limitOf(limit)}); try again later`)));
+      errorReply(`ambassador: too many clients for '${this.listener.cluster.name}' (${limit}=${this.limitOf(limit)}); try again later`, limit)));
     this.listener.emit('client-refused', limit);
   }
 

@@ -137,6 +137,7 @@ class RelaySessions implements SessionHost {
       maxConnectAttempts: 1,
       noEndpointWaitMs: 0,
       handshake: undefined,
+      greet: undefined,
       handshakeTimeoutMs: 0,
       keepConnectionsOnRemoval: true,
       idleTimeoutMs: options.idleTimeoutMs,
@@ -189,6 +190,11 @@ class RelaySessions implements SessionHost {
     destroyQuietly(s.client);
     s.markClosed();
     this.relay.emit('connection-closed', s, undefined);
+  }
+
+  /** (A relay has no greeting.) */
+  refused(s: ClientSession): void {
+    this.ended(s);
   }
 
   faulted(s: ClientSession, error: unknown): void {

@@ -11,7 +11,7 @@ import { readBytes, refusedPort, spec, startServer, waitFor } from '../testing/t
 import { FakeClock } from '../base/clock.js';
 import type { ConnectAttempt } from './connect.js';
 import { DeadlineQueue } from './deadlines.js';
-import { HandshakeError, type Handshake } from './handshake.js';
+import { HandshakeError, type ClientHello, type Greeting, type Handshake } from './handshake.js';
 import { pickEndpoint, type FailedTries, type Pick } from './pick.js';
 import type { PipeResult } from './pipe.js';
 import { ClientSession, type ConnectFailurePhase, type EndReason, type SessionHost, type SessionRules } from './session.js';
@@ -22,6 +22,7 @@ const RULES: SessionRules = {
   maxConnectAttempts: 5,
   noEndpointWaitMs: 5000,
   handshake: undefined,
+  greet: undefined,
   handshakeTimeoutMs: 5000,
   keepConnectionsOnRemoval: false,
   idleTimeoutMs: undefined,
@@ -105,6 +106,11 @@ class RecordingHost implements SessionHost {
     s.client.destroy();
     s.markClosed();
     this.note('ended', `ended ${reason ?? 'quietly'}`);
+  }
+  refused(s: ClientSession, reply: Buffer): void {
+    s.client.destroy();
+    s.markClosed();
+    this.note('refused', `refused '${reply.toString()}'`);
   }
   faulted(_s: ClientSession, error: unknown): void {
     this.faults.push(error);
@@ -525,4 +531,98 @@ test('an exception in a transition is an internal error: reported once, the clie
   await waitFor(() => c.host.faults.length === 1, 3000, 'fault');
   await waitFor(() => c.s.state === 'closed', 3000, 'closed');
   assert.equal(c.s.result?.error, 'EINTERNAL');
+});
+
+/** A greeting the test settles by hand. */
+function heldGreeting() {
+  const g = {
+    signal: undefined as AbortSignal | undefined,
+    settle: undefined as ((hello: ClientHello | Error) => void) | undefined,
+    greet: ((_client, signal) => {
+      g.signal = signal;
+      return new Promise<ClientHello>((resolve, reject) => (g.settle = (h) => (h instanceof Error ? reject(h) : resolve(h))));
+    }) as Greeting,
+  };
+  return g;
+}
+
+test('greet → pick: nothing is picked before the greeting; its hello reaches the handshake', async (t) => {
+  const g = heldGreeting();
+  const hellos: unknown[] = [];
+  const handshake: Handshake = async (_u, _ep, _signal, hello) => void hellos.push(hello);
+  const { host, s, peer } = await session(t, [['a', await upstream(t)]], { greet: g.greet, handshake });
+  assert.equal(s.phase, 'greet');
+  assert.deepEqual(host.log, ['accepted']);
+  assert.equal(host.made.length, 0);
+  assert.equal(host.deadlines.size, 1, 'the greeting is bounded');
+  g.settle!({ kind: 'session', hello: 'x' });
+  await opened(s);
+  assert.deepEqual(hellos, ['x']);
+  assert.deepEqual(host.log, ['accepted', 'evidence a ok', 'opened a #1']);
+  assert.equal((await readBytes(peer, 3)).toString(), 'up:');
+  assert.equal(g.signal!.aborted, false, 'a greeting that ended well is not aborted');
+});
+
+test('greet → connect (routed): one attempt to its endpoint, not the balancer\'s, even when down; no handshake, no evidence', async (t) => {
+  const good = await upstream(t);
+  const dead = await refusedPort();
+  const handshake: Handshake = async () => assert.fail('no handshake on a routed connection');
+  const a = heldGreeting();
+  let late: net.Socket | undefined;
+  const ok = await session(t, [['first', dead], ['b', good]], { greet: a.greet, handshake }, () => (late = hung()));
+  ok.host.cluster.reportConnectFailure(ok.ep.b!, 'ECONNREFUSED'); // its health says nothing here
+  a.settle!({ kind: 'route', endpoint: ok.ep.b! });
+  await waitFor(() => ok.s.phase !== 'greet', 3000, 'greeted');
+  assert.equal(ok.s.phase, 'connect');
+  ok.s.endpointGone(ok.ep.b!);
+  assert.equal(ok.s.phase, 'connect', 'going down does not cancel it');
+  ok.host.clock.advance(2999);
+  assert.equal(ok.s.phase, 'connect', 'not raced');
+  late!.connect({ host: '127.0.0.1', port: good });
+  await opened(ok.s);
+  assert.deepEqual(ok.host.log, ['accepted', 'opened b #1']);
+  // Failed: closed, no other endpoint tried.
+  const f = heldGreeting();
+  const bad = await session(t, [['dead', dead], ['b', good]], { greet: f.greet });
+  f.settle!({ kind: 'route', endpoint: bad.ep.dead! });
+  await ended(bad.s);
+  assert.deepEqual(bad.host.log, ['accepted', 'failed dead ECONNREFUSED', 'ended all-failed']);
+  assert.equal(bad.host.made.length, 1);
+});
+
+test('greet → closed: refused with its reply; a failed, timed-out or abandoned greeting closes quietly and is aborted', async (t) => {
+  const good = await upstream(t);
+  const r = heldGreeting();
+  const refused = await session(t, [['a', good]], { greet: r.greet });
+  r.settle!({ kind: 'refuse', reply: Buffer.from('no') });
+  await ended(refused.s);
+  assert.deepEqual(refused.host.log, ['accepted', "refused 'no'"]);
+  assert.equal(refused.host.deadlines.size, 0);
+  // It failed (garbage, the client's FIN).
+  const f = heldGreeting();
+  const failed = await session(t, [['a', good]], { greet: f.greet });
+  f.settle!(new Error('garbage'));
+  await ended(failed.s);
+  assert.deepEqual(failed.host.log, ['accepted', 'ended quietly']);
+  assert.ok(failed.s.client.destroyed);
+  // Timed out.
+  const tg = heldGreeting();
+  const slow = await session(t, [['a', good]], { greet: tg.greet, handshakeTimeoutMs: 700 });
+  slow.host.clock.advance(699);
+  assert.equal(slow.s.phase, 'greet');
+  slow.host.clock.advance(1);
+  assert.equal(slow.s.phase, 'closed');
+  assert.ok(tg.signal!.aborted);
+  assert.deepEqual(slow.host.log, ['accepted', 'ended quietly']);
+  tg.settle!({ kind: 'session', hello: 'late' }); // too late: nothing happens
+  await new Promise((res) => setImmediate(res));
+  assert.equal(slow.host.made.length, 0);
+  // The client reset meanwhile.
+  const cg = heldGreeting();
+  const gone = await session(t, [['a', good]], { greet: cg.greet });
+  gone.peer.resetAndDestroy();
+  await ended(gone.s);
+  assert.ok(cg.signal!.aborted);
+  assert.deepEqual(gone.host.log, ['accepted', 'ended quietly']);
+  assert.equal(gone.host.deadlines.size, 0);
 });

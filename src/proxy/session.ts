@@ -3,7 +3,7 @@ import type { Endpoint } from '../cluster/endpoint.js';
 import { ConnectAttempt, destroyQuietly, noop, type AttemptOwner } from './connect.js';
 import { ProxyConnection } from './connection.js';
 import type { Deadline, DeadlineQueue } from './deadlines.js';
-import { HandshakeError, handshakeCode, type Handshake } from './handshake.js';
+import { HandshakeError, handshakeCode, type ClientHello, type Greeting, type Handshake } from './handshake.js';
 import { NO_ENDPOINTS, NO_FAILURES, type FailedTries, type FailedTry, type Pick } from './pick.js';
 import { SocketPipe, type PipeResult } from './pipe.js';
 
@@ -13,6 +13,12 @@ import { SocketPipe, type PipeResult } from './pipe.js';
  * listener waking it when endpoints change, the handshake's promise).
  *
  *   phase      what is going on                leaves on                               to
+ *   greet      (with a greeting) the protocol  'session': what it learned kept for     pick
+ *              reads the client's first words    the handshake
+ *              (the only promise); deadline:   'route': one attempt to that endpoint   connect (routed)
+ *              handshakeTimeoutMs              'refuse': its reply sent                closed
+ *                                              it failed, the client closed, the       closed (quietly)
+ *                                              deadline
  *   pick       (within one call) the next      an endpoint to try                      connect
  *              step: at start, after a         nothing to try yet, attempts left       wait
  *              failure with nothing pending,   attempts used up, every endpoint full   closed
@@ -35,8 +41,13 @@ import { SocketPipe, type PipeResult } from './pipe.js';
  *   open       piped                           the pipe closed                         closed
  *   closed
  *
+ * A routed session (a greeting's 'route', e.g. a PostgreSQL CancelRequest, which must reach the
+ * server that issued its key) makes one attempt to its endpoint, whatever the endpoint's state:
+ * no race, no other endpoint, no handshake, no evidence on the endpoint; connected → open,
+ * failed → closed (all-failed).
+ *
  * In every phase before open, close() (client reset, drain, stop) ends the session at once and
- * quietly: attempts dropped, deadline and wait cleared, handshake aborted. In every phase an
+ * quietly: attempts dropped, deadline and wait cleared, greeting and handshake aborted. In every phase an
  * exception is an internal error: reported once (SessionHost.faulted), the client closed, the
  * process alive.
  *
@@ -44,7 +55,7 @@ import { SocketPipe, type PipeResult } from './pipe.js';
  * connect → open: one ConnectAttempt (three socket listeners) and a deadline set and cleared; no
  * promise, timer or AbortSignal. Raced and retried clients go through the same transitions.
  */
-export type SessionPhase = 'pick' | 'connect' | 'race' | 'wait' | 'handshake' | 'open' | 'closed';
+export type SessionPhase = 'greet' | 'pick' | 'connect' | 'race' | 'wait' | 'handshake' | 'open' | 'closed';
 
 export type ConnectFailurePhase = 'connect' | 'handshake';
 
@@ -65,6 +76,8 @@ export interface SessionRules {
   maxConnectAttempts: number;
   noEndpointWaitMs: number;
   handshake: Handshake | undefined;
+  /** Runs on the client before anything else (see Greeting); bounded by handshakeTimeoutMs. */
+  greet: Greeting | undefined;
   handshakeTimeoutMs: number;
   /** Keep a connect that completes to an endpoint removed or moved meanwhile. */
   keepConnectionsOnRemoval: boolean;
@@ -100,6 +113,8 @@ export interface SessionHost {
   closed(s: ClientSession, result: PipeResult): void;
   /** Closed without an upstream: tell the client why (unless `reason` is undefined), then s.markClosed(). */
   ended(s: ClientSession, reason: EndReason): void;
+  /** The greeting refused the client: send `reply` (empty: nothing), close it, then s.markClosed(). */
+  refused(s: ClientSession, reply: Buffer): void;
   /** An unexpected exception (a bug); the session closes itself. */
   faulted(s: ClientSession, error: unknown): void;
 }
@@ -131,6 +146,12 @@ export class ClientSession extends ProxyConnection implements AttemptOwner, Dead
   private racer: ConnectAttempt | undefined;
   private tries: Tries | undefined;
   private handshaking: Handshaking | undefined;
+  /** The greeting running (aborted when given up on). */
+  private greeting: AbortController | undefined;
+  /** What the greeting learned from the client, for the handshake. */
+  private hello: unknown;
+  /** One attempt to the greeting's endpoint, nothing else (see above). */
+  private routed = false;
   private faulted = false;
 
   constructor(
@@ -152,7 +173,10 @@ export class ClientSession extends ProxyConnection implements AttemptOwner, Dead
       this.client.on('error', this.onClientGone);
       this.client.on('close', this.onClientGone);
       this.host.accepted(this);
-      if (this.phase === 'pick') this.next();
+      if (this.phase !== 'pick') return; // closed by a listener of the event
+      const greet = this.host.rules.greet;
+      if (greet !== undefined) this.greet(greet);
+      else this.next();
     } catch (err) {
       this.fault(err);
     }
@@ -177,6 +201,8 @@ export class ClientSession extends ProxyConnection implements AttemptOwner, Dead
     try {
       const rules = this.host.rules;
       switch (this.phase) {
+        case 'greet':
+          return this.stopGreeting();
         case 'connect':
           if (this.host.deadlines.now() - this.attempt!.startedAt < rules.connectTimeoutMs) return this.race();
           return this.attempt!.cancel('ETIMEDOUT');
@@ -209,6 +235,7 @@ export class ClientSession extends ProxyConnection implements AttemptOwner, Dead
 
   /** `ep` went down or moved: attempts pending to it give up now (ENDPOINT_DOWN), the client moves on. */
   endpointGone(ep: Endpoint): void {
+    if (this.routed) return; // its endpoint, whatever its state
     const { attempt, racer } = this;
     if (racer?.ep === ep) racer.cancel(ENDPOINT_DOWN);
     if (attempt?.ep === ep) attempt.cancel(ENDPOINT_DOWN);
@@ -218,6 +245,7 @@ export class ClientSession extends ProxyConnection implements AttemptOwner, Dead
     try {
       if (this.phase === 'wait') this.host.stopWaiting(this);
       if (this.handshaking) this.stopHandshake(true);
+      if (this.greeting) return this.stopGreeting();
       this.end(undefined);
     } catch (err) {
       this.fault(err);
@@ -227,6 +255,56 @@ export class ClientSession extends ProxyConnection implements AttemptOwner, Dead
   private readonly onClientGone = (): void => this.close('ECONNRESET');
 
   // ---- transitions ----
+
+  private greet(hook: Greeting): void {
+    this.phase = 'greet';
+    const ac = new AbortController();
+    this.greeting = ac;
+    this.setDeadline(this.host.deadlines.now() + this.host.rules.handshakeTimeoutMs);
+    let p: Promise<ClientHello>;
+    try {
+      p = hook(this.client, ac.signal);
+    } catch {
+      return this.stopGreeting();
+    }
+    p.then(
+      (hello) => this.greeted(ac, hello),
+      () => this.greeted(ac, undefined),
+    );
+  }
+
+  /** The greeting's outcome (undefined: it failed). */
+  private greeted(ac: AbortController, hello: ClientHello | undefined): void {
+    try {
+      if (this.greeting !== ac) return; // timed out or closed meanwhile
+      if (hello === undefined || this.client.destroyed) return this.stopGreeting();
+      this.greeting = undefined;
+      this.host.deadlines.clear(this);
+      switch (hello.kind) {
+        case 'session':
+          this.hello = hello.hello;
+          return this.next();
+        case 'route':
+          this.routed = true;
+          return this.launch(hello.endpoint);
+        case 'refuse':
+          this.phase = 'closed';
+          this.client.removeListener('error', this.onClientGone);
+          this.client.removeListener('close', this.onClientGone);
+          return this.host.refused(this, hello.reply);
+      }
+    } catch (err) {
+      this.fault(err);
+    }
+  }
+
+  /** The greeting failed, timed out or its client went: closed without a word, then the greeting aborted. */
+  private stopGreeting(): void {
+    const ac = this.greeting!;
+    this.greeting = undefined;
+    this.end(undefined);
+    ac.abort();
+  }
 
   /** Nothing pending: the next attempt, a wait, or the end. */
   private next(): void {
@@ -280,7 +358,7 @@ export class ClientSession extends ProxyConnection implements AttemptOwner, Dead
 
   private canRace(): boolean {
     const rules = this.host.rules;
-    return rules.raceDelayMs < rules.connectTimeoutMs && this.attempts < rules.maxConnectAttempts;
+    return !this.routed && rules.raceDelayMs < rules.connectTimeoutMs && this.attempts < rules.maxConnectAttempts;
   }
 
   private attemptFailed(a: ConnectAttempt, code: string): void {
@@ -288,6 +366,12 @@ export class ClientSession extends ProxyConnection implements AttemptOwner, Dead
     this.racer = undefined;
     const ep = a.ep;
     const t = (this.tries ??= new Tries());
+    if (this.routed) {
+      t.code = code;
+      this.host.connectFailed(this, ep, code, 'connect');
+      if (this.phase === 'connect') this.end('all-failed');
+      return;
+    }
     // Cancelled because the endpoint went down: that is not one more failure of its own. A peer
     // with another address (IPv4 and IPv6) is tried there before it is blamed.
     if (code === ENDPOINT_DOWN) t.failed.set(ep, { generation: a.generation, hard: false });
@@ -326,6 +410,11 @@ export class ClientSession extends ProxyConnection implements AttemptOwner, Dead
     if (loser !== undefined) this.host.lost(this, loser);
     const rules = this.host.rules;
     const ep = a.ep;
+    if (this.routed) {
+      this.endpoint = ep;
+      this.endpointGeneration = a.generation;
+      return this.open(upstream);
+    }
     // With a handshake, success is reported once it is done (else an endpoint failing every
     // handshake would have its failure streak reset by each TCP connect and never be ejected).
     if (rules.handshake === undefined) this.host.evidence(ep, undefined);
@@ -359,24 +448,32 @@ export class ClientSession extends ProxyConnection implements AttemptOwner, Dead
     this.handshaking = h;
     upstream.once('close', h.onClose);
     this.setDeadline(this.host.deadlines.now() + this.host.rules.handshakeTimeoutMs);
-    let p: Promise<void>;
+    let p: Promise<void | net.Socket>;
     try {
-      p = hook(upstream, ep, h.ac.signal);
+      p = hook(upstream, ep, h.ac.signal, this.hello);
     } catch (err) {
       return this.handshakeFailed(handshakeCode(err), err);
     }
     p.then(
-      () => this.handshakeSettled(h, undefined),
+      (replaced) => this.handshakeSettled(h, undefined, undefined, replaced ?? undefined),
       (err: unknown) => this.handshakeSettled(h, handshakeCode(err), err),
     );
   }
 
-  private handshakeSettled(h: Handshaking, code: string | undefined, error?: unknown): void {
+  /** `replaced`: the socket the handshake piped through instead of the upstream (TLS over it). */
+  private handshakeSettled(h: Handshaking, code: string | undefined, error?: unknown, replaced?: net.Socket): void {
     try {
-      if (this.handshaking !== h) return; // timed out, failed or closed meanwhile
-      const upstream = this.upstream!;
+      if (this.handshaking !== h) {
+        // timed out, failed or closed meanwhile (its upstream is destroyed already)
+        if (replaced) destroyQuietly(replaced);
+        return;
+      }
+      const upstream = replaced ?? this.upstream!;
       if (code === undefined && upstream.destroyed) code = 'ECONNRESET';
-      if (code !== undefined) return this.handshakeFailed(code, error);
+      if (code !== undefined) {
+        if (replaced) destroyQuietly(replaced);
+        return this.handshakeFailed(code, error);
+      }
       this.stopHandshake(false);
       this.host.evidence(this.endpoint!, undefined);
       this.open(upstream);
@@ -486,6 +583,8 @@ export class ClientSession extends ProxyConnection implements AttemptOwner, Dead
     if (was === 'wait') this.host.stopWaiting(this);
     if (this.handshaking) this.handshaking.ac.abort();
     this.handshaking = undefined;
+    this.greeting?.abort();
+    this.greeting = undefined;
     if (this.pipe) {
       this.pipe.destroy('EINTERNAL'); // its close callback accounts for the connection
       return;

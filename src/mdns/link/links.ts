@@ -153,8 +153,9 @@ export class Links extends EventEmitter {
       return;
     }
     // Another process on this host (sharing the port) sends from our address too: its packets are
-    // told from the echoes of ours by their bytes.
-    const echo = packet.type === 'response' && this.isOurAddress(rinfo.address) && link.takeEcho(msg, family);
+    // told from the echoes of ours by their bytes (queries too: a host-mate's question about our
+    // host name is answered, our own is not).
+    const echo = rinfo.port === this.port && this.isOurAddress(rinfo.address) && link.takeEcho(msg, family);
     try {
       this.emit('packet', packet, rinfo, link, family, echo);
     } catch (err) {

@@ -246,13 +246,10 @@ export class OutgoingScheduler {
     return packets.length;
   }
 
-  /**
-   * A multicast query with known answers (TC continuation when they do not fit): leaves now.
-   * `id`: 0 as RFC 6762 §18.1 asks, but for a query our own responder must recognise.
-   */
-  sendQuery(questions: MdnsQuestion[], known: MdnsRecord[], id = 0): void {
+  /** A multicast query with known answers (TC continuation when they do not fit): leaves now. ID 0 (RFC 6762 §18.1). */
+  sendQuery(questions: MdnsQuestion[], known: MdnsRecord[]): void {
     if (this.closed || (questions.length === 0 && known.length === 0)) return;
-    for (const p of packQuery(questions, known, this.limit, id)) this.out(p);
+    for (const p of packQuery(questions, known, this.limit)) this.out(p);
   }
 
   /**

@@ -1,18 +1,19 @@
 import type { EventEmitter } from 'node:events';
 import type { Endpoint } from '../../cluster/endpoint.js';
-import type { Handshake } from '../listener.js';
+import type { Greeting, Handshake } from '../handshake.js';
 import type { CredentialGate } from './credential-gate.js';
 
 /**
  * A protocol module: what a connector needs to speak the first words of an application protocol
  * on behalf of its clients (credentials injection), and to tell a client in its own protocol why
- * it is being closed. A second protocol (PostgreSQL startup/auth, AMQP, …) is added by writing a
- * class of this shape and registering it in `PROTOCOLS` (./index.ts).
+ * it is being closed. A protocol (Redis, PostgreSQL, …) is a class of this shape registered in
+ * `PROTOCOLS` (./index.ts).
  *
  * Events (for logs and metrics; never carry a secret):
  *   'handshake-ok'      (endpoint: Endpoint, ms: number)
  *   'handshake-failed'  (endpoint: Endpoint, code: string, message: string)
- *   'credentials-loaded'  ()                 the credentials file was (re)read and is valid
+ *   'greeting-refused'  (code: string, message: string)  the greeting refused a client
+ *   'credentials-loaded'  (changed: boolean)  the credentials file was (re)read and is valid
  *   'credentials-error'   (message: string)  a changed file is invalid: the last good one stays
  */
 export interface ProtocolHandshake extends EventEmitter {
@@ -20,8 +21,13 @@ export interface ProtocolHandshake extends EventEmitter {
   readonly name: string;
   /** Runs on every new upstream connection before the client's bytes flow; undefined = none. */
   readonly handshake: Handshake | undefined;
-  /** A one-line message encoded as the protocol's error (for a client closed without upstream). */
-  errorReply(message: string): Buffer;
+  /** Runs on every client before an endpoint is picked, for protocols whose client speaks first. */
+  readonly greet?: Greeting;
+  /**
+   * A one-line message encoded as the protocol's error (for a client closed without upstream);
+   * `code` says why (see ConnectListenerOptions.errorReply).
+   */
+  errorReply(message: string, code?: string): Buffer;
   /** Counters for metrics. */
   readonly stats: HandshakeStats;
   /** Load credentials (rejects with a one-line message on a bad file) and watch for changes. */
@@ -37,7 +43,7 @@ export interface ProtocolHandshake extends EventEmitter {
 export interface HandshakeStats {
   /** Handshakes that completed. */
   ok: number;
-  /** Handshakes that failed, total and by code (WRONGPASS, NOPASS, NOPERM, LOADING, EPROTO, ETIMEDOUT, …). */
+  /** Handshakes that failed, total and by code (WRONGPASS, NOPERM, LOADING, 28P01, 57P03, EPROTO, ETIMEDOUT, …). */
   failed: number;
   failedByCode: Record<string, number>;
   /** Credential file reloads that succeeded / were rejected (the previous credentials were kept). */
@@ -55,6 +61,14 @@ export interface ProtocolOptions {
   authFile?: string;
   /** Redis: database to SELECT. */
   db?: number;
+  /** PostgreSQL: TLS to the server (default 'prefer': when the server offers it). */
+  serverTls?: ServerTlsMode;
+  /** PostgreSQL: how the server's certificate is checked (default 'full': chain and name). */
+  serverVerify?: ServerVerifyMode;
+  /** PostgreSQL: CA certificates (PEM file) for the server's certificate; default Node's roots. */
+  serverCa?: string;
+  /** PostgreSQL: the name the server's certificate must carry (default: the endpoint's name or address). */
+  serverName?: string;
   /** How often the credentials file is checked for changes. Default 1000 ms. */
   reloadIntervalMs?: number;
   /**
@@ -63,5 +77,10 @@ export interface ProtocolOptions {
    */
   credentialGate?: CredentialGate;
 }
+
+export const SERVER_TLS_MODES = ['off', 'prefer', 'require'] as const;
+export type ServerTlsMode = (typeof SERVER_TLS_MODES)[number];
+export const SERVER_VERIFY_MODES = ['full', 'ca', 'none'] as const;
+export type ServerVerifyMode = (typeof SERVER_VERIFY_MODES)[number];
 
 export type HandshakeEndpoint = Pick<Endpoint, 'label' | 'host' | 'port'>;

@@ -1,77 +1,32 @@
 import { EventEmitter } from 'node:events';
-import { readFile } from 'node:fs/promises';
 import type net from 'node:net';
-import { inspect } from 'node:util';
 import type { Endpoint } from '../../cluster/endpoint.js';
 import { HandshakeError, type Handshake } from '../listener.js';
-import { FileWatch } from '../watch.js';
 import { type CredentialGate, provenIdentity } from './credential-gate.js';
+import { Credentials, CredentialsFile, readCredentialsLine } from './credentials-file.js';
 import { emptyStats, type HandshakeStats, type ProtocolHandshake, type ProtocolOptions } from './protocol.js';
 import { encodeCommand, encodeError, MAX_BULK, parseReply, RespProtocolError, type RespReply } from './resp.js';
 
-/**
- * Redis credentials from a file holding `password` or `user password` on one line. The values
- * live in private fields: they are not enumerable, not serialized (toJSON) and not shown by
- * util.inspect, so a stray log of this object prints nothing secret.
- */
-export class RedisCredentials {
-  readonly #user: string | undefined;
-  readonly #password: string;
+/** Credentials for Redis: the `AUTH [user] password` command is encoded once per file read. */
+export class RedisCredentials extends Credentials {
   readonly #auth: Buffer;
 
   constructor(password: string, user?: string) {
-    this.#user = user;
-    this.#password = password;
+    super(password, user);
     this.#auth = encodeCommand(user === undefined ? ['AUTH', password] : ['AUTH', user, password]);
-  }
-
-  get hasUser(): boolean {
-    return this.#user !== undefined;
   }
 
   /** The AUTH command, RESP-encoded (a copy). */
   authCommand(): Buffer {
     return Buffer.from(this.#auth);
   }
-
-  /** `text` with the password (and user name) blanked: for messages from the server. */
-  redact(text: string): string {
-    let out = text;
-    for (const s of [this.#password, this.#user]) {
-      if (s && s.length > 0) out = out.split(s).join('***');
-    }
-    return out;
-  }
-
-  equals(other: RedisCredentials | undefined): boolean {
-    return other !== undefined && other.#password === this.#password && other.#user === this.#user;
-  }
-
-  toJSON(): string {
-    return '[redacted]';
-  }
-
-  [inspect.custom](): string {
-    return 'RedisCredentials [redacted]';
-  }
 }
 
-/**
- * Parse an auth file: one non-empty line, `password` or `user password` (split at the first run
- * of blanks, so a password may contain spaces when a user is given: `default my pass phrase`).
- * Errors name the file and the problem, never its content.
- */
+/** Parse an auth file (see readCredentialsLine) into Redis credentials. */
 export function parseAuthFile(text: string, path: string): RedisCredentials {
-  const lines = text.split(/\r?\n/).filter((l) => l.trim().length > 0);
-  if (lines.length === 0) throw new Error(`auth-file '${path}': is empty (expected 'password' or 'user password')`);
-  if (lines.length > 1) {
-    throw new Error(`auth-file '${path}': has ${lines.length} lines (expected one line: 'password' or 'user password')`);
-  }
-  const line = lines[0]!.trim();
-  const m = /^(\S+)\s+(.+)$/.exec(line);
-  const creds = m ? new RedisCredentials(m[2]!, m[1]!) : new RedisCredentials(line);
-  if (Buffer.byteLength(line) > MAX_BULK) throw new Error(`auth-file '${path}': line too long`);
-  return creds;
+  const { user, password } = readCredentialsLine(text, path);
+  if (Buffer.byteLength(text.trim()) > MAX_BULK) throw new Error(`auth-file '${path}': line too long`);
+  return new RedisCredentials(password, user);
 }
 
 type Step = 'AUTH' | 'SELECT';
@@ -97,16 +52,14 @@ export class RedisProtocol extends EventEmitter implements ProtocolHandshake {
   readonly stats: HandshakeStats = emptyStats();
   readonly authFile: string | undefined;
   readonly db: number | undefined;
-  private creds: RedisCredentials | undefined;
-  private watch: FileWatch | undefined;
-  private readonly reloadIntervalMs: number;
+  private readonly file: CredentialsFile<RedisCredentials> | undefined;
   private readonly mayReceiveCredentials: CredentialGate;
 
   constructor(opts: ProtocolOptions) {
     super();
     this.authFile = opts.authFile;
     this.db = opts.db;
-    this.reloadIntervalMs = opts.reloadIntervalMs ?? 1000;
+    this.file = opts.authFile === undefined ? undefined : new CredentialsFile(opts.authFile, parseAuthFile, this, opts.reloadIntervalMs);
     this.mayReceiveCredentials = opts.credentialGate ?? provenIdentity;
   }
 
@@ -116,7 +69,7 @@ export class RedisProtocol extends EventEmitter implements ProtocolHandshake {
 
   /** Whether credentials are loaded (never the credentials themselves). */
   get hasCredentials(): boolean {
-    return this.creds !== undefined;
+    return this.file?.current !== undefined;
   }
 
   errorReply(message: string): Buffer {
@@ -124,47 +77,20 @@ export class RedisProtocol extends EventEmitter implements ProtocolHandshake {
   }
 
   async start(): Promise<void> {
-    if (this.authFile === undefined) return;
-    this.creds = await this.load(this.authFile);
-    this.watch = new FileWatch([this.authFile], () => void this.reload(), this.reloadIntervalMs);
-    await this.watch.start();
+    await this.file?.start();
   }
 
   stop(): void {
-    this.watch?.stop();
-    this.watch = undefined;
+    this.file?.stop();
   }
 
   /** Re-read the auth file now (also done automatically when it changes). */
-  async reload(): Promise<boolean> {
-    if (this.authFile === undefined) return false;
-    try {
-      const creds = await this.load(this.authFile);
-      const changed = !creds.equals(this.creds);
-      this.creds = creds;
-      this.stats.reloads++;
-      this.emit('credentials-loaded', changed);
-      return true;
-    } catch (err) {
-      this.stats.reloadErrors++;
-      this.emit('credentials-error', `${(err as Error).message}; keeping the previous credentials`);
-      return false;
-    }
-  }
-
-  private async load(path: string): Promise<RedisCredentials> {
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new Error(`auth-file '${path}': cannot read (${code === 'ENOENT' ? 'no such file' : code})`);
-    }
-    return parseAuthFile(text, path);
+  reload(): Promise<boolean> {
+    return this.file?.reload() ?? Promise.resolve(false);
   }
 
   private readonly run: Handshake = (upstream, ep, signal) => {
-    const creds = this.creds;
+    const creds = this.file?.current;
     const steps: Step[] = [];
     const out: Buffer[] = [];
     if (creds && !this.mayReceiveCredentials(upstream, ep)) {
