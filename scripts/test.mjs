@@ -26,7 +26,8 @@
 // brought up before the files and deleted after, under a lock the kernel releases (flock), so
 // two checkouts never share or tear down one engine.
 //
-// At the end: every file with its duration, slowest first, and each phase's time. A skipped test
+// At the end: every file with its duration, slowest first, and each phase's time (also written to
+// .build/test-times-<node version>.json). A skipped test
 // is listed with its reason; with CI=true a skip fails the run: CI has every package the tests
 // use (.ci/run installs them), so a skip there means a test that silently stopped testing.
 import { spawn, spawnSync } from 'node:child_process';
@@ -450,5 +451,14 @@ if (process.env.MDNS_AMBASSADOR_TEST_ISOLATED === '1' && process.env[RESULTS_ENV
     }
   }
   const ok = report(all, buildResult, t0);
+  // The same figures for a script to compare runs: .build/test-times-v24.22.3.json and so on.
+  try {
+    mkdirSync('.build', { recursive: true });
+    writeFileSync(`.build/test-times-${process.version}.json`, JSON.stringify({
+      node: process.version, smoke: opts.smoke, filters: opts.filters, date: new Date().toISOString(), totalMs: Date.now() - t0,
+      build: buildResult?.ms, phases: all.phases.map((p) => ({ name: p.name, ms: p.ms, jobs: p.jobs, steps: p.steps,
+        files: p.files.map((f) => ({ file: f.file, ms: f.ms, ok: f.ok, tests: f.tests, skipped: f.skipped.length })) })),
+    }, null, 1));
+  } catch { /* a report is not worth failing the run for */ }
   process.exit(process.exitCode ?? (ok ? 0 : 1));
 }

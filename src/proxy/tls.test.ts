@@ -146,12 +146,16 @@ test('a rogue endpoint (self-signed) gets no application byte; clients are serve
   t.after(() => new Promise<void>((r) => rogue.close(() => r())));
   const roguePort = (rogue.address() as net.AddressInfo).port;
   const { port, events, cluster } = await connector(t, [roguePort, genuinePort], client.createConnection());
+  // Ejected for a while (outlier detection): seen as it happens, since on a loaded machine the
+  // 20 round trips can outlast the ejection.
+  const down: string[] = [];
+  cluster.on('endpoint-down', (ep, reason) => down.push(`${ep.id} ${reason}`));
   for (let i = 0; i < 20; i++) assert.equal(await roundTrip(port, `req ${i}`), `req ${i}`);
   assert.equal(rogueDecrypted, 0, 'no application byte reached the rogue');
   assert.equal(rogueHandshakes, 0);
   assert.equal(target.accepted, 20, 'every request served by the genuine endpoint');
   assert.ok(events.some((e) => /^failed e0 (SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE)$/.test(e)), events.join(', '));
-  assert.ok(!cluster.endpoints()[0]!.isUsable(), 'rogue ejected');
+  assert.ok(down.includes('e0 outlier'), `rogue ejected (${down.join(', ')})`);
   assert.ok(client.stats.connectFailed >= 1);
 });
 

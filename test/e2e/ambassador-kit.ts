@@ -112,7 +112,7 @@ export function startAmbassadorWithFiles(host: Host, name: string, files: { reso
 export async function startAdvertiser(host: Host, args: string[], opts: AmbOptions & { timeoutMs?: number } = {}): Promise<{ amb: Amb; announced: LogLine }> {
   const amb = startAmbassador(host, args, opts);
   // Bounds here only turn a hang into a failure: generous, a loaded machine starts node slowly.
-  const announced = await amb.waitLog({ msg: 'advertisement', state: 'announced' }, { timeoutMs: opts.timeoutMs ?? 20_000 });
+  const announced = await amb.waitLog({ msg: 'advertisement', state: 'announced' }, { timeoutMs: opts.timeoutMs ?? 60_000 });
   return { amb, announced };
 }
 
@@ -121,7 +121,7 @@ export async function startConnector(host: Host, args: string[], opts: AmbOption
   const amb = startAmbassador(host, args, opts);
   const n = args.filter((a) => a === '--connect').length;
   await waitFor(() => amb.findAll({ msg: 'listening' }).length >= n || (!amb.proc.running && Promise.reject(new Error(amb.proc.output))),
-    { timeoutMs: 20_000, intervalMs: 20, message: `[${host.name}] connector listening` });
+    { timeoutMs: 60_000, intervalMs: 20, message: `[${host.name}] connector listening` });
   return amb;
 }
 

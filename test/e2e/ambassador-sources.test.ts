@@ -43,7 +43,10 @@ describe('ambassador: discovery sources, migration and relays', { skip }, () => 
     const c = h('c');
     const ra = await redis(h('a'), 7001, 'a');
     const advA = track((await startAdvertiser(h('a'), ['--advertise', 'redis=7001,instance=main', ...FAST])).amb);
-    const conn = track(await startConnector(c, ['--connect', 'redis=6379', ...FAST]));
+    // A client arriving between a's goodbye and d's announcement waits for the new location: that
+    // gap is the time d's redis and advertiser take to start (5.4 s at load 24, over the default
+    // --wait-for-endpoint of 5 s), so the wait is long enough for a loaded machine.
+    const conn = track(await startConnector(c, ['--connect', 'redis=6379', '--wait-for-endpoint', '30000', ...FAST]));
     await waitServedBy(c, 'a');
     // new connections in a loop, plus one long-lived connection (to a) that must not stay on the old location
     const loop = track(runLoop(c, { hold: 1, count: 3000, intervalMs: 10, deadlineMs: 40_000, timeoutMs: 10_000 }));

@@ -36,7 +36,7 @@ describe('health at the source: 20 idle connectors', { skip }, () => {
       const batch = await Promise.all(names.slice(i, i + 5).map((n) => startConnector(lab.host(n), ['--connect', 'redis=6379'])));
       conns.push(...batch);
     }
-    await Promise.all(conns.map((c) => c.waitLog({ msg: 'endpoint up', service: 'redis' }, { timeoutMs: 20_000 })));
+    await Promise.all(conns.map((c) => c.waitLog({ msg: 'endpoint up', service: 'redis' }, { timeoutMs: 60_000 })));
   });
   after(async () => {
     await lab?.destroy();
