@@ -90,6 +90,13 @@ const LINK_RETRY_MS = 5000;
 export const HOST_MATE_WAIT_MS = 200;
 
 /**
+ * The EDNS option (RFC 6891 §9: 65001–65534 are for local use) that marks the host-mates question,
+ * so that only it is answered outside the one-second rule: any other question, however often a
+ * process of this host asks it, is answered under RFC 6762 §6. Other stacks ignore the option.
+ */
+const HOST_MATE_OPTION = 65_353;
+
+/**
  * Answers to host-mates' questions skip the one-second rule, but not this bound: a process on
  * this host asking in a loop cannot make us flood the link (an asker hears an answer sent for
  * another asker within it).
@@ -309,9 +316,10 @@ export class MdnsEngine extends EventEmitter {
     if (p.type === 'query') {
       this.prober.onQuery(p, link);
       const fromThisHost = from.port === this.port && this.links.isOurAddress(from.address);
-      if (fromThisHost && echo && mates !== undefined && this.asksForOurHostOnly(p)) {
+      const hostMateQuestion = fromThisHost && p.optionCodes?.includes(HOST_MATE_OPTION) === true && this.asksForOurHostOnly(p);
+      if (hostMateQuestion && echo) {
         // Our own question to the other responders of this host: only they are to answer it.
-      } else if (fromThisHost && !echo && p.authorities.length === 0 && this.asksForOurHostOnly(p)) {
+      } else if (hostMateQuestion) {
         this.answerHostMate(link, family);
       } else {
         this.responder.handleQuery(p, from, link, family);
@@ -410,8 +418,8 @@ export class MdnsEngine extends EventEmitter {
    * address of the others' services until they re-announce. So stop() sends goodbyes for them
    * only when nobody else answered: what this process alone published always gets its goodbye.
    * The question (A and AAAA, no known answers, so that nobody suppresses the answer; ID 0 as
-   * RFC 6762 §18.1 asks) is told from a host-mate's by its bytes (the echo of our own datagram, see
-   * Link.takeEcho): ours is not answered by our own responder. A response from one of our addresses
+   * RFC 6762 §18.1 asks) carries the HOST_MATE_OPTION mark; ours is told from a host-mate's by
+   * its bytes (the echo of our own datagram, see Link.takeEcho) and not answered by ourselves. A response from one of our addresses
    * with a live address record of our host name, not the echo of one of our own datagrams (told
    * by its bytes, see Link.takeEcho), is another responder's answer. Ambassadors answer this
    * question at once even within the one-second rule (see answerHostMate); another stack that
@@ -427,7 +435,7 @@ export class MdnsEngine extends EventEmitter {
     const questions: MdnsQuestion[] = [{ name: host.name(), type: 'A' }, { name: host.name(), type: 'AAAA' }];
     for (const l of this.links.all()) {
       if (!this.owned.at(l).established.has(host)) continue;
-      for (const f of l.families()) l.out(f).sendQuery(questions, []);
+      for (const f of l.families()) l.out(f).sendQuery(questions, [], HOST_MATE_OPTION);
     }
   }
 

@@ -246,10 +246,13 @@ export class OutgoingScheduler {
     return packets.length;
   }
 
-  /** A multicast query with known answers (TC continuation when they do not fit): leaves now. ID 0 (RFC 6762 §18.1). */
-  sendQuery(questions: MdnsQuestion[], known: MdnsRecord[]): void {
+  /**
+   * A multicast query with known answers (TC continuation when they do not fit): leaves now. ID 0
+   * (RFC 6762 §18.1); `optionCode` marks it with an EDNS option (see MdnsEngine.askHostMates).
+   */
+  sendQuery(questions: MdnsQuestion[], known: MdnsRecord[], optionCode?: number): void {
     if (this.closed || (questions.length === 0 && known.length === 0)) return;
-    for (const p of packQuery(questions, known, this.limit)) this.out(p);
+    for (const p of packQuery(questions, known, this.limit, optionCode)) this.out(p);
   }
 
   /**

@@ -71,3 +71,14 @@ test('names are compressed (RFC 1035 §4.1.4) and decode back to the same record
   const empty = encodePacket({ type: 'response', answers: [{ name: 'x.local', type: 'TXT', ttl: 1, data: [Buffer.alloc(0)] }] });
   assert.deepEqual([...empty.subarray(empty.length - 3)], [0, 1, 0]);
 });
+
+test('an EDNS option in an OPT record: written after the additionals, read back as its code, not as a record', () => {
+  const buf = encodePacket({ type: 'query', questions: [{ name: 'host.local', type: 'A' }, { name: 'host.local', type: 'AAAA' }], optionCode: 65_353 });
+  assert.equal(buf.readUInt16BE(0), 0, 'ID 0');
+  assert.equal(buf.readUInt16BE(10), 1, 'one additional: the OPT record');
+  const p = decodePacket(buf);
+  assert.deepEqual(p.optionCodes, [65_353]);
+  assert.deepEqual(p.additionals, []);
+  assert.equal(p.questions.length, 2);
+  assert.equal(decodePacket(encodePacket({ type: 'query', questions: [{ name: 'host.local', type: 'A' }] })).optionCodes, undefined);
+});

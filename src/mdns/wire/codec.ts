@@ -20,6 +20,8 @@ export interface MdnsPacket {
   answers: MdnsRecord[];
   authorities: MdnsRecord[];
   additionals: MdnsRecord[];
+  /** EDNS option codes of the packet's OPT pseudo-record (RFC 6891), when it has one. */
+  optionCodes?: number[];
 }
 
 export class MalformedPacketError extends Error {}
@@ -105,7 +107,15 @@ export function decodePacket(buf: Buffer): MdnsPacket {
     answers: convertRecords(p.answers ?? [], 'answer'),
     authorities: convertRecords(p.authorities ?? [], 'authority'),
     additionals: convertRecords(p.additionals ?? [], 'additional'),
+    ...optionCodesOf(p.additionals),
   };
+}
+
+function optionCodesOf(additionals: unknown): { optionCodes?: number[] } {
+  if (!Array.isArray(additionals)) return {};
+  const opt = (additionals as Array<{ type?: string; options?: Array<{ code?: unknown }> }>).find((r) => r?.type === 'OPT');
+  if (!opt || !Array.isArray(opt.options)) return {};
+  return { optionCodes: opt.options.map((o) => o?.code).filter((c): c is number => typeof c === 'number') };
 }
 
 export interface OutgoingPacket {
@@ -116,7 +126,12 @@ export interface OutgoingPacket {
   answers?: MdnsRecord[];
   authorities?: MdnsRecord[];
   additionals?: MdnsRecord[];
+  /** One EDNS option (RFC 6891) in an OPT pseudo-record after the additionals (no data). */
+  optionCode?: number;
 }
+
+/** UDP payload size announced in an OPT record: the mDNS packet limit of a 1500-byte link. */
+const OPT_PAYLOAD_SIZE = 1440;
 
 const TYPE_CODES: Record<string, number> = { A: 1, PTR: 12, TXT: 16, AAAA: 28, SRV: 33, NSEC: 47, ANY: 255 };
 
@@ -254,13 +269,25 @@ export function encodePacket(p: OutgoingPacket): Buffer {
   w.u16(p.id ?? 0);
   w.u16((flags & 0x7fff) | (p.type === 'response' ? 0x8000 : 0));
   w.u16(questions.length);
-  for (const sec of sections) w.u16(sec.length);
+  w.u16(sections[0]!.length);
+  w.u16(sections[1]!.length);
+  w.u16(sections[2]!.length + (p.optionCode === undefined ? 0 : 1));
   for (const q of questions) {
     w.name(q.name);
     w.u16(TYPE_CODES[q.type]!);
     w.u16(1 | (q.qu ? 0x8000 : 0));
   }
   for (const sec of sections) for (const r of sec) writeRecord(w, r);
+  if (p.optionCode !== undefined) {
+    // OPT: root name, type 41, class = UDP payload size, TTL 0, one option of no data.
+    w.u8(0);
+    w.u16(41);
+    w.u16(OPT_PAYLOAD_SIZE);
+    w.u32(0);
+    w.u16(4);
+    w.u16(p.optionCode);
+    w.u16(0);
+  }
   return Buffer.from(w.done());
 }
 
@@ -274,7 +301,8 @@ function encodeUncompressed(p: OutgoingPacket, flags: number): Buffer {
     questions,
     answers: (p.answers ?? []) as DnsPacket.Answer[],
     authorities: (p.authorities ?? []) as DnsPacket.Answer[],
-    additionals: (p.additionals ?? []) as DnsPacket.Answer[],
+    additionals: [...(p.additionals ?? []) as DnsPacket.Answer[],
+      ...(p.optionCode === undefined ? [] : [{ type: 'OPT', name: '.', udpPayloadSize: OPT_PAYLOAD_SIZE, options: [{ code: p.optionCode, data: Buffer.alloc(0) }] } as unknown as DnsPacket.Answer])],
   } as DnsPacket.Packet);
   // dns-packet never compresses names, so question offsets can be computed to set QU bits.
   let offset = 12;

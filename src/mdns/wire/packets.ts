@@ -89,12 +89,14 @@ export function packProbe(units: ProbeUnit[], limit: number): OutgoingPacket[] {
  * A query with its known answers: what does not fit the first packet continues in more packets,
  * every one but the last with the TC bit (RFC 6762 §7.2).
  */
-export function packQuery(questions: MdnsQuestion[], known: MdnsRecord[], limit: number, id = 0): OutgoingPacket[] {
+export function packQuery(questions: MdnsQuestion[], known: MdnsRecord[], limit: number, optionCode?: number): OutgoingPacket[] {
   const packets: OutgoingPacket[] = [];
   let i = 0;
   do {
-    const qs = packets.length === 0 ? questions : [];
-    const [n, p] = largestFitting(qs.length ? 0 : 1, known.length - i, limit, (k) => ({ id, type: 'query', questions: qs, answers: known.slice(i, i + k) }));
+    const first = packets.length === 0;
+    const qs = first ? questions : [];
+    const opt = first && optionCode !== undefined ? { optionCode } : {};
+    const [n, p] = largestFitting(qs.length ? 0 : 1, known.length - i, limit, (k) => ({ type: 'query', questions: qs, answers: known.slice(i, i + k), ...opt }));
     packets.push(p);
     i += n;
   } while (i < known.length);
