@@ -43,11 +43,12 @@ test('the HAProxy variant builds offline and carries a listener with HAProxy, no
     const listening = (await docker('logs', names.amb)).out.split('\n').find((l) => l.includes('"listening"'))!;
     assert.equal((JSON.parse(listening) as { dataPlane: string }).dataPlane, 'haproxy');
     // every process of the container (node, HAProxy's master and worker) runs as node (1000)
-    const top = await ok('docker', ['top', names.amb, '-eo', 'uid,comm']);
+    // (docker top needs the PID column in what it asks ps for)
+    const top = await ok('docker', ['top', names.amb, '-eo', 'pid,uid,comm']);
     const procs = top.trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
     log(`processes: ${procs.map((p) => p.join(' ')).join(', ')}`);
-    assert.ok(procs.filter((p) => p[1] === 'haproxy').length >= 2, 'master and worker');
-    assert.ok(procs.every((p) => p[0] === '1000'), 'all as uid 1000');
+    assert.ok(procs.filter((p) => p[2] === 'haproxy').length >= 2, 'master and worker');
+    assert.ok(procs.every((p) => p[1] === '1000'), 'all as uid 1000');
     // SIGTERM: goodbyes, HAProxy's soft stop, exit 0
     await ok('docker', ['stop', '-t', '20', names.amb]);
     assert.equal((await ok('docker', ['inspect', '-f', '{{.State.ExitCode}}', names.amb])).trim(), '0');
