@@ -573,6 +573,9 @@ class EtcdWatch extends EventEmitter implements DirectoryWatch {
 function networkReason(err: NodeJS.ErrnoException): string {
   if (err.code && /^E[A-Z]+$/.test(err.code)) return err.code;
   // OpenSSL's own text is a line of internals; its code says it: "TLS alert bad certificate".
-  if (err.code?.startsWith('ERR_SSL_')) return `TLS ${err.code.replace(/^ERR_SSL_(SSLV3_|TLSV1_|TLSV13_)?/, '').toLowerCase().replace(/_/g, ' ')} (${err.code})`;
-  return err.code && !err.message.includes(err.code) ? `${err.message} (${err.code})` : err.message;
+  // (OpenSSL 3 in Node 24 names them ERR_SSL_SSL/TLS_ALERT_…, Node 20 ERR_SSL_SSLV3_ALERT_…)
+  if (err.code?.startsWith('ERR_SSL_')) return `TLS ${err.code.replace(/^ERR_SSL_(SSLV3_|TLSV1_|TLSV13_|SSL\/TLS_)?/, '').toLowerCase().replace(/_/g, ' ')} (${err.code})`;
+  // Node 24 appends a hint about --use-system-ca: not ours to give (the CA is the URL's ca=).
+  const message = err.message.split('; ')[0]!;
+  return err.code && !message.includes(err.code) ? `${message} (${err.code})` : message;
 }
