@@ -19,7 +19,9 @@ async function run(t: import('node:test').TestContext, flags: string[], tty: boo
   const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const env = { ...process.env, NODE_TEST_CONTEXT: undefined };
   const child = tty
-    ? spawn('script', ['-qfec', [process.execPath, ...args].map(quote).join(' '), '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+    // `exec`: script runs the command with $SHELL -c, and a shell that forks instead of replacing
+    // itself (dash, CI's /bin/sh) takes the Ctrl-C too and dies of it (script then says 130).
+    ? spawn('script', ['-qfec', `exec ${[process.execPath, ...args].map(quote).join(' ')}`, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] })
     : spawn(process.execPath, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
