@@ -316,9 +316,10 @@ test('connect → pick: a connect that completes to an endpoint that moved meanw
 
 test('connect → pick: an endpoint removed while connecting is left for another, not blamed', async (t) => {
   const good = await upstream(t);
+  const other = await upstream(t);
   let first: net.Socket | undefined;
-  const { host, s } = await session(t, [['a', good], ['b', good]], {}, (e, n) => (n === 0 ? (first = hung()) : net.connect({ host: e.host, port: e.port })));
-  host.cluster.setEndpoints('static', [spec('b', good)]);
+  const { host, s } = await session(t, [['a', good], ['b', other]], {}, (e, n) => (n === 0 ? (first = hung()) : net.connect({ host: e.host, port: e.port })));
+  host.cluster.setEndpoints('static', [spec('b', other)]);
   first!.connect({ host: '127.0.0.1', port: good });
   await opened(s);
   assert.deepEqual(host.log, ['accepted', 'evidence a ok', 'evidence b ok', 'opened b #2']);
@@ -443,7 +444,7 @@ test('handshake → pick: a failing handshake fails over; one that says nothing 
 test('handshake → closed: rejected (retry: false) ends the client with the verdict\'s message', async (t) => {
   const good = await upstream(t);
   const hook: Handshake = () => Promise.reject(new HandshakeError('upstream authentication failed (WRONGPASS)', 'WRONGPASS', { retry: false }));
-  const { host, s } = await session(t, [['a', good], ['b', good]], { handshake: hook });
+  const { host, s } = await session(t, [['a', good], ['b', await upstream(t)]], { handshake: hook });
   await ended(s);
   assert.deepEqual(host.log.slice(-2), ['failed a WRONGPASS (handshake)', 'ended rejected']);
   assert.equal(s.lastFailure.message, 'upstream authentication failed (WRONGPASS)');
