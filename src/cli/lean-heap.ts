@@ -11,12 +11,21 @@ import { setFlagsFromString } from 'node:v8';
  * bench/RESULTS.md, "Memory" and "What a new connection costs now".
  *
  * Only the CLI imports this module, first, so the settings apply while the rest loads; an
- * application embedding the library keeps its own. A flag given on node's command line wins.
+ * application embedding the library keeps its own. A flag given to node wins, on its command
+ * line or in NODE_OPTIONS (how a user reaches node behind the `ambassador` command; node allows
+ * only some V8 flags there, `--max-semi-space-size` among them, not `--optimize-for-size`).
  */
-const given = (name: string): boolean =>
-  process.execArgv.some((a) => a.replace(/_/g, '-').replace(/^--no-/, '--').split('=')[0] === `--${name}`);
+export function leanHeapFlags(nodeFlags: readonly string[]): string[] {
+  const given = (name: string): boolean =>
+    nodeFlags.some((a) => a.replace(/_/g, '-').replace(/^--no-/, '--').split('=')[0] === `--${name}`);
+  const flags: string[] = [];
+  if (!given('optimize-for-size')) flags.push('--optimize-for-size');
+  if (!given('semi-space-growth-factor') && !given('max-semi-space-size') && !given('min-semi-space-size')) {
+    flags.push('--semi-space-growth-factor=1');
+  }
+  return flags;
+}
 
-if (!given('optimize-for-size')) setFlagsFromString('--optimize-for-size');
-if (!given('semi-space-growth-factor') && !given('max-semi-space-size') && !given('min-semi-space-size')) {
-  setFlagsFromString('--semi-space-growth-factor=1');
+for (const flag of leanHeapFlags([...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/).filter(Boolean)])) {
+  setFlagsFromString(flag);
 }
