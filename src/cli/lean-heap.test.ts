@@ -11,7 +11,12 @@ test('by default: --optimize-for-size and a young generation that does not grow'
 test("the user's flags win, in either spelling, negated or with a value", () => {
   assert.deepEqual(leanHeapFlags(['--no-optimize-for-size']), ['--semi-space-growth-factor=1']);
   assert.deepEqual(leanHeapFlags(['--optimize_for_size']), ['--semi-space-growth-factor=1']);
-  assert.deepEqual(leanHeapFlags(['--max-semi-space-size=16']), ['--optimize-for-size']);
   assert.deepEqual(leanHeapFlags(['--min_semi_space_size=2', '--no-optimize-for-size']), []);
-  assert.deepEqual(leanHeapFlags(['--semi-space-growth-factor=2', '--expose-gc']), ['--optimize-for-size']);
+  assert.deepEqual(leanHeapFlags(['--expose-gc']), ['--optimize-for-size', '--semi-space-growth-factor=1']);
+});
+
+test('a young-generation size given by the user is a heap of their choice: neither flag is set', () => {
+  assert.deepEqual(leanHeapFlags(['--max-semi-space-size=4']), []);
+  assert.deepEqual(leanHeapFlags(['--semi-space-growth-factor=2']), []);
+  assert.deepEqual(leanHeapFlags(['--max-semi-space-size=4', '--optimize-for-size']), [], 'their optimize-for-size stays theirs');
 });
