@@ -15,7 +15,13 @@
 // PostgreSQL 15 and pgbench from the machine, the test lab's PostgreSQL helper (.build/), the
 // built CLI (dist/). Every run is bounded in time.
 //
-//   node bench/postgres.mjs [--quick] [--rounds N] [--seconds S] [--clients C] [--out bench/results/postgres.json]
+// --placement hosts models the deployment instead of sharing every CPU: PostgreSQL (postmaster
+// and every backend) on the last CPU, "the database host"; pgbench and the ambassador on the
+// others, "the application's host", where an ambassador runs, beside its application. Without
+// it (shared), everything competes for every CPU, the proxy's CPU comes out of PostgreSQL's.
+//
+//   node bench/postgres.mjs [--quick] [--rounds N] [--seconds S] [--clients C] [--placement shared|hosts]
+//                           [--out bench/results/postgres.json]
 import { enterPrivateNetns } from './lib/private-netns.mjs';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -47,7 +53,13 @@ const rounds = Number(opt('rounds', quick ? 2 : 5));
 const seconds = Number(opt('seconds', quick ? 5 : 10));
 const clients = Number(opt('clients', 4));
 const firstN = quick ? 60 : 150;
-const outFile = resolve(root, opt('out', 'bench/results/postgres.json'));
+const placement = opt('placement', 'shared');
+if (!['shared', 'hosts'].includes(placement)) throw new Error(`--placement: shared or hosts, not ${placement}`);
+const ncpu = os.cpus().length;
+if (placement === 'hosts' && ncpu < 2) throw new Error('--placement hosts needs two CPUs');
+const dbCpus = String(ncpu - 1);
+const appCpus = ncpu === 2 ? '0' : `0-${ncpu - 2}`;
+const outFile = resolve(root, opt('out', placement === 'hosts' ? 'bench/results/postgres-hosts.json' : 'bench/results/postgres.json'));
 const log = (...a) => console.error(`[postgres ${new Date().toISOString().slice(11, 19)}]`, ...a);
 
 const PW = 'bench-Scram-Secret';
@@ -57,6 +69,7 @@ const VIA = 6432;
 const VIA_MD5 = 6433;
 const HOP = 6434;
 const HOP_MD5 = 6435;
+const HAPROXY = 6436;
 const dir = mkdtempSync(join(os.tmpdir(), 'amb-pg-bench-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
@@ -67,11 +80,13 @@ const server = await startPostgres(undefined, {
   databases: [{ name: 'bench', owner: 'app' }],
 });
 const amb = { pid: 0, stop: async () => {} };
+const hap = { pid: 0, stop: async () => {} };
 try {
   const env = {
     direct: { PGHOST: '127.0.0.1', PGPORT: String(PG_PORT), PGUSER: 'app', PGPASSWORD: PW, PGDATABASE: 'bench' },
     through: { PGHOST: '127.0.0.1', PGPORT: String(VIA), PGUSER: 'whoever', PGPASSWORD: '', PGDATABASE: 'bench' },
     hop: { PGHOST: '127.0.0.1', PGPORT: String(HOP), PGUSER: 'app', PGPASSWORD: PW, PGDATABASE: 'bench' },
+    haproxy: { PGHOST: '127.0.0.1', PGPORT: String(HAPROXY), PGUSER: 'app', PGPASSWORD: PW, PGDATABASE: 'bench' },
   };
   const PATHS = Object.keys(env);
   const init = await run('pgbench', ['-i', '-s', '1', '-q'], { env: { ...process.env, ...env.direct }, timeoutMs: 120_000 });
@@ -87,6 +102,19 @@ try {
     '--connect', `hop=${HOP}`, '--static', `hop=${upstream}`, '--connect', `hopm=${HOP_MD5}`, '--static', `hopm=${upstream}`]);
   Object.assign(amb, proc);
   for (const p of [VIA, VIA_MD5, HOP, HOP_MD5]) await waitPort(p);
+  // A bare HAProxy as a plain TCP hop too: what the best-known proxy costs on the same path.
+  writeFileSync(join(dir, 'haproxy.cfg'), `global\n  nbthread 1\n  maxconn 1000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\nlisten pg\n  bind 127.0.0.1:${HAPROXY}\n  server p1 ${upstream}\n`);
+  Object.assign(hap, startProcess('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')]));
+  await waitPort(HAPROXY);
+  const proxyPid = { through: amb.pid, hop: amb.pid, haproxy: hap.pid };
+  if (placement === 'hosts') {
+    // every thread of each process; backends forked later inherit the postmaster's CPU
+    const children = sh('sh', ['-c', `ps --ppid ${server.process.pid} -o pid= || true`]).split(/\s+/).filter(Boolean);
+    for (const pid of [String(server.process.pid), ...children]) sh('taskset', ['-a', '-p', '-c', dbCpus, pid]);
+    sh('taskset', ['-a', '-p', '-c', appCpus, String(amb.pid)]);
+    sh('taskset', ['-a', '-p', '-c', appCpus, String(hap.pid)]);
+    log(`placement: PostgreSQL on CPU ${dbCpus}, pgbench and the proxies on CPU ${appCpus}`);
+  }
 
   // CPU time in ms from /proc/PID/stat (clock ticks of 10 ms): utime + stime, with `reaped` also
   // the times of its children that have exited (the postmaster's backends).
@@ -98,9 +126,11 @@ try {
   const idleBackends = backends();
   async function pgbench(path, args) {
     const pg0 = cpuMs(server.process.pid, true);
-    const amb0 = cpuMs(amb.pid);
+    const pid = proxyPid[path];
+    const amb0 = pid ? cpuMs(pid) : 0;
     // `times` (a shell builtin) prints the shell's own times, then its children's: pgbench's.
-    const cmd = `pgbench -n -S -c ${clients} -j 2 -T ${seconds} ${args.join(' ')}; s=$?; times; exit $s`;
+    const pin = placement === 'hosts' ? `taskset -c ${appCpus} ` : '';
+    const cmd = `${pin}pgbench -n -S -c ${clients} -j 2 -T ${seconds} ${args.join(' ')}; s=$?; times; exit $s`;
     const r = await run('sh', ['-c', cmd], { env: { ...process.env, ...env[path] }, timeoutMs: (seconds + 60) * 1000 });
     const tps = Number(/tps = ([\d.]+)/.exec(r.stdout)?.[1]);
     const failed = Number(/number of failed transactions: (\d+)/.exec(r.stdout)?.[1] ?? 0);
@@ -110,7 +140,7 @@ try {
     // the backends of held connections end with pgbench: their times count once they are reaped
     for (let i = 0; i < 100 && backends() > idleBackends; i++) await new Promise((res) => setTimeout(res, 20));
     const tx = tps * seconds;
-    const ambassador = path === 'direct' ? 0 : (cpuMs(amb.pid) - amb0) / tx;
+    const ambassador = pid ? (cpuMs(pid) - amb0) / tx : 0;
     return { tps, failed, cost: { pgbench: pgbenchMs / tx, postgres: (cpuMs(server.process.pid, true) - pg0) / tx, ambassador } };
   }
   /** connect, SELECT 1, end: ms each, sequential. */
@@ -190,9 +220,12 @@ try {
 
   const pgv = sh('pgbench', ['--version']).trim();
   const L = [];
-  L.push(`${pgv}, PostgreSQL 15 on 127.0.0.1 (fsync off), ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load average at the start ${os.loadavg()[0].toFixed(1)} (a machine shared with other work), Node ${process.version}; ${rounds} interleaved rounds of ${seconds} s, \`-c ${clients} -j 2 -S\`; ${new Date().toISOString().slice(0, 10)}. **direct**: the client logs in itself (SCRAM-SHA-256); **through**: \`--connect pg=…,protocol=postgres,auth-file=…\` with \`--static\`, defaults otherwise (\`server-tls=prefer\`: one SSLRequest round trip, the server declines), the client sends no password; **hop**: the same ambassador as a plain TCP hop (\`--connect hop=…\`), the client logging in itself (reference: what any proxy in between costs).`);
+  const where = placement === 'hosts'
+    ? `placement "hosts": PostgreSQL on CPU ${dbCpus} (the database host), pgbench and the ambassador on CPU ${appCpus} (the application's host)`
+    : 'placement "shared": every process on every CPU';
+  L.push(`${pgv}, PostgreSQL 15 on 127.0.0.1 (fsync off), ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ${where}, load average at the start ${os.loadavg()[0].toFixed(1)} (a machine shared with other work), Node ${process.version}; ${rounds} interleaved rounds of ${seconds} s, \`-c ${clients} -j 2 -S\`; ${new Date().toISOString().slice(0, 10)}. **direct**: the client logs in itself (SCRAM-SHA-256); **through**: \`--connect pg=…,protocol=postgres,auth-file=…\` with \`--static\`, defaults otherwise (\`server-tls=prefer\`: one SSLRequest round trip, the server declines), the client sends no password; **hop**: the same ambassador as a plain TCP hop (\`--connect hop=…\`), the client logging in itself (reference: what any proxy in between costs); **haproxy**: a bare HAProxy ${sh('haproxy', ['-v']).split('\n')[0].split(' ')[2]} as the same plain hop (\`mode tcp\`, one thread).`);
   L.push('');
-  L.push('| run | path | tps (median) | tps ratio to direct, median (per round) | CPU per transaction (median): pgbench + postgres + ambassador | capacity ratio, median (per round) | target |');
+  L.push('| run | path | tps (median) | tps ratio to direct, median (per round) | CPU per transaction (median): pgbench + postgres + proxy | capacity ratio, median (per round) | target |');
   L.push('|---|---|---:|---|---|---|---|');
   for (const [test, title, target] of [['churn', '`pgbench -C -S` (a new connection per transaction)', '≥ 0.9×'], ['held', '`pgbench -S` (held connections)', '≥ 0.95×']]) {
     for (const path of PATHS) {
@@ -204,6 +237,7 @@ try {
     }
   }
   L.push('');
+  if (placement === 'hosts') L.push('Placement "hosts": the database host\'s CPU is the limit, so the tps ratio is the figure that counts; the capacity ratio below adds CPU of two hosts and says little here.', '');
   L.push('Capacity ratio: the CPU time a transaction costs everything involved (pgbench, PostgreSQL with its backends, the ambassador) directly, over what it costs on the path: the throughput ratio on a machine whose CPU is the limit, as this one is when the benchmark has it to itself. The tps ratios move with the load of the shared machine; the CPU counts much less.');
   L.push('');
   L.push('| first query of a new connection (node-postgres: connect, `SELECT 1`) | median | p90 | n |');
@@ -218,9 +252,10 @@ try {
   const markdown = L.join('\n');
   console.log(markdown);
   mkdirSync(dirname(outFile), { recursive: true });
-  writeFileSync(outFile, `${JSON.stringify({ date: new Date().toISOString(), settings: { rounds, seconds, clients }, results, summary, markdown }, null, 2)}\n`);
+  writeFileSync(outFile, `${JSON.stringify({ date: new Date().toISOString(), settings: { rounds, seconds, clients, placement }, results, summary, markdown }, null, 2)}\n`);
   log(`wrote ${outFile}`);
 } finally {
   await amb.stop();
+  await hap.stop();
   await server.stop();
 }
