@@ -172,9 +172,19 @@ test('HAProxy that cannot start: start() rejects with its alert, and nothing is 
 });
 
 test('limits: max-per-endpoint queues in HAProxy, max-pending refuses past the queue (counted), --idle-timeout closes', { skip }, async () => {
-  const { cluster, plane } = setup(4, { idleTimeoutMs: 400, queueTimeoutMs: 30_000 });
+  // HAProxy's client timeout (the idle timeout) runs for a queued client too. Both held clients
+  // send a byte every 100 ms while the test needs them (a 20x margin on a loaded machine: with
+  // 400 ms and no traffic, the first timed out before the third arrived, under a CI run beside
+  // a CPU load, and the third was queued and timed out instead of refused).
+  const { cluster, plane } = setup(4, { idleTimeoutMs: 2000, queueTimeoutMs: 30_000 });
   const port = await freePort();
   const f = plane.frontend({ cluster, service: 'svc', bind: '127.0.0.1', port, balance: 'round-robin', limits: { maxConnections: 100, maxPending: 1, maxPerEndpoint: 1 } });
+  const active: NodeJS.Timeout[] = [];
+  const keepActive = (socket: net.Socket): NodeJS.Timeout => {
+    const t = setInterval(() => socket.write('x'), 100);
+    active.push(t);
+    return t;
+  };
   try {
     await plane.start();
     cluster.setEndpoints('static', [endpoint(0)]);
@@ -186,11 +196,9 @@ test('limits: max-per-endpoint queues in HAProxy, max-pending refuses past the q
     };
     const first = open();
     assert.equal(await first.greeted, 'a');
+    const firstActive = keepActive(first.socket);
     const second = open();
-    // HAProxy's client timeout (the idle timeout) runs for a queued client too: silent, the
-    // second would reach it a few ms after the first and lose the race for the endpoint
-    // (1 run in 6 on Node 24). A byte half-way keeps it active.
-    const keepActive = setTimeout(() => second.socket.write('x'), 200);
+    keepActive(second.socket);
     for (let i = 0; f.queued === 0; i++) {
       assert.ok(i < 1000, 'the second client waits in HAProxy\'s queue');
       await plane.refresh(0);
@@ -199,13 +207,14 @@ test('limits: max-per-endpoint queues in HAProxy, max-pending refuses past the q
     await third.closed;
     await plane.refresh(0);
     assert.equal(f.refused['max-pending'], 1);
-    // the first one idle for --idle-timeout: HAProxy closes it, the queued one gets the endpoint
+    // the first one falls silent for --idle-timeout: HAProxy closes it, the queued one gets the endpoint
+    clearInterval(firstActive);
     await first.closed;
-    // the greeting, and maybe the echo of the byte after it
+    // the greeting, and maybe the echo of a byte after it
     assert.match(await second.greeted, /^a/);
-    clearTimeout(keepActive);
     second.socket.destroy();
   } finally {
+    for (const t of active) clearInterval(t);
     await plane.stop(0);
   }
 });
