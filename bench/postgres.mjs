@@ -16,7 +16,7 @@
 // built CLI (dist/). Every run is bounded in time.
 //
 // --placement hosts models the deployment instead of sharing every CPU: PostgreSQL (postmaster
-// and every backend) on the last CPU, "the database host"; pgbench and the ambassador on the
+// and every backend) on the last CPU, "the database host"; pgbench and the proxies on the
 // others, "the application's host", where an ambassador runs, beside its application. Without
 // it (shared), everything competes for every CPU, the proxy's CPU comes out of PostgreSQL's.
 //
@@ -221,7 +221,7 @@ try {
   const pgv = sh('pgbench', ['--version']).trim();
   const L = [];
   const where = placement === 'hosts'
-    ? `placement "hosts": PostgreSQL on CPU ${dbCpus} (the database host), pgbench and the ambassador on CPU ${appCpus} (the application's host)`
+    ? `placement "hosts": PostgreSQL on CPU ${dbCpus} (the database host), pgbench and the proxies on CPU ${appCpus} (the application's host)`
     : 'placement "shared": every process on every CPU';
   L.push(`${pgv}, PostgreSQL 15 on 127.0.0.1 (fsync off), ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), ${where}, load average at the start ${os.loadavg()[0].toFixed(1)} (a machine shared with other work), Node ${process.version}; ${rounds} interleaved rounds of ${seconds} s, \`-c ${clients} -j 2 -S\`; ${new Date().toISOString().slice(0, 10)}. **direct**: the client logs in itself (SCRAM-SHA-256); **through**: \`--connect pg=…,protocol=postgres,auth-file=…\` with \`--static\`, defaults otherwise (\`server-tls=prefer\`: one SSLRequest round trip, the server declines), the client sends no password; **hop**: the same ambassador as a plain TCP hop (\`--connect hop=…\`), the client logging in itself (reference: what any proxy in between costs); **haproxy**: a bare HAProxy ${sh('haproxy', ['-v']).split('\n')[0].split(' ')[2]} as the same plain hop (\`mode tcp\`, one thread).`);
   L.push('');

@@ -17,10 +17,10 @@ import { HAPROXY_CONNECT_FAILED, type HaproxyFrontend } from '../proxy/haproxy/f
 import type { HaproxyPlane } from '../proxy/haproxy/plane.js';
 
 const { collectDefaultMetrics, Counter, Gauge, Registry } = requireCommonJs('prom-client') as typeof PromClient;
+type Counter<T extends string> = PromClient.Counter<T>;
 
 /** Resolution of the event-loop delay histogram behind nodejs_eventloop_lag_* (ms). */
 const EVENT_LOOP_SAMPLE_MS = 100;
-type Counter<T extends string> = PromClient.Counter<T>;
 
 /**
  * What admin reads of a --connect (the ambassador's Connector). Declared here, in the floor's

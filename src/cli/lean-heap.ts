@@ -18,8 +18,9 @@ import { setFlagsFromString } from 'node:v8';
  * `--max-semi-space-size` there, not `--optimize-for-size`) means neither flag is set, since
  * `--optimize-for-size` with a young generation free to grow is the slowest mix measured. The
  * choice for heavy connection churn: `NODE_OPTIONS=--max-semi-space-size=4` (V8 reads it only at
- * start, so this module cannot set it), measured 0.95x a bare Node proxy's connections/s against
- * 0.84x, at 69 instead of 63 MB idle and ~100 instead of ~74 MB peak under churn.
+ * start, so this module cannot set it), measured on Node 24 at 0.955x a bare Node proxy's
+ * connections/s against 0.82x, for 73 instead of 70 MB idle and ~100 instead of ~78 MB at the
+ * peak of churn (bench/RESULTS.md).
  */
 export function leanHeapFlags(nodeFlags: readonly string[]): string[] {
   const given = (name: string): boolean =>
