@@ -40,7 +40,11 @@ describe('compose/failover-and-load-balancing under a real engine', { skip }, ()
     assert.ok(!(await answers(since)).includes('request failed'));
   });
 
-  test('kill api-3 api-3-ambassador (hard failure): no request fails, only api-1 answers', async () => {
+  // A request already forwarded to api-3 when it dies cannot be saved by a TCP proxy (its bytes
+  // went to the dead process; HAProxy in mode tcp cannot either): at most that one, the first
+  // answer after the kill, may fail. Every request that starts later must be answered: a connect
+  // refused by the dead port is retried on api-1, so the ambassador never gives a client up.
+  test('kill api-3 api-3-ambassador (hard failure): no new request fails, only api-1 answers', async () => {
     const since = new Date();
     await ex.ok('kill', 'api-3', 'api-3-ambassador');
     await waitFor('api-3 marked down', async () => (await ex.records('client-ambassador', since))
@@ -49,7 +53,11 @@ describe('compose/failover-and-load-balancing under a real engine', { skip }, ()
     const a = await waitFor('four answers', async () => { const x = await answers(mark); return x.length >= 4 && x; }, 20_000);
     assert.deepEqual(replicas(a), new Set(['api-1']), a.join(' | '));
     const all = await answers(since);
-    assert.ok(!all.includes('request failed'), all.join(' | '));
+    const failed = all.flatMap((l, i) => (l === 'request failed' ? [i] : []));
+    if (failed.length) log(`the request in flight at the kill failed: ${all.join(' | ')}`);
+    assert.ok(failed.length === 0 || (failed.length === 1 && failed[0] === 0), all.join(' | '));
+    const gaveUp = (await ex.records('client-ambassador', since)).filter((r) => typeof r.msg === 'string' && r.msg.startsWith('client closed'));
+    assert.deepEqual(gaveUp, [], 'the ambassador closed a client without an endpoint');
   });
 
   test('start api-3 api-3-ambassador api-2-ambassador: all three back in the rotation', async () => {
