@@ -6,7 +6,8 @@
 //   node bench/datapath.mjs [--quick] [--rounds N] [--paths direct,haproxy,socat,ambassador]
 //                           [--tests p1,p16,c1,c1pin,bulk,bulkdown,churn] [--out FILE]
 //                           [--ambassador-bin dist/cli/bin.js] [--node BIN]
-//                           [--amb "NAME=[NODE ARGS][@BIN][^NODE]"] [--variant "NAME=FILE[ ARGS][^NODE]"]
+//                           [--amb "NAME=[NODE ARGS][@BIN][^NODE]"] [--amb-haproxy "NAME=…"]
+//                           [--variant "NAME=FILE[ ARGS][^NODE]"]
 //
 // The ambassador runs with every feature on (metrics through --admin, logs at info); --node
 // (or ^NODE per path) runs it, or a variant, on another Node binary, e.g. one installed from

@@ -14,6 +14,7 @@ import { startProcess, waitPort, waitListen, sleep, sh } from './proc.mjs';
  *   --ambassador-bin FILE                  the ambassador's entry point (default dist/cli/bin.js)
  *   --node BIN                             Node binary of the ambassador and the Node variants
  *   --amb "NAME=[NODE ARGS][@BIN][^NODE]"  another ambassador build, node flags or Node binary
+ *   --amb-haproxy "NAME=…"                 the same, with --data-plane haproxy
  *   --variant "NAME=FILE[ ARGS][^NODE]"    a Node proxy taking --listen PORT=HOST:PORT
  *   --amb-args "ARGS"                      more ambassador options, every ambassador path (e.g.
  *                                          longer timeouts for a run under valgrind)
@@ -116,11 +117,12 @@ listen bulk
 
   const extra = [];
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '--amb') {
+    if (argv[i] === '--amb' || argv[i] === '--amb-haproxy') {
       const [name, rest] = argv[i + 1].split(/=(.*)/s);
       const [spec, nodeOpt] = rest.split('^');
       const [nodeArgs, bin] = spec.split('@');
-      defs[name] = ambassador(name, bin ? resolve(root, bin) : ambBin, nodeArgs, nodeOpt || nodeBin);
+      defs[name] = ambassador(name, bin ? resolve(root, bin) : ambBin, nodeArgs, nodeOpt || nodeBin,
+        argv[i] === '--amb-haproxy' ? ['--data-plane', 'haproxy'] : []);
       node[name] = versionOf(nodeOpt || nodeBin);
       extra.push(name);
     } else if (argv[i] === '--variant') {
