@@ -28,7 +28,7 @@ import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
-import { startProcess, run, sh, sleep, waitPort } from './lib/proc.mjs';
+import { startProcess, run, sh, sleep, tree, waitPort } from './lib/proc.mjs';
 import { pathDefinitions } from './lib/paths.mjs';
 import { benchArgs } from './lib/args.mjs';
 import { classify } from './lib/callgrind.mjs';
@@ -107,7 +107,9 @@ const counters = {
     return {
       zero: async () => {
         file = join(work, `strace-${pid}-${k++}.txt`);
-        tracer = startProcess('strace', ['-f', '-c', '-o', file, '-p', String(pid)]);
+        // Every process of the tree: the ambassador's HAProxy (--data-plane haproxy) is a child
+        // started before the count, which -f alone would not follow.
+        tracer = startProcess('strace', ['-f', '-c', '-o', file, ...tree(pid).flatMap((p) => ['-p', String(p)])]);
         await sleep(1500); // attached to every thread
       },
       read: async () => {

@@ -4,7 +4,7 @@
  *
  * The ambassador takes a Config made by buildConfig() from the same options as the command line
  * (camel case: `{ advertise: ['redis=6379'], admin: '9901' }`); the engine takes its own options.
- * Nothing here sets V8's heap flags (the executable does, cli/lean-heap.ts): an application
+ * Nothing here sets V8's heap (the executable does, cli/heap.ts): an application
  * keeps its own.
  */
 export { Ambassador } from './ambassador/ambassador.js';

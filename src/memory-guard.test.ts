@@ -2,8 +2,8 @@
 //  - base/commonjs.ts: CommonJS dependencies are require()d, never imported. An `import` of a
 //    CommonJS package makes Node's ESM loader load cjs-module-lexer (WebAssembly) to find its
 //    named exports, and it stays: 70 → 61 MB RSS on an idle ambassador when it went.
-//  - cli/lean-heap.ts: V8's heap flags are set before the program loads: the executable imports
-//    lean-heap.ts first and everything else dynamically after it; nothing else imports it (an
+//  - cli/heap.ts: V8's heap is chosen before the program loads: the executable imports heap.ts
+//    first and everything else dynamically after it; nothing else imports it (an
 //    application embedding the library keeps its own heap).
 // It reads the sources (not the build) and resolves each imported package as Node would.
 import { test } from 'node:test';
@@ -74,11 +74,11 @@ test('the executable sets the heap flags before anything else loads, and only it
   const bin = sources.get('cli/bin.ts')!;
   const statements = ts.createSourceFile('bin.ts', bin, ts.ScriptTarget.Latest).statements;
   const imports = statements.filter(ts.isImportDeclaration).map((s) => (s.moduleSpecifier as ts.StringLiteral).text);
-  assert.deepEqual(imports, ['./lean-heap.js'], 'cli/bin.ts: lean-heap.js is its one static import; the program follows with await import()');
+  assert.deepEqual(imports, ['./heap.js'], 'cli/bin.ts: heap.js is its one static import; the program follows with await import()');
   assert.ok(ts.isImportDeclaration(statements[0]!), 'and the first statement');
   assert.match(bin, /await import\('\.\/main\.js'\)/);
   const importers = [...sources].filter(([file, text]) => file !== 'cli/bin.ts' && shipped(file)
-    && importsOf(file, text).some((i) => i.spec.endsWith('/lean-heap.js') || i.spec === './lean-heap.js')).map(([f]) => f);
-  assert.deepEqual(importers, [], 'nothing else imports lean-heap.ts: an application embedding the library keeps its own heap');
-  assert.ok(importsOf('cli/lean-heap.ts', sources.get('cli/lean-heap.ts')!).every((i) => i.spec.startsWith('node:')));
+    && importsOf(file, text).some((i) => i.spec.endsWith('/heap.js') || i.spec === './heap.js')).map(([f]) => f);
+  assert.deepEqual(importers, [], 'nothing else imports heap.ts: an application embedding the library keeps its own heap');
+  assert.ok(importsOf('cli/heap.ts', sources.get('cli/heap.ts')!).every((i) => i.spec.startsWith('node:')));
 });

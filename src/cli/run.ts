@@ -9,7 +9,7 @@ import { fail } from './fail.js';
 export const RUN_OPTION_NAMES = [
   'advertise', 'connect', 'static', 'srv', 'interface', 'exclude-interface', 'hostname', 'ipv6', 'ttl', 'dns-server', 'tls-cert', 'tls-key', 'tls-ca',
   'health-interval', 'health-timeout', 'connect-timeout', 'race-delay', 'probe-port', 'idle-timeout', 'wait-for-endpoint', 'drain-timeout',
-  'keep-connections', 'trusted-lan', 'admin', 'log-level', 'log-format', 'check', 'exit-when-stranded',
+  'keep-connections', 'trusted-lan', 'admin', 'log-level', 'log-format', 'check', 'exit-when-stranded', 'heap',
   'data-plane', 'haproxy', 'haproxy-slots',
   'registry', 'mdns', 'registry-address',
 ];
@@ -70,6 +70,10 @@ export function runOptions<T>(y: Argv<T>) {
     .option('admin', { type: 'string', group: 'Operations:', describe: '[HOST:]PORT for HTTP: the status page at /, /healthz, /peers and /metrics (default host 127.0.0.1)' })
     .option('log-level', { type: 'string', group: 'Operations:', default: 'info', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] })
     .option('log-format', { type: 'string', group: 'Operations:', choices: ['json', 'pretty'], describe: 'default: pretty on a terminal, json otherwise' })
+    .option('heap', {
+      type: 'string', group: 'Operations:', default: 'fast', choices: ['fast', 'lean'],
+      describe: 'V8 heap: fast (a young generation up to 4 MB: ~15 % more new connections/s than lean, +4 MB idle) or lean (the smallest footprint); read before the program loads (README, "Footprint")',
+    })
     .option('check', { type: 'boolean', group: 'Operations:', default: false, describe: 'validate the configuration and exit' });
 }
 
