@@ -65,6 +65,19 @@ test('max-per-endpoint that max-connections already covers: no server maxconn, n
   assert.match(text, /tcp-request connection reject if \{ fe_conn gt 100 \}/);
 });
 
+test('TCP keep-alive: towards endpoints always; towards clients only for a listener reachable from other hosts', () => {
+  const base = spec();
+  const sections = (text: string) => text.split(/\n(?=\S)/);
+  const loopback = sections(renderConfig(base));
+  assert.ok(loopback.find((x) => x.startsWith('defaults'))!.includes('  option srvtcpka\n  srvtcpka-idle 30s'));
+  assert.ok(!loopback.join('\n').includes('clitcpka'), 'a client on loopback: the kernel knows both ends');
+  const l = base.listeners[0]!;
+  const text = renderConfig({ ...base, listeners: [l, { ...l, ...proxyNames('redis', '0.0.0.0', 6380), bind: '0.0.0.0', port: 6380 },
+    { ...l, ...proxyNames('redis', '127.0.0.1', 6381), port: 6381, alsoBinds: ['::1'] }] });
+  const fe = sections(text).filter((x) => x.startsWith('frontend'));
+  assert.deepEqual(fe.map((x) => x.includes('  option clitcpka\n  clitcpka-idle 30s')), [false, true, false]);
+});
+
 test('renderedSlot: what the runtime API must then correct (a drain slot starts ready with weight 0)', () => {
   const s = spec().listeners[0]!.slots;
   assert.deepEqual(renderedSlot(s[1]!), { ...s[1]!, state: 'ready', weight: 0 });

@@ -1,4 +1,5 @@
 import { isIPv6 } from 'node:net';
+import { isLoopback } from '../../base/address.js';
 import type { BalancerName } from '../../cluster/balancer.js';
 import type { ListenerLimits } from '../limits.js';
 import { type Slot, FREE_HOST, FREE_PORT } from './slots.js';
@@ -54,7 +55,7 @@ end, 2)
 
 /** What HAProxy takes in its `timeout` lines for "never": its largest timer, about 24 days. */
 const NEVER = '24d';
-/** TCP keep-alive on both sides, as the Node data plane's sockets (src/proxy/pipe.ts). */
+/** TCP keep-alive's idle time before the first probe, as the Node data plane's sockets (src/proxy/keepalive.ts). */
 const KEEPALIVE_IDLE = '30s';
 
 /**
@@ -160,8 +161,11 @@ export function renderConfig(spec: HaproxyConfigSpec): string {
     // A connect that fails is retried before the client sees anything, each time on another endpoint.
     `  retries ${Math.max(0, spec.connectAttempts - 1)}`,
     '  option redispatch 1',
-    '  option tcpka',
-    `  clitcpka-idle ${KEEPALIVE_IDLE}`,
+    // Keep-alive towards endpoints: they are across the network, where a host can vanish and a
+    // NAT or firewall forgets idle flows. Two setsockopt() per connection, which HAProxy cannot
+    // defer as the Node plane does (proxy/keepalive.ts); a bare HAProxy makes 19 syscalls per
+    // connection, this one 21 (bench/conncost.mjs).
+    '  option srvtcpka',
     `  srvtcpka-idle ${KEEPALIVE_IDLE}`,
   ];
   for (const l of spec.listeners) {
@@ -174,6 +178,9 @@ export function renderConfig(spec: HaproxyConfigSpec): string {
       `  bind ${address(l.bind, l.port)}`,
       ...(l.alsoBinds ?? []).map((a) => `  bind ${address(a, l.port)}`),
       `  maxconn ${frontendMaxconn(l.limits)}`,
+      // Towards clients only where they can be on another host: on loopback the kernel knows both
+      // ends (two setsockopt() per connection saved for the default bind).
+      ...([l.bind, ...(l.alsoBinds ?? [])].every(isLoopback) ? [] : ['  option clitcpka', `  clitcpka-idle ${KEEPALIVE_IDLE}`]),
       ...(fin !== undefined ? [`  tcp-request connection reject if { fe_conn gt ${fin} }`] : []),
       // Clients wait in the backend's queue only when every endpoint is at max-per-endpoint.
       ...(perEndpoint !== undefined && Number.isFinite(l.limits.maxPending)
