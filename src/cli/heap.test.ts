@@ -54,3 +54,11 @@ test('the heap asked for: the flag in either form, else the variable; a name yar
   assert.equal(heapAsked(['--heap', 'tiny'], {}), undefined);
   assert.equal(heapAsked(['--', '--heap', 'lean'], {}), undefined, 'not after --');
 });
+
+test('with HAProxy as the data plane the default is lean: HAProxy carries the bytes', () => {
+  assert.equal(heapAsked(['--data-plane', 'haproxy'], {}), 'lean');
+  assert.equal(heapAsked(['--data-plane=haproxy'], {}), 'lean');
+  assert.equal(heapAsked([], { AMBASSADOR_DATA_PLANE: 'haproxy' }), 'lean');
+  assert.equal(heapAsked(['--data-plane', 'haproxy', '--heap', 'fast'], {}), 'fast', 'an explicit heap wins');
+  assert.equal(heapAsked(['--data-plane', 'node'], {}), undefined);
+});

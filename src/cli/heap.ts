@@ -2,7 +2,7 @@ import { setFlagsFromString } from 'node:v8';
 
 /**
  * V8's heap for a long-running proxy, chosen before the program loads (`--heap fast|lean`,
- * AMBASSADOR_HEAP). Measured for this program on Node 24 (bench/RESULTS.md, "The heap"):
+ * AMBASSADOR_HEAP; lean by default with `--data-plane haproxy`). Measured for this program on Node 24 (bench/RESULTS.md, "The heap"):
  *  - V8's own default lets the young generation grow to 16 MB under connection churn;
  *  - fast (the default): the young generation allowed up to 4 MB (`--max-semi-space-size=4`, the
  *    knee of seven variants): about 0.95× a bare Node proxy's new connections/s, +4 MB idle and
@@ -35,16 +35,27 @@ export interface HeapChoice {
 /** The young generation's size of the fast heap (MB per semi-space). */
 export const YOUNG_GENERATION_MB = 4;
 
-/** `--heap NAME` / `--heap=NAME` on the command line, else AMBASSADOR_HEAP; a name yargs will refuse counts as none. */
-export function heapAsked(args: readonly string[], env: NodeJS.ProcessEnv): HeapName | undefined {
+/** The value of `--NAME V` / `--NAME=V` on the command line (the last one), else of its variable. */
+function optionValue(args: readonly string[], env: NodeJS.ProcessEnv, name: string): string | undefined {
   let value: string | undefined;
   for (let i = 0; i < args.length; i++) {
     if (args[i] === '--') break;
-    if (args[i] === '--heap') value = args[i + 1];
-    else if (args[i]!.startsWith('--heap=')) value = args[i]!.slice('--heap='.length);
+    if (args[i] === `--${name}`) value = args[i + 1];
+    else if (args[i]!.startsWith(`--${name}=`)) value = args[i]!.slice(name.length + 3);
   }
-  value ??= env.AMBASSADOR_HEAP;
-  return HEAP_NAMES.find((n) => n === value?.trim().toLowerCase());
+  return (value ?? env[`AMBASSADOR_${name.toUpperCase().replace(/-/g, '_')}`])?.trim().toLowerCase();
+}
+
+/**
+ * The heap asked for: `--heap` (or AMBASSADOR_HEAP); else lean with `--data-plane haproxy`, where
+ * HAProxy carries the bytes and a larger young generation buys nothing; else none (fast). A
+ * value yargs will refuse counts as none.
+ */
+export function heapAsked(args: readonly string[], env: NodeJS.ProcessEnv): HeapName | undefined {
+  const heap = optionValue(args, env, 'heap');
+  const named = HEAP_NAMES.find((n) => n === heap);
+  if (named) return named;
+  return optionValue(args, env, 'data-plane') === 'haproxy' ? 'lean' : undefined;
 }
 
 export function heapChoice(nodeFlags: readonly string[], canRestart: boolean, asked: HeapName | undefined = undefined): HeapChoice {

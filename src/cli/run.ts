@@ -71,7 +71,8 @@ export function runOptions<T>(y: Argv<T>) {
     .option('log-level', { type: 'string', group: 'Operations:', default: 'info', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] })
     .option('log-format', { type: 'string', group: 'Operations:', choices: ['json', 'pretty'], describe: 'default: pretty on a terminal, json otherwise' })
     .option('heap', {
-      type: 'string', group: 'Operations:', default: 'fast', choices: ['fast', 'lean'],
+      type: 'string', group: 'Operations:', choices: ['fast', 'lean'],
+      defaultDescription: 'fast; lean with --data-plane haproxy',
       describe: 'V8 heap: fast (a young generation up to 4 MB: ~15 % more new connections/s than lean, +4 MB idle) or lean (the smallest footprint); read before the program loads (README, "Footprint")',
     })
     .option('check', { type: 'boolean', group: 'Operations:', default: false, describe: 'validate the configuration and exit' });
