@@ -2,7 +2,8 @@ import { setFlagsFromString } from 'node:v8';
 
 /**
  * V8's heap for a long-running proxy, chosen before the program loads (`--heap fast|lean`,
- * AMBASSADOR_HEAP; lean by default with `--data-plane haproxy`). Measured for this program on Node 24 (bench/RESULTS.md, "The heap"):
+ * AMBASSADOR_HEAP; lean by default with `--data-plane haproxy`). Measured for this program on
+ * Node 24 (bench/RESULTS.md, "The heap decides the churn target"):
  *  - V8's own default lets the young generation grow to 16 MB under connection churn;
  *  - fast (the default): the young generation allowed up to 4 MB (`--max-semi-space-size=4`, the
  *    knee of seven variants): about 0.95× a bare Node proxy's new connections/s, +4 MB idle and
