@@ -177,12 +177,17 @@ function request(port: number, key: string, timeoutMs = 3000): Promise<string> {
   });
 }
 
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
+/**
+ * `n` distinct ports free on 127.0.0.1 now: all held open together, then released. (Taken one at
+ * a time, the kernel may hand the port just released to the next request: a demo once got the
+ * same port for kv-1 and its own listener, and refused itself as a loop.)
+ */
+async function freePorts(n: number): Promise<number[]> {
+  const servers = Array.from({ length: n }, () => net.createServer());
+  await Promise.all(servers.map((srv) => new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()))));
+  const ports = servers.map((srv) => (srv.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((srv) => new Promise<void>((r) => srv.close(() => r()))));
+  return ports;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -285,8 +290,9 @@ type StartAmb = (raw: RawOptions) => Promise<Ambassador>;
 
 async function runDemo(argv: DemoArgs, say: Narrator, startAmb: StartAmb, replicas: KvReplica[]): Promise<void> {
   const N = argv.requests;
-  const [p1, p2, adminPort] = [await freePort(), await freePort(), await freePort()];
-  const port = argv.port || (await freePort());
+  // (five, so that four remain if one is the --port given)
+  const [p1, p2, adminPort, free] = (await freePorts(5)).filter((p) => p !== argv.port) as [number, number, number, number];
+  const port = argv.port || free;
   say.plain('ambassador demo: a whole mesh on this machine over loopback (127.0.0.1), in this one process.');
   say.plain('Nothing leaves this machine and nothing needs root.\n');
 

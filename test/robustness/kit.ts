@@ -133,13 +133,25 @@ export async function collectGarbage(amb: AmbProc): Promise<void> {
   }
 }
 
-/** A port that was free a moment ago on 127.0.0.1. */
+/** Ports freePort() has handed out in this process. */
+const handedOut = new Set<number>();
+
+/**
+ * A port that was free a moment ago on 127.0.0.1, and not one this process was given before: the
+ * kernel may hand the port just released to the next bind(0), so `[await freePort(), await
+ * freePort()]` could otherwise be one port twice (the demo once was: it refused itself as a loop).
+ */
 export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+  for (;;) {
+    const s = net.createServer();
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    const port = (s.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => s.close(() => r()));
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 /** An echo server on 127.0.0.1 (the upstream "service"). */
