@@ -98,8 +98,10 @@ export class HaproxyPlane extends EventEmitter<HaproxyPlaneEvents> {
   private reconciling: Promise<void> | undefined;
   private again = false;
   private scheduled = false;
-  private refreshing: Promise<void> | undefined;
-  private lastStatsAt = 0;
+  /** The reading of HAProxy's statistics under way, and when it began (performance.now()). */
+  private reading: { since: number; done: Promise<boolean> } | undefined;
+  /** When the last completed reading began (performance.now()): what it saw is at least that fresh. */
+  private lastStatsSince = -Infinity;
   /** Bumped by each new HAProxy worker: work planned for an older one is dropped. */
   private generation = 0;
   private lastCrashAt = 0;
@@ -487,13 +489,22 @@ export class HaproxyPlane extends EventEmitter<HaproxyPlaneEvents> {
    * Reads HAProxy's statistics into the frontends (counters, passive evidence, idle retiring
    * slots). True when something moved (a counter, or slots still retiring).
    */
-  private async readStats(): Promise<boolean> {
+  private readStats(): Promise<boolean> {
+    const since = performance.now();
+    const done: Promise<boolean> = this.readStatsNow(since).finally(() => {
+      if (this.reading?.done === done) this.reading = undefined;
+    });
+    this.reading = { since, done };
+    return done;
+  }
+
+  private async readStatsNow(since: number): Promise<boolean> {
     if (this.state !== 'running' && this.state !== 'reloading') return false;
     const generation = this.generation;
     const at = Date.now();
     const rows = parseStat(await this.api.one('show stat'));
     if (generation !== this.generation) return true;
-    this.lastStatsAt = Date.now();
+    this.lastStatsSince = Math.max(this.lastStatsSince, since);
     let moved = false;
     for (const f of this.frontends) {
       if (f.absorb(rows)) moved = true;
@@ -503,13 +514,23 @@ export class HaproxyPlane extends EventEmitter<HaproxyPlaneEvents> {
     return moved;
   }
 
-  /** Fresh statistics for a scrape of /metrics or /peers (one reading shared by callers close together). */
+  /**
+   * Fresh statistics for a scrape of /metrics or /peers: resolves once a reading that began at
+   * most `maxAgeMs` before the call has completed (one reading shared by callers close together).
+   * With 0, one that began after the call: a reading already under way may have asked HAProxy
+   * before what the caller just saw happen (a test once lost a refusal that way).
+   */
   refresh(maxAgeMs = 100): Promise<void> {
-    if (Date.now() - this.lastStatsAt <= maxAgeMs) return Promise.resolve();
-    this.refreshing ??= this.readStats().then(() => {}, () => {}).finally(() => {
-      this.refreshing = undefined;
-    });
-    return this.refreshing;
+    return this.readingSince(performance.now() - maxAgeMs).then(() => {}, () => {});
+  }
+
+  private readingSince(oldest: number): Promise<unknown> {
+    if (this.lastStatsSince > oldest) return Promise.resolve();
+    const current = this.reading;
+    if (current && current.since > oldest) return current.done;
+    // One `show stat` at a time: after the one under way, look again (another caller may have begun one).
+    if (current) return current.done.catch(() => {}).then(() => this.readingSince(oldest));
+    return this.readStats();
   }
 
   /** HAProxy's version, as `haproxy -v` says it. */
